@@ -1,0 +1,25 @@
+# Two commands for a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test bench lint clean
+
+$(BIN)/mascara-actors: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+run: $(BIN)/mascara-actors  ## set up, then run the station demo on the embedded default
+	$(BIN)/mascara-actors demo
+
+test: $(BIN)/mascara-actors  ## set up, lint, then run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/mascara-actors  ## benchmarks, one JSON line per figure
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Camera hardware layer: serial control, frame readout, simulated camera, recorded nights."""
