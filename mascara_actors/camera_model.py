@@ -170,8 +170,13 @@ class CameraModel:
         x = cx + self.focal_px * xi * d
         y = cy + self.focal_px * eta * d
         if self.coeffs_x:
+            # The polynomials only describe the chip; far outside it a cubic would fold
+            # distant stars back onto it, so those positions become NaN instead.
+            with np.errstate(invalid="ignore"):
+                far = (np.abs(2 * x / self.nx - 1) > 1.5) | (np.abs(2 * y / self.ny - 1) > 1.5)
             dx, dy = self._legendre(x, y)
-            x, y = x + dx, y + dy
+            x = np.where(far, np.nan, x + dx)
+            y = np.where(far, np.nan, y + dy)
         return x, y
 
     def radec_to_pixel(

@@ -119,3 +119,17 @@ def test_behind_the_camera_is_nan_and_off_chip(config) -> None:
     assert not m.on_chip(x, y).any()
     assert m.on_chip(np.array([50.0]), np.array([50.0]), margin=50).all()
     assert not m.on_chip(np.array([49.9]), np.array([50.0]), margin=50).any()
+
+
+def test_legendre_terms_do_not_fold_far_stars_onto_the_chip(config) -> None:
+    """Regression: a cubic correction evaluated 15 chip widths away mapped stars back inside."""
+    n = len(legendre_terms(3))
+    coeffs = tuple(1.5 if i + j == 3 else 0.0 for i, j in legendre_terms(3))
+    m = _model(config, "LPE").replace(coeffs_x=coeffs, coeffs_y=coeffs[::-1][:n])
+    plain = m.replace(coeffs_x=(), coeffs_y=())
+    ha, dec = plain.pixel_to_hadec(np.array([-27000.0, -500.0]), np.array([-8700.0, 500.0]))
+    x, y = m.hadec_to_pixel(ha, dec)
+    assert np.isnan(x[0])
+    assert np.isnan(y[0])
+    assert np.isfinite(x[1])
+    assert np.isfinite(y[1])

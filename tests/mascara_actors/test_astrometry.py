@@ -1,0 +1,204 @@
+"""Astrometry against simulator truth: solve from a pointing 2 degrees off, verify, fail cleanly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.simulator import SimulatedSky, SimulationSettings
+from mascara_actors.astrometry import (
+    AFLAG_FAILED,
+    AFLAG_TOO_BRIGHT,
+    astrometry_stars,
+    solve,
+    verify,
+)
+from mascara_actors.camera_model import CameraModel, legendre_terms
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import load_config
+from mascara_actors.errors import AstrometryFailed
+from mascara_actors.sidereal import SLOT_SIDEREAL_S, SiteReference
+
+
+def _axis_separation_deg(a: CameraModel, b: CameraModel) -> float:
+    def vec(m: CameraModel) -> np.ndarray:
+        alt, az = np.radians([m.alt_deg, m.az_deg])
+        return np.array([np.cos(alt) * np.sin(az), np.cos(alt) * np.cos(az), np.sin(alt)])
+
+    return float(np.degrees(np.arccos(np.clip(vec(a) @ vec(b), -1, 1))))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A full-size LPE frame rendered through a true model 2 degrees and 3 degrees of roll off
+    the nominal one, with lens and Legendre terms the nominal lacks (shared, read-only)."""
+    cfg = load_config()
+    cam = cfg.camera("LPE")
+    cat = Catalogue.load()
+    nominal = CameraModel.from_config(cam)
+    rng = np.random.default_rng(3)
+    terms = legendre_terms(3)
+    cx = np.array([rng.normal(0, 1.5) if i + j >= 2 else 0.0 for i, j in terms])
+    cy = np.array([rng.normal(0, 1.5) if i + j >= 2 else 0.0 for i, j in terms])
+    true = nominal.replace(
+        alt_deg=nominal.alt_deg + 1.5,
+        az_deg=nominal.az_deg + 2.1,
+        roll_deg=nominal.roll_deg + 3.0,
+        focal_px=nominal.focal_px * 1.004,
+        k1=nominal.k1 * 1.1,
+        coeffs_x=tuple(cx),
+        coeffs_y=tuple(cy),
+    )
+    sky = SimulatedSky(cam, cat, true_model=true, settings=SimulationSettings(seed=2))
+    s0 = int(SiteReference().local_sidereal_time("2026-11-10T01:00:00").lstseq)
+    frames = [sky.exposure(s) for s in (s0, s0 + 50)]
+    images = [
+        (
+            f.raw[
+                f.header.y0 : f.header.y0 + f.header.ysize,
+                f.header.x0 : f.header.x0 + f.header.xsize,
+            ].astype(np.float32)
+            - cam.sensor.bias_adu
+        )
+        for f in frames
+    ]
+    stars = astrometry_stars(cat, vmin=4.0, vmax=7.5)
+    return {
+        "cat": cat,
+        "nominal": nominal,
+        "true": true,
+        "frames": frames,
+        "images": images,
+        "stars": stars,
+    }
+
+
+def _lst_mid(header) -> float:
+    return header.lst + SLOT_SIDEREAL_S / 2 / 3600.0
+
+
+def _rms_vs_truth(model: CameraModel, frame, cat: Catalogue) -> tuple[float, int]:
+    truth = frame.truth
+    stars = cat.by_hip(truth["id"])
+    fast = stars.vmag <= 8.4
+    ra, dec = stars.positions_at(frame.header.jdmid)
+    x, y = model.radec_to_pixel(ra, dec, _lst_mid(frame.header))
+    d = np.hypot(x - truth["x"], y - truth["y"])[fast]
+    return float(np.sqrt(np.mean(d**2))), int(fast.sum())
+
+
+@pytest.fixture(scope="module")
+def solution(scene):
+    """The solution of the first frame from the nominal pointing (shared, read-only)."""
+    f = scene["frames"][0]
+    return solve(
+        scene["images"][0],
+        scene["stars"],
+        scene["nominal"],
+        lst_hours=_lst_mid(f.header),
+        jd=f.header.jdmid,
+        lstseq=f.header.lstseq,
+    )
+
+
+def test_nominal_pointing_is_two_degrees_off(scene) -> None:
+    assert _axis_separation_deg(scene["nominal"], scene["true"]) >= 2.0
+    rms, _ = _rms_vs_truth(scene["nominal"], scene["frames"][0], scene["cat"])
+    assert rms > 50.0  # the nominal model alone misses by tens of pixels
+
+
+def test_solve_from_two_degrees_off_reaches_0p1_px(scene, solution) -> None:
+    rms, nfast = _rms_vs_truth(solution.model, scene["frames"][0], scene["cat"])
+    assert nfast > 4000
+    assert rms <= 0.1
+    assert solution.aflag == 0
+    assert solution.nused > 0.9 * solution.nstars
+    assert solution.dr < 0.1  # measured centroids agree with the fitted model
+
+
+def test_solution_holds_on_a_later_set_without_refit(scene, solution) -> None:
+    f = scene["frames"][1]
+    checked = verify(
+        scene["images"][1],
+        scene["stars"],
+        solution,
+        lst_hours=_lst_mid(f.header),
+        jd=f.header.jdmid,
+        lstseq=f.header.lstseq,
+    )
+    assert checked.model is solution.model  # within tolerance: no refit
+    assert checked.lstseq == f.header.lstseq
+    rms, _ = _rms_vs_truth(checked.model, f, scene["cat"])
+    assert rms <= 0.1
+
+
+def test_verify_refits_when_the_camera_moved(scene, solution) -> None:
+    f = scene["frames"][1]
+    bumped = solution.model.replace(roll_deg=solution.model.roll_deg + 0.03)
+    stale = type(solution)(model=bumped, lstseq=0, nstars=1, nused=1, dx=0.0, dy=0.0)
+    before, _ = _rms_vs_truth(bumped, f, scene["cat"])
+    assert before > 0.5
+    fixed = verify(
+        scene["images"][1],
+        scene["stars"],
+        stale,
+        lst_hours=_lst_mid(f.header),
+        jd=f.header.jdmid,
+        lstseq=f.header.lstseq,
+    )
+    after, _ = _rms_vs_truth(fixed.model, f, scene["cat"])
+    assert fixed.aflag == 0
+    assert after <= 0.1
+
+
+def test_dome_closed_frame_fails_clearly(scene) -> None:
+    f = scene["frames"][0]
+    blank = np.random.default_rng(0).normal(0, 10, scene["images"][0].shape).astype(np.float32)
+    with pytest.raises(AstrometryFailed, match=r"too few stars|matched"):
+        solve(
+            blank,
+            scene["stars"],
+            scene["nominal"],
+            lst_hours=_lst_mid(f.header),
+            jd=f.header.jdmid,
+            lstseq=f.header.lstseq,
+        )
+
+
+def test_daylight_frame_is_flagged_not_solved(scene, solution) -> None:
+    f = scene["frames"][1]
+    bright = scene["images"][1] + 30000.0
+    with pytest.raises(AstrometryFailed, match="too bright"):
+        solve(
+            bright,
+            scene["stars"],
+            scene["nominal"],
+            lst_hours=_lst_mid(f.header),
+            jd=f.header.jdmid,
+            lstseq=f.header.lstseq,
+        )
+    kept = verify(
+        bright,
+        scene["stars"],
+        solution,
+        lst_hours=_lst_mid(f.header),
+        jd=f.header.jdmid,
+        lstseq=f.header.lstseq,
+    )
+    assert kept.aflag & AFLAG_TOO_BRIGHT
+    assert kept.model is solution.model
+
+
+def test_unsolvable_frame_keeps_previous_model_with_aflag(scene, solution) -> None:
+    f = scene["frames"][1]
+    noise = np.random.default_rng(1).normal(0, 10, scene["images"][1].shape).astype(np.float32)
+    kept = verify(
+        noise,
+        scene["stars"],
+        solution,
+        lst_hours=_lst_mid(f.header),
+        jd=f.header.jdmid,
+        lstseq=f.header.lstseq,
+    )
+    assert kept.aflag & AFLAG_FAILED
+    assert kept.model is solution.model
