@@ -1,0 +1,49 @@
+"""Benchmark: load the Hipparcos 2 catalogue and pick one camera's stars."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+from bench._core import bench, figure
+from mascara_actors.catalogue import Catalogue
+
+# 2026-03-20 00:00 UTC, a fixed night so the figure is comparable over time.
+_JD = 2461119.5
+_VMAX = 8.4
+_REPEATS = 7
+
+
+@bench("catalogue_select_s")
+def run():
+    """Figure: catalogue_select_s (s) - warm-cache load + V <= 8.4 selection + positions_at.
+
+    Median of 7 runs against a cache built once in a temporary directory; the camera
+    footprint cut is not included yet. Context: ``n_stars`` selected, ``n_catalogue`` and
+    ``cold_load_s`` (parse hip2.dat, derive V/B/blends, write the cache).
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as cache_dir:
+        t0 = time.perf_counter()
+        full = Catalogue.load(cache_dir)
+        cold_s = time.perf_counter() - t0
+
+        timings = []
+        for _ in range(_REPEATS):
+            t0 = time.perf_counter()
+            cat = Catalogue.load(cache_dir)
+            bright = cat.select(vmax=_VMAX)
+            bright.positions_at(_JD)
+            timings.append(time.perf_counter() - t0)
+
+    yield figure(
+        "catalogue_select_s",
+        statistics.median(timings),
+        "s",
+        n_stars=len(bright),
+        n_catalogue=len(full),
+        vmax=_VMAX,
+        cold_load_s=round(cold_s, 4),
+        min_s=round(min(timings), 4),
+        repeats=_REPEATS,
+    )
