@@ -27,7 +27,7 @@ from hw.render import (
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig
-from mascara_actors.ephemeris import sun_moon
+from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.rawframe import RawHeader
 from mascara_actors.sidereal import (
     SLOT_SIDEREAL_S,
@@ -185,6 +185,7 @@ class SimulatedSky:
         self._ra = self._dec = np.empty(0)
         self._clouds: CloudField | None = None
         self._transits = {t.hip: t for t in self.settings.transits}
+        self._ephemeris = EphemerisTable(camera.site)
 
     # --- time ------------------------------------------------------------------------------
 
@@ -254,10 +255,10 @@ class SimulatedSky:
 
     def sky_level_e(self, header: RawHeader) -> float:
         """Sky electrons per pixel on the axis: dark sky brightened by twilight and the Moon."""
-        sm = sun_moon(header.jdmid, self.camera.site)
+        sm = self._ephemeris.at(header.jdmid)
         sunalt, moonalt, moonph = float(sm.sunalt[0]), float(sm.moonalt[0]), float(sm.moonph[0])
-        # Twilight brightens the sky by ~0.6 mag per degree of solar altitude above -18 deg.
-        extra = -0.6 * min(max(sunalt + 18.0, 0.0), 25.0)
+        # Twilight: ~2 mag brighter at nautical dusk (-12 deg), ~4 mag at civil dusk (-6 deg).
+        extra = -0.35 * min(max(sunalt + 18.0, 0.0), 30.0)
         if moonalt > 0:
             extra -= 3.0 * moonph * math.sin(math.radians(moonalt))
         return sky_electrons_per_pixel(

@@ -262,8 +262,20 @@ class Config:
     directory: Path
     lstseq: LstseqConfig
     sites: dict[str, SiteConfig]
+    sensors: dict[str, SensorConfig]
     cameras: dict[str, CameraConfig]
     reduction: ReductionConfig
+
+    def sensor(self, name: str) -> SensorConfig:
+        """The sensor ``name`` (e.g. ``"crop1024"``); ConfigError lists the known ones."""
+        try:
+            return self.sensors[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sensors))
+            raise ConfigError(
+                f"unknown sensor {name!r} in {self.directory / 'cameras.toml'}: "
+                f"choose one of {known}"
+            ) from None
 
     def camera(self, camera_id: str) -> CameraConfig:
         """The camera ``camera_id`` (e.g. ``"LPC"``); ConfigError lists the known ids."""
@@ -465,5 +477,10 @@ def load_config(directory: str | Path | None = None) -> Config:
     red_path = cfg_dir / "reduction.toml"
     reduction = _build(ReductionConfig, _read_toml(red_path), file=red_path, key="")
     return Config(
-        directory=cfg_dir, lstseq=lstseq, sites=sites, cameras=cameras, reduction=reduction
+        directory=cfg_dir,
+        lstseq=lstseq,
+        sites=sites,
+        sensors=sensors,
+        cameras=cameras,
+        reduction=reduction,
     )

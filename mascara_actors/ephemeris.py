@@ -7,20 +7,31 @@ from datetime import date
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import AltAz, EarthLocation, get_body
+from astropy.coordinates import AltAz, EarthLocation, PrecessedGeocentric, get_body
 from astropy.time import Time
 
 from mascara_actors.config import SiteConfig
 from mascara_actors.offline import configure_astropy_offline
 
-__all__ = ["SunMoon", "night_date", "site_location", "sun_altitude", "sun_moon"]
+__all__ = [
+    "EphemerisTable",
+    "SunMoon",
+    "night_date",
+    "site_location",
+    "sun_altitude",
+    "sun_moon",
+]
 
 configure_astropy_offline()
 
 
 @dataclass(frozen=True, slots=True)
 class SunMoon:
-    """Sun and Moon at some times, degrees (RA/Dec geocentric of date, alt topocentric)."""
+    """Sun and Moon at some times, degrees.
+
+    RA/Dec are geocentric, mean equinox of date (the frame the camera model takes, like the
+    catalogue's ``positions_at``); altitudes are topocentric without refraction.
+    """
 
     sunra: np.ndarray
     sundec: np.ndarray
@@ -54,13 +65,16 @@ def sun_moon(jd_utc: float | np.ndarray, site: SiteConfig) -> SunMoon:
     moon_altaz = moon.transform_to(frame)
     elongation = sun.separation(moon).rad
     phase = (1.0 - np.cos(elongation)) / 2.0
+    of_date = PrecessedGeocentric(equinox=t, obstime=t)
+    sun_d = sun.transform_to(of_date)
+    moon_d = moon.transform_to(of_date)
     f = np.float32
     return SunMoon(
-        sunra=sun.ra.deg.astype(f),
-        sundec=sun.dec.deg.astype(f),
+        sunra=sun_d.ra.deg.astype(f),
+        sundec=sun_d.dec.deg.astype(f),
         sunalt=sun_altaz.alt.deg.astype(f),
-        moonra=moon.ra.deg.astype(f),
-        moondec=moon.dec.deg.astype(f),
+        moonra=moon_d.ra.deg.astype(f),
+        moondec=moon_d.dec.deg.astype(f),
         moonalt=moon_altaz.alt.deg.astype(f),
         moonph=np.asarray(phase, f),
     )
@@ -88,3 +102,36 @@ def night_date(jd_utc: float, site: SiteConfig, *, horizon_deg: float = 0.0) -> 
         return Time(jd_utc, format="jd", scale="utc").to_datetime().date()
     crossing = grid[down[-1] + 1]
     return Time(crossing, format="jd", scale="utc").to_datetime().date()
+
+
+class EphemerisTable:
+    """Sun and Moon on a 5-minute grid, interpolated: cheap per-frame look-ups.
+
+    The Moon moves about 2.5 arcmin in 5 minutes, so linear interpolation is good to far
+    better than a pixel; the grid is extended on demand, a day at a time.
+    """
+
+    step_days = 5.0 / 1440.0
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self._jd = np.empty(0)
+        self._table: SunMoon | None = None
+
+    def at(self, jd_utc: float) -> SunMoon:
+        """Interpolated Sun and Moon at ``jd_utc`` (one-element arrays)."""
+        if self._table is None or not (self._jd[0] <= jd_utc <= self._jd[-1]):
+            start = np.floor(jd_utc / self.step_days) * self.step_days
+            self._jd = start + np.arange(-2, 290) * self.step_days
+            self._table = sun_moon(self._jd, self.site)
+        table = self._table
+        out = {}
+        for name in ("sunra", "sundec", "sunalt", "moonra", "moondec", "moonalt", "moonph"):
+            values = getattr(table, name).astype(float)
+            if name.endswith("ra"):
+                # unwrap RA so interpolation across 0/360 deg stays continuous
+                values = np.degrees(np.unwrap(np.radians(values)))
+                out[name] = np.atleast_1d(np.interp(jd_utc, self._jd, values) % 360.0)
+            else:
+                out[name] = np.atleast_1d(np.interp(jd_utc, self._jd, values))
+        return SunMoon(**{k: v.astype(np.float32) for k, v in out.items()})

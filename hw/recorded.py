@@ -1,0 +1,366 @@
+"""A recorded night as a frame source: raw FITS files from a directory, in lstseq order.
+
+:class:`RecordedNight` is the third peer of the serial camera and the simulated camera: it
+stands in for the camera when replaying (``--replay DIR``). It needs only the files: names
+give lstseq, camera and kind (:func:`~mascara_actors.rawframe.parse_raw_filename`), headers
+give the rest. Plain, gzip and Rice-compressed frames may be mixed.
+
+Bad input never stops a replay and never travels on as data:
+
+- a directory that does not exist, holds no raw frames, or holds frames of more than one
+  camera is refused at once (:class:`~mascara_actors.errors.ConfigError`, naming the
+  directory, or the cameras and their counts);
+- two files for one slot (``X.fits`` and ``X.fits.fz``, or a science frame and a dark with
+  the same lstseq): the first in name order is used, the others are counted and logged;
+- unreadable files (truncated, not FITS, missing keys) are logged, counted and skipped when
+  their turn comes;
+- a file whose header disagrees with its name (LSTSEQ, CAMERA or IMAGETYP) is logged,
+  counted and skipped.
+
+The counts are in :attr:`RecordedNight.stats`, a frozen :class:`ReplayStats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.rawframe import FRAME_KINDS, RawFrame, parse_raw_filename, read_raw
+from mascara_actors.sidereal import slot_length_solar_s
+
+__all__ = ["FrameFile", "RecordedNight", "ReplayStats"]
+
+log = logging.getLogger(__name__)
+
+_FITS_BLOCK = 2880
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFile:
+    """One raw frame file of a recorded night, as its name describes it."""
+
+    path: Path
+    lstseq: int
+    camera: str
+    """Camera letter, N/E/S/W/C."""
+    kind: str
+    """``science``, ``dark``, ``bias`` or ``flat``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStats:
+    """Counts of a recorded night's files, cheap to copy and safe to hand to another task."""
+
+    frames: int = 0
+    """Frames scheduled for replay (one per slot, after duplicates are set aside)."""
+    yielded: int = 0
+    """Frames handed out by :meth:`RecordedNight.replay` (summed over replays)."""
+    skipped_unreadable: int = 0
+    """Files that could not be read as raw frames (truncated, not FITS, bad header)."""
+    skipped_duplicate: int = 0
+    """Extra files for a slot that already has one (found when scanning)."""
+    skipped_mismatch: int = 0
+    """Files whose LSTSEQ, CAMERA or IMAGETYP disagree with the file name."""
+    ignored_files: int = 0
+    """Directory entries that are not raw frame names (truth.fits, logs, partial files)."""
+
+
+class RecordedNight:
+    """The raw frames of one camera's night, from a directory, in lstseq order.
+
+    The directory is scanned once, here; files are read only when replayed.
+
+    Parameters
+    ----------
+    directory
+        A directory of raw frames (``{lstseq:08d}{CAM}[kind].fits[.gz|.fz]``).
+
+    Raises
+    ------
+    ConfigError
+        If the directory does not exist, is not a directory, holds no raw frames, or holds
+        frames of more than one camera.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        if not self.directory.exists():
+            raise ConfigError(
+                f"recorded night {self.directory} does not exist: pass the directory of a "
+                "recorded night's raw frames (record one with `mascara-actors simulate`)"
+            )
+        if not self.directory.is_dir():
+            raise ConfigError(
+                f"recorded night {self.directory} is not a directory: pass the directory "
+                "that holds the raw frames, not a file"
+            )
+        found: list[FrameFile] = []
+        ignored = 0
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                parsed = parse_raw_filename(entry.name) if entry.is_file() else None
+                if parsed is None:
+                    ignored += 1
+                    continue
+                lstseq, camera, kind = parsed
+                found.append(FrameFile(Path(entry.path), lstseq, camera, kind))
+        if not found:
+            raise ConfigError(
+                f"recorded night {self.directory} holds no raw frames (names like "
+                "00123456C.fits, 00123456Cdark.fits.fz): check the path"
+            )
+        cameras = Counter(f.camera for f in found)
+        if len(cameras) > 1:
+            listed = ", ".join(
+                f"{cam} ({n} file{'s' if n > 1 else ''})" for cam, n in sorted(cameras.items())
+            )
+            raise ConfigError(
+                f"recorded night {self.directory} holds frames of {len(cameras)} cameras: "
+                f"{listed}; a recorded night is one camera's, move the others to their own "
+                "directory"
+            )
+        found.sort(key=lambda f: (f.lstseq, f.path.name))
+        frames: list[FrameFile] = []
+        duplicates = 0
+        for f in found:
+            if frames and frames[-1].lstseq == f.lstseq:
+                duplicates += 1
+                log.warning(
+                    "%s: slot %d already has %s; skipped as a duplicate",
+                    f.path,
+                    f.lstseq,
+                    frames[-1].path.name,
+                )
+                continue
+            frames.append(f)
+        self.camera: str = found[0].camera
+        """Camera letter of the night's frames."""
+        self._frames = tuple(frames)
+        self._counts = {
+            "yielded": 0,
+            "skipped_unreadable": 0,
+            "skipped_duplicate": duplicates,
+            "skipped_mismatch": 0,
+            "ignored_files": ignored,
+        }
+        log.info(
+            "recorded night %s: %d frames of camera %s, lstseq %d-%d (%d duplicates, "
+            "%d other files)",
+            self.directory,
+            len(frames),
+            self.camera,
+            frames[0].lstseq,
+            frames[-1].lstseq,
+            duplicates,
+            ignored,
+        )
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __repr__(self) -> str:
+        return f"RecordedNight({str(self.directory)!r}, camera={self.camera!r}, frames={len(self)})"
+
+    @property
+    def stats(self) -> ReplayStats:
+        """A snapshot of the counts so far."""
+        return ReplayStats(frames=len(self._frames), **self._counts)
+
+    def frames(self, kind: str | None = None) -> tuple[FrameFile, ...]:
+        """The frame files in lstseq order, one per slot; only ``kind`` when given.
+
+        Parameters
+        ----------
+        kind
+            ``science``, ``dark``, ``bias`` or ``flat``; None (default) for all.
+        """
+        if kind is None:
+            return self._frames
+        if kind not in FRAME_KINDS:
+            raise ValueError(f"kind must be one of {FRAME_KINDS} or None, got {kind!r}")
+        return tuple(f for f in self._frames if f.kind == kind)
+
+    def replay(
+        self, *, realtime: bool = False, speed: float = 1.0, kind: str | None = None
+    ) -> AsyncIterator[RawFrame]:
+        """Read the frames in lstseq order: ``async for frame in night.replay(): ...``.
+
+        Files are read in a worker thread (``anyio.to_thread.run_sync``), so the event loop
+        stays free. Unreadable and mismatched files are skipped and counted.
+
+        Parameters
+        ----------
+        realtime
+            Pace the frames like the camera: frame ``lstseq`` is handed out at the end of
+            its slot, ``(lstseq - first + 1) x 6.38 s / speed`` after the first
+            ``__anext__`` (6.4 sidereal seconds per slot, ``first`` the first frame's slot),
+            with ``anyio.sleep_until`` so a mock clock drives it. Gaps in lstseq are waited
+            out; a late read is handed out at once and the schedule is kept. When False
+            (default), frames come as fast as they are read.
+        speed
+            Replay speed-up, > 0 (2.0 is twice real time); used when ``realtime``.
+        kind
+            Only frames of this kind; None (default) for all, calibration frames included.
+
+        Raises
+        ------
+        ValueError
+            If ``speed`` is not a positive finite number.
+        """
+        if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+            raise ValueError(
+                f"speed must be a positive number (2.0 = twice real time), got {speed!r}"
+            )
+        return _Replay(self, self.frames(kind), realtime=realtime, speed=float(speed))
+
+    def _count(self, name: str) -> None:
+        self._counts[name] += 1
+
+
+class _Replay:
+    """The async iterator behind :meth:`RecordedNight.replay` (no generator to finalise)."""
+
+    def __init__(
+        self, night: RecordedNight, files: tuple[FrameFile, ...], *, realtime: bool, speed: float
+    ) -> None:
+        self._night = night
+        self._files = files
+        self._next = 0
+        self._realtime = realtime
+        self._period_s = slot_length_solar_s() / speed
+        self._start: float | None = None
+
+    def __aiter__(self) -> _Replay:
+        return self
+
+    async def __anext__(self) -> RawFrame:
+        if self._start is None:
+            self._start = anyio.current_time()
+        while self._next < len(self._files):
+            f = self._files[self._next]
+            self._next += 1
+            frame = await anyio.to_thread.run_sync(_read_checked, f)
+            if isinstance(frame, str):
+                self._night._count(frame)
+                continue
+            if self._realtime:
+                slots = f.lstseq - self._files[0].lstseq + 1
+                await anyio.sleep_until(self._start + slots * self._period_s)
+            self._night._count("yielded")
+            return frame
+        raise StopAsyncIteration
+
+
+def _read_checked(f: FrameFile) -> RawFrame | str:
+    """Read one frame; on a problem, log it and return the name of the stats counter."""
+    try:
+        _check_fits_layout(f.path)
+        frame = read_raw(f.path)
+    except FrameError as exc:
+        log.warning("skipped unreadable frame: %s", exc)
+        return "skipped_unreadable"
+    except Warning as exc:
+        # Only reached when warnings are errors (python -W error, pytest) and astropy warns
+        # about a file that passed the layout check (e.g. a non-standard header).
+        log.warning("skipped unreadable frame: %s: %s", f.path, exc)
+        return "skipped_unreadable"
+    h = frame.header
+    wrong = [
+        f"{key} {got!r} (name says {want!r})"
+        for key, got, want in (
+            ("LSTSEQ", h.lstseq, f.lstseq),
+            ("CAMERA", h.camera, f.camera),
+            ("IMAGETYP", h.imagetyp, f.kind),
+        )
+        if got != want
+    ]
+    if wrong:
+        log.warning("skipped %s: header %s", f.path, ", ".join(wrong))
+        return "skipped_mismatch"
+    return frame
+
+
+def _check_fits_layout(path: Path) -> None:
+    """Walk the HDU headers and check that every HDU's data is in the file.
+
+    Checked before astropy sees the file: astropy only *warns* about a truncated file and
+    then fails with a less helpful message (or, when warnings are errors, leaks the open
+    file). A FITS file is whole 2880-byte blocks; each HDU is header blocks up to ``END``
+    and then ``|BITPIX|/8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)`` bytes of data,
+    padded to a block. Only the headers are read. Gzip files are left to their own CRC.
+    """
+    if path.name.endswith(".gz"):
+        return
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            if size == 0 or size % _FITS_BLOCK:
+                raise FrameError(
+                    f"{path}: {size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS "
+                    "blocks: the file is truncated or not FITS"
+                )
+            pos = 0
+            first = True
+            while pos < size:
+                fh.seek(pos)
+                cards, header_bytes = _read_header_cards(fh, path, first=first)
+                first = False
+                naxis = cards.get(b"NAXIS", 0)
+                count = math.prod(cards.get(b"NAXIS%d" % i, 0) for i in range(1, naxis + 1))
+                if naxis == 0:
+                    count = 0
+                nbytes = (
+                    abs(cards.get(b"BITPIX", 8))
+                    // 8
+                    * cards.get(b"GCOUNT", 1)
+                    * (cards.get(b"PCOUNT", 0) + count)
+                )
+                pos += header_bytes + -(-nbytes // _FITS_BLOCK) * _FITS_BLOCK
+                if pos > size:
+                    raise FrameError(
+                        f"{path}: the data of an HDU ends at byte {pos} but the file has "
+                        f"{size} bytes: the file is truncated"
+                    )
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read the file ({exc})") from None
+
+
+_LAYOUT_KEYS = (b"BITPIX", b"NAXIS", b"PCOUNT", b"GCOUNT")
+_MAX_HEADER_BLOCKS = 100
+
+
+def _read_header_cards(fh: Any, path: Path, *, first: bool) -> tuple[dict[bytes, int], int]:
+    """The integer layout keywords of the header at the file position, and its size."""
+    cards: dict[bytes, int] = {}
+    for nblock in range(1, _MAX_HEADER_BLOCKS + 1):
+        block = fh.read(_FITS_BLOCK)
+        if len(block) < _FITS_BLOCK:
+            raise FrameError(f"{path}: a FITS header is cut short: the file is truncated")
+        if nblock == 1:
+            opener = b"SIMPLE  =" if first else b"XTENSION="
+            if not block.startswith(opener):
+                raise FrameError(
+                    f"{path}: not a FITS file (an HDU must start with {opener.decode()!r})"
+                )
+        for i in range(0, _FITS_BLOCK, 80):
+            key = block[i : i + 8].rstrip()
+            if key == b"END":
+                return cards, nblock * _FITS_BLOCK
+            if key in _LAYOUT_KEYS or key.startswith(b"NAXIS"):
+                try:
+                    cards[key] = int(block[i + 10 : i + 80].split(b"/")[0])
+                except ValueError:
+                    raise FrameError(
+                        f"{path}: FITS keyword {key.decode(errors='replace')} is not an integer"
+                    ) from None
+    raise FrameError(f"{path}: no END card in {_MAX_HEADER_BLOCKS} header blocks: not FITS")

@@ -1,0 +1,127 @@
+"""The saver actor: collect each set's records, write it whole, combine at the end.
+
+A set is written when the first frame of the next set arrives, or when the night ends. On a
+graceful stop before the end (SIGINT, SIGTERM) the open set is *not* written: its raw frames
+are in the archive and a restart reduces the set again, so no frame is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.to_thread
+import numpy as np
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from mascara_actors.actors.events import Event, SetSaved, WarningEvent
+from mascara_actors.actors.messages import FrameReduced
+from mascara_actors.errors import StorageError
+from mascara_actors.records import astrometry_dtype
+from mascara_actors.storage import CombineReport, SetWriter
+
+__all__ = ["SaverResult", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SaverResult:
+    """What the saver wrote; filled in as it goes."""
+
+    sets_written: list[int] = field(default_factory=list)
+    combined: list[CombineReport] = field(default_factory=list)
+
+
+def _astrometry_row(frames: list[FrameReduced]) -> np.ndarray:
+    sol = frames[0].solution
+    params = sol.params()
+    row = np.zeros(1, astrometry_dtype(params.size))
+    row["lstseq"] = sol.lstseq
+    row["setidx"] = frames[0].setidx
+    row["nstars"] = sol.nstars
+    row["nused"] = sol.nused
+    row["dx"] = sol.dx
+    row["dy"] = sol.dy
+    row["dr"] = sol.dr
+    row["aflag"] = sol.aflag
+    row["params"] = params
+    return row
+
+
+async def run(
+    *,
+    inbox: ObjectReceiveStream[FrameReduced],
+    events: ObjectSendStream[Event],
+    writer: SetWriter,
+    star_rows: Callable[[np.ndarray], np.ndarray],  # records -> star_dtype rows
+    stopping: anyio.Event,
+    combine_options: dict[str, object],
+    result: SaverResult,
+    delay_s: float = 0.0,
+) -> None:
+    """Write every complete set of ``inbox``; at the end of the night, combine.
+
+    ``delay_s`` makes the saver take that long per message: a slow disk, for the
+    backpressure tests.
+    """
+    frames: list[FrameReduced] = []
+
+    async def flush() -> None:
+        setidx = frames[0].setidx
+        records = np.concatenate([f.records for f in frames])
+        station = np.concatenate([f.station for f in frames])
+        stars = star_rows(records)
+        try:
+            path = await writer.write_set_async(
+                "fast",
+                setidx,
+                records,
+                stars=stars,
+                station=station,
+                astrometry=_astrometry_row(frames),
+            )
+        except StorageError as exc:
+            # A full disk or a foreign file: the set's raw frames stay in the archive.
+            await events.send(WarningEvent(source="saver", message=str(exc)))
+            frames.clear()
+            return
+        result.sets_written.append(setidx)
+        await events.send(
+            SetSaved(
+                kind_="fast",
+                setidx=setidx,
+                nframes=len(frames),
+                nrecords=int(records.size),
+                path=str(path),
+            )
+        )
+        frames.clear()
+
+    async with inbox, events:
+        async for msg in inbox:
+            if delay_s:
+                await anyio.sleep(delay_s)
+            if frames and msg.setidx != frames[0].setidx:
+                await flush()
+            frames.append(msg)
+        if stopping.is_set():
+            if frames:
+                log.info(
+                    "stopped mid-set %d: %d frames are left for the restart",
+                    frames[0].setidx,
+                    len(frames),
+                )
+            return
+        if frames:
+            await flush()
+        try:
+            report = await anyio.to_thread.run_sync(
+                lambda: writer.combine("fast", **combine_options)
+            )
+        except StorageError as exc:
+            await events.send(WarningEvent(source="saver", message=f"nightly combine: {exc}"))
+            return
+        result.combined.append(report)

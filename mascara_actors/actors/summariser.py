@@ -1,0 +1,108 @@
+"""The summariser actor: log every event as a JSON line and keep the night's state.
+
+:class:`NightState` is the snapshot the progress bar and the console read on a timer; the
+event log (``logs/events.jsonl``) is what the night summary is built from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from anyio.abc import ObjectReceiveStream
+
+from mascara_actors.actors.events import (
+    AstrometryDone,
+    Event,
+    FrameFailed,
+    FrameReducedEvent,
+    NightStarted,
+    QueueDepths,
+    SetSaved,
+    Spooled,
+    WarningEvent,
+    to_json,
+)
+
+__all__ = ["NightState", "run"]
+
+
+@dataclass
+class NightState:
+    """Live counters of one camera-night (read by the UI; written only by the summariser)."""
+
+    night: str = ""
+    camera: str = ""
+    frames_expected: int = 0
+    frames_reduced: int = 0
+    frames_failed: int = 0
+    sets_saved: int = 0
+    last_lstseq: int | None = None
+    last_nstars: int = 0
+    last_nflagged: int = 0
+    last_latency_s: float = float("nan")
+    last_sky: float = float("nan")
+    ccdtemp: float = float("nan")
+    astrometry_dr: float = float("nan")
+    aflag: int = 0
+    spooled: int = 0
+    caught_up: int = 0
+    queue_depths: dict[str, int] = field(default_factory=dict)
+    stars_measured: int = 0
+    flags_raised: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    problems: deque[tuple[float, str, int | None, str]] = field(
+        default_factory=lambda: deque(maxlen=200)
+    )
+    """(time, level, lstseq, message) of the latest warnings and errors."""
+    started: float = field(default_factory=time.time)
+
+    @property
+    def frames_done(self) -> int:
+        return self.frames_reduced + self.frames_failed
+
+    def rate(self) -> float:
+        """Frames handled per second of wall time so far."""
+        dt = time.time() - self.started
+        return self.frames_done / dt if dt > 0 else 0.0
+
+    def apply(self, ev: Event) -> None:
+        """Update the counters with one event."""
+        if isinstance(ev, NightStarted):
+            self.night, self.camera = ev.night, ev.camera
+            self.frames_expected = ev.frames_expected
+        elif isinstance(ev, FrameReducedEvent):
+            self.frames_reduced += 1
+            self.last_lstseq = ev.lstseq
+            self.last_nstars, self.last_nflagged = ev.nstars, ev.nflagged
+            self.last_latency_s = ev.latency_s
+            self.latencies.append(ev.latency_s)
+            self.last_sky, self.ccdtemp = ev.sky, ev.ccdtemp
+            self.stars_measured += ev.nstars
+            self.flags_raised += ev.nflagged
+        elif isinstance(ev, FrameFailed):
+            self.frames_failed += 1
+            self.problems.append((ev.time, "error", ev.lstseq, ev.reason))
+        elif isinstance(ev, AstrometryDone):
+            self.astrometry_dr, self.aflag = ev.dr, ev.aflag
+        elif isinstance(ev, SetSaved):
+            self.sets_saved += 1
+        elif isinstance(ev, Spooled):
+            self.spooled, self.caught_up = ev.spooled, ev.caught_up
+        elif isinstance(ev, QueueDepths):
+            self.queue_depths = dict(ev.depths)
+        elif isinstance(ev, WarningEvent):
+            self.problems.append((ev.time, "warning", ev.lstseq, f"{ev.source}: {ev.message}"))
+
+
+async def run(*, inbox: ObjectReceiveStream[Event], log_path: Path, state: NightState) -> None:
+    """Log and count every event until every sender has closed."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    async with inbox:
+        with log_path.open("a", encoding="utf-8") as fh:
+            async for ev in inbox:
+                state.apply(ev)
+                fh.write(to_json(ev) + "\n")
+                fh.flush()

@@ -1,0 +1,55 @@
+"""Fast aperture photometry: exact circular apertures, robust annulus sky, quality flags.
+
+Public names are re-exported here from the private-by-convention modules:
+:mod:`.apertures` (geometry), :mod:`.sky` (sky estimators), :mod:`.flags` (the pflag and
+aflag bit table) and :mod:`.measure` (the measurement).
+"""
+
+from mascara_actors.photometry.apertures import (
+    AnnulusPixels,
+    annulus_pixels,
+    box_half_size,
+    circle_overlap,
+    circle_overlap_last,
+)
+from mascara_actors.photometry.flags import (
+    AFLAG_DEFINITIONS,
+    PFLAG_DEFINITIONS,
+    AFlag,
+    FlagDefinition,
+    PFlag,
+    decode_flags,
+    flag_table,
+)
+from mascara_actors.photometry.measure import PhotometryResult, measure
+from mascara_actors.photometry.sky import (
+    ClippedMedianSky,
+    MMMSky,
+    SkyEstimate,
+    SkyEstimator,
+    SortedRows,
+    sky_estimator,
+)
+
+__all__ = [
+    "AFLAG_DEFINITIONS",
+    "PFLAG_DEFINITIONS",
+    "AFlag",
+    "AnnulusPixels",
+    "ClippedMedianSky",
+    "FlagDefinition",
+    "MMMSky",
+    "PFlag",
+    "PhotometryResult",
+    "SkyEstimate",
+    "SkyEstimator",
+    "SortedRows",
+    "annulus_pixels",
+    "box_half_size",
+    "circle_overlap",
+    "circle_overlap_last",
+    "decode_flags",
+    "flag_table",
+    "measure",
+    "sky_estimator",
+]

@@ -1,0 +1,372 @@
+"""Fast aperture photometry of many stars on one calibrated frame.
+
+:func:`measure` does, for all stars at once (no Python loop per star): one gather of the
+``(2h+1)^2`` pixel box around every star from a read-only sliding-window view of the image,
+exact circle/pixel overlap weights for each aperture (:mod:`.apertures`), a sort of each
+star's sky annulus pixels, and a robust sky estimate on the sorted rows (:mod:`.sky`). Stars
+are processed in chunks so that the working arrays stay in the CPU cache.
+
+Conventions
+-----------
+- Pixel ``image[0, 0]`` has its centre at ``x = y = 0.0`` (photutils, sep, lsreduce);
+  ``x`` is the column, ``y`` the row.
+- Fluxes are ADU per exposure, sky-subtracted, not normalised by exposure time.
+- The error of a flux is the legacy formula (lsreduce ``Photometry``)::
+
+      eflux = sqrt(area * esky**2 + max(flux, 0) / gain + area**2 * esky**2 / nsky)
+
+  with ``area = pi r**2`` (pixels): the sky noise in the aperture, the photon noise of the
+  star (``flux / gain`` is its variance in ADU^2 for a gain in e-/ADU) and the error of the
+  sky level. Read noise and dark noise are inside ``esky``. The photon term is clipped at 0
+  so that faint negative fluxes keep a finite error (the legacy code gave NaN).
+- The flag bits are :class:`~mascara_actors.photometry.flags.PFlag`; edge stars get NaN
+  fluxes (not 0 as in the legacy code, where 0 looked like a measurement).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, NDArray
+
+from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.photometry.apertures import (
+    AnnulusPixels,
+    annulus_pixels,
+    box_half_size,
+    circle_overlap_last,
+)
+from mascara_actors.photometry.flags import PFlag
+from mascara_actors.photometry.sky import MMMSky, SkyEstimator, SortedRows
+
+__all__ = ["PhotometryResult", "measure"]
+
+log = logging.getLogger(__name__)
+
+# numpy does not treat IntFlag members as weak Python ints; OR uint8 arrays with uint8.
+_U8 = {f: np.uint8(f) for f in PFlag}
+
+_CHUNK = 256
+"""Stars per chunk of the gather: keeps the pixel boxes and annulus rows in cache."""
+_TOUCHED = 1e-12
+"""Overlap (pixel^2) above which a pixel counts as inside an aperture (peak, NaN flag);
+smaller values are rounding noise of pixels the circle only grazes."""
+_APER_CHUNK = 1024
+"""Stars per chunk of the aperture weights (a few hundred kB per array)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhotometryResult:
+    """Aperture photometry of ``n`` stars on one image. Arrays are read-only.
+
+    Attributes
+    ----------
+    x, y : ndarray of float64, shape (n,)
+        Star positions used, pixels (column, row; pixel centres at integers).
+    apertures : tuple of float
+        Aperture radii, pixels; column ``j`` of ``flux`` belongs to ``apertures[j]``.
+    flux : ndarray of float64, shape (n, naper)
+        Sky-subtracted flux, ADU; NaN for edge stars, failed sky, or NaN in the aperture.
+    eflux : ndarray of float64, shape (n, naper)
+        One-sigma error of ``flux``, ADU (see the module notes for the formula).
+    sky : ndarray of float64, shape (n,)
+        Sky level, ADU per pixel; NaN when it could not be estimated.
+    esky : ndarray of float64, shape (n,)
+        Scatter of one sky pixel, ADU per pixel.
+    nsky : ndarray of int32, shape (n,)
+        Number of annulus pixels the sky estimate used.
+    peak : ndarray of float64, shape (n,)
+        Highest pixel overlapping the largest aperture, ADU, sky included.
+    pflag : ndarray of uint8, shape (n,)
+        Photometry flag bits (:class:`~mascara_actors.photometry.flags.PFlag`).
+    """
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    apertures: tuple[float, ...]
+    flux: NDArray[np.float64]
+    eflux: NDArray[np.float64]
+    sky: NDArray[np.float64]
+    esky: NDArray[np.float64]
+    nsky: NDArray[np.int32]
+    peak: NDArray[np.float64]
+    pflag: NDArray[np.uint8]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+    def to_records(self) -> NDArray[np.void]:
+        """The result as a structured array with fields ``x, y, flux0, eflux0, flux1, ...,
+        sky, esky, nsky, peak, pflag`` (one aperture per ``flux{i}``)."""
+        naper = len(self.apertures)
+        dtype = [("x", "f8"), ("y", "f8")]
+        for i in range(naper):
+            dtype += [(f"flux{i}", "f8"), (f"eflux{i}", "f8")]
+        dtype += [("sky", "f8"), ("esky", "f8"), ("nsky", "i4"), ("peak", "f8"), ("pflag", "u1")]
+        out = np.zeros(len(self), dtype=dtype)
+        for name in ("x", "y", "sky", "esky", "nsky", "peak", "pflag"):
+            out[name] = getattr(self, name)
+        for i in range(naper):
+            out[f"flux{i}"] = self.flux[:, i]
+            out[f"eflux{i}"] = self.eflux[:, i]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """Pixel geometry shared by every call with the same radii."""
+
+    apertures: tuple[float, ...]
+    annulus: AnnulusPixels
+    half: int  # half size of the gathered box
+    ap_half: tuple[int, ...]  # half size of each aperture's box
+    ann_index: NDArray[np.intp]  # flat index of the annulus candidates in the gathered box
+    n_sure: int  # the first n_sure annulus candidates are always in the annulus
+
+
+@functools.lru_cache(maxsize=16)
+def _geometry(apertures: tuple[float, ...], sky_radii: tuple[float, float]) -> _Geometry:
+    annulus = annulus_pixels(*sky_radii)
+    ap_half = tuple(box_half_size(r) for r in apertures)
+    half = max(annulus.half_size, *ap_half)
+    return _Geometry(apertures=apertures, annulus=annulus, half=half, ap_half=ap_half,
+                     ann_index=annulus.box_index(half), n_sure=int(annulus.sure_dx.size))
+
+
+def _check_options(apertures: tuple[float, ...], sky_radii: tuple[float, ...], gain: float,
+                   saturation: float, moon_radius: float) -> None:
+    if not apertures or not all(math.isfinite(r) and r > 0 for r in apertures):
+        raise ConfigError(
+            f"apertures={apertures!r}: need one or more finite radii > 0 pixels "
+            "(photometry.fast_apertures_px, e.g. [2.5, 4.5])")
+    if len(sky_radii) != 2 or not (0.0 <= sky_radii[0] < sky_radii[1] < math.inf):
+        raise ConfigError(
+            f"sky_radii={sky_radii!r}: need [inner, outer] pixels with 0 <= inner < outer "
+            "(photometry.sky_radii_px, e.g. [6.0, 21.0])")
+    if not (math.isfinite(gain) and gain > 0):
+        raise ConfigError(f"gain={gain!r} must be > 0 e-/ADU (photometry.gain_e_per_adu)")
+    if math.isnan(saturation):
+        raise ConfigError("saturation is NaN: give the saturation level in ADU "
+                          "(photometry.saturation_adu, e.g. 63000)")
+    if not moon_radius >= 0:
+        raise ConfigError(f"moon_radius={moon_radius!r} must be >= 0 pixels "
+                          "(photometry.moon_radius_px)")
+
+
+def measure(
+    image: ArrayLike,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    apertures: tuple[float, ...] = (2.5, 4.5),
+    sky_radii: tuple[float, float] = (6.0, 21.0),
+    gain: float = 0.62,
+    saturation: float = 63000.0,
+    sky_estimator: SkyEstimator | None = None,
+    moon_xy: tuple[float, float] | None = None,
+    moon_radius: float = 30.0,
+    edge_margin: float | None = None,
+) -> PhotometryResult:
+    """Aperture photometry with a robust local sky for many stars on one image.
+
+    Parameters
+    ----------
+    image : array_like, shape (ny, nx)
+        Calibrated science region, ADU (float32 as the reducer makes it; integer images are
+        converted to float32). NaN marks bad pixels. Not modified.
+    x, y : array_like, shape (n,)
+        Star positions, pixels: column and row, with the centre of ``image[0, 0]`` at
+        ``(0.0, 0.0)``. Non-finite positions are flagged ``EDGE``.
+    apertures : tuple of float
+        Aperture radii, pixels (fast photometry: 2.5 and 4.5).
+    sky_radii : (float, float)
+        Inner and outer radius of the sky annulus, pixels; a pixel belongs to the annulus
+        when its centre's distance from the star is within ``[inner, outer]``.
+    gain : float
+        Detector gain, e-/ADU (for the photon noise of the star).
+    saturation : float
+        Saturation / bad-pixel level, ADU: annulus pixels at or above it are left out of the
+        sky (flag ``BAD_SKY_PIXEL``); a peak at or above it sets ``SATURATED``.
+    sky_estimator : SkyEstimator, optional
+        Robust sky estimator; default :class:`~mascara_actors.photometry.sky.MMMSky` with
+        at least 20 pixels (legacy).
+    moon_xy : (float, float), optional
+        Moon position on the image, pixels (x, y); stars closer than ``moon_radius`` get
+        ``NEAR_MOON``.
+    moon_radius : float
+        Radius of the Moon flag, pixels (legacy 30).
+    edge_margin : float, optional
+        Stars with ``x`` or ``y`` closer than this to the first or last pixel centre are not
+        measured (``EDGE``); stars whose sky box leaves the image never are. The
+        configuration's value is 50 pixels; None applies only the box rule.
+
+    Returns
+    -------
+    PhotometryResult
+
+    Raises
+    ------
+    FrameError
+        If ``image`` is not a 2-D real array or ``x`` and ``y`` differ in shape.
+    ConfigError
+        If a radius, the gain, the saturation level or the Moon radius is invalid.
+    """
+    apertures = tuple(float(r) for r in apertures)
+    sky_radii_t = tuple(float(r) for r in sky_radii)
+    _check_options(apertures, sky_radii_t, float(gain), float(saturation), float(moon_radius))
+    estimator = MMMSky() if sky_estimator is None else sky_estimator
+    img = np.asarray(image)
+    if img.ndim != 2 or not (np.issubdtype(img.dtype, np.floating)
+                             or np.issubdtype(img.dtype, np.integer)):
+        raise FrameError(f"image must be a 2-D real array (ny, nx), got shape {img.shape} "
+                         f"and dtype {img.dtype}: pass the calibrated science region")
+    if not np.issubdtype(img.dtype, np.floating):
+        img = img.astype(np.float32)
+    xs = np.array(x, dtype=np.float64).reshape(-1)
+    ys = np.array(y, dtype=np.float64).reshape(-1)
+    if np.shape(x) != np.shape(y):
+        raise FrameError(f"x has shape {np.shape(x)} but y has {np.shape(y)}: "
+                         "give one x and one y per star")
+    geo = _geometry(apertures, (sky_radii_t[0], sky_radii_t[1]))
+    n = xs.size
+    ny, nx = img.shape
+    h = geo.half
+
+    pflag = np.zeros(n, dtype=np.uint8)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    xi = np.zeros(n, dtype=np.intp)
+    yi = np.zeros(n, dtype=np.intp)
+    xi[finite] = np.floor(xs[finite] + 0.5)
+    yi[finite] = np.floor(ys[finite] + 0.5)
+    inside = finite & (xi >= h) & (xi <= nx - 1 - h) & (yi >= h) & (yi <= ny - 1 - h)
+    if edge_margin is not None:
+        m = float(edge_margin)
+        inside &= (xs >= m) & (xs <= nx - 1 - m) & (ys >= m) & (ys <= ny - 1 - m)
+    pflag[~inside] |= _U8[PFlag.EDGE]
+    if moon_xy is not None:
+        with np.errstate(invalid="ignore"):
+            near = np.hypot(xs - moon_xy[0], ys - moon_xy[1]) < moon_radius
+        pflag[near] |= _U8[PFlag.NEAR_MOON]
+
+    naper = len(apertures)
+    flux = np.full((n, naper), np.nan)
+    eflux = np.full((n, naper), np.nan)
+    sky = np.full(n, np.nan)
+    esky = np.full(n, np.nan)
+    nsky = np.zeros(n, dtype=np.int32)
+    peak = np.full(n, np.nan)
+    idx = np.flatnonzero(inside)
+    if idx.size:
+        # Visit the stars row by row: neighbouring boxes then share image rows in cache,
+        # which makes the gather several times faster than in catalogue order.
+        idx = idx[np.lexsort((xi[idx], yi[idx]))]
+        fx = xs[idx] - xi[idx]
+        fy = ys[idx] - yi[idx]
+        rows, apbox = _gather(img, xi[idx], yi[idx], fx, fy, geo)
+        raw, has_nan, pk = _aperture_sums(apbox, fx, fy, geo)
+        n_finite = rows.npix.copy()
+        # Saturated pixels sort to the end of the finite part: leave them out of the sky.
+        rows.npix = rows.count_below(np.full(idx.size, float(saturation)))
+        n_good = rows.npix
+        est = estimator.estimate_rows(rows)
+        area = np.pi * np.square(apertures)
+        with np.errstate(invalid="ignore"):
+            f = raw - est.sky[:, None] * area
+            f[has_nan] = np.nan
+            var = (area * est.esky[:, None] ** 2 + np.maximum(f, 0.0) / gain
+                   + area**2 * est.esky[:, None] ** 2 / est.nsky[:, None])
+        flux[idx] = f
+        eflux[idx] = np.sqrt(var)
+        sky[idx] = est.sky
+        esky[idx] = est.esky
+        nsky[idx] = est.nsky
+        peak[idx] = pk
+        sub = np.zeros(idx.size, dtype=np.uint8)
+        sub[n_finite > n_good] |= _U8[PFlag.BAD_SKY_PIXEL]
+        with np.errstate(invalid="ignore"):
+            sub[~(est.sky >= 0.0)] |= _U8[PFlag.NEGATIVE_SKY]
+            sub[pk >= saturation] |= _U8[PFlag.SATURATED]
+            sub[(f < 0.0).any(axis=1)] |= _U8[PFlag.NEGATIVE_FLUX]
+        sub[has_nan.any(axis=1)] |= _U8[PFlag.NAN_IN_APERTURE]
+        pflag[idx] |= sub
+    log.debug("measured %d of %d stars in %d apertures", idx.size, n, naper)
+    return PhotometryResult(x=xs, y=ys, apertures=apertures, flux=flux, eflux=eflux, sky=sky,
+                            esky=esky, nsky=nsky, peak=peak, pflag=pflag)
+
+
+def _gather(
+    img: NDArray[np.floating], xi: NDArray[np.intp], yi: NDArray[np.intp],
+    fx: NDArray[np.float64], fy: NDArray[np.float64], geo: _Geometry,
+) -> tuple[SortedRows, NDArray[np.floating]]:
+    """Sorted annulus rows and aperture boxes of stars whose box lies on the image.
+
+    Returns the annulus pixels as prepared :class:`SortedRows` (entries outside the annulus
+    are NaN and sort last) and the pixels of the largest aperture's box with the stars on
+    the last axis, shape (2a+1, 2a+1, n).
+    """
+    n = xi.size
+    h = geo.half
+    width = 2 * h + 1
+    windows = sliding_window_view(img, (width, width))
+    m = geo.ann_index.size
+    rows = SortedRows.empty(n, m, img.dtype)
+    a = max(geo.ap_half)
+    apbox = np.empty((2 * a + 1, 2 * a + 1, n), dtype=img.dtype)
+    for start in range(0, n, _CHUNK):
+        s = slice(start, min(start + _CHUNK, n))
+        box = windows[yi[s] - h, xi[s] - h]  # (c, width, width), a copy
+        apbox[:, :, s] = box[:, h - a:h + a + 1, h - a:h + a + 1].transpose(1, 2, 0)
+        ann = rows.buffer[s]
+        np.take(box.reshape(box.shape[0], -1), geo.ann_index, axis=1, out=ann[:, :m])
+        ann[:, m:] = np.nan
+        outside = geo.annulus.edge_outside(fx[s], fy[s])
+        np.copyto(ann[:, geo.n_sure:m], np.nan, where=outside)
+        ann.sort(axis=1)
+        rows.prepare(s, max_finite=m - outside.sum(axis=1))
+    return rows, apbox
+
+
+def _aperture_sums(
+    apbox: NDArray[np.floating], fx: NDArray[np.float64], fy: NDArray[np.float64],
+    geo: _Geometry,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
+    """Exact-overlap aperture sums (ADU, sky included), NaN hits per aperture, and the peak
+    pixel overlapping the largest aperture (NaN pixels ignored), for (K, K, n) boxes."""
+    n = fx.size
+    naper = len(geo.apertures)
+    big = int(np.argmax(geo.apertures))
+    big_a = max(geo.ap_half)
+    raw = np.empty((n, naper))
+    has_nan = np.zeros((n, naper), dtype=bool)
+    peak = np.empty(n)
+    for start in range(0, n, _APER_CHUNK):
+        s = slice(start, min(start + _APER_CHUNK, n))
+        box_all = apbox[:, :, s]
+        bad_all = np.isnan(box_all)
+        any_bad = bool(bad_all.any())
+        for j, r in enumerate(geo.apertures):
+            a = geo.ap_half[j]
+            cut = slice(big_a - a, big_a + a + 1)
+            box = box_all[cut, cut]
+            w = circle_overlap_last(fx[s], fy[s], r, a)
+            if j == big:
+                hit = (w > _TOUCHED) & ~bad_all[cut, cut]
+                pk = np.where(hit, box, -np.inf).max(axis=(0, 1))
+                peak[s] = np.where(np.isneginf(pk), np.nan, pk)
+            if any_bad:
+                bad = bad_all[cut, cut]
+                has_nan[s, j] = (bad & (w > _TOUCHED)).any(axis=(0, 1))
+                box = np.where(bad, 0.0, box)
+            raw[s, j] = np.einsum("ijn,ijn->n", w, box.astype(np.float64))
+    return raw, has_nan, peak

@@ -1,0 +1,295 @@
+"""Reduce one raw frame end to end: what the reducer actor runs in its worker process.
+
+``reduce_frame`` reads the frame, measures image statistics, calibrates, places every
+V <= 8.4 star through the set's astrometric solution at mid-exposure, measures it, and
+returns the per-star records and the per-exposure station row with timings. Everything a
+worker needs that is costly to build (catalogue, masters, Sun/Moon table) is kept in a
+per-process :class:`ReductionSession`, so a frame costs only its own work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mascara_actors.astrometry import AstrometricSolution, astrometry_stars, solve, verify
+from mascara_actors.calibration import Calibrator, image_statistics, read_master
+from mascara_actors.camera_model import CameraModel
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import CameraConfig, Config, load_config
+from mascara_actors.ephemeris import EphemerisTable
+from mascara_actors.errors import FrameError
+from mascara_actors.photometry import measure, sky_estimator
+from mascara_actors.rawframe import RawFrame, read_raw
+from mascara_actors.records import fast_record_dtype, station_dtype
+from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
+
+__all__ = ["FrameResult", "ReductionSession", "lst_mid_hours", "star_altaz"]
+
+_SIDEREAL_PER_SOLAR = 1.002737909350795
+
+
+def lst_mid_hours(raw_lst_hours: float, jd: float, jdmid: float) -> float:
+    """LST at mid-exposure from the start LST and the start/mid JDs, hours."""
+    return raw_lst_hours + (jdmid - jd) * 24.0 * _SIDEREAL_PER_SOLAR
+
+
+def star_altaz(
+    ha_deg: np.ndarray, dec_deg: np.ndarray, latitude_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Altitude and azimuth (from north through east) of (HA, dec), degrees."""
+    ha, dec, phi = np.radians(ha_deg), np.radians(dec_deg), np.radians(latitude_deg)
+    east = -np.cos(dec) * np.sin(ha)
+    north = np.cos(phi) * np.sin(dec) - np.sin(phi) * np.cos(dec) * np.cos(ha)
+    up = np.sin(phi) * np.sin(dec) + np.cos(phi) * np.cos(dec) * np.cos(ha)
+    return np.degrees(np.arcsin(np.clip(up, -1, 1))), np.degrees(np.arctan2(east, north)) % 360
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """The reduction of one frame."""
+
+    lstseq: int
+    records: np.ndarray
+    """Fast records (``fast_record_dtype()``, with ``id``), one per star measured."""
+    station: np.ndarray
+    """One row of ``station_dtype``."""
+    timings: dict[str, float]
+    """Seconds spent per step: read, calibrate, positions, photometry, total."""
+
+    @property
+    def nstars(self) -> int:
+        return int(self.records.size)
+
+    @property
+    def nflagged(self) -> int:
+        return int(np.count_nonzero(self.records["flag"]))
+
+
+@dataclass
+class ReductionSession:
+    """Per-process state of the reduction of one camera: config, stars, masters, ephemeris."""
+
+    config: Config
+    camera: CameraConfig
+    catalogue: Catalogue
+    fast_stars: Catalogue = field(init=False)
+    astro_stars: Catalogue = field(init=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
+    _ephemeris: EphemerisTable = field(init=False)
+    _positions: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, init=False)
+    _cand_key: tuple | None = field(default=None, init=False)
+    _cand: np.ndarray = field(default_factory=lambda: np.empty(0, int), init=False)
+
+    def __post_init__(self) -> None:
+        phot = self.config.reduction.photometry
+        astro = self.config.reduction.astrometry
+        self.fast_stars = self.catalogue.select(vmax=phot.fast_vmax)
+        self.astro_stars = astrometry_stars(self.catalogue, vmin=astro.vmin, vmax=astro.vmax)
+        self._ephemeris = EphemerisTable(self.camera.site)
+        self._sky = sky_estimator(phot.sky_estimator, minsky=phot.min_sky_pixels)
+
+    @classmethod
+    def open(
+        cls,
+        camera_id: str,
+        *,
+        config_dir: str | Path | None = None,
+        dark: str | Path | None = None,
+        flat: str | Path | None = None,
+    ) -> ReductionSession:
+        """Load config, catalogue (cached) and the master frames named."""
+        config = load_config(config_dir)
+        session = cls(config=config, camera=config.camera(camera_id), catalogue=Catalogue.load())
+        session.use_masters(dark=dark, flat=flat)
+        return session
+
+    def use_masters(self, *, dark: str | Path | None, flat: str | Path | None) -> None:
+        """Switch to these master dark and flat files (None: none)."""
+        self.calibrator = Calibrator(
+            dark=read_master(dark) if dark else None, flat=read_master(flat) if flat else None
+        )
+
+    def nominal_model(self, raw: RawFrame) -> CameraModel:
+        """The configured camera model, sized to this frame's science region."""
+        return CameraModel.from_config(self.camera, nx=raw.header.xsize, ny=raw.header.ysize)
+
+    def _star_positions(self, jd: float) -> tuple[np.ndarray, np.ndarray]:
+        # Proper motion and precession move a star far less than a pixel in a day.
+        day = int(jd)
+        if self._positions is None or self._positions[0] != day:
+            ra, dec = self.fast_stars.positions_at(day + 0.5)
+            self._positions = (day, ra, dec)
+        return self._positions[1], self._positions[2]
+
+    def _candidates(self, jd: float, lst_hours: float, model: CameraModel) -> np.ndarray:
+        """Indices of fast stars that may be on the chip within 8 minutes of ``lst_hours``.
+
+        Projecting only these (a tenth of the sky) keeps the per-frame cost down; the list is
+        rebuilt every 0.25 h of LST with a margin wider than the sky turns in that time.
+        """
+        key = (int(jd), model, int(lst_hours * 4.0))
+        if self._cand_key != key:
+            ra, dec = self._star_positions(jd)
+            centre = (int(lst_hours * 4.0) + 0.5) / 4.0
+            x, y = model.hadec_to_pixel(centre * 15.0 - ra, dec)
+            margin = -(0.125 * 15.0 * model.focal_px * np.pi / 180.0 + 60.0)
+            self._cand = np.flatnonzero(model.on_chip(x, y, margin=margin))
+            self._cand_key = key
+        return self._cand
+
+    # --- the work --------------------------------------------------------------------------
+
+    def read(self, path: str | Path) -> RawFrame:
+        """Read and check a raw frame of this camera; FrameError otherwise."""
+        raw = read_raw(path)
+        h = raw.header
+        if h.camera != self.camera.letter or h.site != self.camera.site.name:
+            raise FrameError(
+                f"{path}: frame of {h.site} camera {h.camera}, but this reducer runs "
+                f"{self.camera.site.name} camera {self.camera.letter}"
+            )
+        return raw
+
+    def calibrated_image(self, raw: RawFrame) -> np.ndarray:
+        """The calibrated science region (float32 ADU)."""
+        return self.calibrator.calibrate(raw).image
+
+    def solve(self, path: str | Path, previous: AstrometricSolution | None) -> AstrometricSolution:
+        """Solve (no previous solution) or verify the astrometry on the frame at ``path``."""
+        raw = self.read(path)
+        image = self.calibrated_image(raw)
+        h = raw.header
+        lst = lst_mid_hours(h.lst, h.jd, h.jdmid)
+        astro = self.config.reduction.astrometry
+        if previous is None:
+            return solve(
+                image,
+                self.astro_stars,
+                self.nominal_model(raw),
+                lst_hours=lst,
+                jd=h.jdmid,
+                lstseq=h.lstseq,
+                order=astro.legendre_order,
+                min_match_fraction=astro.min_match_fraction,
+                saturation=self.config.reduction.photometry.saturation_adu,
+            )
+        return verify(
+            image,
+            self.astro_stars,
+            previous,
+            lst_hours=lst,
+            jd=h.jdmid,
+            lstseq=h.lstseq,
+            max_residual_px=astro.max_residual_px,
+            min_match_fraction=astro.min_match_fraction,
+            order=astro.legendre_order,
+        )
+
+    def reduce_frame(self, path: str | Path, solution: AstrometricSolution) -> FrameResult:
+        """Reduce the science frame at ``path`` with the set's ``solution``.
+
+        Raises
+        ------
+        FrameError
+            The frame cannot be read or calibrated; only this frame is lost.
+        """
+        t0 = time.perf_counter()
+        raw = self.read(path)
+        h = raw.header
+        if (h.xsize, h.ysize) != (solution.model.nx, solution.model.ny):
+            raise FrameError(
+                f"{path}: science region {h.xsize} x {h.ysize} differs from the solution's "
+                f"{solution.model.nx} x {solution.model.ny}"
+            )
+        t1 = time.perf_counter()
+        stats = image_statistics(raw)
+        calibrated = self.calibrator.calibrate(raw, stats=stats)
+        image = calibrated.image
+        t2 = time.perf_counter()
+
+        phot = self.config.reduction.photometry
+        model = solution.model
+        lst = lst_mid_hours(h.lst, h.jd, h.jdmid)
+        cand = self._candidates(h.jdmid, lst, model)
+        ra, dec = self._star_positions(h.jdmid)
+        ha = lst * 15.0 - ra[cand]
+        x, y = model.hadec_to_pixel(ha, dec[cand])
+        on = model.on_chip(x, y, margin=phot.edge_margin_px)
+        sel = np.flatnonzero(on)
+        idx = cand[sel]
+        ha, x, y = ha[sel], x[sel], y[sel]
+        sm = self._ephemeris.at(h.jdmid)
+        mx, my = model.radec_to_pixel(sm.moonra, sm.moondec, lst)
+        moon_on = bool(model.on_chip(mx, my)[0])
+        moon_xy = (float(mx[0]), float(my[0])) if moon_on else None
+        t3 = time.perf_counter()
+
+        result = measure(
+            image,
+            x,
+            y,
+            apertures=phot.fast_apertures_px,
+            sky_radii=(phot.sky_radii_px[0], phot.sky_radii_px[1]),
+            gain=phot.gain_e_per_adu,
+            saturation=phot.saturation_adu,
+            sky_estimator=self._sky,
+            moon_xy=moon_xy,
+            moon_radius=phot.moon_radius_px,
+        )
+        t4 = time.perf_counter()
+
+        records = np.zeros(idx.size, fast_record_dtype(len(phot.fast_apertures_px)))
+        records["id"] = self.fast_stars.hip[idx]
+        records["lstseq"] = h.lstseq
+        records["lstidx"] = h.lstseq % SLOTS_PER_SIDEREAL_DAY
+        records["pflag"] = result.pflag
+        records["aflag"] = solution.aflag
+        records["flag"] = (result.pflag != 0) | (solution.aflag != 0)
+        for i in range(len(phot.fast_apertures_px)):
+            records[f"flux{i}"] = result.flux[:, i]
+            records[f"eflux{i}"] = result.eflux[:, i]
+        records["sky"] = result.sky
+        records["esky"] = result.esky
+        records["peak"] = result.peak
+        records["x"] = x
+        records["y"] = y
+        alt, az = star_altaz(ha, dec[idx], model.latitude_deg)
+        records["alt"] = alt
+        records["az"] = az
+        records["ccdtemp"] = h.ccdtemp
+        records["exptime"] = h.exptime
+        records["jdmid"] = h.jdmid
+        records["lst"] = h.lst
+
+        station = np.zeros(1, station_dtype)
+        row = station[0]
+        row["lstseq"] = h.lstseq
+        row["lstidx"] = h.lstseq % SLOTS_PER_SIDEREAL_DAY
+        row["lstday"] = h.lstseq // SLOTS_PER_SIDEREAL_DAY
+        for name in ("jd", "jdmid", "lst", "exptime", "ccdtemp", "dwldtime", "margtime"):
+            row[name] = getattr(h, name)
+        for name, value in stats.as_record().items():
+            if name in station_dtype.names:
+                row[name] = value
+        row["darkfile"] = calibrated.darkfile
+        row["utc"] = h.utc.strftime("%Y-%m-%d %H:%M:%S.%f").encode()
+        for name in ("sunra", "sundec", "sunalt", "moonra", "moondec", "moonalt", "moonph"):
+            row[name] = getattr(sm, name)[0]
+        row["moonx"] = mx[0] if moon_on else np.nan
+        row["moony"] = my[0] if moon_on else np.nan
+        row["nstars"] = idx.size
+        row["nflagged"] = int(np.count_nonzero(records["flag"]))
+        t5 = time.perf_counter()
+        timings = {
+            "read": t1 - t0,
+            "calibrate": t2 - t1,
+            "positions": t3 - t2,
+            "photometry": t4 - t3,
+            "records": t5 - t4,
+            "total": t5 - t0,
+        }
+        return FrameResult(lstseq=h.lstseq, records=records, station=station, timings=timings)

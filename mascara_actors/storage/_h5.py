@@ -1,0 +1,76 @@
+"""Thin, fast dataset I/O on h5py's low-level API.
+
+h5py's high-level ``create_dataset`` and ``ds[...]`` rebuild the HDF5 type of a compound
+dtype on every call (1-7 ms for a 20-field record); a night has thousands of light curves.
+Here the HDF5 type of each numpy dtype is made once and reused.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import h5py
+import numpy as np
+from h5py import h5d, h5p, h5s, h5t, h5z
+
+__all__ = ["create_dataset", "dataset_length", "read_dataset", "read_rows"]
+
+
+@functools.lru_cache(maxsize=128)
+def _h5type(dtype: np.dtype) -> h5t.TypeID:
+    return h5t.py_create(dtype, logical=True)
+
+
+def _dcpl(shape: tuple[int, ...], chunks: tuple[int, ...] | None,
+          compression: str | None, level: int, shuffle: bool) -> h5p.PropDCID:
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    # no timestamps: two runs over the same data give the same bytes
+    dcpl.set_obj_track_times(False)
+    if chunks is not None and all(shape):
+        dcpl.set_chunk(tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)))
+        if shuffle:
+            dcpl.set_shuffle()
+        if compression == "gzip":
+            dcpl.set_deflate(level)
+        elif compression == "lzf":
+            dcpl.set_filter(h5z.FILTER_LZF, h5z.FLAG_OPTIONAL)
+    return dcpl
+
+
+def create_dataset(group: h5py.Group, name: str, data: np.ndarray, *,
+                   chunks: tuple[int, ...] | None = None, compression: str | None = None,
+                   level: int = 1, shuffle: bool = False) -> None:
+    """Create ``group[name]`` holding ``data`` (chunked and filtered when ``chunks`` is given)."""
+    data = np.ascontiguousarray(data)
+    dtype = data.dtype.base if data.dtype.subdtype else data.dtype
+    tid = _h5type(dtype)
+    space = h5s.create_simple(data.shape, data.shape)
+    dsid = h5d.create(group.id, name.encode(), tid, space,
+                      dcpl=_dcpl(data.shape, chunks, compression, level, shuffle))
+    if data.size:
+        dsid.write(h5s.ALL, h5s.ALL, data, mtype=tid)
+
+
+def dataset_length(group: h5py.Group, name: str) -> int:
+    """Number of rows of ``group[name]``."""
+    return int(h5d.open(group.id, name.encode()).shape[0])
+
+
+def read_dataset(group: h5py.Group, name: str, dtype: np.dtype) -> np.ndarray:
+    """All of ``group[name]`` as ``dtype`` (which must match the stored layout)."""
+    dsid = h5d.open(group.id, name.encode())
+    out = np.empty(dsid.shape, dtype=dtype)
+    if out.size:
+        dsid.read(h5s.ALL, h5s.ALL, out, mtype=_h5type(dtype))
+    return out
+
+
+def read_rows(dataset: h5py.Dataset, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
+    """Rows ``start:stop`` of a 1-d dataset as ``dtype``."""
+    out = np.empty(stop - start, dtype=dtype)
+    if stop > start:
+        fspace = dataset.id.get_space()
+        fspace.select_hyperslab((start,), (stop - start,))
+        mspace = h5s.create_simple((stop - start,))
+        dataset.id.read(mspace, fspace, out, mtype=_h5type(dtype))
+    return out

@@ -1,0 +1,87 @@
+"""Pure numpy merging of record arrays: sort, drop duplicates keeping the first, recount."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib import recfunctions as rfn
+
+__all__ = ["drop_field", "merge_records", "merge_rows", "merge_star_rows", "star_counts"]
+
+
+def _concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    parts = [p for p in parts if p is not None]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def merge_records(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Concatenate record arrays, sort by (id, lstseq) and drop repeated (id, lstseq).
+
+    Parameters
+    ----------
+    parts : sequence of structured arrays
+        Same dtype, with ``id`` and ``lstseq`` fields. On a repeated (id, lstseq) the record
+        of the earliest part (and earliest position in it) is kept.
+
+    Returns
+    -------
+    merged : numpy.ndarray
+        Sorted by id, then lstseq; (id, lstseq) unique.
+    nduplicates : int
+        Records dropped.
+    """
+    recs = np.concatenate(parts)
+    if len(recs) == 0:
+        return recs, 0
+    # position as the last key makes "keep the first" explicit, whatever lexsort's stability
+    order = np.lexsort((np.arange(len(recs)), recs["lstseq"], recs["id"]))
+    recs = recs[order]
+    keep = np.ones(len(recs), dtype=bool)
+    keep[1:] = (recs["id"][1:] != recs["id"][:-1]) | (recs["lstseq"][1:] != recs["lstseq"][:-1])
+    ndup = int(len(keep) - np.count_nonzero(keep))
+    return (recs[keep] if ndup else recs), ndup
+
+
+def merge_rows(parts: Sequence[np.ndarray], key: str) -> np.ndarray:
+    """Concatenate rows, sort by ``key`` and keep the first row of each key value."""
+    rows = _concat(parts)
+    if len(rows) == 0:
+        return rows
+    order = np.lexsort((np.arange(len(rows)), rows[key]))
+    rows = rows[order]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = rows[key][1:] != rows[key][:-1]
+    return rows[keep]
+
+
+def merge_star_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Merge per-star header rows by ``id``: first row wins, ``jdstart`` is the earliest."""
+    rows = _concat(parts)
+    if len(rows) == 0:
+        return rows
+    order = np.lexsort((np.arange(len(rows)), rows["id"]))
+    rows = rows[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows["id"][1:] != rows["id"][:-1]
+    out = rows[first]
+    if "jdstart" in (rows.dtype.names or ()):
+        # fmin ignores the NaN of a star row written before its first exposure was timed
+        out["jdstart"] = np.fmin.reduceat(rows["jdstart"], np.flatnonzero(first))
+    return out
+
+
+def star_counts(merged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per star of merged records (sorted by id, lstseq): ids, start rows, counts, and
+    (lstseqmin, lstseqmax) as a (n, 2) array."""
+    ids, starts, counts = np.unique(merged["id"], return_index=True, return_counts=True)
+    lstseq = merged["lstseq"]
+    bounds = np.stack([lstseq[starts], lstseq[starts + counts - 1]], axis=1) if len(ids) \
+        else np.empty((0, 2), dtype=lstseq.dtype)
+    return ids, starts, counts, bounds
+
+
+def drop_field(recs: np.ndarray, name: str) -> np.ndarray:
+    """A packed copy of ``recs`` without field ``name``."""
+    names = [n for n in recs.dtype.names if n != name]
+    return rfn.repack_fields(recs[names])
