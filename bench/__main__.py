@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench",
         description="Run the mascara-actors benchmarks; each figure is one JSON line.",
     )
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {sorted(BENCHES)}")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all): {sorted(BENCHES)}"
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHES]
     if unknown:

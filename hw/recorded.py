@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -41,8 +40,6 @@ from mascara_actors.sidereal import slot_length_solar_s
 __all__ = ["FrameFile", "RecordedNight", "ReplayStats"]
 
 log = logging.getLogger(__name__)
-
-_FITS_BLOCK = 2880
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +245,16 @@ class _Replay:
             self._start = anyio.current_time()
         while self._next < len(self._files):
             f = self._files[self._next]
-            self._next += 1
             frame = await anyio.to_thread.run_sync(_read_checked, f)
             if isinstance(frame, str):
+                self._next += 1
                 self._night._count(frame)
                 continue
             if self._realtime:
                 slots = f.lstseq - self._files[0].lstseq + 1
                 await anyio.sleep_until(self._start + slots * self._period_s)
+            # Advanced only now: a cancelled __anext__ leaves the frame for the next call.
+            self._next += 1
             self._night._count("yielded")
             return frame
         raise StopAsyncIteration
@@ -264,7 +263,6 @@ class _Replay:
 def _read_checked(f: FrameFile) -> RawFrame | str:
     """Read one frame; on a problem, log it and return the name of the stats counter."""
     try:
-        _check_fits_layout(f.path)
         frame = read_raw(f.path)
     except FrameError as exc:
         log.warning("skipped unreadable frame: %s", exc)
@@ -288,79 +286,3 @@ def _read_checked(f: FrameFile) -> RawFrame | str:
         log.warning("skipped %s: header %s", f.path, ", ".join(wrong))
         return "skipped_mismatch"
     return frame
-
-
-def _check_fits_layout(path: Path) -> None:
-    """Walk the HDU headers and check that every HDU's data is in the file.
-
-    Checked before astropy sees the file: astropy only *warns* about a truncated file and
-    then fails with a less helpful message (or, when warnings are errors, leaks the open
-    file). A FITS file is whole 2880-byte blocks; each HDU is header blocks up to ``END``
-    and then ``|BITPIX|/8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)`` bytes of data,
-    padded to a block. Only the headers are read. Gzip files are left to their own CRC.
-    """
-    if path.name.endswith(".gz"):
-        return
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            if size == 0 or size % _FITS_BLOCK:
-                raise FrameError(
-                    f"{path}: {size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS "
-                    "blocks: the file is truncated or not FITS"
-                )
-            pos = 0
-            first = True
-            while pos < size:
-                fh.seek(pos)
-                cards, header_bytes = _read_header_cards(fh, path, first=first)
-                first = False
-                naxis = cards.get(b"NAXIS", 0)
-                count = math.prod(cards.get(b"NAXIS%d" % i, 0) for i in range(1, naxis + 1))
-                if naxis == 0:
-                    count = 0
-                nbytes = (
-                    abs(cards.get(b"BITPIX", 8))
-                    // 8
-                    * cards.get(b"GCOUNT", 1)
-                    * (cards.get(b"PCOUNT", 0) + count)
-                )
-                pos += header_bytes + -(-nbytes // _FITS_BLOCK) * _FITS_BLOCK
-                if pos > size:
-                    raise FrameError(
-                        f"{path}: the data of an HDU ends at byte {pos} but the file has "
-                        f"{size} bytes: the file is truncated"
-                    )
-    except OSError as exc:
-        raise FrameError(f"{path}: cannot read the file ({exc})") from None
-
-
-_LAYOUT_KEYS = (b"BITPIX", b"NAXIS", b"PCOUNT", b"GCOUNT")
-_MAX_HEADER_BLOCKS = 100
-
-
-def _read_header_cards(fh: Any, path: Path, *, first: bool) -> tuple[dict[bytes, int], int]:
-    """The integer layout keywords of the header at the file position, and its size."""
-    cards: dict[bytes, int] = {}
-    for nblock in range(1, _MAX_HEADER_BLOCKS + 1):
-        block = fh.read(_FITS_BLOCK)
-        if len(block) < _FITS_BLOCK:
-            raise FrameError(f"{path}: a FITS header is cut short: the file is truncated")
-        if nblock == 1:
-            opener = b"SIMPLE  =" if first else b"XTENSION="
-            if not block.startswith(opener):
-                raise FrameError(
-                    f"{path}: not a FITS file (an HDU must start with {opener.decode()!r})"
-                )
-        for i in range(0, _FITS_BLOCK, 80):
-            key = block[i : i + 8].rstrip()
-            if key == b"END":
-                return cards, nblock * _FITS_BLOCK
-            if key in _LAYOUT_KEYS or key.startswith(b"NAXIS"):
-                try:
-                    cards[key] = int(block[i + 10 : i + 80].split(b"/")[0])
-                except ValueError:
-                    raise FrameError(
-                        f"{path}: FITS keyword {key.decode(errors='replace')} is not an integer"
-                    ) from None
-    raise FrameError(f"{path}: no END card in {_MAX_HEADER_BLOCKS} header blocks: not FITS")

@@ -504,8 +504,8 @@ def _check_empty(outdir: Path) -> None:
         if entries:
             shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
             raise StorageError(
-                f"{outdir} is not empty ({len(entries)} entries: {shown}); a recorded night "
-                "needs a new or empty directory"
+                f"{outdir} is not empty (it holds {shown}): a recorded night needs a new or "
+                "empty directory"
             )
 
 

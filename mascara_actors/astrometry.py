@@ -16,6 +16,7 @@ failed and the previous solution was kept.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -27,10 +28,12 @@ from mascara_actors.camera_model import CameraModel, legendre_terms
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.centroids import background_map, find_peaks, windowed_centroids
 from mascara_actors.errors import AstrometryFailed
+from mascara_actors.photometry.flags import AFlag
 
 __all__ = [
     "AFLAG_BRIGHT_SKY",
     "AFLAG_FAILED",
+    "AFLAG_LARGE_RESIDUAL",
     "AFLAG_TOO_BRIGHT",
     "AstrometricSolution",
     "astrometry_stars",
@@ -41,15 +44,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AFLAG_BRIGHT_SKY = 1
-AFLAG_TOO_BRIGHT = 2
-AFLAG_FAILED = 4
+# The bits live in the single flag table (mascara_actors.photometry.flags).
+AFLAG_BRIGHT_SKY = int(AFlag.BRIGHT_SKY)
+AFLAG_TOO_BRIGHT = int(AFlag.VERY_BRIGHT_SKY)
+AFLAG_FAILED = int(AFlag.SOLVE_FAILED)
+AFLAG_LARGE_RESIDUAL = int(AFlag.LARGE_RESIDUAL)
 
 # Legacy thresholds on the calibrated image (lsreduce Astrometry.solve), ADU.
 _BRIGHT_P95 = 9500.0
 _BRIGHT_STD = 2000.0
 _TOO_BRIGHT_MEDIAN = 20000.0
-_NONLINEAR = ("alt_deg", "az_deg", "roll_deg", "focal_px", "k1", "k2")
+# The fit turns the camera by small rotations about its own axes (never degenerate, unlike
+# alt/az/roll at the zenith) and adjusts the focal length and the radial distortion.
+_NONLINEAR = ("tilt_x_deg", "tilt_y_deg", "spin_deg", "focal_px", "k1", "k2")
+# Prior widths that keep a fit on few stars (a small chip, a cloudy frame) from wandering:
+# a change of one width costs as much as one pixel of misfit of one star.
+_PRIOR_K1 = 0.01
+_PRIOR_K2 = 0.005
+_PRIOR_LEGENDRE_PX = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +182,14 @@ def _fit(
     *,
     fit_distortion: bool,
     order: int,
+    prior: CameraModel | None = None,
 ) -> CameraModel:
-    """Least-squares fit of the model to matched stars (HA, dec of date) -> pixel positions."""
+    """Least-squares fit of the model to matched stars (HA, dec of date) -> pixel positions.
+
+    ``prior`` (default ``model``) holds the lens distortion the fit is pulled towards, with
+    the widths above; the Legendre terms are pulled towards zero.
+    """
+    prior = prior or model
     nterms = len(legendre_terms(order)) if order >= 2 else 0
     free = _free_terms(order) if nterms else np.empty(0, int)
     names = list(_NONLINEAR if fit_distortion else _NONLINEAR[:4])
@@ -200,9 +218,13 @@ def _fit(
         )
 
     def residuals(p: np.ndarray) -> np.ndarray:
-        x, y = build(p).hadec_to_pixel(ha, dec)
-        r = np.concatenate([x - xy[:, 0], y - xy[:, 1]])
-        return np.nan_to_num(r, nan=1e3)
+        m = build(p)
+        x, y = m.hadec_to_pixel(ha, dec)
+        r = [x - xy[:, 0], y - xy[:, 1]]
+        if fit_distortion:
+            r.append([(m.k1 - prior.k1) / _PRIOR_K1, (m.k2 - prior.k2) / _PRIOR_K2])
+        r.append(p[len(names) :] / _PRIOR_LEGENDRE_PX)
+        return np.nan_to_num(np.concatenate(r), nan=1e3)
 
     res = least_squares(residuals, p0, x_scale="jac", loss="soft_l1", f_scale=1.0)
     return build(res.x)
@@ -281,14 +303,29 @@ def solve(
     ip, jd_ = _match(guess, det, 12.0)
     if ip.size < 10:
         raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched the first guess")
-    model = _fit(nominal, ha[bright[ip]], dec[bright[ip]], det[jd_], fit_distortion=False, order=0)
+    model = _fit(
+        nominal.replace(spin_deg=-roll),
+        ha[bright[ip]],
+        dec[bright[ip]],
+        det[jd_],
+        fit_distortion=False,
+        order=0,
+    )
     # Widen to the whole chip and tighten the match radius as the model improves.
     for radius, distortion, fit_order in ((8.0, True, 0), (4.0, True, order), (2.0, True, order)):
         pred = _predict(model, ha, dec)
         ip, jd_ = _match(pred, det, radius)
         if ip.size < 20:
             raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched at {radius} px")
-        model = _fit(model, ha[ip], dec[ip], det[jd_], fit_distortion=distortion, order=fit_order)
+        model = _fit(
+            model,
+            ha[ip],
+            dec[ip],
+            det[jd_],
+            fit_distortion=distortion,
+            order=fit_order,
+            prior=nominal,
+        )
     return _assess(
         image,
         stars,
@@ -390,7 +427,7 @@ def verify(
             if ip.size < 20:
                 raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched")
             model = _fit(model, ha[ip], dec[ip], det[jd_], fit_distortion=True, order=order)
-        return _assess(
+        refit = _assess(
             image,
             stars,
             model,
@@ -401,6 +438,11 @@ def verify(
             flag=flag,
             min_match_fraction=min_match_fraction,
         )
+        if refit.dr > max_residual_px:
+            log.warning("astrometry residual %.2f px after a refit (limit %.2f px)",
+                        refit.dr, max_residual_px)
+            refit = dataclasses.replace(refit, aflag=refit.aflag | AFLAG_LARGE_RESIDUAL)
+        return refit
     except AstrometryFailed as exc:
         log.warning("astrometry refit failed (%s); keeping the previous solution", exc)
         return _kept(solution, lstseq, flag | AFLAG_FAILED)

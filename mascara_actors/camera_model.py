@@ -45,6 +45,15 @@ def _refraction_deg(alt_deg: np.ndarray) -> np.ndarray:
     return _REFRACTION_SCALE * (1.02 / np.tan(np.radians(h + 10.3 / (h + 5.11)))) / 60.0
 
 
+def _small_rotation(tx_deg: float, ty_deg: float, tz_deg: float) -> np.ndarray:
+    """Rotation of camera-frame axes by angles about the camera's y, x and optical axes, deg."""
+    a, b, c = np.radians([ty_deg, tx_deg, tz_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
 def _altaz_vector(alt_deg: float, az_deg: float) -> np.ndarray:
     a, z = np.radians(alt_deg), np.radians(az_deg)
     return np.array([np.cos(a) * np.sin(z), np.cos(a) * np.cos(z), np.sin(a)])
@@ -70,6 +79,10 @@ class CameraModel:
         Legendre correction coefficients, pixels, one per term of :func:`legendre_terms`.
     refraction
         Whether to apply atmospheric refraction.
+    tilt_x_deg, tilt_y_deg, spin_deg
+        Small rotations of the camera about its own y axis, x axis and optical axis, applied
+        after (alt, az, roll). The astrometric fit adjusts these rather than alt/az/roll,
+        which are degenerate for a camera looking at the zenith.
     """
 
     latitude_deg: float
@@ -84,7 +97,11 @@ class CameraModel:
     coeffs_x: tuple[float, ...] = ()
     coeffs_y: tuple[float, ...] = ()
     refraction: bool = True
+    tilt_x_deg: float = 0.0
+    tilt_y_deg: float = 0.0
+    spin_deg: float = 0.0
     _axes: np.ndarray = field(init=False, repr=False, compare=False)
+    _rmax: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.coeffs_x) != len(self.coeffs_y):
@@ -95,7 +112,14 @@ class CameraModel:
         rho = np.radians(self.roll_deg)
         e1 = np.cos(rho) * right + np.sin(rho) * up
         e2 = -np.sin(rho) * right + np.cos(rho) * up
-        object.__setattr__(self, "_axes", np.stack([e1, e2, b]))
+        axes = np.stack([e1, e2, b])
+        if self.tilt_x_deg or self.tilt_y_deg or self.spin_deg:
+            axes = _small_rotation(self.tilt_x_deg, self.tilt_y_deg, self.spin_deg) @ axes
+        object.__setattr__(self, "_axes", axes)
+        # Off-axis tangent of the chip corners, plus a margin: beyond it the radial
+        # polynomial is not constrained and could fold far stars back onto the chip.
+        corner = np.hypot(self.nx / 2.0, self.ny / 2.0) / self.focal_px
+        object.__setattr__(self, "_rmax", 1.3 * corner + 0.05)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -165,6 +189,8 @@ class CameraModel:
             xi = np.where(front, cam[..., 0] / cam[..., 2], np.nan)
             eta = np.where(front, cam[..., 1] / cam[..., 2], np.nan)
         r2 = xi * xi + eta * eta
+        with np.errstate(invalid="ignore"):
+            r2 = np.where(r2 > self._rmax**2, np.nan, r2)
         d = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
         cx, cy = self.centre
         x = cx + self.focal_px * xi * d

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from mascara_actors.errors import FrameError
+from mascara_actors.fits_layout import check_fits_layout
 
 __all__ = [
     "FRAME_KINDS",
@@ -179,6 +180,7 @@ class RawFrame:
 def read_raw(path: str | Path) -> RawFrame:
     """Read a raw frame (plain, gzip or Rice); FrameError names the file on any problem."""
     path = Path(path)
+    check_fits_layout(path)
     try:
         with fits.open(path, memmap=False) as hdul:
             hdu = next((h for h in hdul if h.data is not None), None)

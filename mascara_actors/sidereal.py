@@ -412,7 +412,9 @@ def lstseq2date(
         )
         return _shape_out(jd, scalar)
 
-    us = np.ceil((jd1 - _JD_UNIX_EPOCH) * _US_PER_DAY + jd2 * _US_PER_DAY).astype(np.int64)
+    # whole half-days in integers: microsecond counts pass 2**53 after year 2255
+    half_days = np.round((jd1 - _JD_UNIX_EPOCH) * 2.0).astype(np.int64)
+    us = half_days * (_US_PER_DAY // 2) + np.ceil(jd2 * _US_PER_DAY).astype(np.int64)
     us = _first_in_slot(
         us, seq, lambda x: seq_of(x.view("datetime64[us]")), lambda x: x + 1, lambda x: x - 1
     )
@@ -486,30 +488,28 @@ def _sidereal_day_parts_linear(
 def _slot_start_estimate(
     seq: np.ndarray, nslots: int, reference: SiteReference
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Two-part clock JD (UT1 = UTC) of the exact start of slots.
+    """Two-part clock JD (UT1 = UTC) of the exact start of slots, to a few nanoseconds.
 
-    Inverts ``S = du (1 + excess) + ERA(J2000) + lon + poly(du)`` for ``du = JD - J2000`` by
-    fixed-point iteration on the tiny polynomial; good to about a microsecond.
+    A linear first guess, then two Newton steps on the two-part forward computation of
+    ``S``, so precision does not depend on how far the date is from J2000.
     """
     day, idx = np.divmod(seq, nslots)
-    whole = (day + reference._epoch_sidereal_day).astype(np.float64)
-    target_frac = idx / nslots - (_ERA_AT_J2000 + reference._longitude_turns)
-    rate = 1.0 + _ERA_EXCESS_RATE
-    du = (whole + target_frac) / rate
-    c0, c1, c2, c3, c4, c5 = _GMST06_ARCSEC
-    for _ in range(3):
-        t = (du + _TT_MINUS_UTC_DAYS) / _DAYS_PER_CENTURY
-        poly = (c0 + (c1 + (c2 + (c3 + (c4 + c5 * t) * t) * t) * t) * t) / _ARCSEC_PER_TURN
-        du = (whole + (target_frac - poly)) / rate
-    du_whole = np.floor(du)
-    jd1 = du_whole + _DJ00
-    jd2 = du - du_whole
+    target_whole = (day + reference._epoch_sidereal_day).astype(np.float64)
+    target_frac = idx / nslots
+    offset = _ERA_AT_J2000 + _GMST06_TURNS_PER_DAY_POWERS[0] + reference._longitude_turns
+    du = (target_whole + (target_frac - offset)) / _SIDEREAL_RATE
+    jd2 = du - np.floor(du)
+    jd1 = (du - jd2) + _DJ00
     bad = ~((jd1 >= _JD_MIN) & (jd1 < _JD_MAX))
     if np.any(bad):
         raise TimeError(
             f"lstseq={seq[bad].flat[0]} lies outside years 1-9999; check that it is a slot "
             f"number of the counter starting at {reference.epoch!r}"
         )
+    for _ in range(2):
+        whole, frac = _sidereal_day_parts(jd1, jd2, reference._longitude_turns)
+        error = (target_whole - whole.reshape(jd1.shape)) + (target_frac - frac.reshape(jd1.shape))
+        jd2 = jd2 + error / _SIDEREAL_RATE
     return jd1, jd2
 
 
@@ -527,7 +527,7 @@ def _first_in_slot(
         if not early.any():
             break
         x = np.where(early, step_up(x), x)
-    else:  # pragma: no cover - the estimate is good to about a microsecond
+    else:  # pragma: no cover - the estimate is good to a few nanoseconds
         raise TimeError("lstseq2date did not converge; report this lstseq as a bug")
     for _ in range(_MAX_NUDGES):
         before = step_down(x)

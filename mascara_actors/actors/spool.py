@@ -9,22 +9,45 @@ spooled and caught-up frames are kept for the summariser.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "SpoolStatistics"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStatistics:
+    """A snapshot of a :class:`Spool` (cheap, safe to hand to another task)."""
+
+    spooled: int
+    """Items that had to wait in the overflow, total so far."""
+    caught_up: int
+    """Overflow items delivered to the stream since, total so far."""
+    waiting: int
+    """Items in the overflow now (``spooled - caught_up``)."""
+    buffer_used: int
+    """Items in the stream's buffer now."""
+    max_buffer_size: float
+    """Capacity of the stream's buffer."""
 
 
 class Spool(Generic[T]):
     """A never-blocking front for a bounded send stream, with FIFO overflow.
 
-    Use :meth:`put` from the camera (never waits), run :meth:`feed` in a task of the same
-    task group, and :meth:`aclose` when the camera is done: it waits for the overflow to
-    drain, then closes the stream.
+    Use :meth:`put` from the camera (a plain function: it never waits), run :meth:`feed` in
+    a task of the same task group, and :meth:`aclose` when the camera is done: the feeder
+    delivers what is still waiting, then closes the stream. Items reach the stream in the
+    order they were put, whether they waited or not.
+
+    Parameters
+    ----------
+    send
+        The bounded send end of the reducer's inbox; the spool owns it and closes it.
     """
 
     def __init__(self, send: MemoryObjectSendStream[T]) -> None:
@@ -42,16 +65,36 @@ class Spool(Generic[T]):
         """Items in the overflow now."""
         return len(self._overflow)
 
+    def statistics(self) -> SpoolStatistics:
+        """Counts of the spool and of its stream, now."""
+        stream = self._send.statistics()
+        return SpoolStatistics(
+            spooled=self.spooled,
+            caught_up=self.caught_up,
+            waiting=len(self._overflow),
+            buffer_used=stream.current_buffer_used,
+            max_buffer_size=stream.max_buffer_size,
+        )
+
     def put(self, item: T) -> None:
-        """Deliver ``item`` now if the stream has room, else queue it; never blocks."""
+        """Deliver ``item`` now if the stream has room, else queue it; never blocks.
+
+        Raises
+        ------
+        anyio.ClosedResourceError
+            After :meth:`aclose`.
+        anyio.BrokenResourceError
+            When the receiving side is gone (the reducer stopped).
+        """
         if self._closing:
-            raise anyio.ClosedResourceError("the spool is closing")
+            raise anyio.ClosedResourceError("the spool is closing: no more frames can be put")
         if not self._overflow:
             try:
                 self._send.send_nowait(item)
                 return
             except anyio.WouldBlock:
                 pass
+        # Behind earlier overflow items or a full stream: wait in line (FIFO).
         self._overflow.append(item)
         self.spooled += 1
         self._wake.set()
@@ -68,6 +111,8 @@ class Spool(Generic[T]):
         while True:
             while self._overflow:
                 await self._send.send(self._overflow[0])
+                # No checkpoint between the send completing and the pop: put() cannot slip
+                # an item past the one just delivered.
                 self._overflow.popleft()
                 self.caught_up += 1
             if self._closing:

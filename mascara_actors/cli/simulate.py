@@ -26,7 +26,8 @@ def _transit(text: str) -> Transit:
         )
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--transit {text!r}: write HIP:DEPTH:DURATION_H:EPOCH_JD, e.g. 12345:0.01:2.5:2461368.6"
+            f"--transit {text!r}: write HIP:DEPTH:DURATION_H:EPOCH_JD, "
+            "e.g. 12345:0.01:2.5:2461368.6"
         ) from None
 
 

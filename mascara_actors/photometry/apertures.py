@@ -60,13 +60,14 @@ def _primitive(t: NDArray[np.float64], radius: float) -> NDArray[np.float64]:
 
 
 def _corner_areas(u: NDArray[np.float64], v: NDArray[np.float64], radius: float,
-                  ) -> NDArray[np.float64]:
+                  sign: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """Signed area of the disc of ``radius`` (centre at 0) inside ``[0, u] x [0, v]``.
 
     ``u`` and ``v`` broadcast against each other (e.g. (1, k, n) and (k, 1, n)). The sign is
     ``sign(u) * sign(v)``, which turns the pixel overlap into a plain inclusion-exclusion
-    over the pixel's corners. Everything that depends on one axis only (square roots,
-    arcsines) is computed on the small per-axis arrays before broadcasting.
+    over the pixel's corners; pass it as ``sign`` when it is known in advance. Everything
+    that depends on one axis only (square roots, arcsines) is computed on the small per-axis
+    arrays before broadcasting.
     """
     au = np.minimum(np.abs(u), radius)
     av = np.minimum(np.abs(v), radius)
@@ -75,7 +76,9 @@ def _corner_areas(u: NDArray[np.float64], v: NDArray[np.float64], radius: float,
     pu = _primitive(au, radius)
     pc = uc * av - _primitive(uc, radius)
     area = np.where(au <= uc, au * av, pu + pc)
-    area *= np.copysign(1.0, u) * np.copysign(1.0, v)
+    if sign is None:
+        sign = np.copysign(1.0, u) * np.copysign(1.0, v)
+    area *= sign
     return area
 
 
@@ -105,7 +108,9 @@ def circle_overlap(dx: ArrayLike, dy: ArrayLike, radius: float, *,
     h = box_half_size(radius) if half_size is None else int(half_size)
     dx = np.atleast_1d(np.asarray(dx, dtype=np.float64))
     dy = np.atleast_1d(np.asarray(dy, dtype=np.float64))
-    return np.moveaxis(circle_overlap_last(dx, dy, radius, h), -1, 0)
+    w = circle_overlap_last(dx, dy, radius, h)
+    # Rounding leaves +-1e-14 on pixels the circle only grazes; keep areas within [0, 1].
+    return np.moveaxis(np.clip(w, 0.0, 1.0, out=w), -1, 0)
 
 
 def circle_overlap_last(dx: NDArray[np.float64], dy: NDArray[np.float64], radius: float,
@@ -113,18 +118,22 @@ def circle_overlap_last(dx: NDArray[np.float64], dy: NDArray[np.float64], radius
     """As :func:`circle_overlap`, with the stars on the last axis: shape (2h+1, 2h+1, n).
 
     This layout keeps numpy's inner loops long (one pass over all stars per pixel), which
-    makes it about twice as fast; :func:`~mascara_actors.photometry.measure` uses it.
+    makes it about twice as fast; :func:`~mascara_actors.photometry.measure` uses it. The
+    areas are not clipped: pixels that the circle only grazes may come out as +-1e-14.
     """
     edges = np.arange(-half_size - 0.5, half_size + 1.0, 1.0)
     # Pixel corners relative to each circle centre: u along x (columns), v along y (rows).
     u = edges[None, :, None] - dx
     v = edges[:, None, None] - dy
-    corner = _corner_areas(u, v, radius)
-    w = corner[1:, 1:] - corner[:-1, 1:]
-    w -= corner[1:, :-1]
-    w += corner[:-1, :-1]
-    # Rounding leaves +-1e-14 on pixels the circle only grazes; keep areas within [0, 1].
-    return np.clip(w, 0.0, 1.0, out=w)
+    sign = None
+    if dx.size and max(np.abs(dx).max(), np.abs(dy).max()) <= 0.5:
+        # Centres within the middle pixel: every corner keeps the sign of its edge (a zero
+        # u or v gives a zero area whatever the sign).
+        s = np.sign(edges)
+        sign = s[:, None, None] * s[None, :, None]
+    corner = _corner_areas(u, v, radius, sign)
+    cols = corner[:, 1:] - corner[:, :-1]
+    return cols[1:] - cols[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,21 +226,39 @@ class AnnulusPixels:
         return out
 
 
-def annulus_pixels(r_in: float, r_out: float) -> AnnulusPixels:
+def annulus_pixels(r_in: float, r_out: float, *, centre: str = "star") -> AnnulusPixels:
     """Candidate pixels of a sky annulus (pixel-centre distance in ``[r_in, r_out]``).
 
     Parameters
     ----------
     r_in, r_out : float
         Inner and outer radius, pixels; ``0 <= r_in < r_out``.
+    centre : {"star", "pixel"}
+        Measure distances from the star's position ("star", as photutils and the legacy
+        code) or from the centre of the pixel nearest to it ("pixel": one fixed pixel set
+        for every star, no per-star test, about 15 % faster photometry; the annulus moves by
+        at most half a pixel).
 
     Returns
     -------
     AnnulusPixels
-        The sure and edge pixel offsets (see :class:`AnnulusPixels`).
+        The sure and edge pixel offsets (see :class:`AnnulusPixels`); no edge pixels for
+        ``centre="pixel"``.
     """
     if not (0.0 <= r_in < r_out):
         raise ValueError(f"sky radii ({r_in!r}, {r_out!r}) must satisfy 0 <= r_in < r_out pixels")
+    if centre == "pixel":
+        h = math.floor(r_out)
+        oy, ox = np.mgrid[-h:h + 1, -h:h + 1]
+        ox, oy = ox.ravel(), oy.ravel()
+        r2 = ox * ox + oy * oy
+        sure = (r2 >= r_in * r_in) & (r2 <= r_out * r_out)
+        none = np.zeros(0, dtype=np.intp)
+        return AnnulusPixels(r_in=float(r_in), r_out=float(r_out), half_size=h,
+                             sure_dx=ox[sure].astype(np.intp), sure_dy=oy[sure].astype(np.intp),
+                             edge_dx=none, edge_dy=none, n_inner=0, n_outer=0)
+    if centre != "star":
+        raise ValueError(f"centre={centre!r}: use 'star' or 'pixel'")
     # The star sits at f in [-0.5, 0.5]^2 from the pixel nearest to it, so the centre of the
     # pixel at offset o is between the nearest and the farthest point of that square.
     h = math.floor(r_out + 0.5)

@@ -131,17 +131,32 @@ class _Geometry:
     annulus: AnnulusPixels
     half: int  # half size of the gathered box
     ap_half: tuple[int, ...]  # half size of each aperture's box
-    ann_index: NDArray[np.intp]  # flat index of the annulus candidates in the gathered box
-    n_sure: int  # the first n_sure annulus candidates are always in the annulus
+    n_sure: int  # annulus row: n_sure pixels always in the annulus, then the edge pixels
+    n_cand: int  # sure plus edge pixels
+    runs: tuple[tuple[int, int, int], ...]  # sure pixels as (box flat start, length, column)
+    edge_index: NDArray[np.intp]  # flat index of the edge pixels in the gathered box
 
 
 @functools.lru_cache(maxsize=16)
-def _geometry(apertures: tuple[float, ...], sky_radii: tuple[float, float]) -> _Geometry:
-    annulus = annulus_pixels(*sky_radii)
+def _geometry(apertures: tuple[float, ...], sky_radii: tuple[float, float],
+              centre: str = "star") -> _Geometry:
+    annulus = annulus_pixels(*sky_radii, centre=centre)
     ap_half = tuple(box_half_size(r) for r in apertures)
     half = max(annulus.half_size, *ap_half)
+    index = annulus.box_index(half)
+    n_sure = int(annulus.sure_dx.size)
+    # The sure pixels of one box row are one or two contiguous runs: copying runs (about
+    # 2 per row) is faster than a gather with one index per pixel.
+    sure = np.sort(index[:n_sure])
+    width = 2 * half + 1
+    cut = np.flatnonzero((np.diff(sure) != 1) | (np.diff(sure // width) != 0)) + 1
+    starts = np.r_[0, cut].astype(int)
+    ends = np.r_[cut, n_sure].astype(int)
+    runs = tuple((int(sure[a]), int(b - a), int(a)) for a, b in zip(starts, ends, strict=True)
+                 if b > a)
     return _Geometry(apertures=apertures, annulus=annulus, half=half, ap_half=ap_half,
-                     ann_index=annulus.box_index(half), n_sure=int(annulus.sure_dx.size))
+                     n_sure=n_sure, n_cand=int(index.size), runs=runs,
+                     edge_index=index[n_sure:])
 
 
 def _check_options(apertures: tuple[float, ...], sky_radii: tuple[float, ...], gain: float,
@@ -177,14 +192,15 @@ def measure(
     moon_xy: tuple[float, float] | None = None,
     moon_radius: float = 30.0,
     edge_margin: float | None = None,
+    sky_centre: str = "star",
 ) -> PhotometryResult:
     """Aperture photometry with a robust local sky for many stars on one image.
 
     Parameters
     ----------
     image : array_like, shape (ny, nx)
-        Calibrated science region, ADU (float32 as the reducer makes it; integer images are
-        converted to float32). NaN marks bad pixels. Not modified.
+        Calibrated science region, ADU (native float32 as the reducer makes it, or float64;
+        anything else is converted to float32 first). NaN marks bad pixels. Not modified.
     x, y : array_like, shape (n,)
         Star positions, pixels: column and row, with the centre of ``image[0, 0]`` at
         ``(0.0, 0.0)``. Non-finite positions are flagged ``EDGE``.
@@ -210,6 +226,10 @@ def measure(
         Stars with ``x`` or ``y`` closer than this to the first or last pixel centre are not
         measured (``EDGE``); stars whose sky box leaves the image never are. The
         configuration's value is 50 pixels; None applies only the box rule.
+    sky_centre : {"star", "pixel"}
+        Annulus distances from the star's position ("star", as photutils and lsreduce) or
+        from the centre of its nearest pixel ("pixel": the same pixel set for every star,
+        about 15 % faster; the annulus moves by at most half a pixel).
 
     Returns
     -------
@@ -231,14 +251,19 @@ def measure(
                              or np.issubdtype(img.dtype, np.integer)):
         raise FrameError(f"image must be a 2-D real array (ny, nx), got shape {img.shape} "
                          f"and dtype {img.dtype}: pass the calibrated science region")
-    if not np.issubdtype(img.dtype, np.floating):
-        img = img.astype(np.float32)
+    if img.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        # integers, float16, big-endian FITS data: native float32 (float64 stays float64)
+        wide = np.issubdtype(img.dtype, np.floating) and img.dtype.itemsize == 8
+        img = img.astype(np.float64 if wide else np.float32)
     xs = np.array(x, dtype=np.float64).reshape(-1)
     ys = np.array(y, dtype=np.float64).reshape(-1)
     if np.shape(x) != np.shape(y):
         raise FrameError(f"x has shape {np.shape(x)} but y has {np.shape(y)}: "
                          "give one x and one y per star")
-    geo = _geometry(apertures, (sky_radii_t[0], sky_radii_t[1]))
+    if sky_centre not in ("star", "pixel"):
+        raise ConfigError(f"sky_centre={sky_centre!r}: use 'star' (distances from the star) "
+                          "or 'pixel' (from its nearest pixel centre)")
+    geo = _geometry(apertures, (sky_radii_t[0], sky_radii_t[1]), sky_centre)
     n = xs.size
     ny, nx = img.shape
     h = geo.half
@@ -319,21 +344,29 @@ def _gather(
     h = geo.half
     width = 2 * h + 1
     windows = sliding_window_view(img, (width, width))
-    m = geo.ann_index.size
+    m = geo.n_cand
     rows = SortedRows.empty(n, m, img.dtype)
     a = max(geo.ap_half)
     apbox = np.empty((2 * a + 1, 2 * a + 1, n), dtype=img.dtype)
+    nan_if = np.array([1.0, np.nan], dtype=img.dtype)
     for start in range(0, n, _CHUNK):
         s = slice(start, min(start + _CHUNK, n))
         box = windows[yi[s] - h, xi[s] - h]  # (c, width, width), a copy
         apbox[:, :, s] = box[:, h - a:h + a + 1, h - a:h + a + 1].transpose(1, 2, 0)
         ann = rows.buffer[s]
-        np.take(box.reshape(box.shape[0], -1), geo.ann_index, axis=1, out=ann[:, :m])
+        flat = box.reshape(box.shape[0], -1)
+        for first, length, col in geo.runs:
+            ann[:, col:col + length] = flat[:, first:first + length]
         ann[:, m:] = np.nan
-        outside = geo.annulus.edge_outside(fx[s], fy[s])
-        np.copyto(ann[:, geo.n_sure:m], np.nan, where=outside)
+        n_in = np.full(box.shape[0], m)
+        if geo.edge_index.size:
+            outside = geo.annulus.edge_outside(fx[s], fy[s])
+            # Multiplying by a 1-or-NaN table lookup is much faster than copyto(where=).
+            np.multiply(np.take(flat, geo.edge_index, axis=1),
+                        np.take(nan_if, outside.view(np.uint8)), out=ann[:, geo.n_sure:m])
+            n_in -= outside.sum(axis=1)
         ann.sort(axis=1)
-        rows.prepare(s, max_finite=m - outside.sum(axis=1))
+        rows.prepare(s, max_finite=n_in)
     return rows, apbox
 
 

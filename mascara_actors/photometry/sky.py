@@ -47,10 +47,10 @@ class SkyEstimate:
     sky : ndarray of float64, shape (n,)
         Sky level, ADU per pixel; NaN where the estimate failed (too few good pixels).
     esky : ndarray of float64, shape (n,)
-        Scatter of the sky pixels about the sky level (one pixel's standard deviation),
+        Standard deviation of the sky pixels the estimate kept (the scatter of one pixel),
         ADU per pixel; NaN where the estimate failed.
     nsky : ndarray of int32, shape (n,)
-        Number of pixels the final estimate used (0 where none were usable).
+        Number of pixels the estimate kept; 0 where it failed.
     """
 
     sky: NDArray[np.float64]
@@ -528,7 +528,7 @@ class ClippedMedianSky(SkyEstimator):
         return SkyEstimate(
             sky=np.where(ok, med, np.nan),
             esky=np.where(ok, std, np.nan),
-            nsky=nw.astype(np.int32),
+            nsky=np.where(ok, nw, 0).astype(np.int32),
         )
 
 

@@ -14,18 +14,15 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mascara_actors.errors import StorageError
 from mascara_actors.storage import layout as L
 from mascara_actors.storage.atomic import atomic_hdf5, remove_stale_tmp
+from mascara_actors.storage.combine import CombineReport, combine_night
 from mascara_actors.storage.layout import NightId
 from mascara_actors.storage.locks import NightLock
-
-if TYPE_CHECKING:
-    from mascara_actors.storage.combine import CombineReport
 
 __all__ = ["SetWriter", "list_set_files"]
 
@@ -228,8 +225,14 @@ class SetWriter:
                                  station=station, astrometry=astrometry, overwrite=overwrite)
         return await anyio.to_thread.run_sync(call)
 
-    def combine(self, kind: str, **options: object) -> CombineReport:
-        """:func:`~mascara_actors.storage.combine.combine_night` under this writer's lock."""
-        from mascara_actors.storage.combine import combine_night
-
-        return combine_night(self.night_dir, kind, lock=self.lock, **options)  # type: ignore[arg-type]
+    def combine(self, kind: str, *, minobs: int = 51, compression: str | None = "gzip",
+                chunk_stars: int = 500, chunk_records: int = 1_000_000,
+                keep_sets: bool = False, threads: int | None = None) -> CombineReport:
+        """:func:`~mascara_actors.storage.combine.combine_night` under this writer's lock
+        (same options)."""
+        if not self.lock.held:
+            raise StorageError(f"the SetWriter of {self.night_dir} is not open: open it "
+                               "before combining, or call combine_night() directly")
+        return combine_night(self.night_dir, kind, minobs=minobs, compression=compression,
+                             chunk_stars=chunk_stars, chunk_records=chunk_records,
+                             keep_sets=keep_sets, threads=threads, lock=self.lock)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
 import anyio
 import numpy as np
 import pytest
+import trio.lowlevel
 import trio.testing
+from astropy.io import fits
 
 from hw.recorded import RecordedNight, ReplayStats
 from hw.recording import (
@@ -48,9 +50,7 @@ def camera() -> CameraConfig:
 @pytest.fixture(scope="module")
 def sensor() -> SensorConfig:
     """A 512 x 340 crop of the KAI-11002 with 20/12 px overscan strips (shared, immutable)."""
-    config_dir = load_config().directory
-    with (config_dir / "cameras.toml").open("rb") as fh:
-        crop = SensorConfig(name="crop1024", **tomllib.load(fh)["sensors"]["crop1024"])
+    crop = load_config().sensor("crop1024")
     return dataclasses.replace(
         crop, name="mini", nx=552, ny=364, x0=20, y0=12, xsize=512, ysize=340
     )
@@ -229,7 +229,7 @@ def test_record_night_refuses_bad_arguments(tmp_path, camera, catalogue, sensor)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("x")
-    with pytest.raises(StorageError, match=r"busy is not empty \(1 entries: notes.txt\)"):
+    with pytest.raises(StorageError, match=r"busy is not empty \(it holds notes.txt\)"):
         record_night(busy, camera, catalogue, start_lstseq=100, n_science=1, sensor=sensor)
     with pytest.raises(ValueError, match=r"compression must be one of"):
         record_night(
@@ -275,9 +275,7 @@ def test_choose_start_lstseq_is_the_first_slot_below_the_altitude(camera_id, dat
     starts = lstseq2date(np.array([seq - 1, seq]), format="jd")
     alt = sun_altitude(starts, camera.site)
     assert alt[0] >= -12.0 > alt[1]
-    assert night_date(float(starts[1]), camera.site).isoformat().replace("-", "") == date.replace(
-        "-", ""
-    )
+    assert night_date(float(starts[1]), camera.site) == datetime.date.fromisoformat(date)
     darker = choose_start_lstseq(camera, date, sun_alt_deg=-18.0)
     # The Sun sinks 6 more degrees in 20-40 minutes at these latitudes.
     assert 150 < darker - seq < 450
@@ -311,8 +309,8 @@ def test_frames_of_two_cameras_are_refused(tmp_path, recorded):
         RecordedNight(tmp_path)
 
 
-def test_unreadable_files_are_counted_and_skipped(tmp_path, recorded):
-    copies = copy_frames(recorded, tmp_path, count=8)
+def test_unreadable_files_are_counted_and_skipped(tmp_path, recorded, caplog):
+    copies = copy_frames(recorded, tmp_path, count=9)
     data = copies[1].read_bytes()
     copies[1].write_bytes(data[: len(data) * 6 // 10])  # cut mid-file
     rng = np.random.default_rng(5)
@@ -321,12 +319,19 @@ def test_unreadable_files_are_counted_and_skipped(tmp_path, recorded):
     gz = copies[6].with_name(copies[6].name.replace(".fits.fz", ".fits.gz"))
     copies[6].rename(gz)
     gz.write_bytes(rng.bytes(5000))  # not gzip
+    copies[6] = gz
+    fits.PrimaryHDU(np.zeros((4, 4), np.uint16)).writeto(copies[8], overwrite=True)  # no keys
     night = RecordedNight(tmp_path)
-    frames = anyio.run(replay_all, night)
-    good = [c for i, c in enumerate(copies) if i not in (1, 3, 5, 6)]
-    assert [f.path.name for f in frames] == [c.name for c in good]
-    assert night.stats == ReplayStats(frames=8, yielded=4, skipped_unreadable=4)
-
+    with caplog.at_level("WARNING", logger="hw.recorded"):
+        frames = anyio.run(replay_all, night)
+    bad = (1, 3, 5, 6, 8)
+    assert [f.path.name for f in frames] == [c.name for i, c in enumerate(copies) if i not in bad]
+    assert night.stats == ReplayStats(frames=9, yielded=4, skipped_unreadable=5)
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    for i in bad:
+        assert copies[i].name in warned
+    assert "truncated" in warned
+    assert "header lacks" in warned
 
 
 def test_a_file_cut_at_a_block_boundary_is_skipped(tmp_path, recorded):
@@ -398,14 +403,16 @@ async def test_realtime_replay_keeps_the_slot_cadence_in_virtual_time(recorded, 
     copies = copy_frames(recorded, tmp_path, kinds=("dark", "flat", "science"), count=10)
     copies[6].unlink()  # a missing slot: the next frame comes two slots later
     night = RecordedNight(tmp_path)
+    assert isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
     slot = slot_length_solar_s()
-    assert slot == pytest.approx(6.38253, abs=1e-5)
+    assert slot == pytest.approx(6.38253, abs=1e-5)  # 6.4 sidereal seconds
     for speed in (1.0, 4.0):
         start = anyio.current_time()
         times, seqs = [], []
         async for frame in night.replay(realtime=True, speed=speed):
             times.append(anyio.current_time() - start)
             seqs.append(frame.header.lstseq)
+        assert seqs == [f.lstseq for f in night.frames()]
         expected = [(s - seqs[0] + 1) * slot / speed for s in seqs]
         np.testing.assert_allclose(times, expected, rtol=0, atol=1e-6)
         gaps = np.diff(times) * speed / slot
@@ -420,3 +427,21 @@ async def test_fast_replay_runs_on_both_backends(recorded, anyio_backend):
     seqs = [frame.header.lstseq async for frame in night.replay(kind="science")]
     assert seqs == list(range(recorded.info.start_lstseq, recorded.info.end_lstseq + 1))
     assert night.stats.yielded == N_SCIENCE
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_wait_keeps_the_frame_for_the_next_call(recorded, tmp_path):
+    copies = copy_frames(recorded, tmp_path, count=2)
+    night = RecordedNight(tmp_path)
+    frames = night.replay(realtime=True)
+    start = anyio.current_time()
+    with anyio.move_on_after(3.0) as scope:
+        await frames.__anext__()
+    assert scope.cancelled_caught
+    first = await frames.__anext__()
+    assert first.path.name == copies[0].name
+    assert anyio.current_time() - start == pytest.approx(slot_length_solar_s(), abs=1e-6)
+    assert (await frames.__anext__()).path.name == copies[1].name
+    with pytest.raises(StopAsyncIteration):
+        await frames.__anext__()
+    assert night.stats.yielded == 2

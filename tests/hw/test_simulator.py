@@ -7,7 +7,6 @@ chip) of camera LPC at 2026-03-20 23:00 UTC, a dark night at La Palma.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 
 import numpy as np
 import pytest
@@ -21,13 +20,6 @@ from mascara_actors.sidereal import SLOT_SIDEREAL_S, SiteReference, slot_length_
 NIGHT_UTC = "2026-03-20T23:00:00"
 
 
-def crop_sensor(config_dir) -> SensorConfig:
-    """The configured ``crop1024`` sensor (load_config exposes only the cameras' sensors)."""
-    with (config_dir / "cameras.toml").open("rb") as fh:
-        table = tomllib.load(fh)["sensors"]["crop1024"]
-    return SensorConfig(name="crop1024", **table)
-
-
 @pytest.fixture(scope="module")
 def camera() -> CameraConfig:
     """LPC from the repository's config (shared, immutable)."""
@@ -36,8 +28,8 @@ def camera() -> CameraConfig:
 
 @pytest.fixture(scope="module")
 def sensor() -> SensorConfig:
-    """The crop1024 sensor (shared, immutable)."""
-    return crop_sensor(load_config().directory)
+    """The configured crop1024 sensor (shared, immutable)."""
+    return load_config().sensor("crop1024")
 
 
 @pytest.fixture(scope="module")

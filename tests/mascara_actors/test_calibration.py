@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -489,8 +490,12 @@ def test_masters_from_files_equal_masters_from_memory(tmp_path, darks, mdark, ca
                        d.data, d.header) for d in darks[:N_DARK]]
     # Force many row blocks (7 rows each) to exercise the streaming.
     monkeypatch.setattr(cal, "_BLOCK_BYTES", 4 * N_DARK * darks[0].data.shape[1] * 7)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     master = master_dark(paths, calibration=calib)
     assert np.array_equal(master.data, mdark.data)
+    assert list(scratch.iterdir()) == []  # compressed frames' scratch copies are gone
     assert master.lstseq == mdark.lstseq
     assert master.nobs == N_DARK
 

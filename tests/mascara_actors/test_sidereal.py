@@ -110,6 +110,19 @@ def test_round_trip_calendar(s: int, fraction: float) -> None:
     assert LST(start - timedelta(microseconds=1)).lstseq == s - 1
 
 
+@given(s=lstseqs(-9_947_000_000, 39_489_000_000))  # years 1 to 9999
+@example(s=39_489_885_943)  # 9999-12-30: microsecond counts beyond 2**53 once broke this
+@settings(deadline=None)
+def test_round_trip_any_year(s: int) -> None:
+    start_jd = lstseq2date(s)
+    assume(not near_leap_second(float(start_jd), 10.0))
+    assert LST(start_jd).lstseq == s
+    assert LST(np.nextafter(start_jd, -np.inf)).lstseq == s - 1
+    start = lstseq2date(s, format="calendar")
+    assert LST(start).lstseq == s
+    assert LST(start - timedelta(microseconds=1)).lstseq == s - 1
+
+
 @given(jds=instant_arrays(max_size=32))
 @example(jds=[2457754.4999999, 2457754.5000001])
 def test_monotonic_in_jd(jds: list[float]) -> None:

@@ -94,16 +94,38 @@ def test_fluxes_match_photutils_exact_apertures(clean_frame) -> None:
 def test_sky_pixels_are_photutils_annulus_pixels(clean_frame) -> None:
     image, x, y, _ = clean_frame
     image = image.astype(np.float64)
-    res = measure(image, x, y, sky_estimator=ClippedMedianSky())
     annulus = CircularAnnulus(np.column_stack([x, y]), 6.0, 21.0)
-    for i, mask in enumerate(annulus.to_mask(method="center")):
-        pixels = mask.get_values(image)
-        assert pixels.size == res.nsky[i] or res.nsky[i] < pixels.size  # clipping drops some
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, median, std = sigma_clipped_stats(pixels, sigma=3.0, maxiters=5)
-        assert res.sky[i] == pytest.approx(median, rel=1e-12)
-        assert res.esky[i] == pytest.approx(std, rel=1e-9)
+    pixels = [m.get_values(image) for m in annulus.to_mask(method="center")]
+    # no clipping: the very same pixel set, so the same count, median and scatter
+    every = measure(image, x, y, sky_estimator=ClippedMedianSky(sigma=1e6))
+    np.testing.assert_array_equal(every.nsky, [p.size for p in pixels])
+    np.testing.assert_array_equal(every.sky, [np.median(p) for p in pixels])
+    np.testing.assert_allclose(every.esky, [np.std(p) for p in pixels], rtol=1e-9)
+    # 3-sigma clipping as astropy does it
+    res = measure(image, x, y, sky_estimator=ClippedMedianSky())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = np.array([sigma_clipped_stats(p, sigma=3.0, maxiters=5) for p in pixels])
+    np.testing.assert_allclose(res.sky, stats[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(res.esky, stats[:, 2], rtol=1e-9)
+
+
+def test_sky_centred_on_the_nearest_pixel(clean_frame) -> None:
+    image, x, y, _ = clean_frame
+    image = image.astype(np.float64)
+    res = measure(image, x, y, sky_estimator=ClippedMedianSky(sigma=1e6), sky_centre="pixel")
+    oy, ox = np.mgrid[-21:22, -21:22]
+    r2 = ox**2 + oy**2
+    keep = (r2 >= 36) & (r2 <= 441)
+    xi = np.floor(x + 0.5).astype(int)
+    yi = np.floor(y + 0.5).astype(int)
+    pixels = image[yi[:, None] + oy[keep][None, :], xi[:, None] + ox[keep][None, :]]
+    np.testing.assert_array_equal(res.nsky, keep.sum())
+    np.testing.assert_array_equal(res.sky, np.median(pixels, axis=1))
+    # the fluxes differ from the star-centred annulus only through the sky level
+    star = measure(image, x, y, sky_estimator=ClippedMedianSky(sigma=1e6))
+    np.testing.assert_allclose(res.flux + res.sky[:, None] * AREA,
+                               star.flux + star.sky[:, None] * AREA, rtol=1e-13)
 
 
 # --- error model ---------------------------------------------------------------------------
@@ -133,28 +155,32 @@ def test_reduced_chi_square_against_truth(render, noisy, grid, estimator) -> Non
 
 # --- flags ---------------------------------------------------------------------------------
 
-def _sky_frame(seed: int, shape: tuple[int, int] = (160, 220), level: float = 1000.0,
-               stars: tuple[tuple[float, float], ...] = ()) -> np.ndarray:
-    """Flat sky with 5 ADU noise (float32) and stars of 2e4 ADU at ``stars`` (x, y)."""
-    from tests.mascara_actors.photometry.conftest import render_stars
+@pytest.fixture
+def sky_frame(render):
+    """Factory of fresh float32 frames: flat sky with 5 ADU noise and stars of 2e4 ADU at
+    ``stars`` (x, y pixels)."""
 
-    rng = np.random.default_rng(seed)
-    image = level + rng.normal(0.0, 5.0, shape)
-    if stars:
-        sx, sy = np.array(stars, dtype=float).T
-        image += render_stars(shape, sx, sy, np.full(sx.size, 2e4))
-    return image.astype(np.float32)
+    def make(seed: int, shape: tuple[int, int] = (160, 220), level: float = 1000.0,
+             stars: tuple[tuple[float, float], ...] = ()) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        image = level + rng.normal(0.0, 5.0, shape)
+        if stars:
+            sx, sy = np.array(stars, dtype=float).T
+            image += render(shape, sx, sy, np.full(sx.size, 2e4))
+        return image.astype(np.float32)
+
+    return make
 
 
-def test_clean_star_has_no_flags(render) -> None:
-    image = _sky_frame(50) + render((160, 220), [110.3], [80.6], [2e4]).astype(np.float32)
+def test_clean_star_has_no_flags(sky_frame) -> None:
+    image = sky_frame(50, stars=((110.3, 80.6),))
     res = measure(image, [110.3], [80.6])
     assert res.pflag[0] == 0
     assert decode_flags(int(res.pflag[0])) == []
 
 
-def test_edge_flag_and_no_photometry() -> None:
-    image = _sky_frame(51, stars=((110.0, 80.0), (40.0, 80.0)))
+def test_edge_flag_and_no_photometry(sky_frame) -> None:
+    image = sky_frame(51, stars=((110.0, 80.0), (40.0, 80.0)))
     x = np.array([15.0, 110.0, 110.0, np.nan, 40.0])
     y = np.array([80.0, 150.0, 80.0, 80.0, 80.0])
     res = measure(image, x, y)
@@ -171,8 +197,8 @@ def test_edge_flag_and_no_photometry() -> None:
     assert margin.pflag.tolist() == [0, PFlag.EDGE]
 
 
-def test_bad_sky_pixel_is_flagged_and_left_out() -> None:
-    image = _sky_frame(52, stars=((110.0, 80.0),))
+def test_bad_sky_pixel_is_flagged_and_left_out(sky_frame) -> None:
+    image = sky_frame(52, stars=((110.0, 80.0),))
     hot = image.copy()
     hot[80, 120] = 64000.0  # 10 px from the star, in the annulus
     nan = image.copy()
@@ -186,11 +212,11 @@ def test_bad_sky_pixel_is_flagged_and_left_out() -> None:
     assert res_hot.nsky[0] == res_nan.nsky[0] <= res_clean.nsky[0] - 1
 
 
-def test_negative_sky_and_failed_sky() -> None:
-    res = measure(_sky_frame(53, level=-50.0), [110.0], [80.0])
+def test_negative_sky_and_failed_sky(sky_frame) -> None:
+    res = measure(sky_frame(53, level=-50.0), [110.0], [80.0])
     assert res.pflag[0] & PFlag.NEGATIVE_SKY
     assert res.sky[0] < 0
-    image = _sky_frame(54)
+    image = sky_frame(54)
     yy, xx = np.mgrid[:160, :220]
     d = np.hypot(xx - 110.0, yy - 80.0)
     image[(d >= 5.5) & (d <= 21.5)] = np.nan
@@ -201,8 +227,8 @@ def test_negative_sky_and_failed_sky() -> None:
     assert np.isnan(res.flux[0]).all()
 
 
-def test_saturated_star(render) -> None:
-    base = _sky_frame(55)
+def test_saturated_star(render, sky_frame) -> None:
+    base = sky_frame(55)
     # peak pixel of a centred sigma = 1.2 star holds about 10.5 % of the flux
     bright = base + render((160, 220), [110.0], [80.0], [6.5e5]).astype(np.float32)
     faint = base + render((160, 220), [110.0], [80.0], [5.0e5]).astype(np.float32)
@@ -214,8 +240,8 @@ def test_saturated_star(render) -> None:
     assert res.pflag[0] == 0
 
 
-def test_negative_flux() -> None:
-    image = _sky_frame(56)
+def test_negative_flux(sky_frame) -> None:
+    image = sky_frame(56)
     image[78:83, 108:113] = 600.0  # a dark hole at the star
     res = measure(image, [110.0], [80.0])
     assert res.pflag[0] == PFlag.NEGATIVE_FLUX
@@ -223,15 +249,15 @@ def test_negative_flux() -> None:
     assert np.isfinite(res.eflux[0]).all()
 
 
-def test_near_moon() -> None:
-    image = _sky_frame(57, stars=((110.0, 80.0), (110.0, 60.0)))
+def test_near_moon(sky_frame) -> None:
+    image = sky_frame(57, stars=((110.0, 80.0), (110.0, 60.0)))
     res = measure(image, [110.0, 110.0], [80.0, 60.0], moon_xy=(110.0, 109.0),
                   moon_radius=30.0)
     assert res.pflag.tolist() == [PFlag.NEAR_MOON, 0]
 
 
-def test_nan_in_aperture() -> None:
-    image = _sky_frame(58, stars=((110.0, 80.0),))
+def test_nan_in_aperture(sky_frame) -> None:
+    image = sky_frame(58, stars=((110.0, 80.0),))
     image[80, 113] = np.nan  # 3.5 px from the star: in the 4.5 px aperture only
     res = measure(image, [110.0], [80.0])
     assert res.pflag[0] == PFlag.NAN_IN_APERTURE
@@ -240,8 +266,8 @@ def test_nan_in_aperture() -> None:
     assert np.isfinite(res.peak[0])
 
 
-def test_flags_combine() -> None:
-    image = _sky_frame(59)
+def test_flags_combine(sky_frame) -> None:
+    image = sky_frame(59)
     image[80, 110] = 65000.0
     image[80, 125] = 64000.0
     res = measure(image, [110.0], [80.0], moon_xy=(100.0, 80.0))
@@ -283,12 +309,15 @@ def test_star_order_and_chunking_do_not_matter(render) -> None:
     assert one.sky[0] == res.sky[0]
 
 
-def test_integer_image_and_empty_star_list() -> None:
-    image = _sky_frame(61)
+def test_integer_and_big_endian_images_and_empty_star_list(sky_frame) -> None:
+    image = sky_frame(61)
     as_int = np.round(image).astype(np.uint16)
     a = measure(as_int, [110.2], [80.7])
     b = measure(as_int.astype(np.float32), [110.2], [80.7])
     np.testing.assert_array_equal(a.flux, b.flux)
+    fits_like = image.astype(">f4")  # FITS data are big-endian
+    np.testing.assert_array_equal(measure(fits_like, [110.2], [80.7]).flux,
+                                  measure(image, [110.2], [80.7]).flux)
     empty = measure(image, [], [])
     assert len(empty) == 0
     assert empty.flux.shape == (0, 2)
@@ -304,8 +333,8 @@ def test_records(clean_frame) -> None:
     np.testing.assert_array_equal(rec["pflag"], res.pflag)
 
 
-def test_bad_arguments() -> None:
-    image = _sky_frame(62)
+def test_bad_arguments(sky_frame) -> None:
+    image = sky_frame(62)
     with pytest.raises(FrameError, match=r"image must be a 2-D real array"):
         measure(image[None], [1.0], [1.0])
     with pytest.raises(FrameError, match=r"x has shape \(2,\) but y has \(1,\)"):
@@ -318,6 +347,8 @@ def test_bad_arguments() -> None:
         measure(image, [1.0], [1.0], gain=0.0)
     with pytest.raises(ConfigError, match=r"moon_radius=-1\.0 must be >= 0"):
         measure(image, [1.0], [1.0], moon_radius=-1.0)
+    with pytest.raises(ConfigError, match=r"sky_centre='ring'"):
+        measure(image, [1.0], [1.0], sky_centre="ring")
 
 
 def test_eflux_formula() -> None:

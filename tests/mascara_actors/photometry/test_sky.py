@@ -103,6 +103,8 @@ def test_sorted_rows_counts_match_searchsorted() -> None:
         np.testing.assert_array_equal(rows.count_below(thr, inclusive=True), incl)
         lo, hi = rows.count_between(thr - 3.0, thr)
         np.testing.assert_array_equal(hi, incl)
+        np.testing.assert_array_equal(
+            lo, [np.searchsorted(r[:k], t - 3.0, "left") for r, k in zip(a, nfin, strict=True)])
 
 
 def test_sorted_rows_window_sums_and_order_statistics() -> None:
@@ -237,6 +239,8 @@ def test_minsky_and_empty_rows_fail_cleanly() -> None:
         res = est(a)
         assert res.failed.tolist() == [True, True, False]
         assert res.sky[2] == 5.0
+        assert res.nsky.tolist() == [0, 0, 20]
+        assert np.isnan(res.esky[:2]).all()
 
 
 def test_estimators_do_not_modify_their_input() -> None:

@@ -241,3 +241,35 @@ def test_bad_options(night: tuple[Path, list], option: dict, message: str) -> No
 def test_bad_kind(night: tuple[Path, list]) -> None:
     with pytest.raises(StorageError, match="kind='medium' is not a light-curve kind"):
         combine_night(night[0], "medium")
+
+
+def test_threaded_gzip_writes_what_hdf5_would(tmp_path: Path) -> None:
+    # one star with 9000 points: HDF5 chunks of 4096 records, the last one partial
+    data = make_night(15, nsets=1, nstars=2)[0]
+    recs = np.repeat(data.records[:1], 9000)
+    recs["lstseq"] = np.arange(9000) + data.records["lstseq"][0]
+    recs["flux0"] = np.random.default_rng(1).normal(1e4, 100, 9000)
+    outs = []
+    for threads in (1, 2):
+        night_dir = tmp_path / str(threads) / NIGHT
+        with SetWriter(night_dir) as w:
+            w.write_set("fast", 1, recs, stars=data.stars, station=data.station)
+            outs.append(w.combine("fast", threads=threads).output)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    with h5py.File(outs[1], "r") as f:
+        ds = f["lightcurves"][str(recs["id"][0])]
+        assert (ds.chunks, ds.compression, ds.shuffle) == ((4096,), "gzip", True)
+        np.testing.assert_array_equal(ds["flux0"], recs["flux0"])
+        np.testing.assert_array_equal(ds["lstseq"], recs["lstseq"])
+
+
+def test_a_lock_must_be_held_on_the_same_night(night: tuple[Path, list], tmp_path: Path) -> None:
+    night_dir, _ = night
+    with NightLock(tmp_path / "20240316LPC") as other, pytest.raises(
+            StorageError, match="not held on that directory"):
+        combine_night(night_dir, "fast", lock=other)
+    with pytest.raises(StorageError, match="not held on that directory"):
+        combine_night(night_dir, "fast", lock=NightLock(night_dir))
+    with pytest.raises(StorageError, match=r"SetWriter of .* is not open"):
+        SetWriter(night_dir).combine("fast")
+    assert len(list_set_files(night_dir, "fast")) == 6
