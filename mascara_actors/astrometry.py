@@ -312,31 +312,46 @@ def solve(
         order=0,
     )
     # Widen to the whole chip and tighten the match radius as the model improves.
-    for radius, distortion, fit_order in ((8.0, True, 0), (4.0, True, order), (2.0, True, order)):
-        pred = _predict(model, ha, dec)
-        ip, jd_ = _match(pred, det, radius)
-        if ip.size < 20:
-            raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched at {radius} px")
-        model = _fit(
-            model,
-            ha[ip],
-            dec[ip],
-            det[jd_],
-            fit_distortion=distortion,
-            order=fit_order,
-            prior=nominal,
-        )
+    model = _refine(
+        model,
+        ha,
+        dec,
+        det,
+        steps=((8.0, 0), (4.0, order), (2.0, order)),
+        prior=nominal,
+        lstseq=lstseq,
+    )
     return _assess(
         image,
         stars,
         model,
         ha,
         dec,
-        det,
         lstseq=lstseq,
         flag=flag,
         min_match_fraction=min_match_fraction,
     )
+
+
+def _refine(
+    model: CameraModel,
+    ha: np.ndarray,
+    dec: np.ndarray,
+    det: np.ndarray,
+    *,
+    steps: tuple[tuple[float, int], ...],
+    prior: CameraModel,
+    lstseq: int,
+) -> CameraModel:
+    """Match predictions to detections within each (radius px, Legendre order) step and refit."""
+    for radius, fit_order in steps:
+        ip, jd_ = _match(_predict(model, ha, dec), det, radius)
+        if ip.size < 20:
+            raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched at {radius} px")
+        model = _fit(
+            model, ha[ip], dec[ip], det[jd_], fit_distortion=True, order=fit_order, prior=prior
+        )
+    return model
 
 
 def _assess(
@@ -345,7 +360,6 @@ def _assess(
     model: CameraModel,
     ha: np.ndarray,
     dec: np.ndarray,
-    det: np.ndarray | None,
     *,
     lstseq: int,
     flag: int,
@@ -408,7 +422,6 @@ def verify(
             solution.model,
             ha,
             dec,
-            None,
             lstseq=lstseq,
             flag=flag,
             min_match_fraction=min_match_fraction,
@@ -420,27 +433,31 @@ def verify(
         return checked
     try:
         det = _detect(image, nmax=1500, saturation=63000.0)
-        model = solution.model
-        for radius in (6.0, 3.0, 2.0):
-            pred = _predict(model, ha, dec)
-            ip, jd_ = _match(pred, det, radius)
-            if ip.size < 20:
-                raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched")
-            model = _fit(model, ha[ip], dec[ip], det[jd_], fit_distortion=True, order=order)
+        model = _refine(
+            solution.model,
+            ha,
+            dec,
+            det,
+            steps=((6.0, order), (3.0, order), (2.0, order)),
+            prior=solution.model,
+            lstseq=lstseq,
+        )
         refit = _assess(
             image,
             stars,
             model,
             ha,
             dec,
-            det,
             lstseq=lstseq,
             flag=flag,
             min_match_fraction=min_match_fraction,
         )
         if refit.dr > max_residual_px:
-            log.warning("astrometry residual %.2f px after a refit (limit %.2f px)",
-                        refit.dr, max_residual_px)
+            log.warning(
+                "astrometry residual %.2f px after a refit (limit %.2f px)",
+                refit.dr,
+                max_residual_px,
+            )
             refit = dataclasses.replace(refit, aflag=refit.aflag | AFLAG_LARGE_RESIDUAL)
         return refit
     except AstrometryFailed as exc:
