@@ -1,8 +1,8 @@
-"""mascara-actors: the real-time reduction system of a MASCARA all-sky camera station."""
+"""mascara-actors: the real-time reduction system of a MASCARA all-sky camera station.
 
-from mascara_actors.offline import configure_astropy_offline
+Modules that use astropy's time scales or coordinates switch its downloads off when they
+are imported (:func:`mascara_actors.offline.configure_astropy_offline`), so importing the
+package itself stays light.
+"""
 
 __version__ = "0.1.0"
-
-# A station has no guaranteed network: astropy must never try to download anything.
-configure_astropy_offline()

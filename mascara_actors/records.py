@@ -105,11 +105,11 @@ _STAR = [
 ]
 
 _SUNMOON = [
-    ("sunra", "f4", "deg", "right ascension of the Sun, ICRS"),
-    ("sundec", "f4", "deg", "declination of the Sun, ICRS"),
+    ("sunra", "f4", "deg", "right ascension of the Sun, geocentric, mean equinox of date"),
+    ("sundec", "f4", "deg", "declination of the Sun, geocentric, mean equinox of date"),
     ("sunalt", "f4", "deg", "altitude of the Sun"),
-    ("moonra", "f4", "deg", "right ascension of the Moon, ICRS"),
-    ("moondec", "f4", "deg", "declination of the Moon, ICRS"),
+    ("moonra", "f4", "deg", "right ascension of the Moon, geocentric, mean equinox of date"),
+    ("moondec", "f4", "deg", "declination of the Moon, geocentric, mean equinox of date"),
     ("moonalt", "f4", "deg", "altitude of the Moon"),
     ("moonx", "f4", "pixel", "column of the Moon on the chip, NaN when off the chip"),
     ("moony", "f4", "pixel", "row of the Moon on the chip, NaN when off the chip"),

@@ -8,6 +8,7 @@ import pytest
 
 from mascara_actors.cli import build_parser, main
 from mascara_actors.photometry import AFLAG_DEFINITIONS, PFLAG_DEFINITIONS, flag_table
+from mascara_actors.records import describe_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -30,7 +31,14 @@ def test_readme_quick_start_has_exactly_the_two_make_commands() -> None:
     assert "make test" in ci
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["simulate", "--help"], ["demo", "--help"]])
+def test_records_doc_matches_the_dtypes() -> None:
+    doc = (README.parent / "docs" / "records.md").read_text()
+    assert doc.split("\n\n", 2)[2].strip() == describe_markdown().strip()
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["simulate", "--help"], ["demo", "--help"], ["export", "--help"]]
+)
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ActorFailed",
     "AstrometryDone",
     "Event",
     "FrameFailed",
@@ -113,6 +114,15 @@ class WarningEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ActorFailed(Event):
+    """An actor cannot go on (e.g. its worker process keeps dying): the night stops early,
+    saving what was measured."""
+
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NightFinished(Event):
     frames_reduced: int
     frames_failed: int
@@ -131,6 +141,7 @@ _TYPES = {
         QueueDepths,
         Spooled,
         WarningEvent,
+        ActorFailed,
         NightFinished,
     )
 }

@@ -17,23 +17,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from mascara_actors import __version__
 from mascara_actors.actors import camera, reducer, saver, summariser
-from mascara_actors.actors.events import Event, NightFinished, NightStarted, QueueDepths
+from mascara_actors.actors.events import (
+    Event,
+    NightFinished,
+    NightStarted,
+    QueueDepths,
+    Spooled,
+)
 from mascara_actors.actors.messages import FrameReady, FrameReduced
-from mascara_actors.actors.reducer import ReducerWorker, WorkerSpec
+from mascara_actors.actors.reducer import ReducerWorker, StoredSolution, WorkerSpec
 from mascara_actors.actors.saver import SaverResult
 from mascara_actors.actors.spool import Spool
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config
+from mascara_actors.errors import StorageError
 from mascara_actors.records import star_dtype
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, set_index, slot_length_solar_s
-from mascara_actors.storage import NightId, SetWriter
+from mascara_actors.storage import (
+    NightFile,
+    NightId,
+    SetWriter,
+    list_set_files,
+    nightly_file_path,
+)
+from mascara_actors.storage._sources import SetSource
 
-__all__ = ["NightPlan", "NightReport", "paced_frames", "run_night", "star_table"]
+__all__ = [
+    "NightPlan",
+    "NightReport",
+    "ResumePoint",
+    "paced_frames",
+    "resume_point",
+    "run_night",
+    "star_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +96,19 @@ class NightReport:
     skipped_frames: int = 0
     """Frames not reduced because their set was already on disk (resume)."""
     nightly_files: list[Path] = field(default_factory=list)
+    stopped_by: str | None = None
+    """Name of the signal that stopped the night early (``SIGINT``, ``SIGTERM``), if any."""
+    worker_restarts: int = 0
+    """Worker processes that died and were replaced."""
+    failure: str | None = None
+    """Why an actor stopped the night, when one did (``NightState.fatal``)."""
 
     @property
     def ok(self) -> bool:
-        """True when the night was reduced: frames reduced and a nightly file written."""
-        return self.state.frames_reduced > 0 and bool(self.nightly_files)
+        """True when the night was reduced: it ran to the end, frames were reduced (now or by
+        an earlier run) and the nightly file was written."""
+        done = self.state.frames_reduced + self.skipped_frames
+        return not self.stopped_early and done > 0 and bool(self.nightly_files)
 
 
 def star_table(catalogue: Catalogue, records: np.ndarray) -> np.ndarray:
@@ -108,28 +141,95 @@ async def paced_frames(
     realtime: bool = False,
     speed: float = 1.0,
 ) -> AsyncIterator[FrameReady]:
-    """FrameReady messages for recorded frames, as fast as possible or at the real cadence.
+    """FrameReady messages for recorded frames, in lstseq order, fast or at the real cadence.
 
-    With ``realtime`` each frame is released when its slot ends (6.4 sidereal seconds per
-    lstseq, divided by ``speed``), measured from the first frame, as a camera would deliver.
+    Parameters
+    ----------
+    frames
+        ``(lstseq, path)`` pairs, in any order.
+    realtime
+        Release frame ``lstseq`` when its slot ends, ``(lstseq - first + 1)`` slots of
+        6.4 sidereal seconds (6.38 s) after the call, ``first`` being the lowest lstseq, as a
+        camera would deliver it. The schedule is kept on the event loop's clock, so a virtual
+        clock drives it in tests.
+    speed
+        With ``realtime``: this many times faster than real time (> 0).
     """
-    if not frames:
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0 (2.0 = twice real time), got {speed!r}")
+    ordered = sorted(((int(s), Path(p)) for s, p in frames), key=lambda f: f[0])
+    if not ordered:
         return
     slot = slot_length_solar_s(SLOT_SIDEREAL_S) / speed
     start = anyio.current_time()
-    first = frames[0][0]
-    for lstseq, path in frames:
+    first = ordered[0][0]
+    for lstseq, path in ordered:
         if realtime:
-            due = start + (lstseq - first + 1) * slot
-            await anyio.sleep(max(due - anyio.current_time(), 0.0))
-        yield FrameReady(path=Path(path), lstseq=int(lstseq), arrived=time.time())
+            await anyio.sleep_until(start + (lstseq - first + 1) * slot)
+        yield FrameReady(path=path, lstseq=lstseq, arrived=time.time())
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """What an earlier run of a camera-night left on disk."""
+
+    done_sets: frozenset[int]
+    """Sets written whole (per-set files, or rows of the nightly file): not reduced again."""
+    solutions: dict[int, StoredSolution]
+    """The astrometric solution of each of those sets that has one, by set index."""
+
+    def skips(self, lstseq: int) -> bool:
+        """True when the frame ``lstseq`` belongs to a set already on disk."""
+        return int(set_index(lstseq)) in self.done_sets
+
+
+def resume_point(night_dir: Path) -> ResumePoint:
+    """Read what is on disk for the night in ``night_dir`` (nothing: an empty ResumePoint).
+
+    A set counts as done when its per-set file exists (files appear whole, by rename) or
+    when its frames are in the nightly file (the per-set files are deleted after the nightly
+    combine). Unreadable per-set files still count as done (they are never overwritten); the
+    nightly combine reports them.
+    """
+    night_dir = Path(night_dir)
+    done: set[int] = set()
+    solutions: dict[int, StoredSolution] = {}
+    nightly = nightly_file_path(night_dir, "fast")
+    if nightly.exists():
+        try:
+            with NightFile(nightly) as nf:
+                done.update(int(s) for s in np.unique(set_index(nf.station["lstseq"])))
+                astrometry = nf.astrometry
+        except StorageError as exc:
+            log.warning("resume: %s; its sets are reduced again", exc)
+            astrometry = None
+        for row in astrometry if astrometry is not None else ():
+            solutions[int(row["setidx"])] = StoredSolution.from_row(row)
+    sets = list_set_files(night_dir, "fast")
+    if sets:
+        nid = NightId.from_dir(night_dir)
+        for setidx, path in sets.items():
+            done.add(setidx)
+            try:
+                # storage has no public reader of a per-set file's astrometry row yet
+                source = SetSource.open_checked(path, nid, "fast")
+                try:
+                    rows = source.read_astrometry()
+                finally:
+                    source.close()
+            except StorageError as exc:
+                log.warning("resume: %s: %s", path, exc)
+                continue
+            for row in rows if rows is not None else ():
+                solutions[int(row["setidx"])] = StoredSolution.from_row(row)
+    return ResumePoint(frozenset(done), solutions)
 
 
 async def _skip_done(
-    source: AsyncIterator[FrameReady], done: set[int], counter: list[int]
+    source: AsyncIterator[FrameReady], resume: ResumePoint, counter: list[int]
 ) -> AsyncIterator[FrameReady]:
     async for frame in source:
-        if int(set_index(frame.lstseq)) in done:
+        if resume.skips(frame.lstseq):
             counter[0] += 1
             continue
         yield frame
@@ -160,19 +260,37 @@ async def run_night(
     state: NightState | None = None,
     stop: anyio.Event | None = None,
     handle_signals: bool = False,
+    worker_mode: str | None = None,
     in_process: bool = False,
     saver_delay: float = 0.0,
 ) -> NightReport:
     """Reduce one camera-night from ``source``; see the module docstring.
 
+    Frames of sets already on disk (an earlier run of the same night) are skipped, and the
+    astrometry goes on from the solutions stored with those sets, so a restarted night ends
+    with the same files as an uninterrupted one.
+
     Parameters
     ----------
+    plan
+        The camera-night: config, camera, output directory, worker spec.
+    source
+        Frames in lstseq order (:func:`paced_frames`, or a live camera).
+    catalogue
+        The star catalogue (star rows of the per-set files).
     state
         Filled in live (the console and the progress bar read it).
     stop
-        Set it to end the night early and gracefully (what SIGINT does).
+        Set it to end the night early and gracefully (what SIGINT does): frames in flight
+        are reduced, complete sets are saved, the open set is left for the restart.
+    handle_signals
+        First SIGINT or SIGTERM sets ``stop``; a second one cancels at once. Only from
+        the main thread.
+    worker_mode
+        Where the reduction runs, one of :data:`~mascara_actors.actors.reducer.WORKER_MODES`
+        (default ``"process"``).
     in_process
-        Run the reduction in a thread instead of a worker process (debugging).
+        Shorthand for ``worker_mode="thread"`` (debugging).
     saver_delay
         Seconds the saver waits per message (tests of backpressure only).
     """
@@ -180,8 +298,12 @@ async def run_night(
     cfg = plan.config.reduction
     state = state if state is not None else NightState()
     stop = stop if stop is not None else anyio.Event()
+    mode = worker_mode if worker_mode is not None else ("thread" if in_process else "process")
+    worker = ReducerWorker(plan.worker, mode=mode)
     saved = SaverResult()
     skipped = [0]
+    stopped_by: list[str] = []
+    files: list[Path] = []
 
     frames_send, frames_recv = anyio.create_memory_object_stream[FrameReady](cfg.channels.frames)
     reduced_send, reduced_recv = anyio.create_memory_object_stream[FrameReduced](
@@ -189,11 +311,16 @@ async def run_night(
     )
     ev_send, ev_recv = anyio.create_memory_object_stream[Event](cfg.channels.events)
     spool = Spool(frames_send)
-    worker = ReducerWorker(plan.worker, in_process=in_process)
     storage = cfg.storage
 
     async with SetWriter(plan.night_dir, header=_header_attrs(plan)) as writer:
-        done = {int(s) for s in writer.completed_sets("fast")}
+        resume = await anyio.to_thread.run_sync(resume_point, plan.night_dir)
+        if resume.done_sets:
+            log.info(
+                "%s: %d sets already on disk; their frames are skipped",
+                plan.night_dir,
+                len(resume.done_sets),
+            )
         async with anyio.create_task_group() as tg_all:
             tg_all.start_soon(
                 lambda: summariser.run(inbox=ev_recv, log_path=plan.log_path, state=state)
@@ -205,18 +332,18 @@ async def run_night(
                         camera=plan.camera.id,
                         out_dir=str(plan.night_dir),
                         frames_expected=plan.frames_expected,
-                        resumed_sets=len(done),
+                        resumed_sets=len(resume.done_sets),
                     )
                 )
                 async with anyio.create_task_group() as side:
                     side.start_soon(_monitor, ev_send.clone(), spool, frames_recv, reduced_recv)
                     async with anyio.create_task_group() as tg:
                         if handle_signals:
-                            side.start_soon(_signals, stop, tg.cancel_scope)
+                            side.start_soon(_signals, stop, tg.cancel_scope, stopped_by)
                         tg.start_soon(spool.feed)
                         tg.start_soon(
                             lambda: camera.run(
-                                source=_skip_done(source, done, skipped),
+                                source=_skip_done(source, resume, skipped),
                                 spool=spool,
                                 events=ev_send.clone(),
                                 stop=stop,
@@ -229,6 +356,8 @@ async def run_night(
                                 outbox=reduced_send,
                                 events=ev_send.clone(),
                                 worker=worker,
+                                restored=resume.solutions,
+                                stop=stop,
                             )
                         )
                         tg.start_soon(
@@ -249,6 +378,8 @@ async def run_night(
                             )
                         )
                     side.cancel_scope.cancel()
+                if spool.spooled:
+                    await ev_send.send(Spooled(spooled=spool.spooled, caught_up=spool.caught_up))
                 files = [r.output for r in saved.combined if r.output is not None]
                 await ev_send.send(
                     NightFinished(
@@ -265,11 +396,24 @@ async def run_night(
         wall_s=time.time() - t0,
         skipped_frames=skipped[0],
         nightly_files=files,
+        stopped_by=stopped_by[0] if stopped_by else None,
+        worker_restarts=worker.restarts,
+        failure=state.fatal,
     )
 
 
-async def _monitor(events, spool: Spool, frames_recv, reduced_recv) -> None:  # type: ignore[no-untyped-def]
-    """Report the depth of every queue once a second (backpressure made visible)."""
+async def _monitor(
+    events: ObjectSendStream[Event],
+    spool: Spool[FrameReady],
+    frames_recv: MemoryObjectReceiveStream[FrameReady],
+    reduced_recv: MemoryObjectReceiveStream[FrameReduced],
+    *,
+    period_s: float = 1.0,
+) -> None:
+    """Report queue depths and spool counts when they change, checked every ``period_s``
+    seconds (backpressure made visible)."""
+    last_depths: dict[str, int] | None = None
+    last_counts = (0, 0)
     async with events:
         while True:
             depths = {
@@ -277,20 +421,28 @@ async def _monitor(events, spool: Spool, frames_recv, reduced_recv) -> None:  # 
                 "frames": frames_recv.statistics().current_buffer_used,
                 "records": reduced_recv.statistics().current_buffer_used,
             }
-            await events.send(QueueDepths(depths=depths))
-            await anyio.sleep(1.0)
+            if depths != last_depths:
+                await events.send(QueueDepths(depths=depths))
+                last_depths = depths
+            counts = (spool.spooled, spool.caught_up)
+            if counts != last_counts:
+                await events.send(Spooled(spooled=counts[0], caught_up=counts[1]))
+                last_counts = counts
+            await anyio.sleep(period_s)
 
 
-async def _signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+async def _signals(stop: anyio.Event, scope: anyio.CancelScope, stopped_by: list[str]) -> None:
     """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            name = signal.Signals(signum).name
             if stop.is_set():
-                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                log.warning("second %s: stopping now", name)
                 scope.cancel()
                 return
             log.warning(
                 "%s: finishing the frames in flight, then stopping (again to stop at once)",
-                signal.Signals(signum).name,
+                name,
             )
+            stopped_by.append(name)
             stop.set()

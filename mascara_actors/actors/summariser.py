@@ -14,6 +14,7 @@ from pathlib import Path
 from anyio.abc import ObjectReceiveStream
 
 from mascara_actors.actors.events import (
+    ActorFailed,
     AstrometryDone,
     Event,
     FrameFailed,
@@ -52,6 +53,9 @@ class NightState:
     queue_depths: dict[str, int] = field(default_factory=dict)
     stars_measured: int = 0
     flags_raised: int = 0
+    warnings: int = 0
+    fatal: str | None = None
+    """Why an actor gave up and stopped the night, if one did."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     problems: deque[tuple[float, str, int | None, str]] = field(
         default_factory=lambda: deque(maxlen=200)
@@ -93,13 +97,39 @@ class NightState:
             self.spooled, self.caught_up = ev.spooled, ev.caught_up
         elif isinstance(ev, QueueDepths):
             self.queue_depths = dict(ev.depths)
+        elif isinstance(ev, ActorFailed):
+            self.fatal = f"{ev.source}: {ev.message}"
+            self.problems.append((ev.time, "error", None, self.fatal))
         elif isinstance(ev, WarningEvent):
+            self.warnings += 1
             self.problems.append((ev.time, "warning", ev.lstseq, f"{ev.source}: {ev.message}"))
 
 
+def _end_torn_line(path: Path) -> None:
+    """A run killed while writing may leave a last line without its newline: end it, so the
+    next run's events start on a line of their own."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, 2)
+            torn = fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return
+    if torn:
+        with path.open("ab") as fh:
+            fh.write(b"\n")
+
+
 async def run(*, inbox: ObjectReceiveStream[Event], log_path: Path, state: NightState) -> None:
-    """Log and count every event until every sender has closed."""
+    """Log and count every event until every sender has closed.
+
+    Events are appended to ``log_path`` (JSON lines, :func:`~.events.to_json`), one line
+    each, flushed as they come; a restarted night appends to the same log.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    _end_torn_line(log_path)
     async with inbox:
         with log_path.open("a", encoding="utf-8") as fh:
             async for ev in inbox:

@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from mascara_actors.cli import simulate
+    from mascara_actors.cli import export, simulate
 
     simulate.add_parser(sub)
+    export.add_parser(sub)
     demo = sub.add_parser(
         "demo",
         help="replay the small recorded night shipped in replay_data/",
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             from mascara_actors.cli import simulate
 
             return simulate.run(args)
+        if args.command == "export":
+            from mascara_actors.cli import export
+
+            return export.run(args)
         if args.command == "demo":
             from mascara_actors.cli import replay
 

@@ -1,8 +1,9 @@
 """Fast aperture photometry: exact circular apertures, robust annulus sky, quality flags.
 
-Public names are re-exported here from the private-by-convention modules:
-:mod:`.apertures` (geometry), :mod:`.sky` (sky estimators), :mod:`.flags` (the pflag and
-aflag bit table) and :mod:`.measure` (the measurement).
+The public names are re-exported here from one module per job: :mod:`.apertures`
+(geometry: exact circle/pixel overlap, annulus pixel sets), :mod:`.sky` (robust sky
+estimators), :mod:`.flags` (the single table of pflag and aflag bits) and :mod:`.measure`
+(:func:`measure`, the measurement of one frame).
 """
 
 from mascara_actors.photometry.apertures import (

@@ -247,8 +247,10 @@ def annulus_pixels(r_in: float, r_out: float, *, centre: str = "star") -> Annulu
     """
     if not (0.0 <= r_in < r_out):
         raise ValueError(f"sky radii ({r_in!r}, {r_out!r}) must satisfy 0 <= r_in < r_out pixels")
+    # The box of the legacy code: 2 ceil(r_out) + 1 pixels wide (43 for 21 px), big enough
+    # for either centre.
+    h = math.ceil(r_out)
     if centre == "pixel":
-        h = math.floor(r_out)
         oy, ox = np.mgrid[-h:h + 1, -h:h + 1]
         ox, oy = ox.ravel(), oy.ravel()
         r2 = ox * ox + oy * oy
@@ -261,7 +263,6 @@ def annulus_pixels(r_in: float, r_out: float, *, centre: str = "star") -> Annulu
         raise ValueError(f"centre={centre!r}: use 'star' or 'pixel'")
     # The star sits at f in [-0.5, 0.5]^2 from the pixel nearest to it, so the centre of the
     # pixel at offset o is between the nearest and the farthest point of that square.
-    h = math.floor(r_out + 0.5)
     oy, ox = np.mgrid[-h:h + 1, -h:h + 1]
     ox, oy = ox.ravel(), oy.ravel()
     ax, ay = np.abs(ox), np.abs(oy)

@@ -19,6 +19,8 @@ Conventions
   star (``flux / gain`` is its variance in ADU^2 for a gain in e-/ADU) and the error of the
   sky level. Read noise and dark noise are inside ``esky``. The photon term is clipped at 0
   so that faint negative fluxes keep a finite error (the legacy code gave NaN).
+- The sky annulus is centred on the star's nearest pixel by default (``sky_centre``);
+  the apertures are always centred on the star itself.
 - The flag bits are :class:`~mascara_actors.photometry.flags.PFlag`; edge stars get NaN
   fluxes (not 0 as in the legacy code, where 0 looked like a measurement).
 """
@@ -42,7 +44,7 @@ from mascara_actors.photometry.apertures import (
     circle_overlap_last,
 )
 from mascara_actors.photometry.flags import PFlag
-from mascara_actors.photometry.sky import MMMSky, SkyEstimator, SortedRows
+from mascara_actors.photometry.sky import ClippedMedianSky, SkyEstimator, SortedRows
 
 __all__ = ["PhotometryResult", "measure"]
 
@@ -139,7 +141,7 @@ class _Geometry:
 
 @functools.lru_cache(maxsize=16)
 def _geometry(apertures: tuple[float, ...], sky_radii: tuple[float, float],
-              centre: str = "star") -> _Geometry:
+              centre: str) -> _Geometry:
     annulus = annulus_pixels(*sky_radii, centre=centre)
     ap_half = tuple(box_half_size(r) for r in apertures)
     half = max(annulus.half_size, *ap_half)
@@ -192,7 +194,7 @@ def measure(
     moon_xy: tuple[float, float] | None = None,
     moon_radius: float = 30.0,
     edge_margin: float | None = None,
-    sky_centre: str = "star",
+    sky_centre: str = "pixel",
 ) -> PhotometryResult:
     """Aperture photometry with a robust local sky for many stars on one image.
 
@@ -200,7 +202,9 @@ def measure(
     ----------
     image : array_like, shape (ny, nx)
         Calibrated science region, ADU (native float32 as the reducer makes it, or float64;
-        anything else is converted to float32 first). NaN marks bad pixels. Not modified.
+        anything else is converted to float32 first). NaN marks bad pixels: they are left
+        out of the sky and make the flux of an aperture they touch NaN (infinite values
+        too). Not modified.
     x, y : array_like, shape (n,)
         Star positions, pixels: column and row, with the centre of ``image[0, 0]`` at
         ``(0.0, 0.0)``. Non-finite positions are flagged ``EDGE``.
@@ -208,15 +212,19 @@ def measure(
         Aperture radii, pixels (fast photometry: 2.5 and 4.5).
     sky_radii : (float, float)
         Inner and outer radius of the sky annulus, pixels; a pixel belongs to the annulus
-        when its centre's distance from the star is within ``[inner, outer]``.
+        when its centre's distance (see ``sky_centre``) is within ``[inner, outer]``.
     gain : float
         Detector gain, e-/ADU (for the photon noise of the star).
     saturation : float
         Saturation / bad-pixel level, ADU: annulus pixels at or above it are left out of the
         sky (flag ``BAD_SKY_PIXEL``); a peak at or above it sets ``SATURATED``.
     sky_estimator : SkyEstimator, optional
-        Robust sky estimator; default :class:`~mascara_actors.photometry.sky.MMMSky` with
-        at least 20 pixels (legacy).
+        Robust sky estimator; default
+        :class:`~mascara_actors.photometry.sky.ClippedMedianSky` (3 sigma, 5 iterations, at
+        least 20 pixels). :class:`~mascara_actors.photometry.sky.MMMSky` gives the legacy
+        mode, which sits below the mean of clean sky by about 0.7 standard errors plus the
+        mode offset of Poisson noise, so that fluxes in the 4.5 px aperture come out high
+        by about 0.25 of their error on a 1000 ADU sky.
     moon_xy : (float, float), optional
         Moon position on the image, pixels (x, y); stars closer than ``moon_radius`` get
         ``NEAR_MOON``.
@@ -226,10 +234,14 @@ def measure(
         Stars with ``x`` or ``y`` closer than this to the first or last pixel centre are not
         measured (``EDGE``); stars whose sky box leaves the image never are. The
         configuration's value is 50 pixels; None applies only the box rule.
-    sky_centre : {"star", "pixel"}
-        Annulus distances from the star's position ("star", as photutils and lsreduce) or
-        from the centre of its nearest pixel ("pixel": the same pixel set for every star,
-        about 15 % faster; the annulus moves by at most half a pixel).
+    sky_centre : {"pixel", "star"}
+        Where annulus distances are measured from. "pixel" (default): the centre of the
+        pixel nearest to the star, so every star uses the same 1264 annulus pixels (6-21
+        px) and no per-star test is needed; about 15 % faster, which keeps 5000 stars
+        within the 0.15 s budget. "star": the star's position itself, as photutils and
+        lsreduce do. The two annuli differ by at most half a pixel at their edges, which
+        changes the sky level by a fraction of its own error; the aperture sums are the
+        same.
 
     Returns
     -------
@@ -245,7 +257,7 @@ def measure(
     apertures = tuple(float(r) for r in apertures)
     sky_radii_t = tuple(float(r) for r in sky_radii)
     _check_options(apertures, sky_radii_t, float(gain), float(saturation), float(moon_radius))
-    estimator = MMMSky() if sky_estimator is None else sky_estimator
+    estimator = ClippedMedianSky() if sky_estimator is None else sky_estimator
     img = np.asarray(image)
     if img.ndim != 2 or not (np.issubdtype(img.dtype, np.floating)
                              or np.issubdtype(img.dtype, np.integer)):
@@ -366,6 +378,13 @@ def _gather(
                         np.take(nan_if, outside.view(np.uint8)), out=ann[:, geo.n_sure:m])
             n_in -= outside.sum(axis=1)
         ann.sort(axis=1)
+        low = np.isneginf(ann[:, 0])
+        if low.any():
+            # -inf pixels would sort first and poison the sums: make them NaN (rare path)
+            fixed = ann[low]
+            fixed[np.isneginf(fixed)] = np.nan
+            fixed.sort(axis=1)
+            ann[low] = fixed
         rows.prepare(s, max_finite=n_in)
     return rows, apbox
 
@@ -374,8 +393,9 @@ def _aperture_sums(
     apbox: NDArray[np.floating], fx: NDArray[np.float64], fy: NDArray[np.float64],
     geo: _Geometry,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
-    """Exact-overlap aperture sums (ADU, sky included), NaN hits per aperture, and the peak
-    pixel overlapping the largest aperture (NaN pixels ignored), for (K, K, n) boxes."""
+    """Exact-overlap aperture sums (ADU, sky included), hits of non-finite pixels per
+    aperture, and the peak pixel overlapping the largest aperture (non-finite pixels
+    ignored), for (K, K, n) boxes."""
     n = fx.size
     naper = len(geo.apertures)
     big = int(np.argmax(geo.apertures))
@@ -386,7 +406,7 @@ def _aperture_sums(
     for start in range(0, n, _APER_CHUNK):
         s = slice(start, min(start + _APER_CHUNK, n))
         box_all = apbox[:, :, s]
-        bad_all = np.isnan(box_all)
+        bad_all = ~np.isfinite(box_all)
         any_bad = bool(bad_all.any())
         for j, r in enumerate(geo.apertures):
             a = geo.ap_half[j]

@@ -79,11 +79,16 @@ class SortedRows:
 
     Attributes
     ----------
+    buffer : ndarray, shape (n, m rounded up to a multiple of 32)
+        The stored rows (``values - ref`` once prepared; padded with NaN).
+    m : int
+        Number of columns of :attr:`buffer`.
     npix : ndarray of int, shape (n,)
         Number of usable entries per row. It may be lowered after construction, e.g. to
         leave out saturated values, which sort to the end of the finite part.
     ref : ndarray of float64, shape (n,)
-        Median of the finite entries of each row (0 for an empty row), ADU.
+        Median of the finite entries of each row (0 for an empty row), ADU; subtracted from
+        the stored values to keep float32 sums accurate.
 
     Notes
     -----
@@ -101,8 +106,8 @@ class SortedRows:
                  overwrite: bool = False) -> None:
         if values.ndim != 2:
             raise ValueError(f"values must be 2-D (stars, pixels), got shape {values.shape}")
-        if not np.issubdtype(values.dtype, np.floating):
-            values = values.astype(np.float64)
+        if values.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            values = values.astype(np.float64)  # integers, float16, big-endian data
             overwrite = True
         n, m = values.shape
         mp = max(1, -(-m // _BLOCK)) * _BLOCK
@@ -173,25 +178,23 @@ class SortedRows:
         local = np.arange(c)
         if npix is not None:
             cnt = np.asarray(npix, dtype=np.intp)
+        elif max_finite is not None:
+            cnt = np.asarray(max_finite, dtype=np.intp)
+            # The bound is the count unless the entry before it is NaN (NaNs of the data).
+            short = np.isnan(v[local, np.maximum(cnt - 1, 0)]) & (cnt > 0)
+            if short.any():
+                cnt = np.where(short, self._count_finite(v), cnt)
         else:
-            if max_finite is not None:
-                cnt = np.asarray(max_finite, dtype=np.intp)
-                # The bound is the count unless the entry before it is NaN (NaNs of the data).
-                short = np.isnan(v[local, np.maximum(cnt - 1, 0)]) & (cnt > 0)
-                if short.any():
-                    cnt = np.where(short, self._count_finite(v), cnt)
-            else:
-                cnt = self._count_finite(v)
+            cnt = self._count_finite(v)
         ref = 0.5 * (v[local, np.clip((cnt - 1) // 2, 0, self.m - 1)].astype(np.float64)
                      + v[local, np.clip(cnt // 2, 0, self.m - 1)].astype(np.float64))
-        ref[cnt == 0] = 0.0
+        ref[(cnt == 0) | ~np.isfinite(ref)] = 0.0
         # Keep ref exact in the stored dtype, so that d + ref gives back v exactly (Sterbenz:
         # v - ref is exact for v within a factor 2 of ref, i.e. for all sky values).
         ref_t = ref.astype(v.dtype)
-        ref = ref_t.astype(np.float64)
         v -= ref_t[:, None]
         self.npix[rows] = cnt
-        self.ref[rows] = ref
+        self.ref[rows] = ref_t.astype(np.float64)
         self._starts[rows] = v[:, ::_BLOCK]
         bl = v.reshape(c, self._nb, _BLOCK)
         # NaN blocks (past the finite entries) make later prefixes NaN; they are never used.
@@ -229,10 +232,10 @@ class SortedRows:
             # v <= t exactly when v < the next float above t.
             t = np.where(inclusive, np.nextafter(t, np.inf), t)
         tv = self._strict_bound(t)[:, None]
-        starts = self._starts if sel is None else self._starts[rows]
+        starts = self._starts if sel is None else np.take(self._starts, rows, axis=0)
         nblk = np.less(starts, tv).sum(axis=1)
         blk = np.maximum(nblk - 1, 0)
-        within = np.less(self._blocks[rows * self._nb + blk], tv).sum(axis=1)
+        within = np.less(np.take(self._blocks, rows * self._nb + blk, axis=0), tv).sum(axis=1)
         count = np.where(nblk > 0, blk * _BLOCK + within, 0)
         return np.minimum(count, self.npix[rows])
 
@@ -260,11 +263,11 @@ class SortedRows:
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Sums of ``d`` and ``d**2`` over the first ``k`` entries of each row."""
         b = k // _BLOCK
-        part = self._blocks[rows * self._nb + np.minimum(b, self._nb - 1)]
+        part = np.take(self._blocks, rows * self._nb + np.minimum(b, self._nb - 1), axis=0)
         # Entries past k (NaN among them) must not reach the sums: select, not multiply.
         part = np.where(self._below[k - b * _BLOCK], part, part.dtype.type(0))
         pidx = rows * (self._nb + 1) + b
-        return (self._p1.reshape(-1)[pidx] + part.sum(axis=1, dtype=np.float64),
+        return (self._p1.reshape(-1)[pidx] + np.einsum("nk->n", part),
                 self._p2.reshape(-1)[pidx] + np.einsum("nk,nk->n", part, part))
 
     def window_sums(self, lo: NDArray[np.intp], hi: NDArray[np.intp],

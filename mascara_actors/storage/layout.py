@@ -15,6 +15,7 @@ from pathlib import Path
 from mascara_actors.errors import StorageError
 
 __all__ = [
+    "CAMERAS",
     "FORMAT_VERSION",
     "GROUP_ASTROMETRY",
     "GROUP_HEADER",
@@ -23,12 +24,21 @@ __all__ = [
     "GROUP_STATION",
     "KINDS",
     "LOCK_NAME",
+    "NIGHTLY_FIXED_ATTRS",
+    "SET_ATTRS",
     "SET_SIZE",
     "SITE_NAMES",
     "TMP_SUFFIX",
     "NightId",
     "check_kind",
+    "lightcurve_dir",
+    "nightly_file_path",
+    "parse_set_file_name",
+    "set_file_path",
     "set_index",
+    "star_file_name",
+    "starfile_dir",
+    "tmp_dir",
 ]
 
 FORMAT_VERSION = 1

@@ -159,6 +159,7 @@ class StarFileFinaliser:
         self._done: dict[int, int] = {int(k): int(v) for k, v in state.items()}
         self._sources: dict[Path, SetSource] = {}
         self._star_rows: dict[Path, np.ndarray] = {}
+        self._bad: set[Path] = set()
 
     @property
     def finalised(self) -> frozenset[int]:
@@ -172,10 +173,11 @@ class StarFileFinaliser:
                 del self._sources[path]
                 self._star_rows.pop(path, None)
         for path in present.values():
-            if path not in self._sources:
+            if path not in self._sources and path not in self._bad:
                 try:
                     self._sources[path] = SetSource.open_checked(path, self.nid, self.kind)
                 except StorageError as exc:
+                    self._bad.add(path)  # warn once, not at every update
                     log.warning("left alone %s: %s", path, exc)
         sources = sorted(self._sources.values(), key=lambda s: s.setidx)
         if sources:

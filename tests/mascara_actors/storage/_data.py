@@ -178,14 +178,27 @@ def run_night(night_dir: Path, sets: list[SetData], *, minobs: int = 20) -> Path
         return w.combine("fast", minobs=minobs).output
 
 
-CRASH_CHILD = """
-import sys, time
+CRASH_ZYGOTE = """
+import os, sys, time
 from pathlib import Path
 from tests.mascara_actors.storage._data import make_night, run_night
-sets = make_night(int(sys.argv[2]), nsets=int(sys.argv[3]), nstars=int(sys.argv[4]))
-print("ready", flush=True)
-t0 = time.perf_counter()
-run_night(Path(sys.argv[1]), sets)
-print("done", time.perf_counter() - t0, flush=True)
+sets = make_night(int(sys.argv[1]), nsets=int(sys.argv[2]), nstars=int(sys.argv[3]))
+print("zygote", flush=True)
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            print("ready", os.getpid(), flush=True)
+            t0 = time.perf_counter()
+            run_night(Path(line.strip()), sets)
+            print("done", time.perf_counter() - t0, flush=True)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print("exit", pid, status, flush=True)
 """
-"""Child process of the crash test: argv = night_dir, seed, nsets, nstars."""
+"""Parent of the crash test's writers: imports once, then forks one writer per night
+directory read on stdin (argv = seed, nsets, nstars). Lines out: ``ready PID``, maybe
+``done SECONDS``, then ``exit PID STATUS``."""

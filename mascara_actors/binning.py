@@ -1,0 +1,528 @@
+"""Binned images: derotate the frames of a set onto its middle frame and average them.
+
+A MASCARA camera does not track, so between two exposures the sky turns by the LST
+difference: a star at (HA, dec) in the reference frame sits at HA + 15 (LST_i - LST_ref) in
+frame ``i``. For each pixel of the reference grid the camera model (lens distortion and
+Legendre terms included) gives where that bit of sky fell in frame ``i``; the frame is
+resampled there and added to the set's accumulator. The result is the mean of the frames,
+ADU per exposure (as the legacy files), with the effective number of frames per pixel.
+
+Resampling (:class:`SetStack`)
+------------------------------
+The displacement field is smooth (a rotation of < 1 degree about the pole plus distortion),
+so it is evaluated once per frame at the centres of 16 x 16 pixel tiles (tens of thousands
+of points, not millions). Each tile's displacement is rounded to the nearest *half* pixel;
+the tile is copied with the integer part of that shift into one of four accumulators, one
+per half-pixel phase (0 or 0.5 in x and in y). When the set is finished, each phase
+accumulator is shifted by its half pixel once with the Keys cubic convolution kernel
+(-1, 9, 9, -1) / 16, and all are summed. So a frame costs a few copies of its pixels and
+no per-pixel arithmetic; the interpolation is done four times per set, not fifty times.
+
+Errors of this scheme, all documented by the tests: the half-pixel rounding leaves a
+uniform +-0.25 px jitter per frame (variance 1/48 px^2, widening a 1 px sigma star by
+1 %); the rotation within a tile adds at most +-0.09 px for the outermost frames of a set
+of 50; the half-pixel cubic kernel has zero second moment, so it does not widen stars. Flux
+is conserved: copies move whole pixels, and the kernel's weights sum to 1; the Jacobian of
+the mapping differs from 1 by < 1e-3 within a set, which is neglected. Sum and count
+accumulators are resampled with the same kernel (a normalised convolution), so pixels near
+the edges, covered by only some frames, are the mean of the frames that cover them.
+
+The legacy method (:func:`legacy_tile_stack`) is kept for comparison: 32 x 32 tiles pushed
+by whole pixels, one shift per tile from its centre, as ``lsreduce`` ``stacking.Stacker``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mascara_actors.camera_model import CameraModel
+from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.rawframe import RawHeader
+from mascara_actors.sidereal import (
+    SET_SIZE,
+    SLOT_SIDEREAL_S,
+    SLOTS_PER_SIDEREAL_DAY,
+    set_index,
+    slot_length_solar_s,
+)
+
+__all__ = [
+    "TILE_PX",
+    "BinnedSet",
+    "SetFlag",
+    "SetStack",
+    "circular_mean_hours",
+    "displacement_at",
+    "legacy_tile_stack",
+    "lst_difference_hours",
+    "reference_lstseq",
+]
+
+log = logging.getLogger(__name__)
+
+TILE_PX = 16
+"""Side of the tiles that share one displacement, pixels."""
+_EXPTIME_TOL_S = 0.05
+"""Frames whose exposure time differs from the set's by more than this are refused, s."""
+_MIN_COUNT = 0.5
+"""Pixels with a smaller effective frame count are NaN in the binned image."""
+
+
+class SetFlag(enum.IntFlag):
+    """Quality bits of a binned set."""
+
+    TOO_FEW_FRAMES = 1
+    """Fewer frames than ``binning.min_frames``: no binned image was made."""
+    FRAMES_REFUSED = 2
+    """Some frames were refused (other camera, exposure time or set, failed astrometry...)."""
+    NO_REFERENCE = 4
+    """The middle frame itself is missing; its LST and JD are computed from the slot."""
+
+
+def reference_lstseq(setidx: int, *, set_size: int = SET_SIZE) -> int:
+    """lstseq of the reference (middle) frame of set ``setidx``: ``setidx * 50 + 25``."""
+    return int(setidx) * set_size + set_size // 2
+
+
+def lst_difference_hours(lst_hours: np.ndarray | float, lst_ref_hours: float) -> np.ndarray:
+    """``lst - lst_ref`` wrapped into [-12, 12) hours (correct across 0 h)."""
+    return (np.asarray(lst_hours, float) - lst_ref_hours + 12.0) % 24.0 - 12.0
+
+
+def circular_mean_hours(lst_hours: np.ndarray) -> float:
+    """Mean of LSTs spanning less than 12 h, hours in [0, 24), correct across 0 h.
+
+    The values are unwrapped about the first one, averaged, and wrapped back. The legacy
+    ``LSTMID`` was a plain mean: 23.9 h and 0.1 h gave 12 h instead of 0 h.
+    """
+    lst = np.asarray(lst_hours, float)
+    offsets = lst_difference_hours(lst, float(lst[0]))
+    return float((lst[0] + offsets.mean()) % 24.0)
+
+
+def displacement_at(
+    model: CameraModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    lst_ref_hours: float,
+    lst_hours: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where reference-frame pixels fall in a frame taken at another LST.
+
+    Parameters
+    ----------
+    model
+        The camera model (fixed camera, so valid for every frame of the set).
+    x, y
+        Pixel positions in the reference frame, pixels.
+    lst_ref_hours, lst_hours
+        Mid-exposure LST of the reference frame and of the other frame, hours.
+
+    Returns
+    -------
+    dx, dy : ndarray
+        Displacement (position in the other frame - position in the reference), pixels;
+        NaN where the sky position leaves the model's valid field.
+    """
+    ha, dec = model.pixel_to_hadec(x, y)
+    dha = 15.0 * lst_difference_hours(lst_hours, lst_ref_hours)
+    xi, yi = model.hadec_to_pixel(ha + dha, dec)
+    return xi - np.asarray(x, float), yi - np.asarray(y, float)
+
+
+def _lst_mid_hours(h: RawHeader) -> float:
+    """LST at mid-exposure of a frame, hours."""
+    return (h.lst + (h.jdmid - h.jd) * 24.0 * 1.002737909350795) % 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class BinnedSet:
+    """One set's binned image and its record (the slow station row comes from it).
+
+    Times are those of MASCARA binned headers: ``lst``/``jd`` of the reference (middle)
+    frame at the start of its exposure, ``lstmid``/``jdmid`` means over the frames used.
+    Arrays are read-only; ``image`` and ``count`` are None when the set was not binned.
+    """
+
+    setidx: int
+    """Set number, lstseq // 50."""
+    lstseq: int
+    """lstseq of the reference (middle) slot."""
+    site: str
+    camera: str
+    nimages: int
+    """Frames co-added."""
+    lstseqs: tuple[int, ...]
+    """lstseq of every frame co-added, ascending."""
+    exptime: float
+    """Mean exposure time, seconds."""
+    ccdtemp: float
+    """Mean CCD temperature, degrees C."""
+    lst: float
+    """LST at the start of the reference frame, hours."""
+    jd: float
+    """JD (UTC) at the start of the reference frame."""
+    lst_align: float
+    """LST the image is aligned to (mid-exposure of the reference slot), hours: star
+    positions on the binned image are the model's at this LST."""
+    jd_align: float
+    """JD (UTC) at ``lst_align``."""
+    lstmid: float
+    """Mean start LST of the frames co-added, hours (taken on the circle)."""
+    jdmid: float
+    """Mean mid-exposure JD (UTC) of the frames co-added."""
+    flag: int
+    """:class:`SetFlag` bits."""
+    refused: tuple[tuple[str, int], ...]
+    """(reason, number of frames) of the frames refused."""
+    image: np.ndarray | None
+    """Mean of the frames, float32 ADU per exposure, NaN where no frame covers."""
+    count: np.ndarray | None
+    """Effective number of frames behind each pixel, float32."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @property
+    def binned(self) -> bool:
+        """True when the set has a binned image."""
+        return self.image is not None
+
+    @property
+    def nrefused(self) -> int:
+        """Number of frames refused."""
+        return sum(n for _, n in self.refused)
+
+
+def _half_shift(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` resampled half a pixel forward along ``axis`` with the Keys cubic kernel.
+
+    ``out[i] = (-a[i-1] + 9 a[i] + 9 a[i+1] - a[i+2]) / 16``, zeros beyond the edges.
+    """
+    a = np.moveaxis(a, axis, 0)
+    out = np.empty_like(a)
+    np.add(a[:-1], a[1:], out=out[:-1])
+    out[-1] = a[-1]
+    out *= 9.0
+    out[1:] -= a[:-1]
+    out[:-2] -= a[2:]
+    out *= 1.0 / 16.0
+    return np.moveaxis(out, 0, axis)
+
+
+class SetStack:
+    """Co-adds the frames of one set as they arrive (memory: about six images).
+
+    Parameters
+    ----------
+    model
+        The set's camera model (astrometric solution), sized to the science region.
+    setidx
+        The set number (:func:`~mascara_actors.sidereal.set_index` of its lstseqs).
+    min_frames
+        Fewer accepted frames than this: :meth:`finish` makes no image (config
+        ``binning.min_frames``).
+    camera, site
+        Camera letter and site name the frames must have; default: the first frame's.
+    exptime_s
+        Exposure time the frames must have, seconds; default: the first frame's.
+    tile
+        Side of the tiles sharing one displacement, pixels.
+
+    Notes
+    -----
+    :meth:`add` refuses (and counts, by reason) frames of another camera, site, set,
+    exposure time or size, frames whose astrometry failed (``aflag != 0``) and repeats.
+    Frame pixels that are NaN count as missing for that frame only.
+    """
+
+    def __init__(
+        self,
+        model: CameraModel,
+        setidx: int,
+        *,
+        min_frames: int = 5,
+        camera: str | None = None,
+        site: str | None = None,
+        exptime_s: float | None = None,
+        tile: int = TILE_PX,
+    ) -> None:
+        if min_frames < 1:
+            raise ConfigError(f"binning.min_frames={min_frames} must be >= 1")
+        if tile < 4:
+            raise ConfigError(f"tile={tile} must be >= 4 pixels")
+        self.model = model
+        self.setidx = int(setidx)
+        self.min_frames = int(min_frames)
+        self.camera, self.site, self.exptime_s = camera, site, exptime_s
+        self.tile = int(tile)
+        self.lstseq_ref = reference_lstseq(self.setidx)
+        lstidx = self.lstseq_ref % SLOTS_PER_SIDEREAL_DAY
+        self.lst_align = (lstidx + 0.5) * SLOT_SIDEREAL_S / 3600.0
+        self.nx, self.ny = model.nx, model.ny
+        b = self.tile
+        self._nty, self._ntx = -(-self.ny // b), -(-self.nx // b)
+        cy = np.arange(self._nty) * b + (b - 1) / 2.0
+        cx = np.arange(self._ntx) * b + (b - 1) / 2.0
+        self._cx, self._cy = np.meshgrid(cx, cy)
+        # The sky position of every tile centre is the same for all frames of the set.
+        self._ha, self._dec = model.pixel_to_hadec(self._cx, self._cy)
+        nt = self._nty * self._ntx
+        self._sum = np.zeros((4 * nt, b * b), np.float32)
+        self._count = np.zeros((4 * nt, b * b), np.uint8)
+        self._tile_y = np.repeat(np.arange(self._nty) * b, self._ntx)
+        self._tile_x = np.tile(np.arange(self._ntx) * b, self._nty)
+        self._headers: list[RawHeader] = []
+        self.refused: Counter[str] = Counter()
+
+    # --- frames ----------------------------------------------------------------------------
+
+    @property
+    def nimages(self) -> int:
+        """Frames accepted so far."""
+        return len(self._headers)
+
+    def _refuse(self, reason: str, h: RawHeader, detail: str) -> bool:
+        self.refused[reason] += 1
+        log.warning("set %d: frame %d refused (%s): %s", self.setidx, h.lstseq, reason, detail)
+        return False
+
+    def _check(self, image: np.ndarray, h: RawHeader, aflag: int) -> bool:
+        if self.camera is None:
+            self.camera, self.site = h.camera, h.site
+        if self.exptime_s is None:
+            self.exptime_s = h.exptime
+        if h.camera != self.camera or h.site != self.site:
+            return self._refuse("camera", h, f"{h.site} {h.camera}, set is of "
+                                f"{self.site} {self.camera}")
+        if int(set_index(h.lstseq)) != self.setidx:
+            return self._refuse("set", h, f"belongs to set {int(set_index(h.lstseq))}")
+        if abs(h.exptime - self.exptime_s) > _EXPTIME_TOL_S:
+            return self._refuse("exptime", h, f"{h.exptime} s, set has {self.exptime_s} s")
+        if image.shape != (self.ny, self.nx):
+            return self._refuse("shape", h, f"{image.shape}, model is {(self.ny, self.nx)}")
+        if aflag:
+            return self._refuse("astrometry", h, f"aflag={aflag}")
+        if any(x.lstseq == h.lstseq for x in self._headers):
+            return self._refuse("duplicate", h, "already added")
+        return True
+
+    def add(self, image: np.ndarray, header: RawHeader, *, aflag: int = 0) -> bool:
+        """Add one calibrated frame (science region, ADU); False when it is refused.
+
+        Parameters
+        ----------
+        image : ndarray, shape (ny, nx)
+            Calibrated science region, ADU; NaN pixels are left out. Not modified.
+        header : RawHeader
+            The frame's header (camera, site, lstseq, LST, JD, exposure time).
+        aflag : int
+            Astrometry flag of the frame's set solution; non-zero refuses the frame.
+        """
+        if self._check(image, header, aflag) is False:
+            return False
+        if self._headers and len(self._headers) >= 255:
+            raise FrameError(f"set {self.setidx}: more than 255 frames; sets hold {SET_SIZE}")
+        frame = np.asarray(image, np.float32)
+        # One cheap sum tells whether the per-pixel NaN mask is needed at all.
+        nan = np.isnan(frame) if not np.isfinite(frame.sum(dtype=np.float64)) else None
+        if nan is not None:
+            frame = np.where(nan, np.float32(0.0), frame)
+        dx, dy = displacement_at_hadec(
+            self.model, self._ha, self._dec, self._cx, self._cy,
+            lst_ref_hours=self.lst_align, lst_hours=_lst_mid_hours(header),
+        )
+        self._accumulate(frame, nan, dx.ravel(), dy.ravel())
+        self._headers.append(header)
+        return True
+
+    def _accumulate(
+        self, frame: np.ndarray, nan: np.ndarray | None, dx: np.ndarray, dy: np.ndarray
+    ) -> None:
+        b, ny, nx = self.tile, self.ny, self.nx
+        ok = np.isfinite(dx) & np.isfinite(dy)
+        hx = np.round(2.0 * np.where(ok, dx, 0.0)) / 2.0
+        hy = np.round(2.0 * np.where(ok, dy, 0.0)) / 2.0
+        ix, iy = np.floor(hx).astype(np.intp), np.floor(hy).astype(np.intp)
+        phase = 2 * (hy != iy) + (hx != ix)
+        ox, oy = self._tile_x + ix, self._tile_y + iy  # source window origin
+        ox_c, oy_c = np.clip(ox, 0, nx - b), np.clip(oy, 0, ny - b)
+        inside = ok & (ox == ox_c) & (oy == oy_c)
+        edge = ok & ~inside & (ox > -b) & (ox < nx) & (oy > -b) & (oy < ny)
+        rows = phase * dx.size + np.arange(dx.size)
+        windows = sliding_window_view(frame, (b, b))
+        win = windows[oy_c[inside], ox_c[inside]].reshape(-1, b * b)
+        dest = rows[inside]
+        self._sum[dest] += win
+        if nan is None:
+            self._count[dest] += np.uint8(1)
+        else:
+            good = ~sliding_window_view(nan, (b, b))[oy_c[inside], ox_c[inside]]
+            self._count[dest] += good.reshape(-1, b * b).astype(np.uint8)
+        e = np.flatnonzero(edge)
+        if e.size:
+            r = oy[e, None, None] + np.arange(b)[None, :, None]
+            c = ox[e, None, None] + np.arange(b)[None, None, :]
+            valid = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+            rc, cc = np.clip(r, 0, ny - 1), np.clip(c, 0, nx - 1)
+            if nan is not None:
+                valid &= ~nan[rc, cc]
+            vals = np.where(valid, frame[rc, cc], np.float32(0.0))
+            self._sum[rows[e]] += vals.reshape(-1, b * b)
+            self._count[rows[e]] += valid.reshape(-1, b * b).astype(np.uint8)
+
+    # --- result ----------------------------------------------------------------------------
+
+    def _image_layout(self, acc: np.ndarray, phase: int) -> np.ndarray:
+        b, nty, ntx = self.tile, self._nty, self._ntx
+        nt = nty * ntx
+        block = acc[phase * nt:(phase + 1) * nt].reshape(nty, ntx, b, b)
+        return block.transpose(0, 2, 1, 3).reshape(nty * b, ntx * b).astype(np.float32)
+
+    def _resampled(self, acc: np.ndarray) -> np.ndarray:
+        """Sum of the four phase accumulators, each shifted by its half pixel."""
+        p = [self._image_layout(acc, k) for k in range(4)]  # (y, x) phases 00, 01, 10, 11
+        # S00 + X(S01) + Y(S10 + X(S11)): three half-pixel passes in all.
+        total = p[0]
+        total += _half_shift(p[1], 1)
+        p[3] = _half_shift(p[3], 1)
+        p[2] += p[3]
+        total += _half_shift(p[2], 0)
+        return total[: self.ny, : self.nx]
+
+    def finish(self) -> BinnedSet:
+        """The binned set: mean image and record; flagged when too few frames came."""
+        hs = sorted(self._headers, key=lambda h: h.lstseq)
+        flag = SetFlag(0)
+        if self.refused:
+            flag |= SetFlag.FRAMES_REFUSED
+        ref = next((h for h in hs if h.lstseq == self.lstseq_ref), None)
+        solar_slot_d = slot_length_solar_s() / 86400.0
+        if ref is None:
+            flag |= SetFlag.NO_REFERENCE
+        if hs:
+            near = min(hs, key=lambda h: abs(h.lstseq - self.lstseq_ref))
+            jd_ref = near.jd + (self.lstseq_ref - near.lstseq) * solar_slot_d
+        else:
+            jd_ref = math.nan
+        lst_ref = self.lst_align - 0.5 * SLOT_SIDEREAL_S / 3600.0
+        image = count = None
+        if len(hs) < self.min_frames:
+            flag |= SetFlag.TOO_FEW_FRAMES
+            log.warning("set %d: %d frames, fewer than %d: not binned", self.setidx, len(hs),
+                        self.min_frames)
+        else:
+            count = self._resampled(self._count)
+            total = self._resampled(self._sum)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                image = np.where(count >= _MIN_COUNT, total / count, np.nan).astype(np.float32)
+        return BinnedSet(
+            setidx=self.setidx,
+            lstseq=self.lstseq_ref,
+            site=self.site or "",
+            camera=self.camera or "",
+            nimages=len(hs),
+            lstseqs=tuple(h.lstseq for h in hs),
+            exptime=float(np.mean([h.exptime for h in hs])) if hs else math.nan,
+            ccdtemp=float(np.mean([h.ccdtemp for h in hs])) if hs else math.nan,
+            lst=ref.lst if ref is not None else lst_ref,
+            jd=ref.jd if ref is not None else jd_ref,
+            lst_align=self.lst_align,
+            jd_align=jd_ref + 0.5 * solar_slot_d,
+            lstmid=circular_mean_hours(np.array([h.lst for h in hs])) if hs else math.nan,
+            jdmid=float(np.mean([h.jdmid for h in hs])) if hs else math.nan,
+            flag=int(flag),
+            refused=tuple(sorted(self.refused.items())),
+            image=image,
+            count=count,
+        )
+
+
+def displacement_at_hadec(
+    model: CameraModel,
+    ha_deg: np.ndarray,
+    dec_deg: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    lst_ref_hours: float,
+    lst_hours: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`displacement_at` for pixels whose (HA, dec) at ``lst_ref_hours`` is known."""
+    dha = 15.0 * float(lst_difference_hours(lst_hours, lst_ref_hours))
+    xi, yi = model.hadec_to_pixel(ha_deg + dha, dec_deg)
+    return xi - x, yi - y
+
+
+def legacy_tile_stack(
+    frames: list[np.ndarray],
+    lst_hours: list[float],
+    model: CameraModel,
+    *,
+    lst_ref_hours: float,
+    tile: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The legacy stacker (``lsreduce`` ``stacking.Stacker``), for comparison only.
+
+    The image is cut into ``tile`` x ``tile`` tiles (the leftover split evenly at the
+    borders and never stacked); each tile of each frame is pushed, unrotated, by the whole
+    pixel shift of its centre from ``lst_hours[i]`` to ``lst_ref_hours`` and averaged.
+    Pass a model without distortion to reproduce the legacy TAN-only mapping.
+
+    Parameters
+    ----------
+    frames
+        Calibrated science regions, ADU.
+    lst_hours
+        Mid-exposure LST of each frame, hours.
+    model
+        Camera model used for the tile shifts.
+    lst_ref_hours
+        LST of the reference frame, hours.
+    tile
+        Tile side, pixels (legacy 32).
+
+    Returns
+    -------
+    image, count : ndarray
+        Mean image (0 where nothing landed, as legacy) and the number of frames per pixel.
+    """
+    ny, nx = model.ny, model.nx
+    ntx, nty = nx // tile, ny // tile
+    x0, y0 = (nx - ntx * tile) // 2, (ny - nty * tile) // 2
+    cx = x0 + np.arange(ntx) * tile + (tile - 1) / 2.0
+    cy = y0 + np.arange(nty) * tile + (tile - 1) / 2.0
+    gx, gy = np.meshgrid(cx, cy)
+    acc = np.zeros(ny * nx)
+    cnt = np.zeros(ny * nx)
+    ty, tx = np.mgrid[0:tile, 0:tile]
+    for frame, lst in zip(frames, lst_hours, strict=True):
+        # Legacy maps the tile centre of frame i to the reference: pixel -> sky at lst_i.
+        dx, dy = displacement_at(model, gx, gy, lst_ref_hours=lst, lst_hours=lst_ref_hours)
+        ok = np.isfinite(dx) & np.isfinite(dy)
+        sx = np.round(np.where(ok, dx, 0)).astype(int)
+        sy = np.round(np.where(ok, dy, 0)).astype(int)
+        oy = (y0 + np.arange(nty) * tile)[:, None, None, None] + ty[None, None]
+        ox = (x0 + np.arange(ntx) * tile)[None, :, None, None] + tx[None, None]
+        oy, ox = np.broadcast_arrays(oy, ox)
+        r = oy + sy[:, :, None, None]
+        c = ox + sx[:, :, None, None]
+        keep = ok[:, :, None, None] & (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+        src = np.asarray(frame, float)[oy[keep], ox[keep]]
+        dest = r[keep] * nx + c[keep]
+        acc += np.bincount(dest, weights=src, minlength=ny * nx)
+        cnt += np.bincount(dest, minlength=ny * nx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = np.nan_to_num(acc / cnt)
+    return image.reshape(ny, nx), cnt.reshape(ny, nx)

@@ -1,0 +1,294 @@
+"""The live frame source (hw/live.py) on the simulated camera device rendering the sky.
+
+One device process (``hw.device.DeviceProcess``) renders the simulated sky of camera LPC on
+the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sky_device.sky_renderer`,
+with a clock running ``SPEED`` times faster than real time from a dark hour of 2026-03-20 at
+La Palma. The tests drive it through the real :class:`hw.driver.SerialCamera` (a pty and a
+TCP socket) and check what :func:`hw.live.live_frames` writes into the raw archive: the
+header values and pixels equal to ``SimulatedSky.exposure(lstseq).raw`` rendered here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from hw.device import DeviceProcess, ExposureMeta
+from hw.driver import SerialCamera
+from hw.live import LiveStats, live_frames, raw_header
+from hw.readout import FrameHeader
+from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sky_device import sky_device_config, sky_renderer
+from mascara_actors.actors.messages import FrameReady
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import CameraConfig, SensorConfig, load_config
+from mascara_actors.errors import ConfigError
+from mascara_actors.rawframe import raw_filename, read_raw
+from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
+
+#: Device seconds per real second: one 6.38 s slot takes 0.32 s, several renders' worth.
+SPEED = 20.0
+SEED = 5
+#: Stars to V 8.4 only (the fast-photometry limit): renders take 0.07 s instead of 0.35 s.
+VMAX = 8.4
+#: 2026-03-20 23:00 UTC, a dark hour at La Palma.
+START_JD = 2461119.5 + 23.0 / 24.0
+AMBIENT_C = 12.5
+#: Real seconds without a frame before live_frames polls the camera.
+POLL_S = 0.5
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Run each async test on both anyio backends."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def camera() -> CameraConfig:
+    """LPC from the repository's config (shared, immutable)."""
+    return load_config().camera("LPC")
+
+
+@pytest.fixture(scope="module")
+def sensor() -> SensorConfig:
+    """The crop512 sensor (shared, immutable)."""
+    return load_config().sensor("crop512")
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    """Hipparcos 2 (shared, read-only)."""
+    return Catalogue.load()
+
+
+@pytest.fixture(scope="module")
+def sky(camera: CameraConfig, sensor: SensorConfig, catalogue: Catalogue) -> SimulatedSky:
+    """The sky the device renders, built here independently (shared; treat as read-only)."""
+    return SimulatedSky(
+        camera, catalogue, sensor=sensor, settings=SimulationSettings(seed=SEED, vmax=VMAX)
+    )
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeviceProcess]:
+    """One simulated camera rendering the sky, shared by the tests of this module.
+
+    The cooler stays off and the CCD starts at ambient, so its temperature is exactly
+    ``AMBIENT_C`` in every frame header. Each test opens its own driver; live_frames aborts
+    what an earlier test left armed.
+    """
+    cfg = sky_device_config(
+        tmp_path_factory.mktemp("skydevice"),
+        camera_id="LPC",
+        sensor="crop512",
+        seed=SEED,
+        speed=SPEED,
+        start_jd=START_JD,
+        ambient_c=AMBIENT_C,
+        start_temp_c=AMBIENT_C,
+        temp_event_interval_s=0.0,
+        readout_s=0.5,
+        max_queued_frames=8,
+        render_options={"vmax": VMAX},
+    )
+    with DeviceProcess(cfg, startup_timeout_s=120.0) as dev:
+        yield dev
+
+
+@contextlib.asynccontextmanager
+async def open_camera(dev: DeviceProcess) -> AsyncIterator[SerialCamera]:
+    """A driver on the shared device, with its faults cleared."""
+    async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=0.5) as cam:
+        await cam.link.request("FAULT", "clear", retries=8)
+        yield cam
+
+
+def live(
+    cam: SerialCamera, archive: Path, sensor: SensorConfig, **kw: object
+) -> AsyncIterator[FrameReady]:
+    """live_frames on the shared device with this module's camera, site and poll period."""
+    return live_frames(
+        cam,
+        archive,
+        camera="C",
+        site="LaPalma",
+        sensor=sensor,
+        poll_s=POLL_S,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def assert_frames_are_the_sky(
+    frames: list[FrameReady], sky: SimulatedSky, sensor: SensorConfig
+) -> None:
+    """Every file is a readable raw frame of the right slot, holding exactly the sky."""
+    for f in frames:
+        raw = read_raw(f.path)
+        h = raw.header
+        assert f.path.name == raw_filename(f.lstseq, "C")
+        assert (h.lstseq, h.camera, h.site, h.imagetyp) == (f.lstseq, "C", "LaPalma", "science")
+        assert (h.x0, h.xsize, h.y0, h.ysize) == (sensor.x0, sensor.xsize, sensor.y0, sensor.ysize)
+        truth = sky.header(f.lstseq)
+        assert h.lstidx == truth.lstidx
+        assert h.jd == float(lstseq2date(f.lstseq, format="jd"))
+        assert h.jdmid == pytest.approx(truth.jdmid, abs=1e-9)
+        assert h.exptime == pytest.approx(slot_length_solar_s(), abs=1e-9)
+        assert h.lst == pytest.approx(truth.lst, abs=1e-6)  # hours: 3.6 ms
+        assert abs((h.utc - truth.utc).total_seconds()) < 1e-3
+        assert h.ccdtemp == AMBIENT_C
+        np.testing.assert_array_equal(raw.data, sky.exposure(f.lstseq).raw)
+
+
+# -- without the device ----------------------------------------------------------------------
+
+
+def test_raw_header_follows_the_frame_and_the_sensor(sky: SimulatedSky, sensor) -> None:
+    lstseq = 35_123_456
+    jd = float(lstseq2date(lstseq, format="jd"))
+    frame = FrameHeader(lstseq, jd, 6.3825, 0.9, -14.25, sensor.ny, sensor.nx)
+    h = raw_header(frame, camera="W", site="LaSilla", sensor=sensor)
+    assert (h.lstseq, h.lstidx) == (lstseq, lstseq % 13500)
+    assert (h.camera, h.site, h.imagetyp) == ("W", "LaSilla", "science")
+    assert (h.jd, h.exptime, h.ccdtemp, h.dwldtime) == (jd, 6.3825, -14.25, 0.9)
+    assert h.jdmid == pytest.approx(jd + 6.3825 / 2 / 86400, abs=1e-10)
+    # LST at the slot start is lstidx slots of 6.4 sidereal seconds into the sidereal day
+    assert h.lst == pytest.approx((lstseq % 13500) * 6.4 / 3600.0, abs=1e-6)
+    assert (h.x0, h.xsize, h.y0, h.ysize) == (16, 512, 8, 384)
+    assert abs((h.utc - sky.header(lstseq).utc).total_seconds()) < 1e-3
+
+
+def test_sky_renderer_follows_the_ccd_temperature_on_request(sky: SimulatedSky, sensor) -> None:
+    """With ``follow_ccdtemp`` the dark current is that of the device's CCD temperature (the
+    default renderer, the plain ``exposure(lstseq)``, is checked against the device below)."""
+    lstseq = int(REFERENCE_SITE.local_sidereal_time(START_JD).lstseq)
+    meta = ExposureMeta(lstseq, float(lstseq2date(lstseq, format="jd")), 6.38, 20.0, "C")
+    shape = (sensor.ny, sensor.nx)
+    render = sky_renderer(
+        shape, SEED, sensor="crop512", vmax=VMAX, follow_ccdtemp=True, warm_jd=meta.jd_start
+    )
+    warm = render(lstseq, meta)
+    assert (warm.shape, warm.dtype) == (shape, np.uint16)
+    np.testing.assert_array_equal(warm, sky.exposure(lstseq, ccdtemp_c=20.0).raw)
+    # a CCD at +20 C instead of the simulation's -15 C collects more dark current
+    cold = sky.exposure(lstseq).raw
+    assert warm.astype(float).mean() > cold.astype(float).mean()
+
+
+def test_sky_renderer_refuses_a_shape_that_is_not_the_full_readout() -> None:
+    with pytest.raises(ConfigError, match=r"differs from the full readout \(400, 544\)"):
+        sky_renderer((384, 512), SEED, sensor="crop512")
+
+
+# -- against the device ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path) -> None:
+    stats = LiveStats()
+    with anyio.fail_after(60):
+        async with open_camera(device) as cam:
+            stream = live(cam, tmp_path, sensor, count=8, stop=anyio.Event(), stats=stats)
+            async with aclosing(stream) as frames:
+                got = [f async for f in frames]
+            status = await cam.status()
+    lstseqs = [f.lstseq for f in got]
+    assert lstseqs == list(range(lstseqs[0], lstseqs[0] + 8))
+    assert dataclasses.astuple(stats)[:5] == (8, 0, 0, 0, 0)  # frames, missing, ..., unwritten
+    assert stats.arms == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f.path.name for f in got]
+    arrivals = [f.arrived for f in got]
+    assert arrivals == sorted(arrivals)
+    assert time.time() - 60 < arrivals[0]
+    # the source released the camera: nothing armed, readout off
+    assert (status.state, status.readout_on) == ("IDLE", False)
+    assert_frames_are_the_sky(got, sky, sensor)
+
+
+@pytest.mark.anyio
+async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> None:
+    """Corrupt, short and cut-off frames (the last one closes the readout link) are dropped
+    and counted; the frames between them arrive intact and the source goes on."""
+    stats = LiveStats()
+    faults = {1: "corruptframe", 3: "shortframe", 5: "cutlink"}
+    count = 10
+    got: list[FrameReady] = []
+    with anyio.fail_after(60):
+        async with open_camera(device) as cam:
+            before = cam.stats.readout
+            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event(), stats=stats)
+            async with aclosing(stream) as frames:
+                async for frame in frames:
+                    got.append(frame)
+                    if len(got) in faults:
+                        await cam.link.request("FAULT", faults[len(got)])
+            after = cam.stats.readout
+            dropped: dict[int, str] = {}
+            while True:
+                try:
+                    event = cam.events.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                if event.args[0] == "DROPPED":
+                    dropped[int(event.args[1])] = event.args[2]
+    first = got[0].lstseq
+    lstseqs = [f.lstseq for f in got]
+    assert lstseqs == sorted(set(lstseqs))
+    missing = set(range(first, first + count)) - set(lstseqs)
+    # exactly the frames the camera reports as damaged are missing, and nothing else
+    assert missing == {s for s in dropped if first <= s < first + count}
+    assert {"corrupt", "short", "cutlink"} <= set(dropped.values())
+    assert stats.missing == len(missing) == count - len(got)
+    assert (stats.frames, stats.rejected, stats.write_failed) == (len(got), 0, 0)
+    assert after.dropped - before.dropped == len(missing)
+    assert after.disconnects - before.disconnects == 1  # the cut link, reconnected
+    assert_frames_are_the_sky(got, sky, sensor)
+
+
+@pytest.mark.anyio
+async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> None:
+    stats = LiveStats()
+    stop = anyio.Event()
+    got: list[FrameReady] = []
+    with anyio.fail_after(60):
+        async with open_camera(device) as cam:
+            async with aclosing(live(cam, tmp_path, sensor, stop=stop, stats=stats)) as frames:
+                async for frame in frames:
+                    got.append(frame)
+                    if len(got) == 3:
+                        stop.set()
+                        stopped_at = time.monotonic()
+            ended_after_s = time.monotonic() - stopped_at
+            status = await cam.status()
+    lstseqs = [f.lstseq for f in got]
+    assert len(got) >= 3
+    assert lstseqs == list(range(lstseqs[0], lstseqs[0] + len(got)))
+    assert (stats.frames, stats.missing) == (len(got), 0)
+    # no new exposure was waited for: the end comes well within one slot of real time
+    assert ended_after_s < slot_length_solar_s() / SPEED + 2.0
+    assert (status.state, status.readout_on) == ("IDLE", False)
+    # every file written is complete and was announced
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f.path.name for f in got]
+    assert_frames_are_the_sky(got[:1], sky, sensor)
+
+
+@pytest.mark.anyio
+async def test_a_camera_of_another_shape_is_refused(device, tmp_path) -> None:
+    crop1024 = load_config().sensor("crop1024")
+    with anyio.fail_after(20):
+        async with open_camera(device) as cam:
+            stream = live(cam, tmp_path, crop1024, count=2, stop=anyio.Event())
+            with pytest.raises(ConfigError, match=r"reads out 400 x 544 pixels"):
+                async with aclosing(stream) as frames:
+                    await frames.__anext__()
+            status = await cam.status()
+    assert status.state == "IDLE"  # nothing was armed
+    assert list(tmp_path.iterdir()) == []
