@@ -135,7 +135,7 @@ def test_unknown_camera_and_site_list_the_known_ones() -> None:
         ),
         pytest.param(
             "reduction.toml",
-            'sky_estimator = "mmm"',
+            'sky_estimator = "clipped_median"',
             'sky_estimator = "mean"',
             r"must be one of \['mmm', 'clipped_median'\]",
             id="plain-mean-refused",
