@@ -37,7 +37,14 @@ def test_records_doc_matches_the_dtypes() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["simulate", "--help"], ["demo", "--help"], ["export", "--help"]]
+    "argv",
+    [
+        ["--help"],
+        ["simulate", "--help"],
+        ["demo", "--help"],
+        ["export", "--help"],
+        ["summary", "--help"],
+    ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

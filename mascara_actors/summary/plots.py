@@ -202,30 +202,47 @@ def find_transmission_map(night_dir: str | Path) -> Path | None:
 
 
 def transmission_map(path: str | Path) -> bytes:
-    """The first image HDU of a transmission-map FITS, scaled to its 0.1-99.9 percentiles.
+    """The first image of a transmission-map FITS, scaled to its 0.1-99.9 percentiles.
+
+    Reads the layout of :mod:`mascara_actors.transmission` (primary HDU of shape
+    ``(naper, ny_cells, nx_cells)`` in magnitudes, ``BUNIT = 'mag'``, cell sizes ``CELLX``,
+    ``CELLY`` in pixels): the first plane is drawn as transmission ``10**(-0.4 dmag)``. A
+    plain 2-D image without ``BUNIT = 'mag'`` is drawn as it is.
 
     Raises
     ------
     StorageError
-        The file has no 2-D image.
+        The file is unreadable or holds no 2-D or 3-D image.
     """
     from astropy.io import fits
 
     path = Path(path)
     try:
         with fits.open(path) as hdul:
-            data = next((np.asarray(h.data, dtype=float) for h in hdul
-                         if h.data is not None and np.ndim(h.data) == 2), None)
+            hdu = next((h for h in hdul if h.data is not None and np.ndim(h.data) in (2, 3)),
+                       None)
+            if hdu is not None:
+                data = np.asarray(hdu.data, dtype=float)
+                header = dict(hdu.header)
     except OSError as exc:
         raise StorageError(f"cannot read transmission map {path}: {exc}") from exc
-    if data is None:
+    if hdu is None:
         raise StorageError(f"{path} holds no 2-D image: a transmission map is one image HDU")
+    if data.ndim == 3:
+        data = data[0]
+    label = "transmission"
+    if str(header.get("BUNIT", "")).strip().lower() == "mag":
+        data = 10.0 ** (-0.4 * data)
+        label = "transmission (median cell = 1)"
+    ny, nx = data.shape
+    cellx, celly = float(header.get("CELLX", 1.0)), float(header.get("CELLY", 1.0))
     finite = data[np.isfinite(data)]
     vmin, vmax = (np.percentile(finite, [0.1, 99.9]) if len(finite) else (0.0, 1.0))
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
-    im = ax.imshow(data, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
-    fig.colorbar(im, ax=ax, label="transmission")
+    im = ax.imshow(data, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis",
+                   extent=(0, nx * cellx, 0, ny * celly), aspect="equal")
+    fig.colorbar(im, ax=ax, label=label)
     ax.set_title(f"Transmission map ({path.name})")
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")

@@ -274,8 +274,11 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
                     if weather:
                         proxy = weather_from_nightfile(nf, max_stars=weather_stars)
                 nightly = candidate
-            except StorageError as exc:
-                log.warning("summary of %s without its nightly file: %s", night_dir, exc)
+            except (StorageError, OSError, KeyError, ValueError) as exc:
+                # a damaged file (torn write, foreign layout) must not stop the summary
+                log.warning("summary of %s without its nightly file %s: %s", night_dir,
+                            candidate, exc)
+                nightly, frames_in_file, stars_in_file, proxy = None, 0, 0, None
 
     astro_sorted = sorted(astro, key=lambda a: a.lstseq)
     return NightSummary(

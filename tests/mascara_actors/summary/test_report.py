@@ -103,7 +103,8 @@ def test_replay_night_summary_from_the_cli(replay_night: Path, tmp_path: Path) -
     assert int(v["astro_solutions"]) == len(drs)
     assert float(v["astro_dr_median"]) == pytest.approx(np.median(drs), rel=1e-2)
     assert float(v["nstars"].split()[0]) == np.median(nstars)
-    assert int(v["log_lines"]) == len(raw) and int(v["log_bad_lines"]) == 0
+    assert int(v["log_lines"]) == len(raw)
+    assert int(v["log_bad_lines"]) == 0
     assert v["finished"] == "yes"
     with NightFile(next((replay_night / "lightcurves").glob("fast_*.hdf5"))) as nf:
         assert int(v["frames_in_file"]) == len(nf.station)
@@ -137,7 +138,8 @@ def test_torn_and_unknown_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     assert list(s.frame_lstseq) == [100, 102]
     assert not s.finished
     v = _parse(render_html(s)).values
-    assert v["log_bad_lines"] == "3" and v["log_unknown"] == "FutureEvent x1"
+    assert v["log_bad_lines"] == "3"
+    assert v["log_unknown"] == "FutureEvent x1"
     assert v["wall_s"] == "4"  # first start to last readable event
 
 
@@ -156,8 +158,10 @@ def test_missing_or_empty_log_and_no_frames(tmp_path: Path, content: str | None)
     assert out.html_path == night / "summary" / "summary_20260321LSW.html"
     html = out.html_path.read_text()
     v = _parse(html).values
-    assert v["frames_reduced"] == "0" and v["astro_dr_median"] == "n/a"
-    assert v["cloud_fraction"] == "n/a" and v["rate_fps"] == "n/a"
+    assert v["frames_reduced"] == "0"
+    assert v["astro_dr_median"] == "n/a"
+    assert v["cloud_fraction"] == "n/a"
+    assert v["rate_fps"] == "n/a"
     assert "No frame was reduced this night." in html
     assert out.problems == ()  # the diagnostics figure is still drawn, with "no data"
     assert [p.name for p in out.image_paths] == ["20260321LSW_diagnostics.png"]
@@ -179,14 +183,16 @@ def test_errors_and_warnings_grouped_with_first_occurrence(tmp_path: Path) -> No
     _write_log(night, records)
     s = collect_summary(night)
     assert (s.frames_failed, s.frames_reduced, s.frames_taken) == (1, 1, 2)
-    assert s.errors == 2 and s.warnings == 4
+    assert s.errors == 2
+    assert s.warnings == 4
     first = s.problems[0]
     assert (first.level, first.count, first.first_lstseq) == ("error", 2, 7)
     late = next(p for p in s.problems if p.pattern == "frame # late by # s")
     assert (late.count, late.first_time, late.first_lstseq) == (3, 1005.0, 65344205)
     assert late.first_message == "frame 65344205 late by 3.2 s"
     text = render_text(s)
-    assert "warning x3 [camera]" in text and "lstseq 65344205" in text
+    assert "warning x3 [camera]" in text
+    assert "lstseq 65344205" in text
 
 
 def test_resumed_night_counts_each_frame_once(tmp_path: Path) -> None:
@@ -209,3 +215,17 @@ def test_identity_from_the_log_when_the_directory_is_renamed(tmp_path: Path) -> 
     s = collect_summary(night)
     assert (s.night, s.site, s.camera, s.tag) == ("20260320", "LP", "C", "20260320LPC")
     assert s.nightly_file is None
+
+
+def test_damaged_nightly_file_does_not_stop_the_summary(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    night = tmp_path / "20260320LPC"
+    _write_log(night, [_started(), _reduced(1, 1001.0)])
+    (night / "lightcurves").mkdir()
+    (night / "lightcurves" / "fast_20260320LPC.hdf5").write_bytes(b"\x89HDF\r\n torn" * 10)
+    out = summarise_night(night)
+    assert out.summary.nightly_file is None
+    assert out.summary.frames_reduced == 1
+    assert out.html_path is not None
+    assert _parse(out.html_path.read_text()).values["frames_in_file"] == "0"
+    assert any("without its nightly file" in r.getMessage() for r in caplog.records)
