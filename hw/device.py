@@ -644,7 +644,12 @@ class _Device:
     async def render_frames(self) -> None:
         """Render exposed slots (in a thread) and queue them for the readout link."""
         async for meta in self._render_recv:
-            pixels = await anyio.to_thread.run_sync(self.render, meta.lstseq, meta)
+            try:
+                pixels = await anyio.to_thread.run_sync(self.render, meta.lstseq, meta)
+            except Exception:  # a broken frame source loses its frame, never the device
+                log.exception("frame source failed on lstseq %d", meta.lstseq)
+                self._dropped(meta.lstseq, "render")
+                continue
             if pixels.shape != self.cfg.shape or pixels.dtype != np.uint16:
                 log.error(
                     "frame source returned %s %s, expected uint16 %s",
