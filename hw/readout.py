@@ -33,13 +33,14 @@ import logging
 import struct
 import zlib
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+from typing import Any
 
 import anyio
 import anyio.abc
 import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hw._background import BackgroundLink
 
 __all__ = [
     "HEADER",
@@ -323,7 +324,7 @@ class FrameParser:
         return None
 
 
-class ReadoutReceiver:
+class ReadoutReceiver(BackgroundLink):
     """Receive verified frames from a TCP readout link; reconnect with backoff.
 
     Use as ``async with ReadoutReceiver(host, port) as rx: async for frame in rx.frames: ...``.
@@ -360,7 +361,6 @@ class ReadoutReceiver:
         # the streams are made on entry: anyio warns about streams never closed
         self._send: MemoryObjectSendStream[ReadoutFrame] | None = None
         self._frames: MemoryObjectReceiveStream[ReadoutFrame] | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
         self._connected = anyio.Event()
 
     @property
@@ -390,32 +390,11 @@ class ReadoutReceiver:
             )
         return self._frames
 
-    async def __aenter__(self) -> Self:
+    def _open_streams(self) -> None:
         self._send, self._frames = anyio.create_memory_object_stream[ReadoutFrame](self._max_frames)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._run)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
-
-    async def aclose(self) -> None:
-        """Stop receiving and close the frame stream; closing twice is a no-op."""
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
-        for stream in (self._send, self._frames):
-            if stream is not None:
-                await stream.aclose()
+    def _streams(self) -> tuple[Any, ...]:
+        return (self._send, self._frames)
 
     async def _run(self) -> None:
         delay = self._backoff[0]

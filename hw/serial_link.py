@@ -22,14 +22,13 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+from typing import Any
 
 import anyio
-import anyio.abc
 import serial
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from hw._background import BackgroundLink
 from hw.protocol import (
     ERR,
     EVT,
@@ -108,7 +107,7 @@ class _Pending:
         self.outcome = None
 
 
-class SerialLink:
+class SerialLink(BackgroundLink):
     """Request/response and events over a serial port; reconnects by itself.
 
     Use as ``async with SerialLink(path) as link: reply = await link.request("IDN")``.
@@ -155,7 +154,6 @@ class SerialLink:
         self._seq = random.randrange(1, MAX_SEQ)
         self._port: serial.Serial | None = None
         self._connected = anyio.Event()
-        self._tg: anyio.abc.TaskGroup | None = None
         self._counts = dict.fromkeys(
             (
                 "requests",
@@ -186,33 +184,12 @@ class SerialLink:
             raise RuntimeError("SerialLink.events exists only inside 'async with SerialLink(...)'")
         return self._events
 
-    async def __aenter__(self) -> Self:
+    def _open_streams(self) -> None:
         send, recv = anyio.create_memory_object_stream[Message](self._max_events)
         self._evt_send, self._evt_evict, self._events = send, recv.clone(), recv
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._run)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
-
-    async def aclose(self) -> None:
-        """Stop the reader, close the port and the events stream; a second call is a no-op."""
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
-        for stream in (self._evt_send, self._evt_evict, self._events):
-            if stream is not None:
-                await stream.aclose()
+    def _streams(self) -> tuple[Any, ...]:
+        return (self._evt_send, self._evt_evict, self._events)
 
     @property
     def connected(self) -> bool:
