@@ -11,7 +11,9 @@ files; the set gets one slow station row (``slow_station_dtype``).
 Noise: the image is the mean of ``nimages`` frames, so the photon noise of a star's mean
 flux is ``flux / (gain * nimages)`` ADU^2; :func:`measure_binned` passes
 ``gain * nimages`` as the effective gain. The sky scatter is measured on the binned image
-itself and needs no scaling.
+itself, but resampling moved part of each pixel's noise into its neighbours, so the sky
+terms of the error are multiplied by ``binned.noise_factor`` (>= 1, from the half-pixel
+phases the frames were resampled with).
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ def measure_binned(
         moon_radius=phot.moon_radius_px,
     )
     naper = len(phot.slow_apertures_px)
+    # Sky-noise terms of the error, scaled for the noise the resampling spread over pixels.
+    area = np.pi * np.asarray(phot.slow_apertures_px, float) ** 2
+    esky2 = result.esky[:, None] ** 2
+    nsky = np.maximum(result.nsky, 1)[:, None]
+    sky_var = area * esky2 + area**2 * esky2 / nsky
+    eflux = np.sqrt(result.eflux**2 + (binned.noise_factor - 1.0) * sky_var)
     rec = np.zeros(on.size, slow_record_dtype(naper))
     rec["id"] = sel.hip[on]
     rec["lstseq"] = binned.lstseq
@@ -150,7 +158,7 @@ def measure_binned(
     rec["flag"] = (result.pflag != 0) | (aflag != 0)
     for i in range(naper):
         rec[f"flux{i}"] = result.flux[:, i]
-        rec[f"eflux{i}"] = result.eflux[:, i]
+        rec[f"eflux{i}"] = eflux[:, i]
     rec["sky"] = result.sky
     rec["esky"] = result.esky
     rec["peak"] = result.peak

@@ -93,17 +93,22 @@ def test_binned_set_record(simset) -> None:
     b = simset["binned"]
     hs = [f.header for _, f in simset["frames"]]
     ref = next(h for h in hs if h.lstseq == simset["ref"])
-    assert b.nimages == NFRAMES and b.flag == 0 and b.binned
+    assert b.nimages == NFRAMES
+    assert b.flag == 0
+    assert b.binned
     assert b.lstseq == simset["ref"] == simset["setidx"] * 50 + 25
-    assert b.lst == ref.lst and b.jd == ref.jd
+    assert b.lst == ref.lst
+    assert b.jd == ref.jd
     assert b.jdmid == pytest.approx(np.mean([h.jdmid for h in hs]), abs=1e-9)
     assert b.lstmid == pytest.approx(np.mean([h.lst for h in hs]), abs=1e-9)  # no wrap here
     assert b.exptime == pytest.approx(ref.exptime)
-    assert b.camera == "C" and b.site == "LaPalma"
+    assert b.camera == "C"
+    assert b.site == "LaPalma"
     # The image is aligned to the middle of the reference slot: the reference frame's stars
     # (truth, mid-exposure) sit where the model puts them at lst_align.
     assert abs(lst_difference_hours(_lst_mid(ref), b.lst_align)) < 0.2 / 3600.0
-    assert b.image.dtype == np.float32 and b.image.shape == (680, 1024)
+    assert b.image.dtype == np.float32
+    assert b.image.shape == (680, 1024)
     assert not b.image.flags.writeable
     # Interior pixels see every frame; the mean sky stays the frames' mean sky.
     inner = b.count[100:-100, 100:-100]
@@ -177,12 +182,14 @@ def test_bad_frames_are_refused_and_counted(simset) -> None:
     assert not stack.add(np.zeros((10, 10), np.float32), sky.header(ref + 4))
     assert stack.add(image, sky.header(ref - 1))
     b = stack.finish()
-    assert b.nimages == 2 and b.camera == "C"
+    assert b.nimages == 2
+    assert b.camera == "C"
     assert dict(b.refused) == {"camera": 1, "exptime": 1, "astrometry": 1, "set": 1,
                                "duplicate": 1, "shape": 1}
     assert b.nrefused == 6
     assert b.flag == SetFlag.FRAMES_REFUSED | SetFlag.TOO_FEW_FRAMES
-    assert b.image is None and not b.binned
+    assert b.image is None
+    assert not b.binned
     with pytest.raises(FrameError, match="no binned image"):
         write_binned(Path("/nonexistent"), b, sky.model)
 
@@ -200,7 +207,8 @@ def test_dawn_set_of_three_frames_without_middle(simset) -> None:
             img[0, 0] = np.nan  # one dead pixel
             assert stack.add(img, sky.header(ls))
         b = stack.finish()
-        assert b.nimages == 3 and b.binned is binned
+        assert b.nimages == 3
+        assert b.binned is binned
         assert b.flag & SetFlag.NO_REFERENCE
         assert bool(b.flag & SetFlag.TOO_FEW_FRAMES) is not binned
         # LST and JD of the (missing) reference slot follow from the slots.
@@ -212,6 +220,28 @@ def test_dawn_set_of_three_frames_without_middle(simset) -> None:
             covered = np.isfinite(b.image)
             assert 0.5 < covered.mean() < 1.0
             assert np.allclose(b.image[covered][b.count[covered] > 1], 50.0, atol=1e-3)
+
+
+def test_threads_give_the_same_image(simset) -> None:
+    """Two copy threads (numpy releases the GIL) give exactly the single-thread result."""
+    sky, setidx = simset["sky"], simset["setidx"]
+    rng = np.random.default_rng(2)
+    images = []
+    for ls in range(setidx * 50 + 10, setidx * 50 + 40, 6):
+        img = rng.normal(100.0, 5.0, (sky.model.ny, sky.model.nx)).astype(np.float32)
+        img[rng.integers(0, sky.model.ny, 50), rng.integers(0, sky.model.nx, 50)] = np.nan
+        images.append((img, sky.header(ls)))
+    results = []
+    for threads in (1, 2):
+        stack = SetStack(sky.model, setidx, threads=threads)
+        for img, h in images:
+            assert stack.add(img, h)
+        results.append(stack.finish())
+    assert np.array_equal(results[0].image, results[1].image, equal_nan=True)
+    assert np.array_equal(results[0].count, results[1].count)
+    # NaN pixels are missing for their frame only: counts dip below the frame number there.
+    assert results[0].count[100:-100, 100:-100].min() < len(images) - 0.5
+    assert np.isfinite(results[0].image[100:-100, 100:-100]).all()
 
 
 def test_lstmid_across_midnight() -> None:
@@ -233,11 +263,16 @@ def test_binned_file_round_trip_and_wcs(simset, tmp_path: Path) -> None:
         assert hdul[1].compression_type == "RICE_1"
     back = read_binned(path)
     h = back.header
-    assert h["IMAGETYP"] == "BINIMAGE" and h["NIMAGES"] == NFRAMES
-    assert h["LSTSEQ"] == b.lstseq and h["LST"] == pytest.approx(b.lst)
-    assert h["JD"] == pytest.approx(b.jd) and h["JDMID"] == pytest.approx(b.jdmid)
-    assert h["LSTMID"] == pytest.approx(b.lstmid) and h["CAMERA"] == "C"
-    assert h["SITE-OBS"] == "LaPalma" and h["EXPTIME"] == pytest.approx(b.exptime)
+    assert h["IMAGETYP"] == "BINIMAGE"
+    assert h["NIMAGES"] == NFRAMES
+    assert h["LSTSEQ"] == b.lstseq
+    assert h["LST"] == pytest.approx(b.lst)
+    assert h["JD"] == pytest.approx(b.jd)
+    assert h["JDMID"] == pytest.approx(b.jdmid)
+    assert h["LSTMID"] == pytest.approx(b.lstmid)
+    assert h["CAMERA"] == "C"
+    assert h["SITE-OBS"] == "LaPalma"
+    assert h["EXPTIME"] == pytest.approx(b.exptime)
     assert h["CCDTEMP"] == pytest.approx(-15.0)
     # Rice quantisation: error far below the sky noise of the binned image.
     finite = np.isfinite(b.image)
