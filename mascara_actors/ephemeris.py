@@ -121,8 +121,10 @@ class EphemerisTable:
     def at(self, jd_utc: float) -> SunMoon:
         """Interpolated Sun and Moon at ``jd_utc`` (one-element arrays)."""
         if self._table is None or not (self._jd[0] <= jd_utc <= self._jd[-1]):
-            start = np.floor(jd_utc / self.step_days) * self.step_days
-            self._jd = start + np.arange(-2, 290) * self.step_days
+            # The grid is anchored to whole days of steps, not to the first time asked for,
+            # so a restarted process interpolates between the very same points.
+            n0 = np.floor(jd_utc / self.step_days) // 288 * 288
+            self._jd = (n0 + np.arange(-2, 290)) * self.step_days
             self._table = sun_moon(self._jd, self.site)
         table = self._table
         out = {}

@@ -11,7 +11,7 @@ from mascara_actors.actors.events import Event, Spooled
 from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.spool import Spool
 
-__all__ = ["run"]
+__all__ = ["close_source", "run"]
 
 
 async def run(
@@ -54,6 +54,16 @@ async def run(
                 tg.cancel_scope.cancel()
         finally:
             await spool.aclose()
+            await close_source(source)
+
+
+async def close_source(source: AsyncIterator[object]) -> None:
+    """Close ``source`` if it can be closed (an async generator left at a ``yield`` when the
+    camera stopped), even inside a cancelled scope."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 async def _cancel_when_set(stop: anyio.Event, scope: anyio.CancelScope) -> None:

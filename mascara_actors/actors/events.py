@@ -21,6 +21,7 @@ __all__ = [
     "NightFinished",
     "NightStarted",
     "QueueDepths",
+    "SetBinned",
     "SetSaved",
     "Spooled",
     "WarningEvent",
@@ -93,6 +94,23 @@ class SetSaved(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetBinned(Event):
+    """A set co-added into its binned image and measured (slow photometry)."""
+
+    setidx: int
+    nimages: int
+    """Frames in the binned image."""
+    nrefused: int
+    """Frames of the set left out (another camera or exposure time, failed astrometry)."""
+    flag: int
+    """Flag of the binned set (0 good)."""
+    path: str
+    """The binned image, or "" when none was written."""
+    nstars: int
+    """Stars measured on it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueDepths(Event):
     depths: dict[str, int]
     """Messages waiting in each channel."""
@@ -138,6 +156,7 @@ _TYPES = {
         FrameFailed,
         AstrometryDone,
         SetSaved,
+        SetBinned,
         QueueDepths,
         Spooled,
         WarningEvent,

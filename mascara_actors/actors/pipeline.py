@@ -3,8 +3,15 @@
 ``run_night`` wires the actors with bounded channels (sizes from config), starts them, and
 returns when the night is reduced, combined and logged. The source of frames is injected
 (a live camera or a recorded night, from the command line), so this module imports nothing
-from ``hw``. SIGINT or SIGTERM stops the camera; what is in flight is reduced and saved, and
-the open set is left for the restart. A second signal cancels at once.
+from ``hw``.
+
+- Stop: SIGINT or SIGTERM (or the ``stop`` event) stops the camera; what is in flight is
+  reduced, complete sets are saved, the open set is left for the restart. A second signal
+  cancels at once. An actor that cannot go on (a worker process that keeps dying) stops the
+  night the same way and says why.
+- Resume: sets already on disk (per-set files, or the nightly file) are not reduced again,
+  and the astrometry goes on from their stored solutions, so a night stopped or killed at
+  any moment and run again ends with the same files as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -228,11 +235,14 @@ def resume_point(night_dir: Path) -> ResumePoint:
 async def _skip_done(
     source: AsyncIterator[FrameReady], resume: ResumePoint, counter: list[int]
 ) -> AsyncIterator[FrameReady]:
-    async for frame in source:
-        if resume.skips(frame.lstseq):
-            counter[0] += 1
-            continue
-        yield frame
+    try:
+        async for frame in source:
+            if resume.skips(frame.lstseq):
+                counter[0] += 1
+                continue
+            yield frame
+    finally:
+        await camera.close_source(source)
 
 
 def _header_attrs(plan: NightPlan) -> dict[str, object]:

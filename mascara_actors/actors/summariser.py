@@ -21,6 +21,7 @@ from mascara_actors.actors.events import (
     FrameReducedEvent,
     NightStarted,
     QueueDepths,
+    SetBinned,
     SetSaved,
     Spooled,
     WarningEvent,
@@ -40,6 +41,7 @@ class NightState:
     frames_reduced: int = 0
     frames_failed: int = 0
     sets_saved: int = 0
+    sets_binned: int = 0
     last_lstseq: int | None = None
     last_nstars: int = 0
     last_nflagged: int = 0
@@ -93,6 +95,8 @@ class NightState:
             self.astrometry_dr, self.aflag = ev.dr, ev.aflag
         elif isinstance(ev, SetSaved):
             self.sets_saved += 1
+        elif isinstance(ev, SetBinned):
+            self.sets_binned += 1
         elif isinstance(ev, Spooled):
             self.spooled, self.caught_up = ev.spooled, ev.caught_up
         elif isinstance(ev, QueueDepths):

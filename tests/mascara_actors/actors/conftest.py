@@ -134,9 +134,7 @@ def _replay(
         async with anyio.create_task_group() as tg:
             if kill_worker_after is not None:
                 tg.start_soon(kill_worker)
-            report = await run_night(
-                job.plan, paced_frames(job.frames), catalogue, state=state
-            )
+            report = await run_night(job.plan, paced_frames(job.frames), catalogue, state=state)
             tg.cancel_scope.cancel()
         return report
 

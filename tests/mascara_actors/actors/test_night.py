@@ -8,12 +8,19 @@ simulator's truth, the tables and the event log against each other.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import anyio
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
 from hw.recording import read_truth
 from mascara_actors.actors.events import (
+    ActorFailed,
     FrameFailed,
     FrameReducedEvent,
     NightFinished,
@@ -21,6 +28,9 @@ from mascara_actors.actors.events import (
     SetSaved,
     WarningEvent,
 )
+from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
+from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
+from mascara_actors.cli.replay import plan_replay
 from mascara_actors.sidereal import set_index
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import (
@@ -28,6 +38,7 @@ from tests.mascara_actors.actors.conftest import (
     NIGHT,
     TRUNCATED_LSTSEQ,
     Replayed,
+    read_events,
     science_lstseqs,
     worker_pids,
 )
@@ -130,7 +141,9 @@ def test_event_log_parses_and_counts_match(replayed) -> None:
             ev.nstars for ev in events if isinstance(ev, FrameReducedEvent)
         )
         assert int(nf.stars["nobs"].sum()) <= sum(ev.nrecords for ev in saved)
-    assert report.ok and not report.stopped_early and report.failure is None
+    assert report.ok
+    assert not report.stopped_early
+    assert report.failure is None
 
 
 def test_bad_frames_fail_alone(faulty_asyncio) -> None:
@@ -156,3 +169,42 @@ def test_killed_worker_is_replaced_and_the_night_goes_on(faulty_asyncio) -> None
     # the frame whose job was lost with the worker was reduced on the new one
     assert warning.lstseq not in FAILED["trio"] | {GARBAGE_LSTSEQ, TRUNCATED_LSTSEQ}
     assert warning.lstseq in [ev.lstseq for ev in run.events if isinstance(ev, FrameReducedEvent)]
+
+
+def test_a_worker_that_keeps_dying_stops_the_night(tmp_path, config, catalogue) -> None:
+    """Every worker process is killed as it starts: after MAX_BROKEN_IN_A_ROW frames the
+    reducer gives up, the night stops early and says why, and nothing half-done is saved."""
+    job = plan_replay(NIGHT, tmp_path, config=config)
+
+    async def killer() -> None:
+        # Kill each worker once it runs its job (it has started importing numpy), not while
+        # anyio is still starting it: that path of anyio leaks the worker's pipes.
+        while True:
+            for pid in worker_pids():
+                with contextlib.suppress(OSError):
+                    if b"numpy" in Path(f"/proc/{pid}/maps").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
+            await anyio.sleep(0.01)
+
+    async def main() -> NightReport:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            report = await run_night(job.plan, paced_frames(job.frames), catalogue)
+            tg.cancel_scope.cancel()
+        return report
+
+    report = anyio.run(main, backend="trio")
+    events = read_events(job.plan.night_dir)
+    failed = [ev for ev in events if isinstance(ev, FrameFailed)]
+    assert [ev.lstseq for ev in failed] == science_lstseqs()[:MAX_BROKEN_IN_A_ROW].tolist()
+    assert all("worker process died twice" in ev.reason for ev in failed)
+    (fatal,) = [ev for ev in events if isinstance(ev, ActorFailed)]
+    assert fatal.source == "reducer"
+    assert "stopping the night" in fatal.message
+    assert report.stopped_early
+    assert not report.ok
+    assert report.failure == f"reducer: {fatal.message}"
+    assert report.state.frames_reduced == 0
+    assert report.worker_restarts == MAX_BROKEN_IN_A_ROW
+    assert report.nightly_files == []
+    assert not list(job.plan.night_dir.glob("tmp/*.hdf5"))

@@ -24,9 +24,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def checkpoint_counts(max_size: int = 60) -> st.SearchStrategy[list[tuple[int, int]]]:
     """Per item: checkpoints the camera waits before putting it, and checkpoints the
     consumer spends on it after receiving it (0 = back to back; 3 = slow)."""
-    return st.lists(
-        st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=max_size
-    )
+    return st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=max_size)
 
 
 def capacities() -> st.SearchStrategy[int]:
