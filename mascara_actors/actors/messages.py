@@ -24,10 +24,12 @@ class FrameReady:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameReduced:
-    """The fast photometry of one frame, for the saver."""
+    """The fast photometry of one frame, for the saver and the binner."""
 
     lstseq: int
     setidx: int
+    path: Path
+    """The raw frame (the binner reads it again in its worker)."""
     records: np.ndarray
     """Fast records with ``id`` (a few hundred kB; in-process, never pickled to disk)."""
     station: np.ndarray

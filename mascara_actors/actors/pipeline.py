@@ -30,7 +30,8 @@ from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from mascara_actors import __version__
-from mascara_actors.actors import camera, reducer, saver, summariser
+from mascara_actors.actors import binner, camera, reducer, saver, summariser
+from mascara_actors.actors.binner import BinnedOutput
 from mascara_actors.actors.events import (
     Event,
     NightFinished,
@@ -319,9 +320,16 @@ async def run_night(
     reduced_send, reduced_recv = anyio.create_memory_object_stream[FrameReduced](
         cfg.channels.records
     )
+    saver_send, saver_recv = anyio.create_memory_object_stream[FrameReduced](cfg.channels.records)
+    binner_send, binner_recv = anyio.create_memory_object_stream[FrameReduced](cfg.channels.records)
+    binned_send, binned_recv = anyio.create_memory_object_stream[BinnedOutput](cfg.channels.records)
     ev_send, ev_recv = anyio.create_memory_object_stream[Event](cfg.channels.events)
     spool = Spool(frames_send)
     storage = cfg.storage
+    combine_options: dict[str, object] = {
+        "minobs": storage.minobs,
+        "compression": None if storage.compression == "none" else storage.compression,
+    }
 
     async with SetWriter(plan.night_dir, header=_header_attrs(plan)) as writer:
         resume = await anyio.to_thread.run_sync(resume_point, plan.night_dir)
@@ -370,20 +378,38 @@ async def run_night(
                                 stop=stop,
                             )
                         )
+                        tg.start_soon(_tee, reduced_recv, (saver_send, binner_send))
+                        tg.start_soon(
+                            lambda: binner.run(
+                                inbox=binner_recv,
+                                outbox=binned_send,
+                                events=ev_send.clone(),
+                                spec=plan.worker,
+                                out_dir=plan.night_dir / "binned",
+                                stopping=stop,
+                                mode=mode,
+                            )
+                        )
+                        tg.start_soon(
+                            lambda: saver.run_slow(
+                                inbox=binned_recv,
+                                events=ev_send.clone(),
+                                writer=writer,
+                                star_rows=lambda records: star_table(catalogue, records),
+                                stopping=stop,
+                                combine_options=combine_options,
+                                result=saved,
+                            )
+                        )
                         tg.start_soon(
                             lambda: saver.run(
-                                inbox=reduced_recv,
+                                inbox=saver_recv,
                                 events=ev_send.clone(),
                                 delay_s=saver_delay,
                                 writer=writer,
                                 star_rows=lambda records: star_table(catalogue, records),
                                 stopping=stop,
-                                combine_options={
-                                    "minobs": storage.minobs,
-                                    "compression": None
-                                    if storage.compression == "none"
-                                    else storage.compression,
-                                },
+                                combine_options=combine_options,
                                 result=saved,
                             )
                         )
@@ -410,6 +436,17 @@ async def run_night(
         worker_restarts=worker.restarts,
         failure=state.fatal,
     )
+
+
+async def _tee(
+    inbox: MemoryObjectReceiveStream[FrameReduced],
+    outboxes: tuple[ObjectSendStream[FrameReduced], ...],
+) -> None:
+    """Hand every reduced frame to the saver and to the binner (each with backpressure)."""
+    async with inbox, outboxes[0], outboxes[1]:
+        async for msg in inbox:
+            for out in outboxes:
+                await out.send(msg)
 
 
 async def _monitor(

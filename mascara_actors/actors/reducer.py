@@ -399,6 +399,7 @@ async def run(
                 FrameReduced(
                     lstseq=result.lstseq,
                     setidx=setidx,
+                    path=msg.path,
                     records=result.records,
                     station=result.station,
                     solution=solution,

@@ -16,13 +16,14 @@ import anyio.to_thread
 import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from mascara_actors.actors.binner import BinnedOutput
 from mascara_actors.actors.events import Event, SetSaved, WarningEvent
 from mascara_actors.actors.messages import FrameReduced
 from mascara_actors.errors import StorageError
 from mascara_actors.records import astrometry_dtype
 from mascara_actors.storage import CombineReport, SetWriter
 
-__all__ = ["SaverResult", "run"]
+__all__ = ["SaverResult", "run", "run_slow"]
 
 log = logging.getLogger(__name__)
 
@@ -123,5 +124,46 @@ async def run(
             )
         except StorageError as exc:
             await events.send(WarningEvent(source="saver", message=f"nightly combine: {exc}"))
+            return
+        result.combined.append(report)
+
+
+async def run_slow(
+    *,
+    inbox: ObjectReceiveStream[BinnedOutput],
+    events: ObjectSendStream[Event],
+    writer: SetWriter,
+    star_rows: Callable[[np.ndarray], np.ndarray],
+    stopping: anyio.Event,
+    combine_options: dict[str, object],
+    result: SaverResult,
+) -> None:
+    """Write each binned set's slow photometry as a slow per-set file; combine at the end.
+
+    A slow set is one record per star, so the nightly slow file keeps every star
+    (``minobs`` 1), as the legacy slow files did.
+    """
+    async with inbox, events:
+        async for out in inbox:
+            if out.records is None or out.station is None:
+                continue  # the set was too short to bin: nothing to save
+            try:
+                await writer.write_set_async(
+                    "slow",
+                    out.setidx,
+                    out.records,
+                    stars=star_rows(out.records),
+                    station=out.station,
+                )
+            except StorageError as exc:
+                await events.send(WarningEvent(source="saver", message=f"slow set: {exc}"))
+        if stopping.is_set():
+            return
+        try:
+            report = await anyio.to_thread.run_sync(
+                lambda: writer.combine("slow", **{**combine_options, "minobs": 1})
+            )
+        except StorageError as exc:
+            await events.send(WarningEvent(source="saver", message=f"slow combine: {exc}"))
             return
         result.combined.append(report)

@@ -93,6 +93,9 @@ def _add_replay_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="camera id (e.g. LPC); default from the frames' headers",
     )
+    group.add_argument(
+        "--mail", action="store_true", help="e-mail the night summary (settings: config/mail.toml)"
+    )
     group.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
 
 

@@ -37,6 +37,7 @@ from mascara_actors.progress import ProgressBar
 from mascara_actors.rawframe import read_raw
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.storage import NightId, get_dark_filename, update_dark_filename
+from mascara_actors.summary import summarise_night
 
 __all__ = ["ReplayJob", "plan_replay", "run"]
 
@@ -238,7 +239,15 @@ def _run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     _print_report(report, job)
     if report.stopped_by is not None:
         return 128 + signal.Signals[report.stopped_by]
-    return 0 if _reduced(report, job) else 1
+    if not _reduced(report, job):
+        return 1
+    # The end-of-night chain: the summary is written always, mailed only when asked.
+    outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)))
+    print(f"summary: {outcome.html_path}", file=sys.stderr)
+    if outcome.problems:
+        for problem in outcome.problems:
+            print(f"summary: {problem}", file=sys.stderr)
+    return 0
 
 
 def _reduced(report: NightReport, job: ReplayJob) -> bool:

@@ -1,0 +1,199 @@
+"""``mascara-actors console``: the operator console over a camera-night.
+
+Without a camera on this machine, the camera is simulated by a recorded night paced at a
+multiple of real time (default: the night in ``replay_data/`` at 10x). This module wires
+the recorded night, the pipeline and the Textual console (``tui/``) together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from mascara_actors.actors.pipeline import paced_frames, run_night
+from mascara_actors.actors.summariser import NightState
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli.replay import ReplayJob, plan_replay
+from mascara_actors.config import load_config
+from mascara_actors.errors import StorageError
+from mascara_actors.sidereal import lstseq2date
+from mascara_actors.storage import NightFile, NightId, list_set_files, nightly_file_path
+from mascara_actors.storage._sources import SetSource
+from tui.app import ConsoleFeed, PauseGate, make_console, run_console
+from tui.messages import LightCurve
+
+__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run"]
+
+_SPEED = 10.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``console`` on the CLI's sub-commands."""
+    from mascara_actors.cli import DEFAULT_REPLAY
+
+    p = sub.add_parser(
+        "console",
+        help="the operator console (Textual) over a simulated camera",
+        description=(
+            "Open the operator console. The camera is simulated by a recorded night replayed "
+            f"at SPEED x real time (default: {DEFAULT_REPLAY} at {_SPEED:g}x). Keys: p "
+            "pause/resume, d take darks, e end the night, l star look-up, q quit (saves first)."
+        ),
+    )
+    p.add_argument(
+        "--replay",
+        type=Path,
+        default=DEFAULT_REPLAY,
+        metavar="DIR",
+        help="recorded night to replay as the camera (default replay_data/night)",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=_SPEED,
+        metavar="X",
+        help=f"times faster than real time (default {_SPEED:g})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("night_out"),
+        metavar="DIR",
+        help="where the reduced night goes (default ./night_out)",
+    )
+    p.add_argument(
+        "--camera",
+        metavar="ID",
+        default=None,
+        help="camera id (e.g. LPC); default from the frames' headers",
+    )
+
+
+def light_curve_so_far(night_dir: Path, catalogue: Catalogue, hip: int) -> LightCurve:
+    """The fast light curve of star ``hip`` from what the night has written so far.
+
+    Reads the nightly file if it exists, else every per-set file (``tmp/fast_*.hdf5``).
+
+    Raises
+    ------
+    CatalogueError
+        ``hip`` is not in the star catalogue.
+    StorageError
+        The star has no measurement on this camera yet (or nothing is written yet).
+    """
+    star = catalogue.by_hip([hip])
+    vmag = float(star["vmag"][0])
+    night_dir = Path(night_dir)
+    nightly = nightly_file_path(night_dir, "fast")
+    parts: list[np.ndarray] = []
+    if nightly.exists():
+        with NightFile(nightly) as nf:
+            if hip in set(nf.ids().tolist()):
+                parts.append(nf.lightcurve(hip, ["lstseq", "jdmid", "flux0", "flag"]))
+    else:
+        nid = NightId.from_dir(night_dir)
+        for path in list_set_files(night_dir, "fast").values():
+            source = SetSource.open_checked(path, nid, "fast")
+            try:
+                rec = source.read_ids(np.array([hip]))
+            finally:
+                source.close()
+            if rec.size:
+                parts.append(rec[["lstseq", "jdmid", "flux0", "flag"]])
+    if not parts:
+        raise StorageError(
+            f"star not on this camera: HIP {hip} (V {vmag:.2f}) has no measurement in "
+            f"{night_dir} yet; it may be outside this camera's field, fainter than the fast "
+            "limit, or its first set is not saved yet"
+        )
+    rec = np.concatenate([np.asarray(p) for p in parts])
+    rec = rec[np.argsort(rec["lstseq"], kind="stable")]
+    flux = rec["flux0"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(flux > 0, 25.0 - 2.5 * np.log10(flux), np.nan)
+    return LightCurve(
+        hip=hip,
+        vmag=vmag,
+        lstseq=rec["lstseq"].astype(np.int64),
+        jd=rec["jdmid"].astype(float),
+        mag=mag,
+        flagged=rec["flag"] != 0,
+    )
+
+
+def replay_feed(
+    job: ReplayJob, catalogue: Catalogue, *, speed: float = _SPEED, in_process: bool = False
+) -> ConsoleFeed:
+    """A console feed that replays ``job`` at ``speed`` x real time as the camera.
+
+    The console's clock runs the night's own time: the start of the first frame's slot,
+    advanced at ``speed`` from when the feed is made.
+    """
+    state = NightState()
+    gate = PauseGate()
+    stop = anyio.Event()
+    plan = job.plan
+    first = job.frames[0][0] if job.frames else 0
+    night_t0 = lstseq2date(first, format="calendar")
+    if night_t0.tzinfo is None:
+        night_t0 = night_t0.replace(tzinfo=UTC)
+    wall0 = time.monotonic()
+
+    def clock() -> datetime:
+        return night_t0 + timedelta(seconds=(time.monotonic() - wall0) * speed)
+
+    async def pipeline() -> object:
+        source = gate.gated(paced_frames(job.frames, realtime=True, speed=speed))
+        return await run_night(
+            plan, source, catalogue, state=state, stop=stop, in_process=in_process
+        )
+
+    def latest() -> Path | None:
+        return None if gate.last is None else Path(gate.last.path)
+
+    return ConsoleFeed(
+        state=state,
+        camera=plan.camera,
+        out_dir=plan.out_dir,
+        clock=clock,
+        wall=time.time,
+        stop=stop,
+        gate=gate,
+        pipeline=pipeline,
+        lookup=partial(light_curve_so_far, plan.night_dir, catalogue),
+        take_darks=None,
+        recorded=True,
+        latest_frame=latest,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the console; returns the exit code (0 after a clean quit)."""
+    config = load_config(args.config)
+    job = plan_replay(
+        args.replay, args.out, config=config, camera_id=getattr(args, "camera", None), realtime=True
+    )
+    if not job.frames:
+        print(
+            f"mascara-actors: every frame of {args.replay} is already reduced in "
+            f"{job.plan.night_dir}: nothing to replay (use another --out)",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def main() -> int:
+        catalogue = await anyio.to_thread.run_sync(Catalogue.load)
+        feed = replay_feed(job, catalogue, speed=args.speed)
+        return await run_console(make_console(feed))
+
+    code = anyio.run(main, backend="asyncio")
+    print(f"night saved in {job.plan.night_dir}", file=sys.stderr)
+    return code
