@@ -25,6 +25,7 @@ from mascara_actors.actors.events import (
     FrameReducedEvent,
     NightFinished,
     NightStarted,
+    SetBinned,
     SetSaved,
     WarningEvent,
 )
@@ -132,7 +133,12 @@ def test_event_log_parses_and_counts_match(replayed) -> None:
     (finished,) = [ev for ev in events if isinstance(ev, NightFinished)]
     assert events[-1] is finished or events[-1] == finished
     assert (finished.frames_reduced, finished.frames_failed) == (len(reduced), len(failed))
-    assert finished.nightly_files == [str(run.nightly)]
+    assert sorted(finished.nightly_files) == sorted(str(p) for p in run.report.nightly_files)
+    assert {Path(p).name.split("_")[0] for p in finished.nightly_files} == {"fast", "slow"}
+    binned = [ev for ev in events if isinstance(ev, SetBinned)]
+    assert [ev.setidx for ev in binned] == np.unique(set_index(expected)).tolist()
+    assert all(Path(ev.path).is_file() and ev.nstars > 0 for ev in binned)
+    assert sum(ev.nimages for ev in binned) == len(reduced)
     saved = [ev for ev in events if isinstance(ev, SetSaved)]
     assert [ev.setidx for ev in saved] == np.unique(set_index(expected)).tolist()
     assert sum(ev.nframes for ev in saved) == len(reduced)
