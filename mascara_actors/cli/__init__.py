@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from mascara_actors.cli import export, simulate, summary
+    from mascara_actors.cli import export, live, simulate, summary
 
     simulate.add_parser(sub)
+    live.add_parser(sub)
     summary.add_parser(sub)
     export.add_parser(sub)
     demo = sub.add_parser(
@@ -110,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             from mascara_actors.cli import simulate
 
             return simulate.run(args)
+        if args.command == "live":
+            from mascara_actors.cli import live
+
+            return live.run(args)
         if args.command == "summary":
             from mascara_actors.cli import summary
 

@@ -189,11 +189,34 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
 
+    feeds: list[ConsoleFeed] = []
+
     async def main() -> int:
         catalogue = await anyio.to_thread.run_sync(Catalogue.load)
-        feed = replay_feed(job, catalogue, speed=args.speed)
-        return await run_console(make_console(feed))
+        feeds.append(replay_feed(job, catalogue, speed=args.speed))
+        return await run_console(make_console(feeds[0]))
 
     code = anyio.run(main, backend="asyncio")
-    print(f"night saved in {job.plan.night_dir}", file=sys.stderr)
+    report = feeds[0].result if feeds else None
+    if report is None:
+        print(
+            f"the night in {job.plan.night_dir} was not finished (quit without waiting, or "
+            "the pipeline failed): run the same command again to go on",
+            file=sys.stderr,
+        )
+        return code or 1
+    s = report.state
+    print(
+        f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed; sets written: "
+        f"{len(report.saved.sets_written)}; output {job.plan.night_dir}",
+        file=sys.stderr,
+    )
+    if report.stopped_early:
+        print(
+            "ended early: complete sets are saved, the frames of the open set are left for "
+            "the restart; run the same command again to finish the night",
+            file=sys.stderr,
+        )
+    for f in report.nightly_files:
+        print(f"nightly file: {f}", file=sys.stderr)
     return code
