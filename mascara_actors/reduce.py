@@ -22,12 +22,18 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.errors import FrameError
-from mascara_actors.photometry import measure, sky_estimator
+from mascara_actors.photometry import PhotometryResult, measure, sky_estimator
 from mascara_actors.rawframe import RawFrame, read_raw
 from mascara_actors.records import fast_record_dtype, station_dtype
 from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
 
-__all__ = ["FrameResult", "ReductionSession", "lst_mid_hours", "star_altaz"]
+__all__ = [
+    "FrameResult",
+    "ReductionSession",
+    "lst_mid_hours",
+    "photometry_records",
+    "star_altaz",
+]
 
 _SIDEREAL_PER_SOLAR = 1.002737909350795
 
@@ -46,6 +52,50 @@ def star_altaz(
     north = np.cos(phi) * np.sin(dec) - np.sin(phi) * np.cos(dec) * np.cos(ha)
     up = np.sin(phi) * np.sin(dec) + np.cos(phi) * np.cos(dec) * np.cos(ha)
     return np.degrees(np.arcsin(np.clip(up, -1, 1))), np.degrees(np.arctan2(east, north)) % 360
+
+
+def photometry_records(
+    result: PhotometryResult,
+    dtype: np.dtype,
+    *,
+    ids: np.ndarray,
+    lstseq: int,
+    aflag: int,
+    ha_deg: np.ndarray,
+    dec_deg: np.ndarray,
+    latitude_deg: float,
+    ccdtemp: float,
+    exptime: float,
+    jdmid: float,
+    lst_hours: float,
+    eflux: np.ndarray | None = None,
+) -> np.ndarray:
+    """Light-curve records (fast or slow ``dtype``) of one measurement of many stars.
+
+    ``eflux`` replaces ``result.eflux`` (the slow photometry widens it for resampling).
+    """
+    records = np.zeros(len(result), dtype)
+    records["id"] = ids
+    records["lstseq"] = lstseq
+    records["lstidx"] = lstseq % SLOTS_PER_SIDEREAL_DAY
+    records["pflag"] = result.pflag
+    records["aflag"] = aflag
+    records["flag"] = (result.pflag != 0) | (aflag != 0)
+    eflux = result.eflux if eflux is None else eflux
+    for i in range(len(result.apertures)):
+        records[f"flux{i}"] = result.flux[:, i]
+        records[f"eflux{i}"] = eflux[:, i]
+    records["sky"] = result.sky
+    records["esky"] = result.esky
+    records["peak"] = result.peak
+    records["x"] = result.x
+    records["y"] = result.y
+    records["alt"], records["az"] = star_altaz(ha_deg, dec_deg, latitude_deg)
+    records["ccdtemp"] = ccdtemp
+    records["exptime"] = exptime
+    records["jdmid"] = jdmid
+    records["lst"] = lst_hours
+    return records
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,28 +292,20 @@ class ReductionSession:
         )
         t4 = time.perf_counter()
 
-        records = np.zeros(idx.size, fast_record_dtype(len(phot.fast_apertures_px)))
-        records["id"] = self.fast_stars.hip[idx]
-        records["lstseq"] = h.lstseq
-        records["lstidx"] = h.lstseq % SLOTS_PER_SIDEREAL_DAY
-        records["pflag"] = result.pflag
-        records["aflag"] = solution.aflag
-        records["flag"] = (result.pflag != 0) | (solution.aflag != 0)
-        for i in range(len(phot.fast_apertures_px)):
-            records[f"flux{i}"] = result.flux[:, i]
-            records[f"eflux{i}"] = result.eflux[:, i]
-        records["sky"] = result.sky
-        records["esky"] = result.esky
-        records["peak"] = result.peak
-        records["x"] = x
-        records["y"] = y
-        alt, az = star_altaz(ha, dec[idx], model.latitude_deg)
-        records["alt"] = alt
-        records["az"] = az
-        records["ccdtemp"] = h.ccdtemp
-        records["exptime"] = h.exptime
-        records["jdmid"] = h.jdmid
-        records["lst"] = h.lst
+        records = photometry_records(
+            result,
+            fast_record_dtype(len(phot.fast_apertures_px)),
+            ids=self.fast_stars.hip[idx],
+            lstseq=h.lstseq,
+            aflag=solution.aflag,
+            ha_deg=ha,
+            dec_deg=dec[idx],
+            latitude_deg=model.latitude_deg,
+            ccdtemp=h.ccdtemp,
+            exptime=h.exptime,
+            jdmid=h.jdmid,
+            lst_hours=h.lst,
+        )
 
         station = np.zeros(1, station_dtype)
         row = station[0]

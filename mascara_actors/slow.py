@@ -32,8 +32,7 @@ from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.errors import FrameError
 from mascara_actors.photometry import measure, sky_estimator
 from mascara_actors.records import slow_record_dtype, slow_station_dtype
-from mascara_actors.reduce import star_altaz
-from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
+from mascara_actors.reduce import photometry_records
 
 __all__ = ["SlowResult", "measure_binned", "slow_station_row"]
 
@@ -117,8 +116,10 @@ def measure_binned(
     """
     image = np.asarray(image)
     if image.shape != (model.ny, model.nx):
-        raise FrameError(f"binned image of set {binned.setidx} is {image.shape}, the camera "
-                         f"model is {(model.ny, model.nx)}: use the set's own model")
+        raise FrameError(
+            f"binned image of set {binned.setidx} is {image.shape}, the camera "
+            f"model is {(model.ny, model.nx)}: use the set's own model"
+        )
     if binned.nimages < 1:
         raise FrameError(f"set {binned.setidx} has no frames: nothing to measure")
     sel = stars.select(vmax=phot.slow_vmax)
@@ -149,28 +150,25 @@ def measure_binned(
     nsky = np.maximum(result.nsky, 1)[:, None]
     sky_var = area * esky2 + area**2 * esky2 / nsky
     eflux = np.sqrt(result.eflux**2 + (binned.noise_factor - 1.0) * sky_var)
-    rec = np.zeros(on.size, slow_record_dtype(naper))
-    rec["id"] = sel.hip[on]
-    rec["lstseq"] = binned.lstseq
-    rec["lstidx"] = binned.lstseq % SLOTS_PER_SIDEREAL_DAY
-    rec["pflag"] = result.pflag
-    rec["aflag"] = aflag
-    rec["flag"] = (result.pflag != 0) | (aflag != 0)
-    for i in range(naper):
-        rec[f"flux{i}"] = result.flux[:, i]
-        rec[f"eflux{i}"] = eflux[:, i]
-    rec["sky"] = result.sky
-    rec["esky"] = result.esky
-    rec["peak"] = result.peak
-    rec["x"] = x
-    rec["y"] = y
-    alt, az = star_altaz(ha, dec[on], model.latitude_deg)
-    rec["alt"] = alt
-    rec["az"] = az
-    rec["ccdtemp"] = binned.ccdtemp
-    rec["exptime"] = binned.exptime
-    rec["jdmid"] = binned.jd_align
-    rec["lst"] = binned.lst
-    log.debug("set %d: %d slow stars, %d flagged", binned.setidx, rec.size,
-              int(np.count_nonzero(rec["flag"])))
+    rec = photometry_records(
+        result,
+        slow_record_dtype(naper),
+        ids=sel.hip[on],
+        lstseq=binned.lstseq,
+        aflag=aflag,
+        ha_deg=ha,
+        dec_deg=dec[on],
+        latitude_deg=model.latitude_deg,
+        ccdtemp=binned.ccdtemp,
+        exptime=binned.exptime,
+        jdmid=binned.jd_align,
+        lst_hours=binned.lst,
+        eflux=eflux,
+    )
+    log.debug(
+        "set %d: %d slow stars, %d flagged",
+        binned.setidx,
+        rec.size,
+        int(np.count_nonzero(rec["flag"])),
+    )
     return SlowResult(records=rec, station=station)
