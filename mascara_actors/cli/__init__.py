@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from mascara_actors import __version__
@@ -44,17 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from mascara_actors.cli import export, live, simulate, summary
+    from mascara_actors.cli import console, export, live, simulate, summary
 
+    console.add_parser(sub)
     simulate.add_parser(sub)
     live.add_parser(sub)
     summary.add_parser(sub)
     export.add_parser(sub)
     demo = sub.add_parser(
         "demo",
-        help="replay the small recorded night shipped in replay_data/",
-        description="Replay the recorded night in replay_data/ into ./night_out (headless).",
+        help="the recorded night in replay_data/: console on a terminal, else headless",
+        description=(
+            "Reduce the small recorded night shipped in replay_data/. On a terminal the operator "
+            "console opens over it (the night plays at 10x real time; q quits); otherwise, or "
+            "with --headless, it is replayed headless with a progress bar and a report."
+        ),
     )
+    demo.add_argument("--headless", action="store_true", help="never open the console")
     demo.add_argument(
         "--out",
         type=Path,
@@ -100,6 +107,26 @@ def _add_replay_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """``demo``: the console over the replay night on a terminal, else a headless replay."""
+    if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
+        from mascara_actors.cli import console
+
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        return console.run(
+            argparse.Namespace(
+                config=args.config,
+                replay=DEFAULT_REPLAY,
+                speed=10.0,
+                out=args.out / f"console-{stamp}",
+                camera=None,
+            )
+        )
+    from mascara_actors.cli import replay
+
+    return replay.run(args, directory=DEFAULT_REPLAY, out=args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -111,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             from mascara_actors.cli import simulate
 
             return simulate.run(args)
+        if args.command == "console":
+            from mascara_actors.cli import console
+
+            return console.run(args)
         if args.command == "live":
             from mascara_actors.cli import live
 
@@ -124,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return export.run(args)
         if args.command == "demo":
-            from mascara_actors.cli import replay
-
-            return replay.run(args, directory=DEFAULT_REPLAY, out=args.out)
+            return _demo(args)
         if args.replay is not None:
             from mascara_actors.cli import replay
 

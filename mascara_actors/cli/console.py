@@ -8,8 +8,11 @@ the recorded night, the pipeline and the Textual console (``tui/``) together.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -175,6 +178,27 @@ def replay_feed(
     )
 
 
+@contextmanager
+def _log_to_file(path: Path) -> Iterator[None]:
+    """Send log records to ``path`` instead of the terminal while the console draws on it
+    (a warning written to stderr would tear the screen)."""
+    root = logging.getLogger()
+    streams = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for h in streams:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        for h in streams:
+            root.addHandler(h)
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the console; returns the exit code (0 after a clean quit)."""
     config = load_config(args.config)
@@ -190,13 +214,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     feeds: list[ConsoleFeed] = []
+    log_path = job.plan.night_dir / "logs" / "console.log"
 
     async def main() -> int:
         catalogue = await anyio.to_thread.run_sync(Catalogue.load)
         feeds.append(replay_feed(job, catalogue, speed=args.speed))
         return await run_console(make_console(feeds[0]))
 
-    code = anyio.run(main, backend="asyncio")
+    with _log_to_file(log_path):
+        code = anyio.run(main, backend="asyncio")
     report = feeds[0].result if feeds else None
     if report is None:
         print(
