@@ -30,6 +30,7 @@ from mascara_actors.errors import StorageError
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile, NightId, list_set_files, nightly_file_path
 from mascara_actors.storage._sources import SetSource
+from mascara_actors.summary import summarise_night
 from tui.app import ConsoleFeed, PauseGate, make_console, run_console
 from tui.messages import LightCurve
 
@@ -245,4 +246,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for f in report.nightly_files:
         print(f"nightly file: {f}", file=sys.stderr)
+    if report.nightly_files and not report.stopped_early:
+        outcome = summarise_night(job.plan.night_dir)
+        print(f"summary: {outcome.html_path}", file=sys.stderr)
     return code
