@@ -43,6 +43,7 @@ __all__ = [
     "SimulatedSky",
     "SimulationSettings",
     "Transit",
+    "misaligned_model",
 ]
 
 SOFTWARE_VERSION = "mascara-actors-sim 0.1"
@@ -61,6 +62,18 @@ TRUTH_DTYPE = np.dtype(
 """Per star and frame: mid-exposure science-region pixel position, expected flux (ADU per
 exposure, after vignetting, pixel response, clouds and transit), the cloud transmission and
 the transit factor."""
+
+
+def misaligned_model(
+    camera: CameraConfig, sensor: SensorConfig, pointing_error_deg: float
+) -> CameraModel:
+    """The camera's nominal model with its pointing off by ``pointing_error_deg`` in both
+    altitude and azimuth, degrees: a camera as mounted, not as configured."""
+    nominal = CameraModel.from_config(camera, nx=sensor.xsize, ny=sensor.ysize)
+    return nominal.replace(
+        alt_deg=nominal.alt_deg + pointing_error_deg,
+        az_deg=nominal.az_deg + pointing_error_deg,
+    )
 
 
 @dataclass(frozen=True, slots=True)

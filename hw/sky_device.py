@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from hw.device import DeviceConfig, ExposureMeta
-from hw.simulator import SimulatedSky, SimulationSettings
-from mascara_actors.camera_model import CameraModel
+from hw.simulator import SimulatedSky, SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
@@ -91,13 +90,7 @@ def build_sky(
     cam = config.camera(camera)
     sens = config.sensor(sensor) if sensor is not None else cam.sensor
     cat = catalogue if catalogue is not None else Catalogue.load()
-    true_model = None
-    if pointing_error_deg:
-        nominal = CameraModel.from_config(cam, nx=sens.xsize, ny=sens.ysize)
-        true_model = nominal.replace(
-            alt_deg=nominal.alt_deg + pointing_error_deg,
-            az_deg=nominal.az_deg + pointing_error_deg,
-        )
+    true_model = misaligned_model(cam, sens, pointing_error_deg) if pointing_error_deg else None
     settings = SimulationSettings(
         seed=int(seed), vmax=vmax, clouds=clouds, trail_probability=trail_probability
     )

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from hw.recording import choose_start_lstseq, record_night
-from hw.simulator import SimulationSettings, Transit
-from mascara_actors.camera_model import CameraModel
+from hw.simulator import SimulationSettings, Transit, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
@@ -102,10 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise ConfigError(f"--frames {args.frames}: record at least one science frame")
     catalogue = Catalogue.load()
-    nominal = CameraModel.from_config(camera, nx=sensor.xsize, ny=sensor.ysize)
-    true = nominal.replace(
-        alt_deg=nominal.alt_deg + args.pointing_error, az_deg=nominal.az_deg + args.pointing_error
-    )
+    true = misaligned_model(camera, sensor, args.pointing_error)
     start = choose_start_lstseq(camera, args.date, sun_alt_deg=args.sun_alt)
     if args.align_set:
         start = (int(set_index(start)) + 1) * 50
