@@ -63,7 +63,17 @@ import anyio.abc
 import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from hw.protocol import COMMANDS, ERR, EVT, OK, ErrorCode, LineParser, Message, format_kv
+from hw.protocol import (
+    COMMANDS,
+    ERR,
+    EVT,
+    OK,
+    ErrorCode,
+    FrameType,
+    LineParser,
+    Message,
+    format_kv,
+)
 from hw.readout import FrameHeader, encode_frame
 from mascara_actors.errors import CameraError
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
@@ -213,6 +223,9 @@ class ExposureMeta:
         CCD temperature during the exposure, degrees Celsius.
     camera : str
         Camera letter.
+    frame_type : str
+        A :class:`~hw.protocol.FrameType` value: ``LIGHT`` (science), ``DARK`` and ``BIAS``
+        (shutter closed), ``FLAT`` (twilight flat field).
     """
 
     lstseq: int
@@ -220,6 +233,7 @@ class ExposureMeta:
     exptime_s: float
     ccdtemp_c: float
     camera: str
+    frame_type: str = FrameType.LIGHT
 
 
 Renderer = Callable[[int, ExposureMeta], np.ndarray]
@@ -295,6 +309,7 @@ class _Device:
         # exposures and readout
         self.readout_on = False
         self.armed: tuple[int, int] | None = None  # (first, count)
+        self.frame_type = FrameType.LIGHT
         self.next_lstseq = -1
         self.exposing = False
         self._expose_scope: anyio.CancelScope | None = None
@@ -486,6 +501,7 @@ class _Device:
                 "jd": f"{jd:.10f}",
                 "next": self.next_lstseq if self.armed else -1,
                 "remaining": remaining,
+                "type": self.frame_type.value,
                 "ccdtemp": f"{self.ccdtemp_c(jd):.4f}",
                 "setpoint": f"{self.setpoint_c:.3f}",
                 "cooler": "ON" if self.cooler_on else "OFF",
@@ -514,8 +530,16 @@ class _Device:
         return (f"{self.ccdtemp_c():.3f}",)
 
     def _cmd_arm(self, *args: str) -> tuple[str, ...]:
-        if len(args) != 2 or not all(a.lstrip("-").isdigit() for a in args):
-            raise _Refused(ErrorCode.BADARG, f"ARM takes <first_lstseq> <count>, got {args}")
+        if len(args) not in (2, 3) or not all(a.lstrip("-").isdigit() for a in args[:2]):
+            raise _Refused(
+                ErrorCode.BADARG, f"ARM takes <first_lstseq> <count> [<frame type>], got {args}"
+            )
+        try:
+            frame_type = FrameType(args[2]) if len(args) == 3 else FrameType.LIGHT
+        except ValueError:
+            raise _Refused(
+                ErrorCode.BADARG, f"ARM frame type {args[2]!r} is not one of {list(FrameType)}"
+            ) from None
         first, count = int(args[0]), int(args[1])
         if not 1 <= count <= 1_000_000:
             raise _Refused(ErrorCode.BADARG, f"ARM count {count} outside 1..1000000")
@@ -525,10 +549,11 @@ class _Device:
         if first <= now:
             raise _Refused(ErrorCode.LATE, f"slot {first} already started (now {now})")
         self.armed = (first, count)
+        self.frame_type = frame_type
         self.next_lstseq = first
         assert self._tg is not None
-        self._tg.start_soon(self._expose, first, count)
-        return (str(first), str(count))
+        self._tg.start_soon(self._expose, first, count, frame_type)
+        return (str(first), str(count), frame_type.value)
 
     def _cmd_abort(self) -> tuple[str, ...]:
         remaining = 0
@@ -599,7 +624,8 @@ class _Device:
 
     # exposures
 
-    async def _expose(self, first: int, count: int) -> None:
+    async def _expose(self, first: int, count: int, frame_type: FrameType) -> None:
+        exptime_s = 0.0 if frame_type is FrameType.BIAS else self.exptime_s
         with anyio.CancelScope() as scope:
             self._expose_scope = scope
             starts = np.atleast_1d(lstseq2date(np.arange(first, first + count)))
@@ -609,13 +635,13 @@ class _Device:
                 jd_start = float(starts[k])
                 await self.sleep_until(jd_start)
                 self.exposing = True
-                jd_end = jd_start + self.exptime_s / day_s
+                jd_end = jd_start + exptime_s / day_s
                 await self.sleep_until(jd_end)
                 temp = self.ccdtemp_c(jd_end)
                 self.emit("EXPOSED", s, f"{jd_start:.8f}")
                 self.next_lstseq = s + 1
                 await self.sleep_until(jd_end + self.cfg.readout_s / day_s)
-                meta = ExposureMeta(s, jd_start, self.exptime_s, temp, self.cfg.camera)
+                meta = ExposureMeta(s, jd_start, exptime_s, temp, self.cfg.camera, frame_type)
                 self._put_latest(self._render_send, self._render_recv, meta, s)
             self.emit("DONE", first + count - 1)
         if self._expose_scope is scope:

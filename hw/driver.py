@@ -27,7 +27,7 @@ from typing import Literal, Self
 from anyio.abc import AsyncResource
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from hw.protocol import Message, parse_kv
+from hw.protocol import FrameType, Message, parse_kv
 from hw.readout import ReadoutFrame, ReadoutReceiver, ReadoutStats
 from hw.serial_link import LinkStats, SerialLink
 from mascara_actors.errors import CameraError
@@ -163,8 +163,13 @@ class Exposing(ABC):
     """A camera that exposes back to back, locked to lstseq slots."""
 
     @abstractmethod
-    async def arm(self, first_lstseq: int, count: int) -> None:
+    async def arm(
+        self, first_lstseq: int, count: int, frame_type: FrameType = FrameType.LIGHT
+    ) -> None:
         """Expose ``count`` consecutive slots starting with ``first_lstseq``.
+
+        ``frame_type`` says what: science (``LIGHT``), or a calibration frame with the
+        shutter closed (``DARK``, ``BIAS``) or on the twilight sky (``FLAT``).
 
         Raises
         ------
@@ -201,7 +206,9 @@ class CameraDriver(Identifying, Cooling, Exposing, ReadingOut, AsyncResource):
     ``aclose()`` closes every link; closing twice is a no-op.
     """
 
-    async def arm_next(self, count: int, *, lead_slots: int = 2) -> int:
+    async def arm_next(
+        self, count: int, *, lead_slots: int = 2, frame_type: FrameType = FrameType.LIGHT
+    ) -> int:
         """Arm ``count`` slots starting ``lead_slots`` after the current one; return the first.
 
         ``lead_slots`` (>= 1) must cover the round trip to the camera.
@@ -209,7 +216,7 @@ class CameraDriver(Identifying, Cooling, Exposing, ReadingOut, AsyncResource):
         if lead_slots < 1:
             raise ValueError(f"lead_slots must be >= 1, got {lead_slots}")
         first = (await self.status()).lstseq + lead_slots
-        await self.arm(first, count)
+        await self.arm(first, count, frame_type)
         return first
 
 
@@ -352,11 +359,16 @@ class SerialCamera(CameraDriver):
     async def cooling_state(self) -> CoolingState:
         return (await self.status()).cooling
 
-    async def arm(self, first_lstseq: int, count: int) -> None:
+    async def arm(
+        self, first_lstseq: int, count: int, frame_type: FrameType = FrameType.LIGHT
+    ) -> None:
         if count < 1:
             raise ValueError(f"count={count} must be >= 1 exposure")
-        await self.link.request("ARM", str(int(first_lstseq)), str(int(count)))
-        log.info("armed %d exposures from lstseq %d", count, first_lstseq)
+        kind = FrameType(frame_type)
+        # science keeps the two-argument form that every firmware understands
+        extra = () if kind is FrameType.LIGHT else (kind.value,)
+        await self.link.request("ARM", str(int(first_lstseq)), str(int(count)), *extra)
+        log.info("armed %d %s exposures from lstseq %d", count, kind.value, first_lstseq)
 
     async def abort(self) -> int:
         reply = await self.link.request("ABORT")

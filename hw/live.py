@@ -40,7 +40,7 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hw.driver import CameraDriver, CameraIdentity
-from hw.protocol import CommandRejected, ErrorCode
+from hw.protocol import CommandRejected, ErrorCode, FrameType
 from hw.readout import FrameHeader, ReadoutFrame
 from mascara_actors import __version__
 from mascara_actors.actors.messages import FrameReady
@@ -152,6 +152,7 @@ async def live_frames(
     first_lstseq: int | None = None,
     count: int | None = None,
     stop: anyio.Event,
+    imagetyp: str = "science",
     ext: str = ".fits",
     lead_slots: int = 2,
     poll_s: float | None = None,
@@ -181,6 +182,10 @@ async def live_frames(
         Frames to take; None: until ``stop`` is set.
     stop
         Set it to end the source cleanly (see the module docstring).
+    imagetyp
+        What to expose: ``science`` (default), or a calibration sequence of ``dark`` or
+        ``bias`` frames (shutter closed) or twilight ``flat`` frames. Calibration frames are
+        named ``{lstseq:08d}{camera}{imagetyp}{ext}`` and carry it in ``IMAGETYP``.
     ext
         ``.fits`` (default, cheapest to write), ``.fits.gz`` or ``.fits.fz``.
     lead_slots
@@ -211,7 +216,8 @@ async def live_frames(
         raise ValueError(f"count={count} must be >= 1 frame, or None for no limit")
     if lead_slots < 1:
         raise ValueError(f"lead_slots={lead_slots} must be >= 1")
-    raw_filename(0, camera, ext=ext)  # checks ext before any command is sent
+    frame_type = FrameType.of(imagetyp)
+    raw_filename(0, camera, imagetyp, ext=ext)  # checks ext before any command is sent
     poll = slot_length_solar_s() if poll_s is None else float(poll_s)
     if not (math.isfinite(poll) and poll > 0):
         raise ValueError(f"poll_s={poll_s} must be a positive number of seconds")
@@ -225,6 +231,7 @@ async def live_frames(
         ext=ext,
         lead_slots=lead_slots,
         stats=stats if stats is not None else LiveStats(),
+        frame_type=frame_type,
     )
     try:
         await session.start(first_lstseq)
@@ -292,8 +299,10 @@ class _Session:
         ext: str,
         lead_slots: int,
         stats: LiveStats,
+        frame_type: FrameType,
     ) -> None:
         self.driver = driver
+        self.frame_type = frame_type
         self.archive = archive
         self.camera = camera
         self.site = site
@@ -345,9 +354,10 @@ class _Session:
         self.first = await self._arm(first_lstseq, self.count or MAX_ARM)
         self.expected = self.first
         log.info(
-            "live: camera %s armed from lstseq %d for %s frames into %s",
+            "live: camera %s armed from lstseq %d for %s %s frames into %s",
             self.camera,
             self.first,
+            self.frame_type.imagetyp,
             self.count if self.count is not None else "unlimited",
             self.archive,
         )
@@ -374,9 +384,11 @@ class _Session:
             attempt += 1
             try:
                 if first is None:
-                    got = await self.driver.arm_next(n, lead_slots=self.lead_slots)
+                    got = await self.driver.arm_next(
+                        n, lead_slots=self.lead_slots, frame_type=self.frame_type
+                    )
                 else:
-                    await self.driver.arm(first, n)
+                    await self.driver.arm(first, n, self.frame_type)
                     got = first
             except CommandRejected as exc:
                 # arm_next races the camera clock: a slow round trip can make its slot LATE
@@ -458,8 +470,11 @@ class _Session:
             self.stats.rejected += 1
             log.error("frame %d of camera %s rejected: %s", lstseq, self.camera, problem)
             return None
-        header = raw_header(h, camera=self.camera, site=self.site, sensor=self.sensor)
-        path = self.archive / raw_filename(lstseq, self.camera, ext=self.ext)
+        kind = self.frame_type.imagetyp
+        header = raw_header(
+            h, camera=self.camera, site=self.site, sensor=self.sensor, imagetyp=kind
+        )
+        path = self.archive / raw_filename(lstseq, self.camera, kind, ext=self.ext)
         try:
             await anyio.to_thread.run_sync(
                 partial(write_raw, path, frame.pixels, header, extra=self.extra)

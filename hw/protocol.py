@@ -35,6 +35,7 @@ __all__ = [
     "OK",
     "CommandRejected",
     "ErrorCode",
+    "FrameType",
     "LineParser",
     "Message",
     "ParserStats",
@@ -77,6 +78,34 @@ class ErrorCode(StrEnum):
     """The first lstseq slot of an ARM has already started."""
     INTERNAL = "INTERNAL"
     """The camera failed internally; see its log."""
+
+
+class FrameType(StrEnum):
+    """What an armed sequence exposes (the optional third argument of ``ARM``)."""
+
+    LIGHT = "LIGHT"
+    """Shutter open for the whole slot: a science frame (the default)."""
+    DARK = "DARK"
+    """Shutter closed for the whole slot: dark current plus bias."""
+    BIAS = "BIAS"
+    """Shutter closed, zero exposure time: the bias level and pattern."""
+    FLAT = "FLAT"
+    """Shutter open for the whole slot on the twilight sky, tagged as a flat-field frame."""
+
+    @property
+    def imagetyp(self) -> str:
+        """The raw frame's ``IMAGETYP`` (``science``, ``dark``, ``bias`` or ``flat``)."""
+        return "science" if self is FrameType.LIGHT else self.value.lower()
+
+    @classmethod
+    def of(cls, imagetyp: str) -> FrameType:
+        """The frame type that gives raw frames of ``IMAGETYP`` ``imagetyp``."""
+        for kind in cls:
+            if kind.imagetyp == imagetyp:
+                return kind
+        raise ValueError(
+            f"imagetyp={imagetyp!r} is not one of {[k.imagetyp for k in cls]}"
+        )
 
 
 class CommandRejected(CameraError):

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hw.device import DeviceConfig, ExposureMeta
+from hw.protocol import FrameType
 from hw.simulator import SimulatedSky, SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
@@ -135,7 +136,9 @@ def sky_renderer(
     Returns
     -------
     callable
-        ``render(lstseq, meta) -> ndarray[uint16] of shape (ny, nx)``. If rendering fails
+        ``render(lstseq, meta) -> ndarray[uint16] of shape (ny, nx)``: a science, dark, bias
+        or flat exposure as ``meta.frame_type`` asks (shutter open, closed, closed with zero
+        exposure, or a uniformly lit twilight flat). If rendering fails
         the error is logged and an empty array is returned, which the device drops and
         reports as ``DROPPED <lstseq> render`` (a failing frame never stops the device).
 
@@ -179,7 +182,8 @@ def sky_renderer(
     def render(lstseq: int, meta: ExposureMeta) -> np.ndarray:
         try:
             ccdtemp = meta.ccdtemp_c if follow_ccdtemp else None
-            return sky.exposure(int(lstseq), ccdtemp_c=ccdtemp).raw
+            kind = FrameType(meta.frame_type).imagetyp
+            return sky.exposure(int(lstseq), kind, ccdtemp_c=ccdtemp).raw
         except Exception:  # the device must go on: it drops this frame as a render failure
             log.exception("rendering lstseq %d failed", lstseq)
             return np.empty((0, 0), np.uint16)

@@ -233,6 +233,11 @@ class NightConfig:
     sun_alt_stop_deg: float = _f(
         "the night ends above this Sun altitude, degrees", _between(-18, 10)
     )
+    calibration_gap_slots: int = _f(
+        "slots between a calibration sequence and the science frames (the masters are made "
+        "in them)",
+        _positive,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,15 +28,15 @@ from mascara_actors.actors.pipeline import (
 )
 from mascara_actors.actors.reducer import WorkerSpec
 from mascara_actors.actors.summariser import NightState
-from mascara_actors.calibration import master_dark, master_flat, read_master, write_master
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.ephemeris import night_date
-from mascara_actors.errors import CalibrationError, ConfigError
+from mascara_actors.errors import ConfigError
+from mascara_actors.masters import make_masters
 from mascara_actors.progress import ProgressBar
 from mascara_actors.rawframe import read_raw
 from mascara_actors.sidereal import slot_length_solar_s
-from mascara_actors.storage import NightId, get_dark_filename, update_dark_filename
+from mascara_actors.storage import NightId
 from mascara_actors.summary import summarise_night
 
 __all__ = ["ReplayJob", "plan_replay", "run"]
@@ -75,41 +75,6 @@ def _camera(config: Config, night: RecordedNight, camera_id: str | None) -> Came
             f"{first.camera}: pass the id of camera {first.camera} or leave --camera out"
         )
     return camera
-
-
-def _masters(
-    night: RecordedNight, config: Config, camera: CameraConfig, night_dir: Path, state_dir: Path
-) -> tuple[str | None, str | None, list[str]]:
-    """Master dark and flat for the night: built from its calibration frames when there are
-    enough (and entered in the dark table), else the newest of the dark table."""
-    notes: list[str] = []
-    binned = night_dir / "binned"
-    binned.mkdir(parents=True, exist_ok=True)
-    cal = config.reduction.calibration
-    darks = [f.path for f in night.frames("dark")]
-    dark_path: str | None = None
-    if len(darks) >= cal.min_dark:
-        dark = master_dark(darks, calibration=cal)
-        path = binned / dark.filename
-        if not path.exists():
-            write_master(path, dark)
-        update_dark_filename(camera.letter, str(path), state_dir, nmax=cal.dark_history)
-        dark_path = str(path)
-    else:
-        try:
-            dark_path = str(get_dark_filename(camera.letter, state_dir))
-            notes.append(f"{len(darks)} darks in the night: using {dark_path} from the dark table")
-        except CalibrationError:
-            notes.append(f"{len(darks)} darks and no dark table: subtracting the overscan level")
-    flats = [f.path for f in night.frames("flat")]
-    flat_path: str | None = None
-    if len(flats) >= cal.min_flat and dark_path is not None:
-        flat = master_flat(flats, read_master(dark_path), calibration=cal)
-        path = binned / flat.filename
-        if not path.exists():
-            write_master(path, flat)
-        flat_path = str(path)
-    return dark_path, flat_path, notes
 
 
 def plan_replay(
@@ -157,7 +122,16 @@ def plan_replay(
     nid = NightId(date.strftime("%Y%m%d"), camera.site.code, camera.letter)
     out = Path(out)
     night_dir = nid.night_dir(out)
-    dark, flat, notes = _masters(night, config, camera, night_dir, out / "state")
+    masters = make_masters(
+        bias=[f.path for f in night.frames("bias")],
+        dark=[f.path for f in night.frames("dark")],
+        flat=[f.path for f in night.frames("flat")],
+        camera_letter=camera.letter,
+        calibration=config.reduction.calibration,
+        binned_dir=night_dir / "binned",
+        state_dir=out / "state",
+    )
+    notes = list(masters.notes)
     resume = resume_point(night_dir)
     todo = tuple(f for f in science if not resume.skips(f[0]))
     if len(todo) < len(science):
@@ -170,7 +144,7 @@ def plan_replay(
         camera=camera,
         night=nid,
         out_dir=out,
-        worker=WorkerSpec(camera.id, str(config.directory), dark, flat),
+        worker=WorkerSpec(camera.id, str(config.directory), masters.dark, masters.flat),
         frames_expected=len(todo),
         live=realtime,
     )

@@ -1,0 +1,419 @@
+"""One camera's night at the station: dusk calibration, science until dawn, dawn calibration.
+
+:class:`Station` drives a live camera (:class:`~hw.driver.CameraDriver`) through a whole
+night, as the legacy ``rawdir_monitor`` did, on the camera's own clock:
+
+1. **Window.** From the camera clock and the Sun, the night in progress or the next one
+   (:func:`~mascara_actors.night_window.night_window`, ``[night]`` in ``reduction.toml``).
+2. **Dusk calibration.** ``n_bias`` bias frames, ``n_dark`` darks (shutter closed) and
+   ``n_flat`` twilight flats, armed to end ``calibration_gap_slots`` before the first science
+   slot. Their masters are made in a worker thread and the master dark enters the dark
+   table. Started after dusk, the station skips this step and calibrates with the newest
+   dark of the table (or takes darks first when the table is empty).
+3. **Science** from the first slot of the window (or now) to the last before dawn, reduced
+   by :func:`~mascara_actors.actors.pipeline.run_night` as the frames come.
+4. **Dawn calibration** as soon as the science frames stop, while the pipeline finishes
+   (final binned set, nightly combine); its master dark tops the dark table for the next
+   night.
+5. **Summary** of the night (HTML, text, plots), mailed when asked.
+
+The operator may :meth:`~Station.take_darks` in the night (the science sequence is aborted,
+a dark sequence taken, science re-armed; the night's reduction keeps the master it started
+with, so that the whole night is calibrated alike) or :meth:`~Station.end_night` early (the
+science stops as at dawn and the end-of-night chain runs). Setting ``stop`` (SIGINT, or
+quitting the console) stops the night for a restart instead: nothing is combined, and
+running the station again resumes the same night.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from hw.driver import CameraDriver
+from hw.live import LiveStats, live_frames
+from mascara_actors.actors.messages import FrameReady
+from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night
+from mascara_actors.actors.reducer import WorkerSpec
+from mascara_actors.actors.summariser import NightState
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import CameraConfig, Config, SensorConfig
+from mascara_actors.errors import CalibrationError
+from mascara_actors.masters import Masters, make_masters
+from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.storage import NightId, read_dark_table
+from mascara_actors.summary import summarise_night
+
+__all__ = ["CalibrationRun", "Station", "StationReport"]
+
+log = logging.getLogger(__name__)
+
+_KINDS = ("bias", "dark", "flat")
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRun:
+    """One calibration sequence the station took."""
+
+    when: str
+    """``dusk``, ``dawn`` or ``operator``."""
+    frames: dict[str, list[Path]]
+    """Raw frames written, by kind (``bias``, ``dark``, ``flat``)."""
+    masters: Masters
+    """The masters made from them (and the dark-table fallback)."""
+
+    @property
+    def lstseqs(self) -> tuple[int, int] | None:
+        """First and last slot of the sequence, None if no frame came."""
+        seqs = [int(p.name[:8]) for paths in self.frames.values() for p in paths]
+        return (min(seqs), max(seqs)) if seqs else None
+
+
+@dataclass
+class StationReport:
+    """What a station night did."""
+
+    window: NightWindow
+    night_dir: Path
+    calibrations: list[CalibrationRun] = field(default_factory=list)
+    science: NightReport | None = None
+    summary_html: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the night was reduced to its nightly files."""
+        return self.science is not None and self.science.ok
+
+
+class Station:
+    """A camera's night; see the module docstring.
+
+    Parameters
+    ----------
+    driver
+        The open camera (``async with`` it around :meth:`run`).
+    config, camera, sensor
+        The configuration, the camera and its sensor (the camera's full readout).
+    out_dir
+        Output root: the night goes to ``out_dir/{night}{SITE}{CAM}/`` and the dark table
+        to ``out_dir/state/``.
+    state
+        The night's live counters (the console reads them); ``phase`` is kept here too.
+    stop
+        Set it to stop for a restart (see the module docstring).
+    window
+        The night's slots; default from the camera clock and the Sun.
+    lead_slots, poll_s
+        As for :func:`~hw.live.live_frames`.
+    worker_mode
+        Where the reduction runs (``process``, ``thread`` or ``inline``).
+    handle_signals
+        SIGINT/SIGTERM set ``stop`` (main thread only).
+    send_mail
+        Mail the summary at the end of the night.
+    max_science_frames
+        End the science after this many frames, as if dawn had come (a short trial night);
+        None: until dawn.
+    """
+
+    def __init__(
+        self,
+        driver: CameraDriver,
+        *,
+        config: Config,
+        camera: CameraConfig,
+        sensor: SensorConfig,
+        out_dir: Path,
+        state: NightState | None = None,
+        stop: anyio.Event | None = None,
+        window: NightWindow | None = None,
+        lead_slots: int = 2,
+        poll_s: float | None = None,
+        worker_mode: str | None = None,
+        handle_signals: bool = False,
+        send_mail: bool = False,
+        max_science_frames: int | None = None,
+    ) -> None:
+        if max_science_frames is not None and max_science_frames < 1:
+            raise ValueError(f"max_science_frames={max_science_frames} must be >= 1 or None")
+        self.driver = driver
+        self.config = config
+        self.camera = camera
+        self.sensor = sensor
+        self.out_dir = Path(out_dir)
+        self.state = state if state is not None else NightState()
+        self.stop = stop if stop is not None else anyio.Event()
+        self.window = window
+        self.lead_slots = lead_slots
+        self.poll_s = poll_s
+        self.worker_mode = worker_mode
+        self.handle_signals = handle_signals
+        self.send_mail = send_mail
+        self.max_science_frames = max_science_frames
+        self.stats = LiveStats()
+        """Counters of the science frames from the camera."""
+        self.phase = "starting"
+        """What the station is doing now, for the operator."""
+        self.night_dir: Path | None = None
+        self.latest: FrameReady | None = None
+        """The latest science frame from the camera."""
+        self.report: StationReport | None = None
+        self._science_on = False
+        self._ended = False
+        self._session_stop = anyio.Event()
+        self._darks_wanted: anyio.Event | None = None
+        self._darks_reply = ""
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the dark table lives."""
+        return self.out_dir / "state"
+
+    # -- operator actions --------------------------------------------------------------------
+
+    def end_night(self) -> bool:
+        """End the science now, as if dawn had come; False if it is not running."""
+        if self._ended or self.stop.is_set():
+            return False
+        self._ended = True
+        self._session_stop.set()
+        return True
+
+    async def take_darks(self) -> str:
+        """Interrupt the science for a dark sequence; returns what was done."""
+        if not self._science_on or self._ended or self.stop.is_set():
+            return f"take darks: not now, the station is {self.phase}"
+        if self._darks_wanted is not None:
+            return "take darks: a dark sequence is already under way"
+        done = anyio.Event()
+        self._darks_wanted = done
+        self._session_stop.set()
+        await done.wait()
+        return self._darks_reply
+
+    # -- the night ---------------------------------------------------------------------------
+
+    async def run(self, catalogue: Catalogue) -> StationReport:
+        """Run the night to its end (or to ``stop``); see the module docstring."""
+        status = await self.driver.status()
+        window = self.window
+        if window is None:
+            window = await anyio.to_thread.run_sync(
+                night_window, self.camera.site, status.jd, self.config.reduction.night
+            )
+        nid = NightId(window.night.strftime("%Y%m%d"), self.camera.site.code, self.camera.letter)
+        self.night_dir = nid.night_dir(self.out_dir)
+        report = StationReport(window=window, night_dir=self.night_dir)
+        self.report = report
+        log.info(
+            "station: night %s of camera %s, science slots %d..%d (%d); camera clock at %d",
+            window.night,
+            self.camera.id,
+            window.start_lstseq,
+            window.stop_lstseq - 1,
+            window.slots,
+            status.lstseq,
+        )
+        cal = self.config.reduction.calibration
+        gap = self.config.reduction.night.calibration_gap_slots
+        n_cal = cal.n_bias + cal.n_dark + cal.n_flat
+        # each kind is armed after the previous one: allow a few slots for each re-arm
+        dusk_first = window.start_lstseq - gap - n_cal - len(_KINDS) * (self.lead_slots + 1)
+        if status.lstseq + self.lead_slots < dusk_first:
+            self.phase = f"waiting for dusk: calibration from lstseq {dusk_first}"
+            report.calibrations.append(await self._calibrate("dusk", first=dusk_first))
+        elif not read_dark_table(self.camera.letter, self.state_dir):
+            self.phase = "dark sequence (no master dark yet)"
+            report.calibrations.append(await self._calibrate("dusk", kinds=("dark",)))
+        if self.stop.is_set():
+            self.phase = "stopped"
+            return report
+        masters = report.calibrations[-1].masters if report.calibrations else Masters(
+            None, None, None
+        )
+        if masters.dark is None:
+            masters = self._table(masters)
+        plan = NightPlan(
+            config=self.config,
+            camera=self.camera,
+            night=nid,
+            out_dir=self.out_dir,
+            worker=WorkerSpec(
+                self.camera.id, str(self.config.directory), masters.dark, masters.flat
+            ),
+            frames_expected=max(0, window.stop_lstseq - max(window.start_lstseq, status.lstseq)),
+            live=True,
+        )
+        science_over = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def science() -> None:
+                try:
+                    report.science = await run_night(
+                        plan,
+                        self._science(window, science_over),
+                        catalogue,
+                        state=self.state,
+                        stop=self.stop,
+                        handle_signals=self.handle_signals,
+                        worker_mode=self.worker_mode,
+                    )
+                finally:
+                    science_over.set()
+
+            tg.start_soon(science)
+            await science_over.wait()
+            if not self.stop.is_set():
+                self.phase = "dawn calibration (the pipeline finishes the night)"
+                report.calibrations.append(await self._calibrate("dawn"))
+                self.phase = "end of night: final set and nightly combine"
+        if report.ok and not self.stop.is_set():
+            self.phase = "end of night: summary"
+            outcome = await anyio.to_thread.run_sync(
+                partial(summarise_night, self.night_dir, send=self.send_mail)
+            )
+            report.summary_html = Path(outcome.html_path)
+        self.phase = "night done" if report.ok else "stopped"
+        return report
+
+    def _table(self, masters: Masters) -> Masters:
+        """``masters`` with the newest dark of the table when it has none of its own."""
+        entries = read_dark_table(self.camera.letter, self.state_dir)
+        if not entries:
+            log.warning("station: no master dark at all: subtracting the overscan level")
+            return masters
+        log.info("station: using %s from the dark table", entries[0])
+        return Masters(entries[0], masters.flat, masters.bias, masters.made, masters.notes)
+
+    async def _science(
+        self, window: NightWindow, over: anyio.Event
+    ) -> AsyncIterator[FrameReady]:
+        """Science frames until dawn, re-armed around operator dark sequences."""
+        assert self.night_dir is not None
+        raw = self.night_dir / "raw"
+        limit = self.max_science_frames
+        try:
+            while not (self._ended or self.stop.is_set()):
+                now = (await self.driver.status()).lstseq
+                first = max(window.start_lstseq, now + self.lead_slots)
+                count = window.stop_lstseq - first
+                if limit is not None:
+                    count = min(count, limit - self.stats.frames)
+                if count < 1:
+                    break
+                self._session_stop = anyio.Event()
+                self._science_on = True
+                if first > now + self.lead_slots:
+                    self.phase = f"waiting for dusk: science from lstseq {first}"
+                frames = live_frames(
+                    self.driver,
+                    raw,
+                    camera=self.camera.letter,
+                    site=self.camera.site.name,
+                    sensor=self.sensor,
+                    first_lstseq=first,
+                    count=count,
+                    stop=self._session_stop,
+                    lead_slots=self.lead_slots,
+                    poll_s=self.poll_s,
+                    stats=self.stats,
+                )
+                async with aclosing(frames) as science:
+                    async for frame in science:
+                        self.phase = "science"
+                        self.latest = frame
+                        yield frame
+                self._science_on = False
+                if self._darks_wanted is None:
+                    if self._session_stop.is_set():
+                        break
+                    continue  # the sequence ended (or the camera lost it): arm what is left
+                await self._operator_darks()
+        finally:
+            self._science_on = False
+            over.set()
+
+    async def _operator_darks(self) -> None:
+        done, self._darks_wanted = self._darks_wanted, None
+        try:
+            self.phase = "dark sequence (operator)"
+            run = await self._calibrate("operator", kinds=("dark",))
+            span = run.lstseqs
+            if run.masters.made:
+                self._darks_reply = (
+                    f"took {len(run.frames['dark'])} darks (lstseq {span[0]}..{span[1]}): "
+                    f"master {Path(run.masters.dark or '').name} is first in the dark table; "
+                    "tonight's reduction keeps its master"
+                    if span
+                    else "took no darks"
+                )
+            else:
+                self._darks_reply = (
+                    f"took {len(run.frames['dark'])} darks, too few for a master dark"
+                )
+            if self.report is not None:
+                self.report.calibrations.append(run)
+        except Exception as exc:  # reported to the operator; the science goes on
+            log.exception("the operator's dark sequence failed")
+            self._darks_reply = f"take darks failed: {exc}"
+        finally:
+            assert done is not None
+            done.set()
+
+    async def _calibrate(
+        self, when: str, *, first: int | None = None, kinds: tuple[str, ...] = _KINDS
+    ) -> CalibrationRun:
+        """Take a calibration sequence and make its masters."""
+        assert self.night_dir is not None
+        cal = self.config.reduction.calibration
+        frames: dict[str, list[Path]] = {}
+        for kind in kinds:
+            count = int(getattr(cal, f"n_{kind}"))
+            if self.stop.is_set():
+                break
+            self.phase = f"{when} calibration: {count} {kind} frames"
+            got: list[Path] = []
+            source = live_frames(
+                self.driver,
+                self.night_dir / "raw",
+                camera=self.camera.letter,
+                site=self.camera.site.name,
+                sensor=self.sensor,
+                first_lstseq=first,
+                count=count,
+                stop=self.stop,
+                imagetyp=kind,
+                lead_slots=self.lead_slots,
+                poll_s=self.poll_s,
+            )
+            async with aclosing(source) as sequence:
+                async for frame in sequence:
+                    got.append(frame.path)
+            frames[kind] = got
+            first = None  # the next kind is armed right after this one
+            log.info("station: %s calibration: %d %s frames", when, len(got), kind)
+        self.phase = f"{when} calibration: making masters"
+        try:
+            masters = await anyio.to_thread.run_sync(
+                partial(
+                    make_masters,
+                    **frames,
+                    camera_letter=self.camera.letter,
+                    calibration=cal,
+                    binned_dir=self.night_dir / "binned",
+                    state_dir=self.state_dir,
+                )
+            )
+        except CalibrationError as exc:
+            log.error("station: the %s masters could not be made: %s", when, exc)
+            masters = Masters(None, None, None, (), (f"{when} masters failed: {exc}",))
+        for note in masters.notes:
+            log.info("station: %s", note)
+        return CalibrationRun(when, frames, masters)

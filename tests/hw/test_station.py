@@ -1,0 +1,253 @@
+"""A station night on the simulated camera: dusk and dawn from the Sun, calibration sequences.
+
+Each test starts a simulated camera device (its own process, a real pty and readout socket)
+rendering the sky of LPC on the ``crop512`` sensor, with its clock ``SPEED`` times faster
+than real time, and runs :class:`hw.station.Station` on it with a copy of the repository's
+configuration whose night starts and ends at a Sun altitude of -10 degrees (the default +5
+degrees saturates the first frames in the simulated twilight) and whose calibration
+sequences hold 10 frames of each kind. The Sun's altitude at the slot boundaries is checked
+with astropy directly, and the calibration frames against the simulator's own rendering.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from astropy.coordinates import AltAz, get_body
+from astropy.time import Time
+
+from hw.device import DeviceProcess
+from hw.driver import SerialCamera
+from hw.simulator import SimulatedSky
+from hw.sky_device import build_sky, sky_device_config
+from hw.station import Station, StationReport
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import Config, load_config
+from mascara_actors.ephemeris import site_location
+from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.rawframe import parse_raw_filename, read_raw
+from mascara_actors.sidereal import lstseq2date
+from mascara_actors.storage import read_dark_table
+
+SPEED = 20.0
+SEED = 3
+VMAX = 8.4
+SUN_ALT = -10.0
+N_CAL = 10
+GAP = 3
+#: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
+NOON_JD = 2461119.5 + 0.5
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's config with the night at -10 deg and short calibration sequences."""
+    src = load_config().directory
+    dst = tmp_path_factory.mktemp("config") / "config"
+    shutil.copytree(src, dst)
+    text = (dst / "reduction.toml").read_text()
+    for key, value in {
+        "n_bias": N_CAL,
+        "n_dark": N_CAL,
+        "n_flat": N_CAL,
+        "calibration_gap_slots": GAP,
+        "sun_alt_start_deg": SUN_ALT,
+        "sun_alt_stop_deg": SUN_ALT,
+    }.items():
+        text, n = re.subn(rf"(?m)^{key}\s*=\s*[-0-9.]+", f"{key} = {value}", text)
+        assert n == 1, key
+    (dst / "reduction.toml").write_text(text)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def config(config_dir: Path) -> Config:
+    return load_config(config_dir)
+
+
+@pytest.fixture(scope="module")
+def window(config: Config) -> NightWindow:
+    return night_window(config.camera("LPC").site, NOON_JD, config.reduction.night)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+@pytest.fixture(scope="module")
+def sky(catalogue: Catalogue) -> SimulatedSky:
+    """The sky the devices render, built here independently."""
+    return build_sky(seed=SEED, camera="LPC", sensor="crop512", vmax=VMAX, catalogue=catalogue)
+
+
+def sun_alt(config: Config, lstseq: int) -> float:
+    """Sun altitude at the start of slot ``lstseq``, degrees, straight from astropy."""
+    t = Time(float(lstseq2date(lstseq, format="jd")), format="jd", scale="utc")
+    loc = site_location(config.camera("LPC").site)
+    return float(get_body("sun", t, loc).transform_to(AltAz(obstime=t, location=loc)).alt.deg)
+
+
+def start_device(workdir: Path, config_dir: Path, start_lstseq: int) -> DeviceProcess:
+    cfg = sky_device_config(
+        workdir,
+        camera_id="LPC",
+        sensor="crop512",
+        config_dir=config_dir,
+        seed=SEED,
+        speed=SPEED,
+        start_jd=float(lstseq2date(start_lstseq, format="jd")),
+        readout_s=0.5,
+        max_queued_frames=8,
+        temp_event_interval_s=0.0,
+        render_options={"vmax": VMAX},
+    )
+    return DeviceProcess(cfg, startup_timeout_s=120.0)
+
+
+def frames_of(night_dir: Path) -> dict[str, list[int]]:
+    """lstseqs of the raw frames in the night's archive, by kind."""
+    kinds: dict[str, list[int]] = {"science": [], "bias": [], "dark": [], "flat": []}
+    for path in (night_dir / "raw").iterdir():
+        parsed = parse_raw_filename(path.name)
+        assert parsed is not None, path
+        kinds[parsed[2]].append(parsed[0])
+    return {k: sorted(v) for k, v in kinds.items()}
+
+
+@pytest.fixture
+def station_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "device", tmp_path / "out"
+
+
+async def test_dusk_calibration_then_science_from_the_sun(
+    config: Config, config_dir: Path, window: NightWindow, catalogue: Catalogue, sky, station_dirs
+) -> None:
+    """Started before dusk: bias, darks and flats end before the first science slot, which is
+    the first to start with the Sun below -10 deg; an operator dark sequence in the night
+    re-arms the science; the night ended early runs the dawn sequence and the end chain."""
+    workdir, out = station_dirs
+    workdir.mkdir()
+    dusk_first = window.start_lstseq - GAP - 3 * N_CAL - 3 * 3
+    camera = config.camera("LPC")
+    with start_device(workdir, config_dir, dusk_first - 10) as dev:
+        async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
+            station = Station(
+                cam,
+                config=config,
+                camera=camera,
+                sensor=config.sensor("crop512"),
+                out_dir=out,
+                poll_s=0.5,
+                max_science_frames=40,
+            )
+            replies: list[str] = []
+
+            async def operator() -> None:
+                while station.stats.frames < 12:
+                    await anyio.sleep(0.05)
+                replies.append(await station.take_darks())
+
+            with anyio.fail_after(240):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(operator)
+                    report: StationReport = await station.run(catalogue)
+    assert report.window == window
+    assert [c.when for c in report.calibrations] == ["dusk", "operator", "dawn"]
+    kinds = frames_of(report.night_dir)
+    science, darks = kinds["science"], kinds["dark"]
+    dusk, operator_run, dawn = report.calibrations
+    # the dusk sequence: 10 of each kind, all before the gap that precedes the night
+    assert {k: len(v) for k, v in dusk.frames.items()} == {"bias": 10, "dark": 10, "flat": 10}
+    assert dusk.lstseqs[1] < window.start_lstseq - GAP
+    # science starts with the first slot that starts with the Sun below -10 deg
+    assert science[0] == window.start_lstseq
+    assert sun_alt(config, science[0] - 1) >= SUN_ALT > sun_alt(config, science[0])
+    assert len(science) == 40
+    # the operator's darks sit between science frames, and science went on after them
+    op_first, op_last = operator_run.lstseqs
+    assert len(operator_run.frames["dark"]) == 10
+    assert science[11] < op_first
+    assert op_last < science[-1]
+    assert not set(range(op_first, op_last + 1)) & set(science)
+    assert replies
+    assert replies[0].startswith("took 10 darks")
+    assert "dark table" in replies[0]
+    # dawn: after the last science frame; its master dark tops the table, then the others
+    assert dawn.lstseqs[0] > science[-1]
+    assert len(darks) == 30
+    table = read_dark_table("C", out / "state")
+    assert table == [dawn.masters.dark, operator_run.masters.dark, dusk.masters.dark]
+    assert all(Path(p).parent == report.night_dir / "binned" for p in table)
+    # the science was reduced with the dusk masters, combined and summarised
+    assert report.ok
+    assert report.science is not None
+    assert report.science.state.frames_reduced == 40
+    assert report.summary_html is not None
+    assert report.summary_html.exists()
+    assert station.phase == "night done"
+    # the calibration frames are exactly what the simulator renders for those kinds
+    for kind in ("bias", "dark", "flat"):
+        path = dusk.frames[kind][3]
+        raw = read_raw(path)
+        assert raw.header.imagetyp == kind
+        np.testing.assert_array_equal(raw.data, sky.exposure(raw.header.lstseq, kind).raw)
+    bias = read_raw(dusk.frames["bias"][0]).header
+    assert bias.exptime == 0.0
+
+
+async def test_science_stops_at_dawn_from_the_sun(
+    config: Config, config_dir: Path, catalogue: Catalogue, station_dirs
+) -> None:
+    """Started in the night with an empty dark table: darks first, then science up to the
+    last slot that starts with the Sun below -10 deg, then the dawn sequence."""
+    workdir, out = station_dirs
+    workdir.mkdir()
+    camera = config.camera("LPC")
+    dawn = night_window(camera.site, NOON_JD + 0.5, config.reduction.night)
+    start = dawn.stop_lstseq - 60
+    with start_device(workdir, config_dir, start) as dev:
+        async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
+            station = Station(
+                cam,
+                config=config,
+                camera=camera,
+                sensor=config.sensor("crop512"),
+                out_dir=out,
+                poll_s=0.5,
+            )
+            with anyio.fail_after(240):
+                report = await station.run(catalogue)
+    assert report.window == dawn
+    kinds = frames_of(report.night_dir)
+    science = kinds["science"]
+    assert [c.when for c in report.calibrations] == ["dusk", "dawn"]
+    first_darks = report.calibrations[0]
+    assert list(first_darks.frames) == ["dark"]
+    assert len(first_darks.frames["dark"]) == 10
+    assert first_darks.lstseqs[1] < science[0]
+    # the last science slot is the last to start with the Sun below -10 deg
+    assert science[-1] == dawn.stop_lstseq - 1
+    assert sun_alt(config, science[-1]) < SUN_ALT <= sun_alt(config, science[-1] + 1)
+    assert report.calibrations[1].lstseqs[0] > science[-1]
+    assert {k: len(v) for k, v in report.calibrations[1].frames.items()} == {
+        "bias": 10,
+        "dark": 10,
+        "flat": 10,
+    }
+    assert report.ok
+    assert report.science.state.frames_reduced == len(science)
+    assert [p.name[:5] for p in report.science.nightly_files][:1] == ["fast_"]
+    assert read_dark_table("C", out / "state")[0] == report.calibrations[1].masters.dark
