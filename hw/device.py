@@ -76,7 +76,7 @@ from hw.protocol import (
 )
 from hw.readout import FrameHeader, encode_frame
 from mascara_actors.errors import CameraError
-from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
+from mascara_actors.sidereal import REFERENCE_SITE, jd_now, lstseq2date, slot_length_solar_s
 
 __all__ = [
     "FAULTS",
@@ -300,7 +300,7 @@ class _Device:
         self.exptime_s = cfg.exptime_s if cfg.exptime_s is not None else self.slot_s
         # clock: device JD = jd0 + speed * real elapsed
         self._mono0 = time.monotonic()
-        self._jd0 = cfg.start_jd if cfg.start_jd is not None else _jd_now_utc()
+        self._jd0 = cfg.start_jd if cfg.start_jd is not None else jd_now()
         # cooling
         self.cooler_on = False
         self.setpoint_c = 0.0
@@ -815,10 +815,6 @@ async def _watch_parent(parent: int, scope: anyio.CancelScope) -> None:
         await anyio.sleep(0.5)
     log.warning("parent process %d is gone; stopping", parent)
     scope.cancel()
-
-
-def _jd_now_utc() -> float:
-    return time.time() / 86400.0 + 2440587.5
 
 
 def run_device(config: DeviceConfig) -> None:

@@ -114,6 +114,8 @@ class CameraStatus:
         Whether frames are streamed on the readout link.
     frames_sent, frames_dropped : int
         The camera's own counters of streamed and dropped frames.
+    speed : float
+        Camera seconds per real second (1 for a real camera; the simulator's clock factor).
     """
 
     state: CameraState
@@ -125,6 +127,7 @@ class CameraStatus:
     readout_on: bool
     frames_sent: int
     frames_dropped: int
+    speed: float = 1.0
 
 
 class Identifying(ABC):
@@ -337,6 +340,7 @@ class SerialCamera(CameraDriver):
                 readout_on=kv["readout"] == "ON",
                 frames_sent=int(kv["sent"]),
                 frames_dropped=int(kv["dropped"]),
+                speed=_finite(kv.get("speed", "1")),
             )
         except (KeyError, ValueError) as exc:
             raise _malformed("STATUS", kv, exc) from exc

@@ -31,7 +31,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from mascara_actors.rawframe import RawHeader, raw_filename, write_raw
 from mascara_actors.sidereal import (
     REFERENCE_SITE,
     SLOTS_PER_SIDEREAL_DAY,
+    jd_to_datetime,
     slot_length_solar_s,
 )
 
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 MAX_ARM = 1_000_000
 """Most exposures one ``ARM`` can ask for (docs/camera-protocol.md)."""
 
-_J2000_JD = 2451545.0
-_J2000_UTC = datetime(2000, 1, 1, 12)
 # A frame is read out within the slot after its exposure; it may wait a few more slots in
 # the camera's queue (max_queued_frames) before the link delivers it.
 _GRACE_SLOTS = 4
@@ -128,7 +126,7 @@ def raw_header(
         lst=float(REFERENCE_SITE.local_sidereal_time(jd).lst),
         jd=jd,
         jdmid=jd + exptime / 2.0 / 86400.0,
-        utc=_J2000_UTC + timedelta(days=jd - _J2000_JD),
+        utc=jd_to_datetime(jd).replace(tzinfo=None),
         exptime=exptime,
         ccdtemp=float(frame.ccdtemp_c),
         site=site,

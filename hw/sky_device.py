@@ -33,7 +33,7 @@ from hw.simulator import SimulatedSky, SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.sidereal import REFERENCE_SITE
+from mascara_actors.sidereal import REFERENCE_SITE, jd_now
 
 __all__ = ["SKY_RENDER", "build_sky", "sky_device_config", "sky_renderer"]
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 SKY_RENDER = "hw.sky_device:sky_renderer"
 """The ``DeviceConfig.render`` value that selects :func:`sky_renderer`."""
 
-_JD_UNIX_EPOCH = 2440587.5
 
 Renderer = Callable[[int, ExposureMeta], np.ndarray]
 
@@ -165,7 +164,7 @@ def sky_renderer(
             "(sky_device_config does)"
         )
     t0 = time.perf_counter()
-    jd = warm_jd if warm_jd is not None else time.time() / 86400.0 + _JD_UNIX_EPOCH
+    jd = warm_jd if warm_jd is not None else jd_now()
     # The first Sun/Moon look-up loads the IERS tables and fills a day of the ephemeris
     # table (seconds): do it now rather than on the first exposure.
     sky.sky_level_e(sky.header(int(REFERENCE_SITE.local_sidereal_time(jd).lstseq)))

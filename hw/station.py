@@ -28,30 +28,35 @@ running the station again resumes the same night.
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
-from hw.driver import CameraDriver
+from hw.driver import CameraDriver, CameraStatus
 from hw.live import LiveStats, live_frames
+from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night
 from mascara_actors.actors.reducer import WorkerSpec
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, SensorConfig
-from mascara_actors.errors import CalibrationError
+from mascara_actors.errors import CalibrationError, CameraError
 from mascara_actors.masters import Masters, make_masters
 from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.sidereal import jd_to_datetime
 from mascara_actors.storage import NightId, read_dark_table
 from mascara_actors.summary import summarise_night
 
-__all__ = ["CalibrationRun", "Station", "StationReport"]
+__all__ = ["CalibrationRun", "Station", "StationReport", "calibration_start"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ class CalibrationRun:
     """One calibration sequence the station took."""
 
     when: str
-    """``dusk``, ``dawn`` or ``operator``."""
+    """``dusk``, ``start`` (darks first: started in the night with no master dark), ``operator``
+    (darks asked for in the night) or ``dawn``."""
     frames: dict[str, list[Path]]
     """Raw frames written, by kind (``bias``, ``dark``, ``flat``)."""
     masters: Masters
@@ -85,11 +91,25 @@ class StationReport:
     calibrations: list[CalibrationRun] = field(default_factory=list)
     science: NightReport | None = None
     summary_html: Path | None = None
+    stopped_by: str | None = None
+    """Name of the signal that stopped the night for a restart, if one did."""
 
     @property
     def ok(self) -> bool:
         """True when the night was reduced to its nightly files."""
         return self.science is not None and self.science.ok
+
+
+def calibration_start(window: NightWindow, config: Config, *, lead_slots: int = 2) -> int:
+    """First slot of the dusk calibration sequence of ``window``.
+
+    The sequence (``n_bias + n_dark + n_flat`` frames, each kind armed after the previous
+    one, a few slots apart) ends ``calibration_gap_slots`` before the first science slot.
+    """
+    cal = config.reduction.calibration
+    gap = config.reduction.night.calibration_gap_slots
+    n_cal = cal.n_bias + cal.n_dark + cal.n_flat
+    return window.start_lstseq - gap - n_cal - len(_KINDS) * (lead_slots + 1)
 
 
 class Station:
@@ -115,12 +135,15 @@ class Station:
     worker_mode
         Where the reduction runs (``process``, ``thread`` or ``inline``).
     handle_signals
-        SIGINT/SIGTERM set ``stop`` (main thread only).
+        The first SIGINT/SIGTERM sets ``stop``, a second one cancels at once (main thread
+        only).
     send_mail
         Mail the summary at the end of the night.
     max_science_frames
         End the science after this many frames, as if dawn had come (a short trial night);
         None: until dawn.
+    gate
+        The operator's pause switch for the reduction (the camera goes on; frames spool).
     """
 
     def __init__(
@@ -140,6 +163,7 @@ class Station:
         handle_signals: bool = False,
         send_mail: bool = False,
         max_science_frames: int | None = None,
+        gate: PauseGate | None = None,
     ) -> None:
         if max_science_frames is not None and max_science_frames < 1:
             raise ValueError(f"max_science_frames={max_science_frames} must be >= 1 or None")
@@ -157,6 +181,12 @@ class Station:
         self.handle_signals = handle_signals
         self.send_mail = send_mail
         self.max_science_frames = max_science_frames
+        self.gate = gate
+        self.camera_status: CameraStatus | None = None
+        """The camera's latest answer to :meth:`watch_camera`'s poll."""
+        self.link_problem: str | None = None
+        """Why the camera does not answer, while it does not."""
+        self._status_at = 0.0
         self.stats = LiveStats()
         """Counters of the science frames from the camera."""
         self.phase = "starting"
@@ -165,6 +195,8 @@ class Station:
         self.latest: FrameReady | None = None
         """The latest science frame from the camera."""
         self.report: StationReport | None = None
+        self.stopped_by: str | None = None
+        """Name of the signal that stopped the night (``SIGINT``, ``SIGTERM``), if any."""
         self._science_on = False
         self._ended = False
         self._session_stop = anyio.Event()
@@ -198,10 +230,83 @@ class Station:
         await done.wait()
         return self._darks_reply
 
+    # -- the camera, for the operator --------------------------------------------------------
+
+    async def watch_camera(self, period_s: float = 2.0) -> None:
+        """Poll the camera every ``period_s`` seconds (run it beside :meth:`run`).
+
+        Keeps :attr:`camera_status` (clock, CCD temperature) for the console, and reports a
+        camera that stops answering, and its return, in the night's problem list.
+        """
+        while True:
+            try:
+                status = await self.driver.status()
+            except CameraError as exc:
+                if self.link_problem is None:
+                    self.link_problem = str(exc)
+                    log.error("camera %s is not answering: %s", self.camera.id, exc)
+                    self.state.problems.append(
+                        (time.time(), "error", None, f"camera link lost: {exc}")
+                    )
+            else:
+                if self.link_problem is not None:
+                    log.warning("camera %s answers again", self.camera.id)
+                    self.state.problems.append(
+                        (time.time(), "warning", None, "camera link back: the camera answers")
+                    )
+                self.link_problem = None
+                self.camera_status, self._status_at = status, time.monotonic()
+                self.state.ccdtemp = status.cooling.ccdtemp_c
+            await anyio.sleep(period_s)
+
+    def camera_clock(self) -> datetime:
+        """The camera's clock now (UTC), extrapolated from its latest status; the host's
+        clock until the camera has answered."""
+        status = self.camera_status
+        if status is None:
+            return datetime.now(UTC)
+        jd = status.jd + status.speed * (time.monotonic() - self._status_at) / 86400.0
+        return jd_to_datetime(jd)
+
+    def camera_link(self) -> str:
+        """The camera link in a few words, for the console."""
+        if self.link_problem is not None:
+            return f"NOT ANSWERING ({self.link_problem})"
+        status = self.camera_status
+        if status is None:
+            return "connecting"
+        return f"{status.state.lower()}, readout {'on' if status.readout_on else 'off'}"
+
     # -- the night ---------------------------------------------------------------------------
 
     async def run(self, catalogue: Catalogue) -> StationReport:
         """Run the night to its end (or to ``stop``); see the module docstring."""
+        if not self.handle_signals:
+            return await self._run(catalogue)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._signals, tg.cancel_scope)
+            report = await self._run(catalogue)
+            tg.cancel_scope.cancel()
+        report.stopped_by = self.stopped_by
+        return report
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        """First SIGINT/SIGTERM: stop for a restart. Second: cancel everything now."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.stop.is_set():
+                    log.warning("second %s: stopping now", name)
+                    scope.cancel()
+                    return
+                log.warning(
+                    "%s: finishing the frames in flight, then stopping (again to stop at once)",
+                    name,
+                )
+                self.stopped_by = name
+                self.stop.set()
+
+    async def _run(self, catalogue: Catalogue) -> StationReport:
         status = await self.driver.status()
         window = self.window
         if window is None:
@@ -221,17 +326,13 @@ class Station:
             window.slots,
             status.lstseq,
         )
-        cal = self.config.reduction.calibration
-        gap = self.config.reduction.night.calibration_gap_slots
-        n_cal = cal.n_bias + cal.n_dark + cal.n_flat
-        # each kind is armed after the previous one: allow a few slots for each re-arm
-        dusk_first = window.start_lstseq - gap - n_cal - len(_KINDS) * (self.lead_slots + 1)
+        dusk_first = calibration_start(window, self.config, lead_slots=self.lead_slots)
         if status.lstseq + self.lead_slots < dusk_first:
             self.phase = f"waiting for dusk: calibration from lstseq {dusk_first}"
             report.calibrations.append(await self._calibrate("dusk", first=dusk_first))
         elif not read_dark_table(self.camera.letter, self.state_dir):
             self.phase = "dark sequence (no master dark yet)"
-            report.calibrations.append(await self._calibrate("dusk", kinds=("dark",)))
+            report.calibrations.append(await self._calibrate("start", kinds=("dark",)))
         if self.stop.is_set():
             self.phase = "stopped"
             return report
@@ -262,8 +363,8 @@ class Station:
                         catalogue,
                         state=self.state,
                         stop=self.stop,
-                        handle_signals=self.handle_signals,
                         worker_mode=self.worker_mode,
+                        gate=self.gate,
                     )
                 finally:
                     science_over.set()

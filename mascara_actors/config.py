@@ -166,6 +166,12 @@ class CameraConfig:
     alt_deg: float = _f("nominal altitude of the optical axis, degrees", _between(0, 90))
     az_deg: float = _f("nominal azimuth, degrees from north through east", _between(0, 360))
     roll_deg: float = _f("nominal roll about the optical axis, degrees", _between(-360, 360))
+    tty: str = _f(
+        "serial port of the camera's control line on the station computer, e.g. "
+        "/dev/ttyUSB0; empty: the camera is not attached here (the simulator stands in)",
+        default="",
+    )
+    readout: str = _f("HOST:PORT of the camera's readout stream (with tty)", default="")
 
     @property
     def focal_px(self) -> float:

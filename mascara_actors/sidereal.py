@@ -28,9 +28,10 @@ import logging
 import math
 import numbers
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -48,6 +49,8 @@ __all__ = [
     "SLOT_SIDEREAL_S",
     "LocalSiderealTime",
     "SiteReference",
+    "jd_now",
+    "jd_to_datetime",
     "lstday",
     "lstidx",
     "lstseq2date",
@@ -274,6 +277,16 @@ class SiteReference:
             lstidx=_shape_out(slot.reshape(shape), scalar),
             lstseq=_shape_out(seq.reshape(shape), scalar),
         )
+
+
+def jd_now() -> float:
+    """The host's clock now, JD (UTC)."""
+    return time.time() / 86400.0 + _JD_UNIX_EPOCH
+
+
+def jd_to_datetime(jd_utc: float) -> datetime:
+    """A JD (UTC) as a timezone-aware UTC datetime (microseconds; no leap-second smear)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=float(jd_utc) - _JD_UNIX_EPOCH)
 
 
 def slot_length_solar_s(texp: float = SLOT_SIDEREAL_S) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.config import CameraConfig
 from mascara_actors.ephemeris import EphemerisTable
@@ -37,43 +38,6 @@ T = TypeVar("T")
 
 _SECONDS_PER_DAY = 86400.0
 _JD_UNIX_EPOCH = 2440587.5
-
-
-class PauseGate:
-    """Pauses a frame source: while paused, the next item waits (the camera edge spools)."""
-
-    def __init__(self) -> None:
-        self._open = anyio.Event()
-        self._open.set()
-        self.paused = False
-        self.passed = 0
-        """Items let through so far."""
-        self.last: Any = None
-        """The latest item let through."""
-
-    def pause(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self._open = anyio.Event()
-
-    def resume(self) -> None:
-        self.paused = False
-        self._open.set()
-
-    async def gated(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """``source``, holding each item back while the gate is paused."""
-        try:
-            async for item in source:
-                while self.paused:
-                    await self._open.wait()
-                self.passed += 1
-                self.last = item
-                yield item
-        finally:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
 
 
 @dataclass
@@ -96,6 +60,13 @@ class ConsoleFeed:
     """HIP number -> light curve so far (blocking: run in a thread). Raises MascaraError."""
     take_darks: Callable[[], Awaitable[str]] | None = None
     """Take a series of darks (live camera only); returns what was done."""
+    end_night: Callable[[], bool] | None = None
+    """End the science now, as at dawn (live camera); False when it is already ending.
+    Without it, ending the night stops it for a restart."""
+    phase: Callable[[], str] = lambda: ""
+    """What the station is doing (waiting for dusk, calibration, science ...)."""
+    camera_link: Callable[[], str] = lambda: ""
+    """The camera link in a few words (empty for a recorded night)."""
     recorded: bool = True
     """The frames come from a recorded night (no darks can be taken)."""
     latest_frame: Callable[[], Path | None] = lambda: None
@@ -199,6 +170,8 @@ def take_snapshot(feed: ConsoleFeed, sky: _Sky | None = None) -> Snapshot:
         finished=feed.finished.is_set(),
         fatal=s.fatal,
         latest_frame=feed.latest_frame(),
+        phase=feed.phase(),
+        camera_link=feed.camera_link(),
     )
 
 
@@ -249,10 +222,23 @@ class ConsoleApp(App[int]):
         self.notify(await self.feed.take_darks())
 
     def action_end_night(self) -> None:
+        feed = self.feed
+        if feed.end_night is not None and not self.quitting:
+            feed.gate.resume()
+            if feed.end_night():
+                self.notify("ending the night: the science stops now; the dawn calibration, "
+                            "final set, nightly files and summary follow", timeout=8)
+            else:
+                self.notify("the night is already ending", severity="warning")
+            return
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop the night for a restart: frames in flight are reduced, complete sets saved."""
         if not self.feed.stop.is_set():
             self.feed.stop.set()
             self.feed.gate.resume()
-            self.notify("ending the night: frames in flight are reduced, complete sets saved")
+            self.notify("stopping the night: frames in flight are reduced, complete sets saved")
 
     def action_lookup(self) -> None:
         from tui.screens.lookup import LookupScreen
@@ -269,7 +255,7 @@ class ConsoleApp(App[int]):
                       message="quit without waiting: the open sets were not saved")
             return
         self.quitting = True
-        self.action_end_night()
+        self._stop()
         if not self.feed.finished.is_set():
             self.notify("quitting: saving the night first (q again: quit without waiting)",
                         timeout=30)

@@ -61,6 +61,10 @@ class Snapshot:
     finished: bool = False
     fatal: str | None = None
     latest_frame: Path | None = None
+    phase: str = ""
+    """What the station is doing (live camera)."""
+    camera_link: str = ""
+    """The camera link in a few words (live camera)."""
 
 
 @dataclass(frozen=True, slots=True)

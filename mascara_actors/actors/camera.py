@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
 from anyio.abc import ObjectSendStream
 
-from mascara_actors.actors.events import Event, Spooled
+from mascara_actors.actors.events import ActorFailed, Event, Spooled
 from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.spool import Spool
+from mascara_actors.errors import MascaraError
 
 __all__ = ["close_source", "run"]
+
+log = logging.getLogger(__name__)
 
 
 async def run(
@@ -32,13 +36,19 @@ async def run(
     Setting ``stop`` ends the wait for the next frame at once (a live camera may be
     seconds away from its next readout); the frame being handed over, if any, is not
     forwarded: it stays in the raw archive for the restart.
+
+    A source that fails (a camera that stays away after its driver gave up reconnecting, a
+    raw archive that cannot be written) stops the night like ``stop``: the failure is
+    reported as :class:`~.events.ActorFailed`, and the frames already forwarded are reduced
+    and saved.
     """
     reported = 0
+    frames = _until_failure(source, events, stop)
     async with events:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_when_set, stop, tg.cancel_scope)
-                async for frame in source:
+                async for frame in frames:
                     if live:
                         spool.put(frame)
                         if spool.spooled != reported:
@@ -54,7 +64,26 @@ async def run(
                 tg.cancel_scope.cancel()
         finally:
             await spool.aclose()
+            await close_source(frames)
             await close_source(source)
+
+
+async def _until_failure(
+    source: AsyncIterator[FrameReady], events: ObjectSendStream[Event], stop: anyio.Event
+) -> AsyncIterator[FrameReady]:
+    """``source``, ended cleanly (``stop`` set, the failure reported) if it raises."""
+    try:
+        async for frame in source:
+            yield frame
+    except MascaraError as exc:
+        log.error("the camera stopped the night: %s", exc)
+        await events.send(
+            ActorFailed(
+                source="camera",
+                message=f"{exc} (the night stops; complete sets are saved, run again to resume)",
+            )
+        )
+        stop.set()  # after the report: setting it cancels this task's scope
 
 
 async def close_source(source: AsyncIterator[object]) -> None:

@@ -39,6 +39,7 @@ from mascara_actors.actors.events import (
     QueueDepths,
     Spooled,
 )
+from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.messages import FrameReady, FrameReduced
 from mascara_actors.actors.reducer import ReducerWorker, StoredSolution, WorkerSpec
 from mascara_actors.actors.saver import SaverResult
@@ -274,6 +275,7 @@ async def run_night(
     worker_mode: str | None = None,
     in_process: bool = False,
     saver_delay: float = 0.0,
+    gate: PauseGate | None = None,
 ) -> NightReport:
     """Reduce one camera-night from ``source``; see the module docstring.
 
@@ -304,6 +306,9 @@ async def run_night(
         Shorthand for ``worker_mode="thread"`` (debugging).
     saver_delay
         Seconds the saver waits per message (tests of backpressure only).
+    gate
+        The operator's pause switch: while paused the reducer holds and a live camera's
+        frames are spooled.
     """
     t0 = time.time()
     cfg = plan.config.reduction
@@ -376,6 +381,7 @@ async def run_night(
                                 worker=worker,
                                 restored=resume.solutions,
                                 stop=stop,
+                                gate=gate,
                             )
                         )
                         tg.start_soon(_tee, reduced_recv, (saver_send, binner_send))

@@ -36,6 +36,7 @@ from mascara_actors.actors.events import (
     FrameReducedEvent,
     WarningEvent,
 )
+from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.messages import FrameReady, FrameReduced
 from mascara_actors.astrometry import AstrometricSolution
 from mascara_actors.camera_model import CameraModel
@@ -291,6 +292,7 @@ async def run(
     worker: ReducerWorker,
     restored: Mapping[int, StoredSolution] | None = None,
     stop: anyio.Event | None = None,
+    gate: PauseGate | None = None,
 ) -> None:
     """Reduce every frame of ``inbox`` into ``outbox``; a bad frame fails alone.
 
@@ -307,6 +309,8 @@ async def run(
         Set when the worker keeps dying (:data:`MAX_BROKEN_IN_A_ROW` frames in a row): an
         :class:`~.events.ActorFailed` event says why, and the frames still coming are
         drained without being reduced (they stay in the raw archive for a restart).
+    gate
+        The operator's pause: each frame waits for it before it is reduced.
     """
     restored = dict(restored or {})
     solution: AstrometricSolution | None = None
@@ -353,6 +357,8 @@ async def run(
         async for msg in inbox:
             if given_up:
                 continue  # drain: the camera stops, these frames stay for the restart
+            if gate is not None:
+                await gate.passing(msg)
             setidx = int(set_index(msg.lstseq))
             if setidx != current_set:
                 previous: AstrometricSolution | StoredSolution | None = solution

@@ -1,7 +1,8 @@
 """The ``mascara-actors`` command: the one place that wires hw, the science and the UI.
 
 ``mascara-actors --replay DIR`` reduces a recorded night headless; ``simulate`` records a
-simulated night; ``demo`` replays the committed night in ``replay_data/``.
+simulated night; ``live`` and ``console`` run a station night on a camera (the simulated one
+by default); ``demo`` opens the console on a terminal, else replays ``replay_data/``.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     demo = sub.add_parser(
         "demo",
-        help="the recorded night in replay_data/: console on a terminal, else headless",
+        help="try it: the console on the simulated camera (on a terminal), else a replay",
         description=(
-            "Reduce the small recorded night shipped in replay_data/. On a terminal the operator "
-            "console opens over it (the night plays at 10x real time; q quits); otherwise, or "
-            "with --headless, it is replayed headless with a progress bar and a report."
+            "On a terminal, open the operator console over a station night on the simulated "
+            "camera (its clock at 10x real time; q quits, saving first). Otherwise, or with "
+            "--headless, reduce the small recorded night shipped in replay_data/ headless, "
+            "with a progress bar and a report."
         ),
     )
     demo.add_argument("--headless", action="store_true", help="never open the console")
@@ -112,16 +114,12 @@ def _demo(args: argparse.Namespace) -> int:
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
         from mascara_actors.cli import console
 
+        # a fresh directory each time: the simulated night would otherwise resume (and skip)
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        return console.run(
-            argparse.Namespace(
-                config=args.config,
-                replay=DEFAULT_REPLAY,
-                speed=10.0,
-                out=args.out / f"console-{stamp}",
-                camera=None,
-            )
-        )
+        out = args.out / f"console-{stamp}"
+        console_args = build_parser().parse_args(["console", "--out", str(out)])
+        console_args.config = args.config
+        return console.run(console_args)
     from mascara_actors.cli import replay
 
     return replay.run(args, directory=DEFAULT_REPLAY, out=args.out)

@@ -1,8 +1,10 @@
 """``mascara-actors console``: the operator console over a camera-night.
 
-Without a camera on this machine, the camera is simulated by a recorded night paced at a
-multiple of real time (default: the night in ``replay_data/`` at 10x). This module wires
-the recorded night, the pipeline and the Textual console (``tui/``) together.
+By default the console drives a camera through a whole station night (:mod:`hw.station`):
+the camera named in ``cameras.toml`` when its port exists on this machine, else the
+simulated camera device (10x real time), so anyone can try it. ``--replay DIR`` plays a
+recorded night as the camera instead. This module wires the camera, the pipeline and the
+Textual console (``tui/``) together.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from mascara_actors.actors.pipeline import paced_frames, run_night
+from hw.station import Station, StationReport
+from mascara_actors.actors.gate import PauseGate
+from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli.live import add_camera_options, open_station, real_camera
 from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import StorageError
@@ -31,53 +36,37 @@ from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile, NightId, list_set_files, nightly_file_path
 from mascara_actors.storage._sources import SetSource
 from mascara_actors.summary import summarise_night
-from tui.app import ConsoleFeed, PauseGate, make_console, run_console
+from tui.app import ConsoleFeed, make_console, run_console
 from tui.messages import LightCurve
 
-__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run"]
+__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run", "station_feed"]
 
 _SPEED = 10.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``console`` on the CLI's sub-commands."""
-    from mascara_actors.cli import DEFAULT_REPLAY
-
     p = sub.add_parser(
         "console",
-        help="the operator console (Textual) over a simulated camera",
+        help="the operator console (Textual) over a camera (default: the simulated camera)",
         description=(
-            "Open the operator console. The camera is simulated by a recorded night replayed "
-            f"at SPEED x real time (default: {DEFAULT_REPLAY} at {_SPEED:g}x). Keys: p "
-            "pause/resume, d take darks, e end the night, l star look-up, q quit (saves first)."
+            "Open the operator console over a station night: the camera of cameras.toml when "
+            "its port exists here, else the simulated camera (its clock at SPEED x real time, "
+            f"default {_SPEED:g}x). --replay DIR plays a recorded night as the camera instead. "
+            "Keys: p pause/resume the reduction, d take darks, e end the night (dawn sequence, "
+            "nightly files, summary), l star look-up, q quit (saves first; run again to resume)."
         ),
     )
+    add_camera_options(p, speed=_SPEED)
     p.add_argument(
         "--replay",
         type=Path,
-        default=DEFAULT_REPLAY,
-        metavar="DIR",
-        help="recorded night to replay as the camera (default replay_data/night)",
-    )
-    p.add_argument(
-        "--speed",
-        type=float,
-        default=_SPEED,
-        metavar="X",
-        help=f"times faster than real time (default {_SPEED:g})",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("night_out"),
-        metavar="DIR",
-        help="where the reduced night goes (default ./night_out)",
-    )
-    p.add_argument(
-        "--camera",
-        metavar="ID",
         default=None,
-        help="camera id (e.g. LPC); default from the frames' headers",
+        metavar="DIR",
+        help="instead of a camera, replay this recorded night (e.g. replay_data/night)",
+    )
+    p.add_argument(
+        "--mail", action="store_true", help="e-mail the night summary (settings: config/mail.toml)"
     )
 
 
@@ -155,9 +144,9 @@ def replay_feed(
         return night_t0 + timedelta(seconds=(time.monotonic() - wall0) * speed)
 
     async def pipeline() -> object:
-        source = gate.gated(paced_frames(job.frames, realtime=True, speed=speed))
+        source = paced_frames(job.frames, realtime=True, speed=speed)
         return await run_night(
-            plan, source, catalogue, state=state, stop=stop, in_process=in_process
+            plan, source, catalogue, state=state, stop=stop, in_process=in_process, gate=gate
         )
 
     def latest() -> Path | None:
@@ -176,6 +165,50 @@ def replay_feed(
         take_darks=None,
         recorded=True,
         latest_frame=latest,
+    )
+
+
+def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
+    """A console feed over a station night on a live (or simulated) camera.
+
+    The console's clock is the camera's; ``d`` takes a dark sequence and ``e`` ends the
+    science as at dawn (the end-of-night chain follows); the camera is polled every two
+    seconds, so a camera that stops answering shows at once.
+    """
+    gate = station.gate if station.gate is not None else PauseGate()
+    station.gate = gate
+
+    async def pipeline() -> StationReport:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(station.watch_camera)
+            report = await station.run(catalogue)
+            tg.cancel_scope.cancel()
+        return report
+
+    def lookup(hip: int) -> LightCurve:
+        if station.night_dir is None:
+            raise StorageError("nothing is written yet: the night has not started")
+        return light_curve_so_far(station.night_dir, catalogue, hip)
+
+    def latest() -> Path | None:
+        return None if station.latest is None else station.latest.path
+
+    return ConsoleFeed(
+        state=station.state,
+        camera=station.camera,
+        out_dir=station.out_dir,
+        clock=station.camera_clock,
+        wall=time.time,
+        stop=station.stop,
+        gate=gate,
+        pipeline=pipeline,
+        lookup=lookup,
+        take_darks=station.take_darks,
+        recorded=False,
+        latest_frame=latest,
+        end_night=station.end_night,
+        phase=lambda: station.phase,
+        camera_link=station.camera_link,
     )
 
 
@@ -203,8 +236,50 @@ def _log_to_file(path: Path) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Open the console; returns the exit code (0 after a clean quit)."""
     config = load_config(args.config)
+    if args.replay is not None:
+        return _run_replay(args, config)
+    camera = config.camera(args.camera)
+    what = "the camera" if real_camera(args, camera) else "the simulated camera"
+    print(f"starting {what} {camera.id} (a few seconds) ...", file=sys.stderr)
+    feeds: list[ConsoleFeed] = []
+
+    async def main() -> int:
+        catalogue = await anyio.to_thread.run_sync(Catalogue.load)
+        state, stop = NightState(), anyio.Event()
+        async with open_station(args, config, state=state, stop=stop) as station:
+            feeds.append(station_feed(station, catalogue))
+            return await run_console(make_console(feeds[0]))
+
+    with _log_to_file(Path(args.out) / "logs" / "console.log"):
+        code = anyio.run(main, backend="asyncio")
+    report = feeds[0].result if feeds else None
+    if not isinstance(report, StationReport):
+        print(
+            "the night was not finished (quit without waiting, or the station failed; see "
+            f"{Path(args.out) / 'logs' / 'console.log'}): run the same command again to go on",
+            file=sys.stderr,
+        )
+        return code or 1
+    s = feeds[0].state
+    print(
+        f"night {report.window.night}: {s.frames_reduced} frames reduced, {s.frames_failed} "
+        f"failed; output {report.night_dir}",
+        file=sys.stderr,
+    )
+    for run_ in report.calibrations:
+        print(f"{run_.when} calibration: masters {', '.join(run_.masters.made) or 'none'}",
+              file=sys.stderr)
+    if report.science is not None:
+        _print_outcome(report.science, report.night_dir, summarise=False)
+    if report.summary_html is not None:
+        print(f"summary: {report.summary_html}", file=sys.stderr)
+    return code
+
+
+def _run_replay(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+    """The console over a recorded night replayed as the camera."""
     job = plan_replay(
-        args.replay, args.out, config=config, camera_id=getattr(args, "camera", None), realtime=True
+        args.replay, args.out, config=config, camera_id=args.camera, realtime=True
     )
     if not job.frames:
         print(
@@ -232,10 +307,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return code or 1
+    _print_outcome(report, job.plan.night_dir, summarise=True)
+    return code
+
+
+def _print_outcome(report: NightReport, night_dir: Path, *, summarise: bool) -> None:
     s = report.state
     print(
         f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed; sets written: "
-        f"{len(report.saved.sets_written)}; output {job.plan.night_dir}",
+        f"{len(report.saved.sets_written)}; output {night_dir}",
         file=sys.stderr,
     )
     if report.stopped_early:
@@ -246,7 +326,6 @@ def run(args: argparse.Namespace) -> int:
         )
     for f in report.nightly_files:
         print(f"nightly file: {f}", file=sys.stderr)
-    if report.nightly_files and not report.stopped_early:
-        outcome = summarise_night(job.plan.night_dir)
+    if summarise and report.nightly_files and not report.stopped_early:
+        outcome = summarise_night(night_dir)
         print(f"summary: {outcome.html_path}", file=sys.stderr)
-    return code

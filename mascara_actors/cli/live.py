@@ -1,9 +1,11 @@
-"""``mascara-actors live``: run the pipeline on a camera, by default the simulated one.
+"""``mascara-actors live``: a station night on a camera, by default the simulated one.
 
 Without ``--tty`` a simulated camera device is started (its own process, a real
 pseudo-terminal and readout socket) rendering the sky of the chosen camera from the
-Hipparcos catalogue, with its clock set to the night of ``--date``; the pipeline drives it
-exactly as it would drive the real camera on ``/dev/ttyUSB0``.
+Hipparcos catalogue, with its clock set to the night of ``--date``; the station drives it
+exactly as it would drive the real camera on ``/dev/ttyUSB0``: calibration sequences at dusk
+and dawn, science from dusk to dawn by the Sun's altitude, the end-of-night chain.
+:func:`open_station` is shared with the console.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import signal
 import sys
 import tempfile
-import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -21,164 +23,232 @@ import anyio.to_thread
 
 from hw.device import DeviceProcess
 from hw.driver import SerialCamera
-from hw.live import LiveStats, live_frames
 from hw.recording import choose_start_lstseq
 from hw.sky_device import sky_device_config
-from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night
-from mascara_actors.actors.reducer import WorkerSpec
+from hw.station import Station, StationReport, calibration_start
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import load_config
-from mascara_actors.ephemeris import night_date
-from mascara_actors.errors import CalibrationError, ConfigError
+from mascara_actors.config import CameraConfig, Config, load_config
+from mascara_actors.errors import ConfigError
+from mascara_actors.night_window import night_window
 from mascara_actors.progress import ProgressBar
 from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import NightId, get_dark_filename
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_camera_options", "add_parser", "open_station", "real_camera", "run"]
+
+_LEAD_SLOTS = 2
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "live",
-        help="reduce frames from a camera as they come (default: the simulated camera)",
-        description=(
-            "Run the pipeline live. Without --tty a simulated camera device renders the sky; "
-            "with --tty and --readout the real camera is used."
-        ),
-    )
-    p.add_argument("--camera", default="LPC", help="camera id (default LPC)")
+def add_camera_options(p: argparse.ArgumentParser, *, speed: float = 1.0) -> None:
+    """The options that choose the camera and the night (``live`` and ``console``)."""
+    p.add_argument("--camera", default="LPC", metavar="ID", help="camera id (default LPC)")
     p.add_argument(
         "--out",
         type=Path,
         default=Path("night_out"),
         metavar="DIR",
-        help="output directory (default ./night_out)",
+        help="output directory (default ./night_out); the dark table is in DIR/state",
     )
     p.add_argument(
         "--frames",
         type=int,
         default=None,
-        help="stop after this many frames (default: until Ctrl-C)",
+        metavar="N",
+        help="end the night after N science frames, as at dawn (default: at dawn)",
     )
-    p.add_argument("--tty", default=None, help="serial port of a real camera, e.g. /dev/ttyUSB0")
+    p.add_argument(
+        "--tty", default=None, metavar="PORT", help="serial port of a real camera (/dev/ttyUSB0)"
+    )
     p.add_argument(
         "--readout", default=None, metavar="HOST:PORT", help="readout stream of a real camera"
     )
-    p.add_argument(
-        "--sensor",
-        default="crop512",
-        help="simulated camera: sensor from config/cameras.toml (default crop512)",
+    sim = p.add_argument_group(
+        "the simulated camera (without --tty, unless cameras.toml names a port that exists)"
     )
-    p.add_argument(
+    sim.add_argument(
+        "--sensor", default="crop512", help="sensor from config/cameras.toml (default crop512)"
+    )
+    sim.add_argument(
         "--date",
         default="2026-03-20",
-        help="simulated camera: the night to start in (default 2026-03-20)",
+        help="the night (UTC date of its sunset) the camera clock is set to (default 2026-03-20)",
     )
-    p.add_argument(
+    sim.add_argument(
+        "--start",
+        choices=("night", "dusk"),
+        default="night",
+        help="start the camera clock in the dark (Sun at -18 deg, the default) or just before "
+        "the dusk calibration sequence",
+    )
+    sim.add_argument(
         "--speed",
         type=float,
-        default=1.0,
-        help="simulated camera: clock this many times faster than real time",
+        default=speed,
+        help=f"camera clock this many times faster than real time (default {speed:g})",
     )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "live",
+        help="a station night on a camera (default: the simulated camera)",
+        description=(
+            "Run a station night: dusk calibration (bias, darks, flats), science from dusk to "
+            "dawn by the Sun's altitude ([night] in reduction.toml), dawn calibration, then the "
+            "nightly files and the summary. Without --tty a simulated camera renders the sky; "
+            "with --tty and --readout the real camera is used. Ctrl-C stops for a restart "
+            "(running again resumes the night)."
+        ),
+    )
+    add_camera_options(p)
+    p.add_argument(
+        "--mail", action="store_true", help="e-mail the night summary (settings: config/mail.toml)"
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.frames is not None and args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: give a number of frames >= 1")
+    if not args.speed > 0:
+        raise ConfigError(f"--speed {args.speed}: give a factor > 0 (10 = ten times real time)")
+    if (args.tty is None) != (args.readout is None):
+        raise ConfigError("a real camera needs both --tty PORT and --readout HOST:PORT")
+
+
+def real_camera(args: argparse.Namespace, camera: CameraConfig) -> tuple[str, str] | None:
+    """(tty, readout) of the real camera: from the command line, else from cameras.toml when
+    its port exists on this machine; None: use the simulated camera."""
+    if args.tty is not None:
+        return args.tty, args.readout
+    if camera.tty and Path(camera.tty).exists():
+        if not camera.readout:
+            raise ConfigError(
+                f"cameras.toml: camera {camera.id} has tty = {camera.tty!r} but no readout: "
+                "add readout = \"HOST:PORT\""
+            )
+        return camera.tty, camera.readout
+    return None
+
+
+def _readout_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(
+            f"readout {text!r}: give HOST:PORT of the camera's readout stream, e.g. "
+            "192.168.1.20:5000"
+        )
+    return host or "127.0.0.1", int(port)
+
+
+def _simulated_start(args: argparse.Namespace, config: Config) -> int:
+    """The slot the simulated camera clock starts in."""
+    camera = config.camera(args.camera)
+    if args.start == "night":
+        return choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
+    # the night of --date: its dusk is after noon UTC of that date at both sites
+    noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
+    window = night_window(camera.site, noon, config.reduction.night)
+    return calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
+
+
+@contextlib.asynccontextmanager
+async def open_station(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    state: NightState,
+    stop: anyio.Event,
+    handle_signals: bool = False,
+) -> AsyncIterator[Station]:
+    """The station on the camera chosen by ``args`` (a simulated device unless ``--tty``)."""
+    _check(args)
+    camera = config.camera(args.camera)
+    real = real_camera(args, camera)
+    async with contextlib.AsyncExitStack() as stack:
+        if real is None:
+            sensor = config.sensor(args.sensor)
+            start = await anyio.to_thread.run_sync(_simulated_start, args, config)
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mascara-cam-"))
+            device = DeviceProcess(
+                sky_device_config(
+                    workdir,
+                    camera_id=camera.id,
+                    sensor=sensor.name,
+                    config_dir=config.directory,
+                    speed=args.speed,
+                    start_jd=float(lstseq2date(start)),
+                    render_options={"follow_ccdtemp": True},
+                ),
+                startup_timeout_s=180.0,
+            )
+            await stack.enter_async_context(device)
+            tty, readout = device.tty_path, device.readout_address
+        else:
+            sensor = camera.sensor
+            tty, readout = real[0], _readout_address(real[1])
+        driver = await stack.enter_async_context(SerialCamera(tty, readout))
+        yield Station(
+            driver,
+            config=config,
+            camera=camera,
+            sensor=sensor,
+            out_dir=Path(args.out),
+            state=state,
+            stop=stop,
+            lead_slots=_LEAD_SLOTS,
+            poll_s=max(0.5, 6.4 / args.speed),
+            handle_signals=handle_signals,
+            send_mail=bool(getattr(args, "mail", False)),
+            max_science_frames=args.frames,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the station night; 0 when it was reduced, 128 + signal after Ctrl-C."""
     config = load_config(args.config)
-    camera = config.camera(args.camera)
-    try:
-        dark: str | None = str(get_dark_filename(camera.letter, Path(args.out) / "state"))
-    except CalibrationError:
-        dark = None
-        print("note: no dark in the dark table: subtracting the overscan level", file=sys.stderr)
+    _check(args)
     state = NightState()
-    report = anyio.run(_live, args, config, camera, dark, state)
-    s = report.state
+    report = anyio.run(_live, args, config, state)
+    if report is None:
+        return 1
+    s = state
+    for run_ in report.calibrations:
+        made = ", ".join(run_.masters.made) or "no master"
+        counts = ", ".join(f"{len(v)} {k}" for k, v in run_.frames.items())
+        print(f"{run_.when} calibration: {counts} frames -> {made}", file=sys.stderr)
     print(
-        f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed; "
-        f"wall time {report.wall_s:.1f} s",
+        f"night {report.window.night} ({report.night_dir}): {s.frames_reduced} frames reduced, "
+        f"{s.frames_failed} failed",
         file=sys.stderr,
     )
-    for f in report.nightly_files:
+    science = report.science
+    for f in science.nightly_files if science is not None else ():
         print(f"nightly file: {f}", file=sys.stderr)
+    if report.summary_html is not None:
+        print(f"summary: {report.summary_html}", file=sys.stderr)
     if report.stopped_by is not None:
+        print("stopped: run the same command again to resume the night", file=sys.stderr)
         return 128 + signal.Signals[report.stopped_by]
+    if state.fatal:
+        print(f"the night stopped: {state.fatal}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
-async def _live(args, config, camera, dark, state: NightState) -> NightReport:  # type: ignore[no-untyped-def]
+async def _live(args: argparse.Namespace, config: Config, state: NightState) -> StationReport:
     catalogue = await anyio.to_thread.run_sync(Catalogue.load)
     stop = anyio.Event()
-    async with contextlib.AsyncExitStack() as stack:
-        if args.tty is None:
-            sensor = config.sensor(args.sensor)
-            start = choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mascara-cam-"))
-            device = stack.enter_context(
-                DeviceProcess(
-                    sky_device_config(
-                        workdir,
-                        camera_id=camera.id,
-                        sensor=args.sensor,
-                        speed=args.speed,
-                        start_jd=float(lstseq2date(start)),
-                        render_options={"follow_ccdtemp": True},
-                    ),
-                    startup_timeout_s=180.0,
-                )
-            )
-            tty, readout = device.tty_path, device.readout_address
-            jd0 = float(lstseq2date(start))
-        else:
-            sensor = camera.sensor
-            host, _, port = (args.readout or "").rpartition(":")
-            if not port.isdigit():
-                raise ConfigError(
-                    f"--readout {args.readout!r}: give HOST:PORT of the camera's "
-                    "readout stream, e.g. 192.168.1.20:5000"
-                )
-            tty, readout = args.tty, (host or "127.0.0.1", int(port))
-            jd0 = time.time() / 86400.0 + 2440587.5  # now, UTC
-        nid = NightId(
-            night_date(jd0, camera.site).strftime("%Y%m%d"), camera.site.code, camera.letter
-        )
-        plan = NightPlan(
-            config=config,
-            camera=camera,
-            night=nid,
-            out_dir=Path(args.out),
-            worker=WorkerSpec(camera.id, str(config.directory), dark, None),
-            frames_expected=args.frames or 0,
-            live=True,
-        )
-        cam = await stack.enter_async_context(SerialCamera(tty, readout))
-        source = live_frames(
-            cam,
-            plan.night_dir / "raw",
-            camera=camera.letter,
-            site=camera.site.name,
-            sensor=sensor,
-            count=args.frames,
-            stop=stop,
-            stats=LiveStats(),
-            poll_s=max(0.5, 6.4 / args.speed),
-        )
-        frames = await stack.enter_async_context(contextlib.aclosing(source))
+    async with open_station(args, config, state=state, stop=stop, handle_signals=True) as station:
         bar = ProgressBar(args.frames or 0)
-        result: list[NightReport] = []
+        result: list[StationReport] = []
 
         async def main() -> None:
-            result.append(
-                await run_night(
-                    plan, frames, catalogue, state=state, stop=stop, handle_signals=True
-                )
-            )
+            result.append(await station.run(catalogue))
             tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(main)
             while True:
-                bar.update(state.frames_done)
+                bar.update(state.frames_done, station.phase)
                 await anyio.sleep(0.5)
         bar.close()
         return result[0]

@@ -11,8 +11,6 @@ with astropy directly, and the calibration frames against the simulator's own re
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 
 import anyio
@@ -21,10 +19,9 @@ import pytest
 from astropy.coordinates import AltAz, get_body
 from astropy.time import Time
 
-from hw.device import DeviceProcess
 from hw.driver import SerialCamera
 from hw.simulator import SimulatedSky
-from hw.sky_device import build_sky, sky_device_config
+from hw.sky_device import build_sky
 from hw.station import Station, StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
@@ -33,13 +30,8 @@ from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import read_dark_table
+from tests.stations import GAP, N_CAL, SEED, SUN_ALT, VMAX, short_night_config, sky_device
 
-SPEED = 20.0
-SEED = 3
-VMAX = 8.4
-SUN_ALT = -10.0
-N_CAL = 10
-GAP = 3
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
 NOON_JD = 2461119.5 + 0.5
 
@@ -54,22 +46,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's config with the night at -10 deg and short calibration sequences."""
-    src = load_config().directory
-    dst = tmp_path_factory.mktemp("config") / "config"
-    shutil.copytree(src, dst)
-    text = (dst / "reduction.toml").read_text()
-    for key, value in {
-        "n_bias": N_CAL,
-        "n_dark": N_CAL,
-        "n_flat": N_CAL,
-        "calibration_gap_slots": GAP,
-        "sun_alt_start_deg": SUN_ALT,
-        "sun_alt_stop_deg": SUN_ALT,
-    }.items():
-        text, n = re.subn(rf"(?m)^{key}\s*=\s*[-0-9.]+", f"{key} = {value}", text)
-        assert n == 1, key
-    (dst / "reduction.toml").write_text(text)
-    return dst
+    return short_night_config(tmp_path_factory.mktemp("config"))
 
 
 @pytest.fixture(scope="module")
@@ -100,23 +77,6 @@ def sun_alt(config: Config, lstseq: int) -> float:
     return float(get_body("sun", t, loc).transform_to(AltAz(obstime=t, location=loc)).alt.deg)
 
 
-def start_device(workdir: Path, config_dir: Path, start_lstseq: int) -> DeviceProcess:
-    cfg = sky_device_config(
-        workdir,
-        camera_id="LPC",
-        sensor="crop512",
-        config_dir=config_dir,
-        seed=SEED,
-        speed=SPEED,
-        start_jd=float(lstseq2date(start_lstseq, format="jd")),
-        readout_s=0.5,
-        max_queued_frames=8,
-        temp_event_interval_s=0.0,
-        render_options={"vmax": VMAX},
-    )
-    return DeviceProcess(cfg, startup_timeout_s=120.0)
-
-
 def frames_of(night_dir: Path) -> dict[str, list[int]]:
     """lstseqs of the raw frames in the night's archive, by kind."""
     kinds: dict[str, list[int]] = {"science": [], "bias": [], "dark": [], "flat": []}
@@ -139,10 +99,9 @@ async def test_dusk_calibration_then_science_from_the_sun(
     the first to start with the Sun below -10 deg; an operator dark sequence in the night
     re-arms the science; the night ended early runs the dawn sequence and the end chain."""
     workdir, out = station_dirs
-    workdir.mkdir()
     dusk_first = window.start_lstseq - GAP - 3 * N_CAL - 3 * 3
     camera = config.camera("LPC")
-    with start_device(workdir, config_dir, dusk_first - 10) as dev:
+    with sky_device(workdir, config_dir, dusk_first - 10) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
             station = Station(
                 cam,
@@ -214,11 +173,10 @@ async def test_science_stops_at_dawn_from_the_sun(
     """Started in the night with an empty dark table: darks first, then science up to the
     last slot that starts with the Sun below -10 deg, then the dawn sequence."""
     workdir, out = station_dirs
-    workdir.mkdir()
     camera = config.camera("LPC")
     dawn = night_window(camera.site, NOON_JD + 0.5, config.reduction.night)
     start = dawn.stop_lstseq - 60
-    with start_device(workdir, config_dir, start) as dev:
+    with sky_device(workdir, config_dir, start) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
             station = Station(
                 cam,
@@ -233,7 +191,7 @@ async def test_science_stops_at_dawn_from_the_sun(
     assert report.window == dawn
     kinds = frames_of(report.night_dir)
     science = kinds["science"]
-    assert [c.when for c in report.calibrations] == ["dusk", "dawn"]
+    assert [c.when for c in report.calibrations] == ["start", "dawn"]
     first_darks = report.calibrations[0]
     assert list(first_darks.frames) == ["dark"]
     assert len(first_darks.frames["dark"]) == 10

@@ -17,6 +17,7 @@ import anyio
 import numpy as np
 import pytest
 
+from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.console import light_curve_so_far, replay_feed
@@ -24,9 +25,9 @@ from mascara_actors.cli.replay import plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import CatalogueError
 from mascara_actors.sidereal import REFERENCE_SITE, lstidx, set_index
-from mascara_actors.storage import NightId, list_set_files
+from mascara_actors.storage import NightFile, NightId, list_set_files
 from mascara_actors.storage._sources import SetSource
-from tui.app import ConsoleFeed, PauseGate, make_console, take_snapshot
+from tui.app import ConsoleFeed, make_console, take_snapshot
 from tui.screens.lookup import LookupScreen, parse_hip
 from tui.widgets import ErrorPane, plot_text, starfield_text
 from tui.widgets.errors import problem_detail
@@ -137,22 +138,20 @@ def test_queue_text_shows_every_channel_with_its_depth() -> None:
 
 @pytest.mark.anyio
 async def test_pause_gate_holds_items_back() -> None:
-    async def numbers():
-        for i in range(5):
-            yield i
-
     gate = PauseGate()
     got: list[int] = []
     gate.pause()
 
     async def consume() -> None:
-        async for i in gate.gated(numbers()):
+        for i in range(5):
+            await gate.passing(i)
             got.append(i)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(consume)
         await anyio.sleep(0.05)
         assert got == []
+        assert gate.passed == 0
         gate.resume()
     assert got == [0, 1, 2, 3, 4]
     assert gate.passed == 5
@@ -387,14 +386,108 @@ async def test_second_quit_does_not_wait_for_a_stuck_pipeline(config) -> None:
 def test_console_command_line() -> None:
     import argparse
 
-    from mascara_actors.cli import DEFAULT_REPLAY
     from mascara_actors.cli.console import add_parser
+    from mascara_actors.cli.live import real_camera
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["console"])
-    assert args.replay == DEFAULT_REPLAY
-    assert args.speed == 10.0
-    assert args.out == Path("night_out")
+    # by default: the camera of cameras.toml, which has no port on this machine -> simulated
+    assert args.replay is None
+    assert (args.camera, args.speed, args.out) == ("LPC", 10.0, Path("night_out"))
+    assert real_camera(args, load_config().camera("LPC")) is None
     args = parser.parse_args(["console", "--replay", "x", "--speed", "2.5", "--out", "o"])
     assert (args.replay, args.speed, args.out) == (Path("x"), 2.5, Path("o"))
+    args = parser.parse_args(["console", "--tty", "/dev/ttyUSB3", "--readout", "h:5000"])
+    assert real_camera(args, load_config().camera("LPC")) == ("/dev/ttyUSB3", "h:5000")
+
+
+# --- against a station night on the simulated camera ----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_console_drives_a_station_night_on_the_simulated_camera(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The console over the live station: counters advance, ``d`` takes a dark sequence, a
+    camera that stops answering shows up as an error (and its return as a warning) while
+    the frames keep coming, ``e`` ends the night with the dawn sequence, nightly files and
+    summary, and ``q`` quits cleanly."""
+    from hw.driver import SerialCamera
+    from hw.recording import choose_start_lstseq
+    from hw.station import Station
+    from mascara_actors.cli.console import station_feed
+    from mascara_actors.storage import read_dark_table
+    from tests.stations import N_CAL, short_night_config, sky_device
+
+    config = load_config(short_night_config(tmp_path))
+    camera = config.camera("LPC")
+    start = choose_start_lstseq(camera, "2026-03-20", sun_alt_deg=-18.0)
+    out = tmp_path / "out"
+    with sky_device(tmp_path / "device", config.directory, start) as dev:
+        async with SerialCamera(dev.tty_path, dev.readout_address) as cam:
+            station = Station(
+                cam,
+                config=config,
+                camera=camera,
+                sensor=config.sensor("crop512"),
+                out_dir=out,
+                poll_s=0.5,
+                worker_mode="thread",
+            )
+            feed = station_feed(station, catalogue)
+            app = make_console(feed, refresh_hz=10)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed.run_pipeline)
+                async with app.run_test(size=(100, 30)) as pilot:
+                    # no master dark yet: darks first, then science
+                    await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
+                    first = feed.state.frames_reduced
+                    await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
+                    await pilot.pause(0.3)
+                    status = str(app.screen.query_one("#status").render())
+                    assert "camera exposing, readout on   science" in status
+                    shown = int(re.search(r"frames (\d+)/", status).group(1))
+                    assert first + 3 <= shown <= feed.state.frames_reduced
+                    # d: a dark sequence in the night, then the science goes on
+                    await pilot.press("d")
+                    await _wait_for(
+                        lambda: any("took 10 darks" in str(n.message)
+                                    for n in app._notifications),
+                        60, pilot,
+                    )
+                    after_darks = feed.state.frames_reduced
+                    await _wait_for(
+                        lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
+                    )
+                    # the camera stops answering for 4 s: an error, then a warning it is back
+                    await cam.link.request("FAULT", "mute", "4")
+                    pane = app.screen.query_one("#errors", ErrorPane)
+                    await _wait_for(lambda: station.link_problem is not None, 20, pilot)
+                    await pilot.pause(0.3)
+                    assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
+                    await _wait_for(lambda: station.link_problem is None, 30, pilot)
+                    await pilot.pause(0.3)
+                    messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
+                    assert any(m.startswith("camera link lost") for m in messages)
+                    assert any(m.startswith("camera link back") for m in messages)
+                    during = feed.state.frames_reduced
+                    await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
+                    # e: the science ends now; the dawn sequence and the end chain follow
+                    await pilot.press("e")
+                    await _wait_for(feed.finished.is_set, 120, pilot)
+                    await pilot.pause(0.3)
+                    assert "FINISHED" in str(app.screen.query_one("#status").render())
+                    await pilot.press("q")
+                    await pilot.pause(0.2)
+    assert app.return_code == 0
+    report = feed.result
+    assert report.ok
+    assert [c.when for c in report.calibrations] == ["start", "operator", "dawn"]
+    assert len(report.calibrations[1].frames["dark"]) == N_CAL
+    assert read_dark_table("C", out / "state")[0] == report.calibrations[2].masters.dark
+    assert report.science.state.frames_failed == 0
+    assert report.science.state.frames_reduced == station.stats.frames
+    assert report.summary_html.exists()
+    with NightFile(report.science.nightly_files[0]) as nf:
+        assert len(nf.station) == station.stats.frames

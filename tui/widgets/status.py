@@ -52,6 +52,11 @@ def status_text(snap: Snapshot) -> Text:
     t.append(state.upper(), style="bold reverse")
     if snap.spooled:
         t.append(f"   spooled {snap.spooled}")
+    if snap.camera_link or snap.phase:
+        lost = snap.camera_link.startswith("NOT ANSWERING")
+        t.append("\ncamera ")
+        t.append(snap.camera_link or "--", style="bold red" if lost else "")
+        t.append(f"   {snap.phase}")
     if snap.fatal:
         t.append(f"\n{snap.fatal}", style="bold red")
     return t

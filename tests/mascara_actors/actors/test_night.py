@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -29,9 +30,11 @@ from mascara_actors.actors.events import (
     SetSaved,
     WarningEvent,
 )
+from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
 from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
 from mascara_actors.cli.replay import plan_replay
+from mascara_actors.errors import CameraDisconnected
 from mascara_actors.sidereal import set_index
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import (
@@ -214,3 +217,44 @@ def test_a_worker_that_keeps_dying_stops_the_night(tmp_path, config, catalogue) 
     assert report.worker_restarts == MAX_BROKEN_IN_A_ROW
     assert report.nightly_files == []
     assert not list(job.plan.night_dir.glob("tmp/*.hdf5"))
+
+
+def test_a_camera_that_fails_stops_the_night_and_saves_what_it_measured(
+    tmp_path, config, catalogue
+) -> None:
+    """The frame source raises CameraDisconnected after the first set and a few frames of
+    the next: the failure is reported, the complete set is saved, the open one is left for
+    the restart, and running again with the rest of the frames finishes the night."""
+    job = plan_replay(NIGHT, tmp_path, config=config)
+    sets = set_index(np.array([s for s, _ in job.frames]))
+    n_first = int(np.sum(sets == sets[0]))
+    given = n_first + 3
+
+    async def failing() -> AsyncIterator[FrameReady]:
+        async for frame in paced_frames(job.frames[:given]):
+            yield frame
+        raise CameraDisconnected("camera C did not come back on /dev/ttyUSB0")
+
+    report = anyio.run(
+        lambda: run_night(job.plan, failing(), catalogue, worker_mode="thread"), backend="asyncio"
+    )
+    events = read_events(job.plan.night_dir)
+    (fatal,) = [ev for ev in events if isinstance(ev, ActorFailed)]
+    assert fatal.source == "camera"
+    assert "did not come back" in fatal.message
+    assert report.stopped_early
+    assert not report.ok
+    assert report.failure == f"camera: {fatal.message}"
+    saved = [ev.setidx for ev in events if isinstance(ev, SetSaved)]
+    assert saved == [int(sets[0])]
+    assert report.nightly_files == []
+    # the restart reduces the rest, skips the saved set and ends with the nightly file
+    again = plan_replay(NIGHT, tmp_path, config=config)
+    assert again.skipped == n_first
+    final = anyio.run(
+        lambda: run_night(again.plan, paced_frames(again.frames), catalogue, worker_mode="thread"),
+        backend="asyncio",
+    )
+    assert final.ok
+    with NightFile(final.nightly_files[0]) as nf:
+        assert nf.station["lstseq"].tolist() == science_lstseqs().tolist()

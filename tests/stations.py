@@ -1,0 +1,65 @@
+"""A station night on the simulated camera, shared by the station and console tests.
+
+:func:`short_night_config` copies the repository's configuration with short calibration
+sequences and a night between Sun altitudes of -10 degrees (the default +5 degrees saturates
+the first frames in the simulated twilight); :func:`sky_device` starts the simulated camera
+(its own process, a real pty and readout socket) rendering LPC on the ``crop512`` sensor
+with a clock ``SPEED`` times faster than real time.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from hw.device import DeviceProcess
+from hw.sky_device import sky_device_config
+from mascara_actors.config import load_config
+from mascara_actors.sidereal import lstseq2date
+
+SPEED = 20.0
+SEED = 3
+#: Stars to V 8.4 only (the fast-photometry limit): renders take 0.07 s instead of 0.35 s.
+VMAX = 8.4
+SUN_ALT = -10.0
+N_CAL = 10
+GAP = 3
+
+
+def short_night_config(directory: Path) -> Path:
+    """A copy of the repository's config in ``directory/config``; returns its path."""
+    dst = directory / "config"
+    shutil.copytree(load_config().directory, dst)
+    text = (dst / "reduction.toml").read_text()
+    for key, value in {
+        "n_bias": N_CAL,
+        "n_dark": N_CAL,
+        "n_flat": N_CAL,
+        "calibration_gap_slots": GAP,
+        "sun_alt_start_deg": SUN_ALT,
+        "sun_alt_stop_deg": SUN_ALT,
+    }.items():
+        text, n = re.subn(rf"(?m)^{key}\s*=\s*[-0-9.]+", f"{key} = {value}", text)
+        assert n == 1, key
+    (dst / "reduction.toml").write_text(text)
+    return dst
+
+
+def sky_device(workdir: Path, config_dir: Path, start_lstseq: int) -> DeviceProcess:
+    """The simulated camera (not started: use ``with``), its clock at slot ``start_lstseq``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = sky_device_config(
+        workdir,
+        camera_id="LPC",
+        sensor="crop512",
+        config_dir=config_dir,
+        seed=SEED,
+        speed=SPEED,
+        start_jd=float(lstseq2date(start_lstseq, format="jd")),
+        readout_s=0.5,
+        max_queued_frames=8,
+        temp_event_interval_s=0.0,
+        render_options={"vmax": VMAX},
+    )
+    return DeviceProcess(cfg, startup_timeout_s=120.0)
