@@ -53,11 +53,11 @@ from mascara_actors.sidereal import SLOT_SIDEREAL_S, set_index, slot_length_sola
 from mascara_actors.storage import (
     NightFile,
     NightId,
+    SetFile,
     SetWriter,
     list_set_files,
     nightly_file_path,
 )
-from mascara_actors.storage._sources import SetSource
 
 __all__ = [
     "NightPlan",
@@ -214,23 +214,16 @@ def resume_point(night_dir: Path) -> ResumePoint:
             astrometry = None
         for row in astrometry if astrometry is not None else ():
             solutions[int(row["setidx"])] = StoredSolution.from_row(row)
-    sets = list_set_files(night_dir, "fast")
-    if sets:
-        nid = NightId.from_dir(night_dir)
-        for setidx, path in sets.items():
-            done.add(setidx)
-            try:
-                # storage has no public reader of a per-set file's astrometry row yet
-                source = SetSource.open_checked(path, nid, "fast")
-                try:
-                    rows = source.read_astrometry()
-                finally:
-                    source.close()
-            except StorageError as exc:
-                log.warning("resume: %s: %s", path, exc)
-                continue
-            for row in rows if rows is not None else ():
-                solutions[int(row["setidx"])] = StoredSolution.from_row(row)
+    for setidx, path in list_set_files(night_dir, "fast").items():
+        done.add(setidx)
+        try:
+            with SetFile(path, "fast") as set_file:
+                rows = set_file.astrometry()
+        except StorageError as exc:
+            log.warning("resume: %s", exc)
+            continue
+        for row in rows if rows is not None else ():
+            solutions[int(row["setidx"])] = StoredSolution.from_row(row)
     return ResumePoint(frozenset(done), solutions)
 
 

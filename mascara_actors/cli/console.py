@@ -33,8 +33,7 @@ from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import StorageError
 from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import NightFile, NightId, list_set_files, nightly_file_path
-from mascara_actors.storage._sources import SetSource
+from mascara_actors.storage import NightFile, SetFile, list_set_files, nightly_file_path
 from mascara_actors.summary import summarise_night
 from tui.app import ConsoleFeed, make_console, run_console
 from tui.messages import LightCurve
@@ -92,13 +91,9 @@ def light_curve_so_far(night_dir: Path, catalogue: Catalogue, hip: int) -> Light
             if hip in set(nf.ids().tolist()):
                 parts.append(nf.lightcurve(hip, ["lstseq", "jdmid", "flux0", "flag"]))
     else:
-        nid = NightId.from_dir(night_dir)
         for path in list_set_files(night_dir, "fast").values():
-            source = SetSource.open_checked(path, nid, "fast")
-            try:
-                rec = source.read_ids(np.array([hip]))
-            finally:
-                source.close()
+            with SetFile(path, "fast") as set_file:
+                rec = set_file.lightcurves([hip])
             if rec.size:
                 parts.append(rec[["lstseq", "jdmid", "flux0", "flag"]])
     if not parts:

@@ -4,7 +4,7 @@
 - :func:`combine_night`: the crash-safe, chunked, idempotent nightly combine (``CombineH5``).
 - :func:`write_star_fits`, :class:`StarFileFinaliser`, :func:`export_stars`: per-star FITS
   tables (``LCtable``, ``SaveItAll``, ``CombinePkl``).
-- :class:`NightFile`: reading API for users.
+- :class:`NightFile`: reading API for users; :class:`SetFile` for a per-set file.
 - :func:`get_dark_filename`, :func:`update_dark_filename`: the dark table; JSON state files.
 - :class:`NightLock`: one writer per camera-night.
 """
@@ -33,6 +33,7 @@ from mascara_actors.storage.layout import set_file_path as set_file_path
 from mascara_actors.storage.layout import set_index as set_index
 from mascara_actors.storage.locks import NightLock as NightLock
 from mascara_actors.storage.reader import NightFile as NightFile
+from mascara_actors.storage.reader import SetFile as SetFile
 from mascara_actors.storage.setfiles import SetWriter as SetWriter
 from mascara_actors.storage.setfiles import list_set_files as list_set_files
 from mascara_actors.storage.starfiles import StarFileFinaliser as StarFileFinaliser
@@ -55,6 +56,7 @@ __all__ = [
     "NightFile",
     "NightId",
     "NightLock",
+    "SetFile",
     "SetWriter",
     "StarFileFinaliser",
     "atomic_hdf5",

@@ -19,9 +19,9 @@ from mascara_actors.errors import StorageError
 from mascara_actors.records import field_units
 from mascara_actors.storage import layout as L
 from mascara_actors.storage._h5 import read_dataset
-from mascara_actors.storage._sources import attr_value, read_field_group
+from mascara_actors.storage._sources import SetSource, attr_value, read_field_group
 
-__all__ = ["NightFile", "unit_string"]
+__all__ = ["NightFile", "SetFile", "unit_string"]
 
 
 def unit_string(name: str) -> str | None:
@@ -177,3 +177,54 @@ class NightFile:
         match[inside] = station["lstseq"][pos[inside]] == lstseq[inside]
         jd[match] = station["jd"][pos[match]]
         return jd
+
+
+class SetFile:
+    """A per-set file (``{night}/tmp/{kind}_{setidx:09d}.hdf5``) opened for reading while the
+    night runs (use it as a context manager).
+
+    The file is checked on opening against its night (from the directory it is in) and its
+    kind; :class:`~mascara_actors.errors.StorageError` says what is wrong with it.
+    """
+
+    def __init__(self, path: str | Path, kind: str = "fast") -> None:
+        self.path = Path(path)
+        nid = L.NightId.from_dir(self.path.parent.parent)
+        try:
+            self._source = SetSource.open_checked(self.path, nid, L.check_kind(kind))
+        except StorageError as exc:
+            raise StorageError(f"{self.path}: {exc}") from exc
+
+    @property
+    def setidx(self) -> int:
+        """The set index."""
+        return self._source.setidx
+
+    def __enter__(self) -> SetFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def ids(self) -> np.ndarray:
+        """Star ids (HIP numbers) in the set, ascending."""
+        return self._source.index_ids.copy()
+
+    def counts(self) -> np.ndarray:
+        """Points per star, in the order of :meth:`ids`."""
+        return self._source.index_count.copy()
+
+    def station(self) -> np.ndarray:
+        """The station rows (one per exposure)."""
+        return self._source.read_station()
+
+    def astrometry(self) -> np.ndarray | None:
+        """The set's astrometry rows, None when it has none."""
+        return self._source.read_astrometry()
+
+    def lightcurves(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The records of the stars ``ids`` (those in the set), with their ``id`` field."""
+        return self._source.read_ids(np.asarray(ids, np.int64))

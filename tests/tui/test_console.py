@@ -25,8 +25,7 @@ from mascara_actors.cli.replay import plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import CatalogueError
 from mascara_actors.sidereal import REFERENCE_SITE, lstidx, set_index
-from mascara_actors.storage import NightFile, NightId, list_set_files
-from mascara_actors.storage._sources import SetSource
+from mascara_actors.storage import NightFile, SetFile, list_set_files
 from tui.app import ConsoleFeed, make_console, take_snapshot
 from tui.screens.lookup import LookupScreen, parse_hip
 from tui.widgets import ErrorPane, plot_text, starfield_text
@@ -74,7 +73,9 @@ def _fed_feed(config, *, latest: Path | None = None) -> ConsoleFeed:
     )
     feed = ConsoleFeed(state=state, camera=config.camera("LPC"), out_dir=Path("/"),
                        clock=lambda: FIXED_UTC, wall=lambda: FIXED_WALL,
-                       disk_free=lambda p: 123.4e9, latest_frame=lambda: latest)
+                       disk_free=lambda p: 123.4e9, latest_frame=lambda: latest,
+                       recorded=False, phase=lambda: "science",
+                       camera_link=lambda: "exposing, readout on")
     feed.finished.set()
     return feed
 
@@ -337,17 +338,13 @@ async def test_pause_resume_and_quit_mid_night_flush(
     assert feed.result.stopped_early
     sets = list_set_files(job.plan.night_dir, "fast")
     assert sets, "the complete set was not flushed before the console closed"
-    nid = NightId.from_dir(job.plan.night_dir)
     for setidx, path in sets.items():
-        src = SetSource.open_checked(path, nid, "fast")
-        try:
-            station = src.read_station()
+        with SetFile(path) as set_file:
+            station = set_file.station()
             assert np.all(set_index(station["lstseq"]) == setidx)
             in_set = sum(1 for s, _ in job.frames if int(set_index(s)) == setidx)
             assert len(station) == in_set
-            hip = int(src.index_ids[np.argmax(src.index_count)])
-        finally:
-            src.close()
+            hip = int(set_file.ids()[np.argmax(set_file.counts())])
         # the star look-up reads the per-set files while there is no nightly file yet
         curve = light_curve_so_far(job.plan.night_dir, catalogue, hip)
         assert curve.lstseq.size == in_set

@@ -14,7 +14,14 @@ import pytest
 
 from mascara_actors import records as R
 from mascara_actors.errors import StorageError
-from mascara_actors.storage import NightId, NightLock, SetWriter, list_set_files, set_file_path
+from mascara_actors.storage import (
+    NightId,
+    NightLock,
+    SetFile,
+    SetWriter,
+    list_set_files,
+    set_file_path,
+)
 from tests.mascara_actors.storage._data import HEADER, NIGHT, make_night, write_sets
 
 REPO = Path(__file__).resolve().parents[3]
@@ -217,3 +224,32 @@ def test_async_writer_writes_and_releases(night_dir: Path) -> None:
     lock = NightLock(night_dir).acquire()
     assert lock.held
     lock.release()
+
+
+def test_set_file_reader_returns_what_was_written(night_dir: Path, tmp_path: Path) -> None:
+    data = make_night(2, nsets=1)[0]
+    with SetWriter(night_dir, header=HEADER) as w:
+        path = w.write_set("fast", data.setidx, data.records, stars=data.stars,
+                           station=data.station, astrometry=data.astrometry)
+    ids, counts = np.unique(data.records["id"], return_counts=True)
+    with SetFile(path) as sf:
+        assert sf.setidx == data.setidx
+        np.testing.assert_array_equal(sf.ids(), ids)
+        np.testing.assert_array_equal(sf.counts(), counts)
+        assert sf.station().tobytes() == data.station.tobytes()
+        assert sf.astrometry().tobytes() == data.astrometry.tobytes()
+        some = [int(ids[3]), int(ids[-1])]
+        got = sf.lightcurves([*some, 999_999])  # a star not in the set is left out
+        assert sorted(set(got["id"].tolist())) == sorted(some)
+        assert len(got) == int(counts[3] + counts[-1])
+        mine = data.records[np.isin(data.records["id"], some)]
+        assert sorted(got["lstseq"].tolist()) == sorted(mine["lstseq"].tolist())
+    # the same file under another night's directory belongs elsewhere
+    other = tmp_path / "20240316LPC" / "tmp"
+    other.mkdir(parents=True)
+    moved = other / path.name
+    moved.write_bytes(path.read_bytes())
+    with pytest.raises(StorageError, match=r"belongs elsewhere.*20240315"):
+        SetFile(moved)
+    with pytest.raises(StorageError, match="kind"):
+        SetFile(path, "medium")
