@@ -28,7 +28,6 @@ running the station again resumes the same night.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -44,7 +43,7 @@ from hw.driver import CameraDriver, CameraStatus
 from hw.live import LiveStats, live_frames
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.messages import FrameReady
-from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night
+from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night, stop_on_signals
 from mascara_actors.actors.reducer import WorkerSpec
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
@@ -187,6 +186,7 @@ class Station:
         self.link_problem: str | None = None
         """Why the camera does not answer, while it does not."""
         self._status_at = 0.0
+        self._watching = False
         self.stats = LiveStats()
         """Counters of the science frames from the camera."""
         self.phase = "starting"
@@ -238,6 +238,13 @@ class Station:
         Keeps :attr:`camera_status` (clock, CCD temperature) for the console, and reports a
         camera that stops answering, and its return, in the night's problem list.
         """
+        self._watching = True
+        try:
+            await self._watch(period_s)
+        finally:
+            self._watching = False
+
+    async def _watch(self, period_s: float) -> None:
         while True:
             try:
                 status = await self.driver.status()
@@ -275,6 +282,8 @@ class Station:
         status = self.camera_status
         if status is None:
             return "connecting"
+        if not self._watching:
+            return "not watched"
         return f"{status.state.lower()}, readout {'on' if status.readout_on else 'off'}"
 
     # -- the night ---------------------------------------------------------------------------
@@ -283,28 +292,13 @@ class Station:
         """Run the night to its end (or to ``stop``); see the module docstring."""
         if not self.handle_signals:
             return await self._run(catalogue)
+        stopped_by: list[str] = []
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._signals, tg.cancel_scope)
+            tg.start_soon(stop_on_signals, self.stop, tg.cancel_scope, stopped_by)
             report = await self._run(catalogue)
             tg.cancel_scope.cancel()
-        report.stopped_by = self.stopped_by
+        self.stopped_by = report.stopped_by = stopped_by[0] if stopped_by else None
         return report
-
-    async def _signals(self, scope: anyio.CancelScope) -> None:
-        """First SIGINT/SIGTERM: stop for a restart. Second: cancel everything now."""
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if self.stop.is_set():
-                    log.warning("second %s: stopping now", name)
-                    scope.cancel()
-                    return
-                log.warning(
-                    "%s: finishing the frames in flight, then stopping (again to stop at once)",
-                    name,
-                )
-                self.stopped_by = name
-                self.stop.set()
 
     async def _run(self, catalogue: Catalogue) -> StationReport:
         status = await self.driver.status()

@@ -67,6 +67,7 @@ __all__ = [
     "resume_point",
     "run_night",
     "star_table",
+    "stop_on_signals",
 ]
 
 log = logging.getLogger(__name__)
@@ -355,7 +356,7 @@ async def run_night(
                     side.start_soon(_monitor, ev_send.clone(), spool, frames_recv, reduced_recv)
                     async with anyio.create_task_group() as tg:
                         if handle_signals:
-                            side.start_soon(_signals, stop, tg.cancel_scope, stopped_by)
+                            side.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
                         tg.start_soon(spool.feed)
                         tg.start_soon(
                             lambda: camera.run(
@@ -477,8 +478,11 @@ async def _monitor(
             await anyio.sleep(period_s)
 
 
-async def _signals(stop: anyio.Event, scope: anyio.CancelScope, stopped_by: list[str]) -> None:
-    """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
+async def stop_on_signals(
+    stop: anyio.Event, scope: anyio.CancelScope, stopped_by: list[str]
+) -> None:
+    """First SIGINT/SIGTERM: set ``stop`` (its name goes to ``stopped_by``). Second: cancel
+    ``scope`` now. Run it in the main thread."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name

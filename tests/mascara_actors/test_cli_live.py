@@ -1,29 +1,98 @@
-"""`mascara-actors live` on the simulated camera device: the whole live chain end to end."""
+"""`mascara-actors live` on the simulated camera device: the whole station chain end to end.
+
+The runs use the short-night configuration of :mod:`tests.stations` (10 frames per
+calibration kind), so each takes well under a minute.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mascara_actors.cli import main
 from mascara_actors.rawframe import parse_raw_filename, read_raw
-from mascara_actors.storage import NightFile
+from mascara_actors.storage import NightFile, list_set_files, read_dark_table
+from tests.stations import N_CAL, short_night_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_live_simulated_camera_reduces_a_night(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return short_night_config(tmp_path_factory.mktemp("config"))
+
+
+def _raw(night: Path) -> dict[str, list[int]]:
+    kinds: dict[str, list[int]] = {}
+    for p in (night / "raw").glob("*.fits"):
+        lstseq, _, kind = parse_raw_filename(p.name)
+        kinds.setdefault(kind, []).append(lstseq)
+    return {k: sorted(v) for k, v in kinds.items()}
+
+
+def test_live_simulated_camera_reduces_a_night(tmp_path: Path, config_dir: Path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["live", "--frames", "55", "--speed", "25", "--out", str(out)])
+    code = main(["--config", str(config_dir), "live", "--frames", "55", "--speed", "25",
+                 "--out", str(out)])
     assert code == 0
     night = out / "20260320LPC"
-    raws = sorted((night / "raw").glob("*.fits"))
-    lstseqs = [parse_raw_filename(p.name)[0] for p in raws]
-    assert len(raws) == 55
-    assert np.all(np.diff(lstseqs) == 1)  # one frame per slot, none lost
-    header = read_raw(raws[0]).header
+    raw = _raw(night)
+    science = raw["science"]
+    assert len(science) == 55
+    assert np.all(np.diff(science) == 1)  # one frame per slot, none lost
+    # no master dark at the start: darks first; the dawn sequence after the last frame
+    assert len(raw["dark"]) == 2 * N_CAL
+    assert raw["dark"][N_CAL - 1] < science[0] < science[-1] < raw["bias"][0]
+    assert len(raw["bias"]) == len(raw["flat"]) == N_CAL
+    header = read_raw(night / "raw" / f"{science[0]:08d}C.fits").header
     assert (header.camera, header.site, header.xsize, header.ysize) == ("C", "LaPalma", 512, 384)
     with NightFile(night / "lightcurves" / "fast_20260320LPC.hdf5") as nf:
-        assert np.array_equal(nf.station["lstseq"], lstseqs)
+        assert np.array_equal(nf.station["lstseq"], science)
         assert len(nf.ids()) > 20
     assert (night / "lightcurves" / "slow_20260320LPC.hdf5").is_file()
     assert len(list((night / "binned").glob("bin_*.fits"))) >= 1
+    table = read_dark_table("C", out / "state")
+    assert [Path(p).name for p in table] == [
+        f"{raw['dark'][N_CAL]:08d}Cmasterdark.fits",
+        f"{raw['dark'][0]:08d}Cmasterdark.fits",
+    ]
+    err = capsys.readouterr().err
+    assert "start calibration: 10 dark frames -> dark" in err
+    assert "dawn calibration: 10 bias, 10 dark, 10 flat frames -> bias, dark, flat" in err
+    assert "summary: " in err
+
+
+def test_sigint_stops_the_night_for_a_restart(tmp_path: Path, config_dir: Path) -> None:
+    """Ctrl-C mid-night: the frames in flight are reduced, complete sets saved, exit 130
+    with a message that says how to go on; no nightly file, no dawn sequence."""
+    out = tmp_path / "out"
+    script = Path(sys.executable).parent / "mascara-actors"
+    cmd = [str(script), "--config", str(config_dir), "live", "--speed", "25", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    night = out / "20260320LPC"
+    try:
+        deadline = time.monotonic() + 120
+        while not list_set_files(night, "fast") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list_set_files(night, "fast"), "no set was saved within 120 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopped: run the same command again to resume the night" in err
+    assert "Traceback" not in err
+    raw = _raw(night)
+    assert "bias" not in raw  # no dawn sequence
+    assert not (night / "lightcurves" / "fast_20260320LPC.hdf5").exists()
+    for setidx, path in list_set_files(night, "fast").items():
+        assert path.stat().st_size > 0
+        assert setidx * 50 <= raw["science"][-1]
