@@ -51,8 +51,8 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig
 from mascara_actors.ephemeris import sun_altitude
 from mascara_actors.errors import StorageError
+from mascara_actors.night_window import first_slot_past
 from mascara_actors.rawframe import raw_filename, write_raw
-from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date
 
 __all__ = [
     "TRUTH_FILENAME",
@@ -406,11 +406,7 @@ def choose_start_lstseq(
     k = int(downs[np.argmin(np.abs(downs - sets[0]))])
     # Between two samples the Sun sinks monotonically: the first slot starting below the
     # altitude is in the bracket, whose first slot starts at or before grid[k].
-    seq = REFERENCE_SITE.local_sidereal_time(grid[k : k + 2]).lstseq
-    candidates = np.arange(int(seq[0]), int(seq[1]) + 2)
-    starts = np.asarray(lstseq2date(candidates, format="jd"), float)
-    below = sun_altitude(starts, site) < sun_alt_deg
-    return int(candidates[np.argmax(below)])
+    return first_slot_past(site, float(grid[k]), float(grid[k + 1]), sun_alt_deg, rising=False)
 
 
 def read_truth(path: str | os.PathLike[str]) -> TruthFile:

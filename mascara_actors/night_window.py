@@ -16,7 +16,7 @@ import numpy as np
 
 from mascara_actors.config import NightConfig, SiteConfig
 from mascara_actors.ephemeris import night_date, sun_altitude
-from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date
+from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
 
 __all__ = ["NightWindow", "first_slot_past", "night_window"]
 
@@ -98,9 +98,10 @@ def night_window(site: SiteConfig, jd_utc: float, night: NightConfig) -> NightWi
     start_alt, stop_alt = night.sun_alt_start_deg, night.sun_alt_stop_deg
     downs = np.flatnonzero((alt[:-1] >= start_alt) & (alt[1:] < start_alt))
     ups = np.flatnonzero((alt[:-1] < stop_alt) & (alt[1:] >= stop_alt))
+    slot_days = slot_length_solar_s() / 86400.0
     for k in ups:
-        if grid[k + 1] <= jd_utc:
-            continue
+        if grid[k + 1] + slot_days <= jd_utc:
+            continue  # the stop slot starts at most a slot after the crossing: long past
         stop = first_slot_past(site, grid[k], grid[k + 1], stop_alt, rising=True)
         if float(lstseq2date(stop, format="jd")) <= jd_utc:
             continue  # this dawn has passed: the next night is wanted

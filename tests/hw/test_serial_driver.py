@@ -25,7 +25,7 @@ from hw.device import (
     seeded_pattern,
 )
 from hw.driver import CameraStatus, SerialCamera
-from hw.protocol import EVT, CommandRejected, ErrorCode, Message
+from hw.protocol import EVT, CommandRejected, ErrorCode, FrameType, Message, parse_kv
 from hw.readout import ReadoutFrame
 from mascara_actors.errors import CameraDisconnected, CameraError, CameraTimeout
 from mascara_actors.sidereal import lstseq2date, slot_length_solar_s
@@ -227,6 +227,57 @@ async def test_arm_refusals_and_abort(device: DeviceProcess) -> None:
     assert 98 <= cancelled <= 100
     assert (after.state, after.remaining) == ("IDLE", 0)
     assert cam.stats.control.rejected == 4
+
+
+async def raw_status(cam: SerialCamera) -> dict[str, str]:
+    """The STATUS reply as sent, key by key."""
+    return parse_kv((await cam.link.request("STATUS")).args[1:])
+
+
+async def test_dark_and_bias_sequences_carry_their_exposure_time(device: DeviceProcess) -> None:
+    with anyio.fail_after(20):
+        async with fresh_camera(device) as cam:
+            await cam.start_readout()
+            firsts: dict[FrameType, int] = {}
+            armed: dict[FrameType, dict[str, str]] = {}
+            frames: dict[FrameType, list[ReadoutFrame]] = {}
+            for kind in (FrameType.DARK, FrameType.BIAS):
+                firsts[kind] = first = (await cam.status()).lstseq + 3
+                await cam.arm(first, 2, kind)
+                armed[kind] = await raw_status(cam)
+                frames[kind] = await receive_frames(cam, 2, first)
+                await receive_events(cam, "DONE", 1, first)
+            # an unknown frame type is refused and arms nothing
+            first = (await cam.status()).lstseq + 3
+            with pytest.raises(CommandRejected, match="BADARG") as bad:
+                await cam.link.request("ARM", str(first), "2", "GREY")
+            refused = await raw_status(cam)
+            # without a type the sequence is science again
+            await cam.arm(first, 1)
+            light = await raw_status(cam)
+            cancelled = await cam.abort()
+    for kind, exptime_s in ((FrameType.DARK, slot_length_solar_s()), (FrameType.BIAS, 0.0)):
+        first = firsts[kind]
+        assert (armed[kind]["state"], armed[kind]["next"], armed[kind]["remaining"]) == (
+            "ARMED",
+            str(first),
+            "2",
+        )
+        assert armed[kind]["type"] == kind.value
+        assert [f.header.lstseq for f in frames[kind]] == [first, first + 1]
+        for f in frames[kind]:
+            assert_valid(f)
+            assert f.header.exptime_s == exptime_s
+            assert f.header.jd_start == pytest.approx(
+                float(lstseq2date(f.header.lstseq)), abs=1e-9
+            )
+    assert bad.value.code == ErrorCode.BADARG
+    assert "GREY" in str(bad.value)
+    assert (refused["state"], refused["next"], refused["remaining"]) == ("IDLE", "-1", "0")
+    assert (light["state"], light["type"]) == ("ARMED", "LIGHT")
+    assert cancelled == 1
+    assert cam.stats.control.rejected == 1
+    assert cam.stats.readout.dropped == 0
 
 
 async def test_unread_events_drop_the_oldest(device: DeviceProcess) -> None:
