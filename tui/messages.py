@@ -44,7 +44,10 @@ class Snapshot:
     last_latency_s: float
     """Seconds from the frame's arrival to its records."""
     last_nstars: int
+    """Stars expected on the last frame (catalogue, V <= 8.4, inside the edge margin): each
+    has a record."""
     last_nflagged: int
+    """... of which flagged (edge, saturated, bad sky ...); the others are clean."""
     astrometry_dr: float
     """Astrometric residual of the latest set, pixels."""
     aflag: int

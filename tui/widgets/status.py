@@ -45,7 +45,8 @@ def status_text(snap: Snapshot) -> Text:
     t.append(f"{snap.frames_failed} failed", style="bold red" if snap.frames_failed else "")
     t.append(f", {snap.rate_hz:.2f}/s   last frame {snap.last_lstseq or '--'} ")
     t.append(f"latency {_num(snap.last_latency_s, '.2f', ' s')}\n")
-    t.append(f"stars {snap.last_nstars} measured, {snap.last_nflagged} flagged   ")
+    clean = snap.last_nstars - snap.last_nflagged
+    t.append(f"stars {snap.last_nstars} expected, {clean} clean, {snap.last_nflagged} flagged  ")
     t.append(f"astrometry {_num(snap.astrometry_dr, '.3f', ' px')} aflag {snap.aflag}\n")
     t.append(f"CCD {_num(snap.ccdtemp, '.1f', ' C')}   disk {snap.disk_free_gb:.1f} GB free   ")
     state = run_state(snap)
