@@ -3,7 +3,8 @@
 :class:`Station` drives a live camera (:class:`~hw.driver.CameraDriver`) through a whole
 night, as the legacy ``rawdir_monitor`` did, on the camera's own clock:
 
-1. **Window.** From the camera clock and the Sun, the night in progress or the next one
+1. **Window.** The CCD cooler is switched on at ``ccd_setpoint_c``; from the camera clock
+   and the Sun, the night in progress or the next one
    (:func:`~mascara_actors.night_window.night_window`, ``[night]`` in ``reduction.toml``).
 2. **Dusk calibration.** ``n_bias`` bias frames, ``n_dark`` darks (shutter closed) and
    ``n_flat`` twilight flats, armed to end ``calibration_gap_slots`` before the first science
@@ -301,7 +302,15 @@ class Station:
         return report
 
     async def _run(self, catalogue: Catalogue) -> StationReport:
+        setpoint = self.config.reduction.night.ccd_setpoint_c
+        await self.driver.set_setpoint(setpoint)
+        await self.driver.set_cooler(True)
         status = await self.driver.status()
+        log.info(
+            "station: cooler on, set-point %.1f C (CCD at %.1f C)",
+            setpoint,
+            status.cooling.ccdtemp_c,
+        )
         window = self.window
         if window is None:
             window = await anyio.to_thread.run_sync(

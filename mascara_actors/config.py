@@ -239,6 +239,10 @@ class NightConfig:
     sun_alt_stop_deg: float = _f(
         "the night ends above this Sun altitude, degrees", _between(-18, 10)
     )
+    ccd_setpoint_c: float = _f(
+        "CCD temperature the station sets and switches the cooler on for, degrees Celsius",
+        _between(-80, 40),
+    )
     calibration_gap_slots: int = _f(
         "slots between a calibration sequence and the science frames (the masters are made "
         "in them)",

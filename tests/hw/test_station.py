@@ -188,9 +188,16 @@ async def test_science_stops_at_dawn_from_the_sun(
             )
             with anyio.fail_after(240):
                 report = await station.run(catalogue)
+            cooling = await cam.cooling_state()
     assert report.window == dawn
     kinds = frames_of(report.night_dir)
     science = kinds["science"]
+    # the station switched the cooler on at the configured set-point: the CCD cools down
+    assert cooling.cooler_on
+    assert cooling.setpoint_c == config.reduction.night.ccd_setpoint_c
+    temps = [read_raw(report.night_dir / "raw" / f"{s:08d}C.fits").header.ccdtemp
+             for s in (science[0], science[-1])]
+    assert temps[1] < temps[0] < 15.0
     assert [c.when for c in report.calibrations] == ["start", "dawn"]
     first_darks = report.calibrations[0]
     assert list(first_darks.frames) == ["dark"]
