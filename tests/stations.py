@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from hw.device import DeviceProcess
+from hw.driver import CameraDriver
 from hw.sky_device import sky_device_config
-from mascara_actors.config import load_config
+from hw.station import Station
+from mascara_actors.config import Config, load_config
 from mascara_actors.sidereal import lstseq2date
 
 SPEED = 20.0
@@ -63,3 +66,16 @@ def sky_device(workdir: Path, config_dir: Path, start_lstseq: int) -> DeviceProc
         render_options={"vmax": VMAX},
     )
     return DeviceProcess(cfg, startup_timeout_s=120.0)
+
+
+def lpc_station(cam: CameraDriver, config: Config, out: Path, **options: Any) -> Station:
+    """The station of camera LPC on the ``crop512`` sensor, polling every 0.5 s."""
+    return Station(
+        cam,
+        config=config,
+        camera=config.camera("LPC"),
+        sensor=config.sensor("crop512"),
+        out_dir=out,
+        poll_s=0.5,
+        **options,
+    )

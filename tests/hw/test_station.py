@@ -22,7 +22,7 @@ from astropy.time import Time
 from hw.driver import SerialCamera
 from hw.simulator import SimulatedSky
 from hw.sky_device import build_sky
-from hw.station import Station, StationReport
+from hw.station import StationReport, calibration_start
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.ephemeris import site_location
@@ -30,7 +30,16 @@ from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import read_dark_table
-from tests.stations import GAP, N_CAL, SEED, SUN_ALT, VMAX, short_night_config, sky_device
+from tests.stations import (
+    GAP,
+    N_CAL,
+    SEED,
+    SUN_ALT,
+    VMAX,
+    lpc_station,
+    short_night_config,
+    sky_device,
+)
 
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
 NOON_JD = 2461119.5 + 0.5
@@ -99,19 +108,11 @@ async def test_dusk_calibration_then_science_from_the_sun(
     the first to start with the Sun below -10 deg; an operator dark sequence in the night
     re-arms the science; the night ended early runs the dawn sequence and the end chain."""
     workdir, out = station_dirs
-    dusk_first = window.start_lstseq - GAP - 3 * N_CAL - 3 * 3
-    camera = config.camera("LPC")
+    dusk_first = calibration_start(window, config)
+    assert dusk_first == window.start_lstseq - GAP - 3 * N_CAL - 3 * 3  # lead 2: 3 per re-arm
     with sky_device(workdir, config_dir, dusk_first - 10) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
-            station = Station(
-                cam,
-                config=config,
-                camera=camera,
-                sensor=config.sensor("crop512"),
-                out_dir=out,
-                poll_s=0.5,
-                max_science_frames=25,
-            )
+            station = lpc_station(cam, config, out, max_science_frames=25)
             replies: list[str] = []
 
             async def operator() -> None:
@@ -178,14 +179,7 @@ async def test_science_stops_at_dawn_from_the_sun(
     start = dawn.stop_lstseq - 60
     with sky_device(workdir, config_dir, start) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
-            station = Station(
-                cam,
-                config=config,
-                camera=camera,
-                sensor=config.sensor("crop512"),
-                out_dir=out,
-                poll_s=0.5,
-            )
+            station = lpc_station(cam, config, out)
             with anyio.fail_after(240):
                 report = await station.run(catalogue)
             cooling = await cam.cooling_state()

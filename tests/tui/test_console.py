@@ -412,10 +412,9 @@ async def test_console_drives_a_station_night_on_the_simulated_camera(
     summary, and ``q`` quits cleanly."""
     from hw.driver import SerialCamera
     from hw.recording import choose_start_lstseq
-    from hw.station import Station
     from mascara_actors.cli.console import station_feed
     from mascara_actors.storage import read_dark_table
-    from tests.stations import N_CAL, short_night_config, sky_device
+    from tests.stations import N_CAL, lpc_station, short_night_config, sky_device
 
     config = load_config(short_night_config(tmp_path))
     camera = config.camera("LPC")
@@ -423,15 +422,7 @@ async def test_console_drives_a_station_night_on_the_simulated_camera(
     out = tmp_path / "out"
     with sky_device(tmp_path / "device", config.directory, start) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address) as cam:
-            station = Station(
-                cam,
-                config=config,
-                camera=camera,
-                sensor=config.sensor("crop512"),
-                out_dir=out,
-                poll_s=0.5,
-                worker_mode="thread",
-            )
+            station = lpc_station(cam, config, out, worker_mode="thread")
             feed = station_feed(station, catalogue)
             app = make_console(feed, refresh_hz=10)
             async with anyio.create_task_group() as tg:
