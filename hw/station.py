@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -50,8 +50,9 @@ from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, SensorConfig
 from mascara_actors.errors import CalibrationError, CameraError
-from mascara_actors.masters import Masters, make_masters
+from mascara_actors.masters import Masters, dark_from_table, make_masters
 from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import jd_to_datetime
 from mascara_actors.storage import NightId, read_dark_table
 from mascara_actors.summary import summarise_night
@@ -78,7 +79,7 @@ class CalibrationRun:
     @property
     def lstseqs(self) -> tuple[int, int] | None:
         """First and last slot of the sequence, None if no frame came."""
-        seqs = [int(p.name[:8]) for paths in self.frames.values() for p in paths]
+        seqs = [parse_raw_filename(p.name)[0] for paths in self.frames.values() for p in paths]
         return (min(seqs), max(seqs)) if seqs else None
 
 
@@ -196,8 +197,6 @@ class Station:
         self.latest: FrameReady | None = None
         """The latest science frame from the camera."""
         self.report: StationReport | None = None
-        self.stopped_by: str | None = None
-        """Name of the signal that stopped the night (``SIGINT``, ``SIGTERM``), if any."""
         self._science_on = False
         self._ended = False
         self._session_stop = anyio.Event()
@@ -298,7 +297,7 @@ class Station:
             tg.start_soon(stop_on_signals, self.stop, tg.cancel_scope, stopped_by)
             report = await self._run(catalogue)
             tg.cancel_scope.cancel()
-        self.stopped_by = report.stopped_by = stopped_by[0] if stopped_by else None
+        report.stopped_by = stopped_by[0] if stopped_by else None
         return report
 
     async def _run(self, catalogue: Catalogue) -> StationReport:
@@ -389,12 +388,9 @@ class Station:
 
     def _table(self, masters: Masters) -> Masters:
         """``masters`` with the newest dark of the table when it has none of its own."""
-        entries = read_dark_table(self.camera.letter, self.state_dir)
-        if not entries:
-            log.warning("station: no master dark at all: subtracting the overscan level")
-            return masters
-        log.info("station: using %s from the dark table", entries[0])
-        return Masters(entries[0], masters.flat, masters.bias, masters.made, masters.notes)
+        dark, note = dark_from_table(self.camera.letter, self.state_dir)
+        log.log(logging.INFO if dark else logging.WARNING, "station: %s", note)
+        return replace(masters, dark=dark, notes=(*masters.notes, note))
 
     async def _science(
         self, window: NightWindow, over: anyio.Event
@@ -449,14 +445,14 @@ class Station:
         try:
             self.phase = "dark sequence (operator)"
             run = await self._calibrate("operator", kinds=("dark",))
-            span = run.lstseqs
             if run.masters.made:
+                span = run.lstseqs
+                assert span is not None  # a master is made from frames
+                first, last = span
                 self._darks_reply = (
-                    f"took {len(run.frames['dark'])} darks (lstseq {span[0]}..{span[1]}): "
+                    f"took {len(run.frames['dark'])} darks (lstseq {first}..{last}): "
                     f"master {Path(run.masters.dark or '').name} is first in the dark table; "
                     "tonight's reduction keeps its master"
-                    if span
-                    else "took no darks"
                 )
             else:
                 self._darks_reply = (

@@ -25,7 +25,7 @@ from mascara_actors.config import CalibrationConfig
 from mascara_actors.errors import CalibrationError
 from mascara_actors.storage import get_dark_filename, update_dark_filename
 
-__all__ = ["Masters", "make_masters"]
+__all__ = ["Masters", "dark_from_table", "make_masters"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ class Masters:
     """Kinds of master made from this sequence (``bias``, ``dark``, ``flat``)."""
     notes: tuple[str, ...] = ()
     """Remarks for the operator (which dark is used and why)."""
+
+
+def dark_from_table(camera_letter: str, state_dir: Path) -> tuple[str | None, str]:
+    """The newest master dark of the camera's dark table (None when there is none), and a
+    note for the operator saying which dark the science is calibrated with."""
+    try:
+        path = str(get_dark_filename(camera_letter, state_dir))
+    except CalibrationError:
+        return None, "no dark table: subtracting the overscan level"
+    return path, f"using {path} from the dark table"
 
 
 def _write(master: MasterFrame, binned: Path) -> str:
@@ -97,11 +107,8 @@ def make_masters(
         update_dark_filename(camera_letter, dark_path, state_dir, nmax=calibration.dark_history)
         made.append("dark")
     else:
-        try:
-            dark_path = str(get_dark_filename(camera_letter, state_dir))
-            notes.append(f"{len(dark)} darks: using {dark_path} from the dark table")
-        except CalibrationError:
-            notes.append(f"{len(dark)} darks and no dark table: subtracting the overscan level")
+        dark_path, note = dark_from_table(camera_letter, state_dir)
+        notes.append(f"{len(dark)} darks: {note}")
     flat_path = None
     if len(flat) >= calibration.min_flat and dark_path is not None:
         master = master_flat(flat, read_master(dark_path), calibration=calibration)

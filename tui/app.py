@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import anyio
 from textual.app import App
@@ -29,12 +29,9 @@ from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.sidereal import SiteReference, set_index
 from tui.messages import LightCurve, Snapshot
 
-__all__ = ["ConsoleApp", "ConsoleFeed", "PauseGate", "make_console", "run_console",
-           "take_snapshot"]
+__all__ = ["ConsoleApp", "ConsoleFeed", "make_console", "run_console", "take_snapshot"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 _SECONDS_PER_DAY = 86400.0
 _JD_UNIX_EPOCH = 2440587.5

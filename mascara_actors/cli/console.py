@@ -28,7 +28,12 @@ from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.live import add_camera_options, open_station, real_camera
+from mascara_actors.cli.live import (
+    add_camera_options,
+    open_station,
+    print_station_report,
+    real_camera,
+)
 from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import StorageError
@@ -170,8 +175,8 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
     science as at dawn (the end-of-night chain follows); the camera is polled every two
     seconds, so a camera that stops answering shows at once.
     """
-    gate = station.gate if station.gate is not None else PauseGate()
-    station.gate = gate
+    if station.gate is None:  # the console's p key pauses the station's reduction
+        station.gate = PauseGate()
 
     async def pipeline() -> StationReport:
         async with anyio.create_task_group() as tg:
@@ -195,7 +200,7 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
         clock=station.camera_clock,
         wall=time.time,
         stop=station.stop,
-        gate=gate,
+        gate=station.gate,
         pipeline=pipeline,
         lookup=lookup,
         take_darks=station.take_darks,
@@ -255,19 +260,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return code or 1
-    s = feeds[0].state
-    print(
-        f"night {report.window.night}: {s.frames_reduced} frames reduced, {s.frames_failed} "
-        f"failed; output {report.night_dir}",
-        file=sys.stderr,
-    )
-    for run_ in report.calibrations:
-        print(f"{run_.when} calibration: masters {', '.join(run_.masters.made) or 'none'}",
-              file=sys.stderr)
-    if report.science is not None:
-        _print_outcome(report.science, report.night_dir, summarise=False)
-    if report.summary_html is not None:
-        print(f"summary: {report.summary_html}", file=sys.stderr)
+    print_station_report(report, feeds[0].state)
     return code
 
 
@@ -302,11 +295,11 @@ def _run_replay(args: argparse.Namespace, config) -> int:  # type: ignore[no-unt
             file=sys.stderr,
         )
         return code or 1
-    _print_outcome(report, job.plan.night_dir, summarise=True)
+    _print_outcome(report, job.plan.night_dir)
     return code
 
 
-def _print_outcome(report: NightReport, night_dir: Path, *, summarise: bool) -> None:
+def _print_outcome(report: NightReport, night_dir: Path) -> None:
     s = report.state
     print(
         f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed; sets written: "
@@ -321,6 +314,6 @@ def _print_outcome(report: NightReport, night_dir: Path, *, summarise: bool) -> 
         )
     for f in report.nightly_files:
         print(f"nightly file: {f}", file=sys.stderr)
-    if summarise and report.nightly_files and not report.stopped_early:
+    if report.nightly_files and not report.stopped_early:
         outcome = summarise_night(night_dir)
         print(f"summary: {outcome.html_path}", file=sys.stderr)

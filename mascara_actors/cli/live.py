@@ -34,7 +34,14 @@ from mascara_actors.night_window import night_window
 from mascara_actors.progress import ProgressBar
 from mascara_actors.sidereal import lstseq2date
 
-__all__ = ["add_camera_options", "add_parser", "open_station", "real_camera", "run"]
+__all__ = [
+    "add_camera_options",
+    "add_parser",
+    "open_station",
+    "print_station_report",
+    "real_camera",
+    "run",
+]
 
 _LEAD_SLOTS = 2
 
@@ -209,16 +216,21 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     state = NightState()
     report = anyio.run(_live, args, config, state)
-    if report is None:
-        return 1
-    s = state
+    print_station_report(report, state)
+    if report.stopped_by is not None:
+        return 128 + signal.Signals[report.stopped_by]
+    return 0 if report.ok else 1
+
+
+def print_station_report(report: StationReport, state: NightState) -> None:
+    """The night's outcome on stderr (``live`` and ``console``)."""
     for run_ in report.calibrations:
         made = ", ".join(run_.masters.made) or "no master"
         counts = ", ".join(f"{len(v)} {k}" for k, v in run_.frames.items())
         print(f"{run_.when} calibration: {counts} frames -> {made}", file=sys.stderr)
     print(
-        f"night {report.window.night} ({report.night_dir}): {s.frames_reduced} frames reduced, "
-        f"{s.frames_failed} failed",
+        f"night {report.window.night} ({report.night_dir}): {state.frames_reduced} frames "
+        f"reduced, {state.frames_failed} failed",
         file=sys.stderr,
     )
     science = report.science
@@ -226,12 +238,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"nightly file: {f}", file=sys.stderr)
     if report.summary_html is not None:
         print(f"summary: {report.summary_html}", file=sys.stderr)
-    if report.stopped_by is not None:
-        print("stopped: run the same command again to resume the night", file=sys.stderr)
-        return 128 + signal.Signals[report.stopped_by]
     if state.fatal:
         print(f"the night stopped: {state.fatal}", file=sys.stderr)
-    return 0 if report.ok else 1
+    if report.stopped_by is not None or (science is not None and science.stopped_early):
+        print("stopped: run the same command again to resume the night", file=sys.stderr)
 
 
 async def _live(args: argparse.Namespace, config: Config, state: NightState) -> StationReport:
