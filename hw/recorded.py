@@ -34,7 +34,13 @@ import anyio
 import anyio.to_thread
 
 from mascara_actors.errors import ConfigError, FrameError
-from mascara_actors.rawframe import FRAME_KINDS, RawFrame, parse_raw_filename, read_raw
+from mascara_actors.rawframe import (
+    FRAME_KINDS,
+    FrameNameMismatch,
+    RawFrame,
+    parse_raw_filename,
+    read_raw,
+)
 from mascara_actors.sidereal import slot_length_solar_s
 
 __all__ = ["FrameFile", "RecordedNight", "ReplayStats"]
@@ -261,9 +267,17 @@ class _Replay:
 
 
 def _read_checked(f: FrameFile) -> RawFrame | str:
-    """Read one frame; on a problem, log it and return the name of the stats counter."""
+    """Read one frame; on a problem, log it and return the name of the stats counter.
+
+    The name/header agreement is :func:`~mascara_actors.rawframe.read_raw`'s own check
+    (:func:`~mascara_actors.rawframe.check_name_agrees`), the one every reader of raw
+    frames gets.
+    """
     try:
-        frame = read_raw(f.path)
+        return read_raw(f.path)
+    except FrameNameMismatch as exc:
+        log.warning("skipped %s", exc)
+        return "skipped_mismatch"
     except FrameError as exc:
         log.warning("skipped unreadable frame: %s", exc)
         return "skipped_unreadable"
@@ -272,17 +286,3 @@ def _read_checked(f: FrameFile) -> RawFrame | str:
         # about a file that passed the layout check (e.g. a non-standard header).
         log.warning("skipped unreadable frame: %s: %s", f.path, exc)
         return "skipped_unreadable"
-    h = frame.header
-    wrong = [
-        f"{key} {got!r} (name says {want!r})"
-        for key, got, want in (
-            ("LSTSEQ", h.lstseq, f.lstseq),
-            ("CAMERA", h.camera, f.camera),
-            ("IMAGETYP", h.imagetyp, f.kind),
-        )
-        if got != want
-    ]
-    if wrong:
-        log.warning("skipped %s: header %s", f.path, ", ".join(wrong))
-        return "skipped_mismatch"
-    return frame

@@ -30,14 +30,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
 from mascara_actors.config import CalibrationConfig, load_config
 from mascara_actors.errors import CalibrationError, FrameError
-from mascara_actors.rawframe import RawFrame, RawHeader
+from mascara_actors.fits_layout import check_fits_layout
+from mascara_actors.rawframe import (
+    RawFrame,
+    RawHeader,
+    check_name_agrees,
+    check_raw_pixels,
+)
 from mascara_actors.storage.atomic import atomic_write_bytes
 
 __all__ = [
@@ -227,6 +232,12 @@ class MasterFrame:
     method: str = COMBINE_METHOD
     darkfile: int = 0
     """Flat only: lstseq of the master dark subtracted from each flat (0: none)."""
+    sources: tuple[str, ...] = ()
+    """File names of the frames combined, in the order given: the provenance, kept in the
+    file's header as ``SRC0001``, ``SRC0002`` ... (empty for a file written without it)."""
+    left_out: tuple[str, ...] = ()
+    """Frames given but left out of the combine (``leave_out=True``), each as
+    ``"file: reason"``; not kept in the file."""
 
     def science(self) -> np.ndarray:
         """The science region (a view)."""
@@ -272,6 +283,8 @@ def write_master(path: str | Path, master: MasterFrame) -> Path:
         hdr[key] = getattr(master, key.lower())
     if master.kind == "flat":
         hdr["DARKFILE"] = (master.darkfile, "lstseq of the master dark subtracted")
+    for i, name in enumerate(master.sources, start=1):
+        hdr[f"SRC{i:04d}"] = (name, "frame combined")
     buf = io.BytesIO()
     fits.PrimaryHDU(np.asarray(master.data, np.float32), header=hdr).writeto(buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -280,6 +293,11 @@ def write_master(path: str | Path, master: MasterFrame) -> Path:
 def read_master(path: str | Path) -> MasterFrame:
     """Read a master written by :func:`write_master`; CalibrationError names what is wrong."""
     path = Path(path)
+    try:
+        check_fits_layout(path)  # astropy would leak the open file of a truncated one
+    except FrameError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise CalibrationError(f"{path}: unreadable master frame ({reason}); rebuild it") from None
     try:
         with fits.open(path, memmap=False) as hdul:
             data = np.asarray(hdul[0].data, dtype=np.float32)
@@ -306,6 +324,7 @@ def read_master(path: str | Path) -> MasterFrame:
                 ysize=int(hdr["YSIZE"]),
                 method=str(hdr.get("METHOD", "unknown")),
                 darkfile=int(hdr.get("DARKFILE", 0)),
+                sources=_sources_of(hdr),
             )
     except CalibrationError:
         raise
@@ -323,6 +342,14 @@ def read_master(path: str | Path) -> MasterFrame:
             f"{data.shape}; rebuild the master"
         )
     return master
+
+
+def _sources_of(hdr: fits.Header) -> tuple[str, ...]:
+    """The ``SRC0001``, ``SRC0002`` ... file names of a master's header, in order."""
+    names = []
+    while (key := f"SRC{len(names) + 1:04d}") in hdr:
+        names.append(str(hdr[key]))
+    return tuple(names)
 
 
 # --- reading frames in row blocks ---------------------------------------------------------
@@ -359,13 +386,20 @@ def _open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     name = str(path)
     compressed = path.name.endswith((".gz", ".fz"))
     try:
+        check_fits_layout(path)  # a truncated file would fail only half-way through a combine
+    except FrameError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise FrameError(f"{name}: unreadable FITS file ({reason})") from None
+    try:
         hdul = fits.open(path, memmap=False)
         with contextlib.ExitStack() as closer:
             closer.callback(hdul.close)
             hdu = next((h for h in hdul if h.is_image and len(h.shape) == 2), None)
             if hdu is None:
                 raise FrameError(f"{name}: no 2-D image in the file")
+            check_raw_pixels(hdu.header, name)
             header = RawHeader.from_fits(hdu.header, source=name)
+            check_name_agrees(path, header)
             shape = tuple(hdu.shape)
             if header.y0 + header.ysize > shape[0] or header.x0 + header.xsize > shape[1]:
                 raise FrameError(f"{name}: science region {_region(header)} does not fit the "
@@ -392,47 +426,81 @@ def _open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     return _Source(name, header, shape, rows)
 
 
-def _odd_one_out(sources: Sequence[_Source], key: Callable[[_Source], Any], what: str) -> None:
-    values = [key(s) for s in sources]
-    common, _ = Counter(values).most_common(1)[0]
-    odd = [(s.name, v) for s, v in zip(sources, values, strict=True) if v != common]
-    if odd:
-        listed = "; ".join(f"{n} has {v}" for n, v in odd[:5])
-        raise CalibrationError(
-            f"frames disagree on {what}: {listed}, the other frames have {common}; "
-            "remove the odd frame(s) from the sequence"
-        )
+_AGREEMENT: tuple[tuple[str, Callable[[_Source], str]], ...] = (
+    ("camera", lambda s: f"camera {s.header.camera} at {s.header.site}"),
+    ("image shape", lambda s: f"shape {s.shape}"),
+    ("science region", lambda s: f"(X0, XSIZE, Y0, YSIZE) = {_region(s.header)}"),
+)
 
 
-def _validate(sources: Sequence[_Source], kind: str, need: int) -> None:
-    if len(sources) < need:
-        raise CalibrationError(
-            f"found {len(sources)} {kind} frame(s), need at least {need} for a master {kind} "
-            f"(reduction.calibration.min_{kind}); record a longer {kind} sequence or lower "
-            f"min_{kind} in config/reduction.toml"
-        )
-    wrong = [f"{s.name} (IMAGETYP {s.header.imagetyp!r})" for s in sources
-             if s.header.imagetyp != kind]
+def _too_few(found: int, kind: str, need: int, left_out: Sequence[str] | None) -> CalibrationError:
+    """The error for too few frames, naming the first frames left out (if any)."""
+    usable = ""
+    if left_out:
+        listed = "; ".join(left_out[:3]) + (" ..." if len(left_out) > 3 else "")
+        usable = f" (after leaving out {len(left_out)}: {listed})"
+    return CalibrationError(
+        f"found {found} {kind} frame(s){usable}, need at least {need} for a master {kind} "
+        f"(reduction.calibration.min_{kind}); record a longer {kind} sequence or lower "
+        f"min_{kind} in config/reduction.toml"
+    )
+
+
+def _screen(sources: Sequence[_Source], kind: str, need: int, rtol: float,
+            left_out: list[str] | None) -> list[_Source]:
+    """The frames that belong in one master of ``kind``.
+
+    They must be ``kind`` frames of one camera, one image shape and science region and, for
+    darks, one exposure time (within ``rtol`` of the median); the majority sets the common
+    value. With ``left_out`` None the first problem raises CalibrationError naming the odd
+    files; otherwise the odd frames are left out, each added to ``left_out`` as
+    ``"file: reason"``. Fewer than ``need`` frames left raise CalibrationError.
+    """
+    if left_out is None and len(sources) < need:
+        raise _too_few(len(sources), kind, need, None)
+    kept = list(sources)
+    wrong = [s for s in kept if s.header.imagetyp != kind]
     if wrong:
-        raise CalibrationError(f"not {kind} frames: {', '.join(wrong[:5])}; pass only {kind} "
-                               "frames")
-    _odd_one_out(sources, lambda s: f"camera {s.header.camera} at {s.header.site}", "camera")
-    _odd_one_out(sources, lambda s: f"shape {s.shape}", "image shape")
-    _odd_one_out(sources, lambda s: f"(X0, XSIZE, Y0, YSIZE) = {_region(s.header)}",
-                 "science region")
-
-
-def _check_exptimes(sources: Sequence[_Source], rtol: float) -> None:
-    times = np.array([s.header.exptime for s in sources])
-    ref = float(np.median(times))
-    odd = [(s.name, t) for s, t in zip(sources, times, strict=True)
-           if abs(t - ref) > rtol * max(abs(ref), 1e-3)]
-    if odd:
-        listed = "; ".join(f"{n} has EXPTIME {t:g} s" for n, t in odd[:5])
-        raise CalibrationError(
-            f"dark exposure times differ: {listed}, the median is {ref:g} s (tolerance "
-            f"{rtol:.0%}); remove the odd frame(s) or make one master per exposure time"
-        )
+        if left_out is None:
+            listed = ", ".join(f"{s.name} (IMAGETYP {s.header.imagetyp!r})" for s in wrong[:5])
+            raise CalibrationError(f"not {kind} frames: {listed}; pass only {kind} frames")
+        left_out += [f"{s.name}: IMAGETYP {s.header.imagetyp!r}, not a {kind} frame"
+                     for s in wrong]
+        kept = [s for s in kept if s.header.imagetyp == kind]
+    for what, key in _AGREEMENT:
+        if not kept:
+            break
+        values = [key(s) for s in kept]
+        common, _ = Counter(values).most_common(1)[0]
+        odd = [(s, v) for s, v in zip(kept, values, strict=True) if v != common]
+        if not odd:
+            continue
+        if left_out is None:
+            listed = "; ".join(f"{s.name} has {v}" for s, v in odd[:5])
+            raise CalibrationError(
+                f"frames disagree on {what}: {listed}, the other frames have {common}; "
+                "remove the odd frame(s) from the sequence"
+            )
+        left_out += [f"{s.name}: {v}, the other frames have {common}" for s, v in odd]
+        kept = [s for s, v in zip(kept, values, strict=True) if v == common]
+    if kind == "dark" and kept:
+        times = np.array([s.header.exptime for s in kept])
+        ref = float(np.median(times))
+        far = np.abs(times - ref) > rtol * max(abs(ref), 1e-3)
+        if far.any():
+            odd_t = [(s, t) for s, t, f in zip(kept, times, far, strict=True) if f]
+            if left_out is None:
+                listed = "; ".join(f"{s.name} has EXPTIME {t:g} s" for s, t in odd_t[:5])
+                raise CalibrationError(
+                    f"dark exposure times differ: {listed}, the median is {ref:g} s (tolerance "
+                    f"{rtol:.0%}); remove the odd frame(s) or make one master per exposure time"
+                )
+            left_out += [f"{s.name}: EXPTIME {t:g} s, the median of the darks is {ref:g} s"
+                         for s, t in odd_t]
+            kept = [s for s, f in zip(kept, far, strict=True) if not f]
+    if len(kept) < need:
+        raise _too_few(len(kept), kind, need, left_out)
+    return kept
 
 
 # --- the robust combine -------------------------------------------------------------------
@@ -502,7 +570,8 @@ def _combine(sources: Sequence[_Source],
 
 def _make_master(items: Iterable[RawFrame | str | Path], kind: str, need: int, *,
                  exptime_rtol: float = EXPTIME_RTOL, dark: MasterFrame | None = None,
-                 bias: MasterFrame | None = None) -> MasterFrame:
+                 bias: MasterFrame | None = None, leave_out: bool = False) -> MasterFrame:
+    left_out: list[str] | None = [] if leave_out else None
     with contextlib.ExitStack() as stack:
         scratch_dir: list[Path] = []
 
@@ -512,14 +581,20 @@ def _make_master(items: Iterable[RawFrame | str | Path], kind: str, need: int, *
                     tempfile.TemporaryDirectory(prefix="mascara-master-"))))
             return scratch_dir[0]
 
-        sources = [_open_source(item, stack, scratch) for item in items]
-        _validate(sources, kind, need)
-        if kind == "dark":
-            _check_exptimes(sources, exptime_rtol)
+        opened: list[_Source] = []
+        for item in items:
+            try:
+                opened.append(_open_source(item, stack, scratch))
+            except (FrameError, CalibrationError) as exc:
+                if left_out is None:
+                    raise
+                left_out.append(str(exc))  # the message starts with the file's name
+        sources = _screen(opened, kind, need, exptime_rtol, left_out)
         prepare = None
         darkfile = 0
         if kind == "flat":
-            prepare, darkfile = _flat_preparation(sources, dark, bias, exptime_rtol)
+            prepare, darkfile, sources = _flat_preparation(sources, dark, bias, exptime_rtol,
+                                                           need, left_out)
         data = _combine(sources, prepare)
         h0 = sources[0].header
         if kind == "flat":
@@ -538,8 +613,12 @@ def _make_master(items: Iterable[RawFrame | str | Path], kind: str, need: int, *
             y0=h0.y0,
             ysize=h0.ysize,
             darkfile=darkfile,
+            sources=tuple(Path(s.name).name for s in sources),
+            left_out=tuple(left_out or ()),
         )
     log.info("master %s %s from %d frames", kind, master.filename, master.nobs)
+    for entry in master.left_out:
+        log.warning("left out of the master %s: %s", kind, entry)
     return master
 
 
@@ -549,17 +628,23 @@ def _min_frames(calibration: CalibrationConfig | None, kind: str) -> int:
 
 
 def master_bias(frames: Iterable[RawFrame | str | Path], *,
-                calibration: CalibrationConfig | None = None) -> MasterFrame:
+                calibration: CalibrationConfig | None = None,
+                leave_out: bool = False) -> MasterFrame:
     """Master bias: robust combine of bias frames (full readout, ADU).
 
     Parameters
     ----------
     frames
         Bias frames, in memory or as paths (``.fits``, ``.fits.gz``, ``.fits.fz``); paths
-        are read in row blocks, so memory stays at a few frames' worth.
+        are read in row blocks, so memory stays at a few frames' worth. A file must be a
+        raw frame (uint16, its header agreeing with a raw-frame name).
     calibration
         ``reduction.calibration`` of the config (``min_bias``); default: the configuration
         in the default config directory.
+    leave_out
+        False (default): any frame that cannot be read or does not belong raises. True:
+        such frames are left out of the combine with a warning, each listed in the
+        master's ``left_out``; CalibrationError only when fewer than ``min_bias`` remain.
 
     Raises
     ------
@@ -567,28 +652,28 @@ def master_bias(frames: Iterable[RawFrame | str | Path], *,
         Fewer than ``min_bias`` frames; frames that are not bias frames or disagree on
         camera, image shape or science region (the message names the odd file).
     FrameError
-        A file cannot be read.
+        A file cannot be read (not with ``leave_out``).
     """
-    return _make_master(frames, "bias", _min_frames(calibration, "bias"))
+    return _make_master(frames, "bias", _min_frames(calibration, "bias"), leave_out=leave_out)
 
 
 def master_dark(frames: Iterable[RawFrame | str | Path], *,
                 calibration: CalibrationConfig | None = None,
-                exptime_rtol: float = EXPTIME_RTOL) -> MasterFrame:
+                exptime_rtol: float = EXPTIME_RTOL, leave_out: bool = False) -> MasterFrame:
     """Master dark: robust combine of dark frames; it holds bias plus dark current (ADU).
 
     As :func:`master_bias` (minimum ``min_dark``); in addition every frame's EXPTIME must
     be within ``exptime_rtol`` (fraction) of the median exposure time, otherwise
-    CalibrationError names the odd file.
+    CalibrationError names the odd file (or, with ``leave_out``, it is left out).
     """
     return _make_master(frames, "dark", _min_frames(calibration, "dark"),
-                        exptime_rtol=exptime_rtol)
+                        exptime_rtol=exptime_rtol, leave_out=leave_out)
 
 
 def master_flat(frames: Iterable[RawFrame | str | Path], dark: MasterFrame, *,
                 calibration: CalibrationConfig | None = None,
                 bias: MasterFrame | None = None,
-                exptime_rtol: float = EXPTIME_RTOL) -> MasterFrame:
+                exptime_rtol: float = EXPTIME_RTOL, leave_out: bool = False) -> MasterFrame:
     """Master flat: relative pixel response, median 1 over the science region.
 
     Each flat has the master ``dark`` subtracted (scaled to its exposure time as in
@@ -596,7 +681,8 @@ def master_flat(frames: Iterable[RawFrame | str | Path], dark: MasterFrame, *,
     ``exptime_rtol``; a master bias may be passed as ``dark`` and is used unscaled), is
     divided by its own median over the science region (a regular-grid subsample), and the
     frames are combined robustly; the result is renormalised to median 1 over the science
-    region and set to 1 outside it.
+    region and set to 1 outside it. With ``leave_out`` (see :func:`master_bias`), a flat
+    without light is left out too.
 
     Raises
     ------
@@ -605,7 +691,7 @@ def master_flat(frames: Iterable[RawFrame | str | Path], dark: MasterFrame, *,
         camera, shape or science region; a flat has no light (median <= 0 after the dark).
     """
     return _make_master(frames, "flat", _min_frames(calibration, "flat"),
-                        exptime_rtol=exptime_rtol, dark=dark, bias=bias)
+                        exptime_rtol=exptime_rtol, dark=dark, bias=bias, leave_out=leave_out)
 
 
 # --- dark model and flat preparation -------------------------------------------------------
@@ -648,8 +734,14 @@ def _check_master_matches(master: MasterFrame, camera: str, site: str,
 
 
 def _flat_preparation(sources: Sequence[_Source], dark: MasterFrame | None,
-                      bias: MasterFrame | None, rtol: float
-                      ) -> tuple[Callable[[int, np.ndarray, int, int], None], int]:
+                      bias: MasterFrame | None, rtol: float, need: int,
+                      left_out: list[str] | None,
+                      ) -> tuple[Callable[[int, np.ndarray, int, int], None], int, list[_Source]]:
+    """How each flat is prepared for the combine, the dark's lstseq, and the flats kept.
+
+    A flat without light (median <= 0 after the dark) raises CalibrationError, or with
+    ``left_out`` (a list) is left out and listed there.
+    """
     if dark is None or dark.kind not in ("dark", "bias"):
         raise CalibrationError(
             "master_flat needs a master dark (or master bias) to subtract, got "
@@ -669,10 +761,10 @@ def _flat_preparation(sources: Sequence[_Source], dark: MasterFrame | None,
                 "flats' exposure time")
     full = slice(None)
 
-    def dark_rows(i: int, r0: int, r1: int) -> np.ndarray:
-        if ratios[i] == 1.0:
+    def dark_rows(ratio: float, r0: int, r1: int) -> np.ndarray:
+        if ratio == 1.0:
             return dark.data[r0:r1]
-        return _scaled_dark(dark, bias_level, ratios[i], slice(r0, r1), full)
+        return _scaled_dark(dark, bias_level, ratio, slice(r0, r1), full)
 
     # Each flat's level: median of (flat - dark) on a regular grid of the science region.
     step = max(1, math.ceil(math.sqrt(h0.xsize * h0.ysize / _STAT_SAMPLES)))
@@ -683,21 +775,31 @@ def _flat_preparation(sources: Sequence[_Source], dark: MasterFrame | None,
         samples = []
         for r0 in range(sci_rows.start, sci_rows.stop, block):
             r1 = min(sci_rows.stop, r0 + block)
-            rows = (np.asarray(src.rows(r0, r1), np.float32) - dark_rows(i, r0, r1))[::step]
-            samples.append(_finite_values(rows[:, h0.x0 : h0.x0 + h0.xsize : step]))
+            rows = (np.asarray(src.rows(r0, r1), np.float32) - dark_rows(ratios[i], r0, r1))
+            samples.append(_finite_values(rows[::step, h0.x0 : h0.x0 + h0.xsize : step]))
         values = np.concatenate(samples)
         levels[i] = np.median(values) if values.size else math.nan
         if not levels[i] > 0:
-            raise CalibrationError(
-                f"{src.name}: flat level after dark subtraction is {levels[i]:.1f} ADU; "
-                "a flat needs light (shutter open, lamp or twilight sky on): remove it")
+            if left_out is None:
+                raise CalibrationError(
+                    f"{src.name}: flat level after dark subtraction is {levels[i]:.1f} ADU; a "
+                    "flat needs light (shutter open, lamp or twilight sky on): remove it")
+            left_out.append(f"{src.name}: flat level after dark subtraction is "
+                            f"{levels[i]:.1f} ADU, no light")
+    keep = [i for i in range(len(sources)) if levels[i] > 0]
+    if len(keep) < len(sources):
+        if len(keep) < need:
+            raise _too_few(len(keep), "flat", need, left_out)
+        sources = [sources[i] for i in keep]
+        ratios = [ratios[i] for i in keep]
+        levels = levels[keep]
     inv_levels = (1.0 / levels).astype(np.float32)
 
     def prepare(i: int, rows: np.ndarray, r0: int, r1: int) -> None:
-        rows -= dark_rows(i, r0, r1)
+        rows -= dark_rows(ratios[i], r0, r1)
         rows *= inv_levels[i]
 
-    return prepare, dark.lstseq if dark.kind == "dark" else 0
+    return prepare, dark.lstseq if dark.kind == "dark" else 0, list(sources)
 
 
 def _normalise_flat(data: np.ndarray, h: RawHeader) -> np.ndarray:

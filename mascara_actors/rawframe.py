@@ -18,14 +18,19 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from mascara_actors.errors import FrameError
 from mascara_actors.fits_layout import check_fits_layout
 
 __all__ = [
     "FRAME_KINDS",
+    "RAW_PIXELS",
+    "FrameNameMismatch",
     "RawFrame",
     "RawHeader",
+    "check_name_agrees",
+    "check_raw_pixels",
     "parse_raw_filename",
     "raw_filename",
     "read_raw",
@@ -54,6 +59,20 @@ _REQUIRED = (
     "Y0",
     "YSIZE",
 )
+RAW_PIXELS = "raw frames are unsigned 16-bit: BITPIX 16 with BZERO 32768"
+"""The pixel type every raw frame must have, as the refusal says it."""
+_HEADER_TROUBLE = (VerifyError, ValueError, TypeError, KeyError, UnicodeError, Warning)
+"""What astropy raises for a damaged card (Warning: when warnings are errors)."""
+_PIXEL_KINDS = {"8": "8-bit", "16": "signed 16-bit", "32": "32-bit integers",
+                "64": "64-bit integers", "-32": "float32", "-64": "float64"}
+
+
+class FrameNameMismatch(FrameError):
+    """A raw frame's header contradicts its file name (LSTSEQ, CAMERA or IMAGETYP).
+
+    The name is what placed the file in the night, so neither can be trusted: the frame is
+    skipped, alone.
+    """
 
 
 def raw_filename(
@@ -105,33 +124,71 @@ class RawHeader:
 
     @classmethod
     def from_fits(cls, header: fits.Header, *, source: str = "frame") -> RawHeader:
-        """Parse and check a FITS header; FrameError names the file and the missing keys."""
-        missing = [k for k in _REQUIRED if k not in header]
+        """Parse and check a FITS header; FrameError names the file and the bad key.
+
+        Any problem with a card (missing, unparsable as control characters make it, a value
+        of the wrong type) becomes a :class:`FrameError` naming ``source`` and the key.
+        """
+        try:
+            missing = [k for k in _REQUIRED if k not in header]
+        except _HEADER_TROUBLE as exc:
+            raise FrameError(
+                f"{source}: damaged header ({exc}); check what writes the headers"
+            ) from None
         if missing:
             raise FrameError(f"{source}: header lacks {missing}; is it a MASCARA raw frame?")
-        try:
-            utc = datetime.strptime(str(header["UTC-OBS"]).replace("T", " "), UTC_FORMAT)
-            values: dict[str, Any] = {
-                "lstseq": int(header["LSTSEQ"]),
-                "lstidx": int(header["LSTIDX"]),
-                "lst": float(header["LST"]),
-                "jd": float(header["JD"]),
-                "jdmid": float(header["JDMID"]),
-                "utc": utc,
-                "exptime": float(header["EXPTIME"]),
-                "ccdtemp": float(header["CCDTEMP"]),
-                "site": str(header["SITE-OBS"]),
-                "camera": str(header["CAMERA"]),
-                "imagetyp": str(header["IMAGETYP"]).lower(),
-                "x0": int(header["X0"]),
-                "xsize": int(header["XSIZE"]),
-                "y0": int(header["Y0"]),
-                "ysize": int(header["YSIZE"]),
-                "dwldtime": float(header.get("DWLDTIME", 0.0)),
-                "margtime": float(header.get("MARGTIME", 0.0)),
-            }
-        except (TypeError, ValueError) as exc:
-            raise FrameError(f"{source}: malformed header value: {exc}") from None
+
+        def get(key: str, convert: Any, what: str, default: Any = None) -> Any:
+            try:
+                if default is not None and key not in header:
+                    return default
+                value = header[key]
+            except _HEADER_TROUBLE:
+                raise FrameError(
+                    f"{source}: header card {key} is unparsable (control characters or a "
+                    "malformed value); check what writes the headers"
+                ) from None
+            if isinstance(value, str) and not value.isprintable():
+                raise FrameError(
+                    f"{source}: header key {key} = {value!r} holds control characters; "
+                    "check what writes the headers"
+                )
+            try:
+                return convert(value)
+            except (TypeError, ValueError, OverflowError):
+                raise FrameError(
+                    f"{source}: header key {key} = {value!r} is not {what}; check what "
+                    "writes the headers"
+                ) from None
+
+        def utc(value: Any) -> datetime:
+            return datetime.strptime(str(value).replace("T", " "), UTC_FORMAT)
+
+        def text(value: Any) -> str:
+            if not isinstance(value, str):
+                raise TypeError(value)
+            return value.strip()
+
+        number, integer = "a number", "an integer"
+        values: dict[str, Any] = {
+            "lstseq": get("LSTSEQ", int, integer),
+            "lstidx": get("LSTIDX", int, integer),
+            "lst": get("LST", float, number),
+            "jd": get("JD", float, number),
+            "jdmid": get("JDMID", float, number),
+            "utc": get("UTC-OBS", utc, f"a UTC time as {UTC_FORMAT}"),
+            "exptime": get("EXPTIME", float, number),
+            "ccdtemp": get("CCDTEMP", float, number),
+            "site": get("SITE-OBS", text, "a string"),
+            "camera": get("CAMERA", text, "a string"),
+            "imagetyp": get("IMAGETYP", text, "a string").lower(),
+            "x0": get("X0", int, integer),
+            "xsize": get("XSIZE", int, integer),
+            "y0": get("Y0", int, integer),
+            "ysize": get("YSIZE", int, integer),
+            "dwldtime": get("DWLDTIME", float, number, 0.0),
+            "margtime": get("MARGTIME", float, number, 0.0),
+        }
         if not all(np.isfinite([values["lst"], values["jd"], values["jdmid"], values["exptime"]])):
             raise FrameError(f"{source}: LST, JD, JDMID and EXPTIME must be finite numbers")
         if values["imagetyp"] not in FRAME_KINDS:
@@ -177,33 +234,97 @@ class RawFrame:
         return self.data[h.y0 : h.y0 + h.ysize, h.x0 : h.x0 + h.xsize]
 
 
+def check_name_agrees(path: str | Path, header: RawHeader) -> None:
+    """Refuse a raw frame whose header contradicts its file name.
+
+    Only names that parse as raw-frame names (:func:`parse_raw_filename`) are checked: the
+    header's LSTSEQ, CAMERA and IMAGETYP must be the lstseq, camera letter and kind the name
+    gives. Other names (a temporary file, ``x.fits``) are not checked.
+
+    Raises
+    ------
+    FrameNameMismatch
+        Naming the file and, for each key that disagrees, both values.
+    """
+    parsed = parse_raw_filename(Path(path).name)
+    if parsed is None:
+        return
+    lstseq, camera, kind = parsed
+    wrong = [
+        f"{key} {got!r} but the name says {want!r}"
+        for key, got, want in (
+            ("LSTSEQ", header.lstseq, lstseq),
+            ("CAMERA", header.camera, camera),
+            ("IMAGETYP", header.imagetyp, kind),
+        )
+        if got != want
+    ]
+    if wrong:
+        raise FrameNameMismatch(
+            f"{path}: header {'; '.join(wrong)}: the file name and the header must agree; "
+            "rename the file or fix its header"
+        )
+
+
+def check_raw_pixels(header: fits.Header, source: str) -> None:
+    """Refuse pixels that are not unsigned 16-bit (:data:`RAW_PIXELS`) from the header.
+
+    ``header`` is the image HDU's header (for a Rice-compressed frame, the image header that
+    astropy shows, not the table's). FrameError names ``source``, the type found and the
+    type expected.
+    """
+    try:
+        bitpix = header.get("BITPIX")
+        bzero = header.get("BZERO", 0)
+        bscale = header.get("BSCALE", 1)
+    except _HEADER_TROUBLE:
+        raise FrameError(
+            f"{source}: header cards BITPIX/BZERO/BSCALE are unparsable; {RAW_PIXELS}"
+        ) from None
+    if bitpix != 16 or bzero != 32768 or bscale != 1:
+        found = f"BITPIX {bitpix}, BZERO {bzero}" + (f", BSCALE {bscale}" if bscale != 1 else "")
+        kind = "scaled 16-bit" if bitpix == 16 and bzero == 32768 else _PIXEL_KINDS.get(
+            str(bitpix), "of an unknown type")
+        raise FrameError(
+            f"{source}: pixels are {kind} ({found}), but {RAW_PIXELS}; was the file written "
+            "by another program?"
+        )
+
+
 def read_raw(path: str | Path) -> RawFrame:
-    """Read a raw frame (plain, gzip or Rice); FrameError names the file on any problem."""
+    """Read a raw frame (plain, gzip or Rice); FrameError names the file on any problem.
+
+    Refused, each with a FrameError naming the file: a truncated or unreadable file, a
+    damaged header (the key is named), pixels that are not unsigned 16-bit
+    (:data:`RAW_PIXELS`), a science region that does not fit, and a header whose LSTSEQ,
+    CAMERA or IMAGETYP disagrees with a raw-frame file name (:class:`FrameNameMismatch`,
+    see :func:`check_name_agrees`).
+    """
     path = Path(path)
     check_fits_layout(path)
     try:
         with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.data is not None), None)
+            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
             if hdu is None:
                 raise FrameError(f"{path}: no image data in the file")
-            data = np.asarray(hdu.data)
             header = hdu.header.copy()
+            check_raw_pixels(header, str(path))
+            data = np.asarray(hdu.data)
     except FrameError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:
+    except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError) as exc:
         raise FrameError(f"{path}: unreadable FITS file ({exc})") from None
     raw = RawHeader.from_fits(header, source=str(path))
+    check_name_agrees(path, raw)
     if data.ndim != 2:
         raise FrameError(f"{path}: image must be 2-D, got shape {data.shape}")
+    if data.dtype != np.uint16:  # the header said uint16; astropy must agree
+        raise FrameError(f"{path}: pixel type {data.dtype}, but {RAW_PIXELS}")
     if raw.y0 + raw.ysize > data.shape[0] or raw.x0 + raw.xsize > data.shape[1]:
         raise FrameError(
             f"{path}: science region X0={raw.x0} XSIZE={raw.xsize} Y0={raw.y0} YSIZE={raw.ysize} "
             f"does not fit the {data.shape[1]} x {data.shape[0]} image"
         )
-    if data.dtype != np.uint16:
-        if not np.issubdtype(data.dtype, np.number):
-            raise FrameError(f"{path}: pixel type {data.dtype} is not numeric")
-        data = data.astype(np.float32)
     return RawFrame(data=data, header=raw, path=path)
 
 

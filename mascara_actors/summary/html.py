@@ -46,6 +46,11 @@ def _fmt(value: float | int, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage: ``1.0`` -> ``100%``, ``0.4567`` -> ``45.7%``."""
+    return "n/a" if not math.isfinite(fraction) else f"{_fmt(100.0 * fraction)}%"
+
+
 def _time(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -95,8 +100,8 @@ def summary_rows(s: NightSummary) -> list[tuple[str, list[tuple[str, str, str]]]
     weather = [
         ("cloud_fraction", "Cloud fraction (mean over frames)",
          _fmt(w.night_cloud_fraction) if w else "n/a"),
-        ("clear_fraction", "Frames with transmission >= 0.8",
-         _fmt(w.clear_fraction) if w else "n/a"),
+        ("clear_percent", "Clear frames (transmission >= 0.8)",
+         _percent(w.clear_fraction) if w else "n/a"),
         ("zero_point", "Clear-sky zero point (mag)", _fmt(w.zero_point_mag, 5) if w else "n/a"),
     ]
     log_rows = [

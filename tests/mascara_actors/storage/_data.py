@@ -182,23 +182,30 @@ CRASH_ZYGOTE = """
 import os, sys, time
 from pathlib import Path
 from tests.mascara_actors.storage._data import make_night, run_night
+
+def say(*words):
+    # One write(2) per line: a pipe write this short is atomic, so a writer killed while
+    # it reports leaves no partial line. (print() writes each piece on its own when
+    # PYTHONUNBUFFERED is set: a kill between them left "done " to merge with "exit".)
+    os.write(1, (" ".join(map(str, words)) + "\\n").encode())
+
 sets = make_night(int(sys.argv[1]), nsets=int(sys.argv[2]), nstars=int(sys.argv[3]))
-print("zygote", flush=True)
+say("zygote")
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            print("ready", os.getpid(), flush=True)
+            say("ready", os.getpid())
             t0 = time.perf_counter()
             run_night(Path(line.strip()), sets)
-            print("done", time.perf_counter() - t0, flush=True)
+            say("done", time.perf_counter() - t0)
             code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    print("exit", pid, status, flush=True)
+    say("exit", pid, status)
 """
 """Parent of the crash test's writers: imports once, then forks one writer per night
-directory read on stdin (argv = seed, nsets, nstars). Lines out: ``ready PID``, maybe
-``done SECONDS``, then ``exit PID STATUS``."""
+directory read on stdin (argv = seed, nsets, nstars). Lines out, each written whole by one
+``os.write``: ``ready PID``, maybe ``done SECONDS``, then ``exit PID STATUS``."""

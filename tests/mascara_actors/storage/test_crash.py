@@ -46,7 +46,11 @@ class Zygote:
         assert self._line() == ["zygote"]
 
     def _line(self) -> list[str]:
-        return self.proc.stdout.readline().split()
+        """The next whole line's words (every line is written by one ``os.write``)."""
+        line = self.proc.stdout.readline()
+        if not line.endswith("\n"):
+            pytest.fail(f"the zygote stopped; its output ended with {line!r}")
+        return line.split()
 
     def start(self, night_dir: Path) -> int:
         """Fork a writer on ``night_dir``; return its pid once it runs."""
@@ -61,10 +65,12 @@ class Zygote:
         work = None
         while True:
             line = self._line()
-            if line[0] == "done":
+            if len(line) == 2 and line[0] == "done":
                 work = float(line[1])
-            elif line[0] == "exit" and int(line[1]) == pid:
+            elif len(line) == 3 and line[0] == "exit" and line[1] == str(pid):
                 return int(line[2]), work
+            else:  # a broken protocol must fail clearly, never be misread
+                pytest.fail(f"unexpected line from the zygote while waiting for {pid}: {line}")
 
     def close(self) -> None:
         self.proc.stdin.close()

@@ -112,7 +112,7 @@ def test_replay_night_summary_from_the_cli(replay_night: Path, tmp_path: Path) -
         in_range = ((nf.stars["vmag"] >= 4.75) & (nf.stars["vmag"] <= 4.8)).sum()
     # a clear simulated night: no clouds, every frame near the zero point
     assert float(v["cloud_fraction"]) < 0.05
-    assert float(v["clear_fraction"]) == 1.0
+    assert v["clear_percent"] == "100%"
     # images inline, valid PNGs, one of them the overview with its note when needed
     assert len(page.images) == 2
     for src in page.images:

@@ -1,0 +1,129 @@
+"""Raw frames that must not be reduced as if they were good (issue 13, item 4 and smaller ones).
+
+Each test writes a real FITS file (a frame of the committed night, altered) and reads it
+with :func:`read_raw`, as the reducer does: the frame is refused with a FrameError that
+names the file and what is wrong, never reduced under a wrong lstseq or pixel type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from mascara_actors.errors import FrameError
+from mascara_actors.rawframe import (
+    RAW_PIXELS,
+    FrameNameMismatch,
+    RawFrame,
+    raw_filename,
+    read_raw,
+    write_raw,
+)
+
+NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
+LSTSEQ = 65344245
+
+
+@pytest.fixture(scope="module")
+def frame() -> RawFrame:
+    """Science frame 65344245 of the committed night (read-only)."""
+    return read_raw(NIGHT / f"{LSTSEQ}C.fits.fz")
+
+
+@pytest.mark.parametrize("ext", [".fits", ".fits.fz"])
+def test_a_good_frame_reads_back_as_uint16(tmp_path: Path, frame: RawFrame, ext: str) -> None:
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=ext), frame.data, frame.header)
+    back = read_raw(path)
+    assert back.data.dtype == np.uint16
+    assert np.array_equal(back.data, frame.data)
+    assert back.header == frame.header
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "found", "named"),
+    [
+        pytest.param({"lstseq": LSTSEQ + 1}, "LSTSEQ", LSTSEQ + 1, LSTSEQ, id="lstseq"),
+        pytest.param({"camera": "N"}, "CAMERA", "'N'", "'C'", id="camera"),
+        pytest.param({"imagetyp": "dark"}, "IMAGETYP", "'dark'", "'science'", id="imagetyp"),
+    ],
+)
+def test_a_header_that_contradicts_the_file_name_is_refused(
+    tmp_path: Path, frame: RawFrame, change: dict, key: str, found: object, named: object
+) -> None:
+    path = tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz")
+    write_raw(path, frame.data, dataclasses.replace(frame.header, **change))
+    with pytest.raises(FrameNameMismatch) as info:
+        read_raw(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: header {key} {found} but the name says {named}")
+    assert "\n" not in message
+    assert isinstance(info.value, FrameError)  # fails alone, as any bad frame does
+
+
+def test_a_name_that_is_not_a_raw_frame_name_is_not_checked(
+    tmp_path: Path, frame: RawFrame
+) -> None:
+    header = dataclasses.replace(frame.header, lstseq=LSTSEQ + 7, camera="N")
+    raw = read_raw(write_raw(tmp_path / "x.fits", frame.data, header))
+    assert (raw.header.lstseq, raw.header.camera) == (LSTSEQ + 7, "N")
+
+
+def _corrupt_card(path: Path, key: str, char: bytes) -> None:
+    """Put ``char`` inside the string value of card ``key`` of the primary header."""
+    data = bytearray(path.read_bytes())
+    start = data.index(key.ljust(8).encode() + b"= '")
+    data[start + 12] = char[0]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("key", "char"),
+    [("SITE-OBS", b"\x07"), ("UTC-OBS", b"\x00"), ("CAMERA", b"\x1b")],
+    ids=["bell-in-site", "nul-in-utc", "escape-in-camera"],
+)
+def test_control_characters_in_a_card_name_the_file_and_the_key(
+    tmp_path: Path, frame: RawFrame, key: str, char: bytes
+) -> None:
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C"), frame.data, frame.header)
+    _corrupt_card(path, key, char)
+    with pytest.raises(FrameError) as info:
+        read_raw(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: header card {key} is unparsable")
+    assert "control characters" in message
+
+
+@pytest.mark.parametrize(
+    ("dtype", "found"),
+    [
+        (np.float32, "float32 (BITPIX -32, BZERO 0)"),
+        (np.int16, "signed 16-bit (BITPIX 16, BZERO 0)"),
+        (np.int32, "32-bit integers (BITPIX 32, BZERO 0)"),
+    ],
+    ids=["float32", "int16-without-bzero", "int32"],
+)
+def test_pixels_that_are_not_uint16_are_refused(
+    tmp_path: Path, frame: RawFrame, dtype: type, found: str
+) -> None:
+    path = tmp_path / raw_filename(LSTSEQ, "C")
+    cards = fits.Header(list(frame.header.to_cards().items()))
+    data = np.minimum(frame.data, 30000).astype(dtype)  # values that fit every type
+    fits.PrimaryHDU(data, header=cards).writeto(path)
+    with pytest.raises(FrameError) as info:
+        read_raw(path)
+    assert str(info.value).startswith(f"{path}: pixels are {found}, but {RAW_PIXELS}")
+    assert RAW_PIXELS == "raw frames are unsigned 16-bit: BITPIX 16 with BZERO 32768"
+
+
+def test_a_rice_compressed_float_frame_is_refused(tmp_path: Path, frame: RawFrame) -> None:
+    path = tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz")
+    cards = fits.Header(list(frame.header.to_cards().items()))
+    hdu = fits.CompImageHDU(frame.data.astype(np.float32), header=cards, compression_type="RICE_1")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    with pytest.raises(FrameError, match=re.escape(f"{path}: pixels are float32")):
+        read_raw(path)
