@@ -16,10 +16,14 @@ Everything is pure and vectorised: a million times take a few tens of millisecon
 dates are split into whole days and a fraction, so the arithmetic error in LST stays below a
 microsecond; the model error (UT1 = UTC) dominates.
 
-Julian dates (floats, astropy ``Time``) follow the ERFA/astropy UTC convention: on a day that
-ends with a leap second the JD fraction spans 86401 s. Calendar inputs (datetime, datetime64,
-ISO strings) are clock readings. With UT1 = UTC, the LST of the leap second itself repeats
-the first second of the next day, exactly as astropy does.
+Julian dates (floats, astropy ``Time``, `jd_now`, `lstseq2date`) follow the ERFA/astropy UTC
+convention: on a day that ends with a leap second the JD fraction spans 86401 s (``erfa.utctai``;
+leap seconds from ERFA's bundled table as astropy updates it, never downloaded). Calendar
+inputs (datetime, datetime64, ISO strings) are clock readings. With UT1 = UTC the clock JD
+is ``day + seconds / 86400``, so the LST of the leap second itself repeats the first second
+of the next day, exactly as astropy (``delta_ut1_utc = 0``) and ERFA ``utcut1`` do: LST and
+lstseq increase through the whole leap-second day, leap second included, and step back by
+that one second at the next midnight.
 """
 
 from __future__ import annotations
@@ -169,12 +173,12 @@ class SiteReference:
                 f"(La Palma reference: {REFERENCE_LONGITUDE_DEG})"
             )
         try:
-            jd1, jd2, scalar = _ut1_jd(self.epoch)
+            jd1, jd2, scalar, fix = _ut1_jd(self.epoch)
         except TimeError as exc:
             raise ConfigError(f"lstseq epoch {self.epoch!r} is not a valid time: {exc}") from exc
         if not scalar:
             raise ConfigError(f"lstseq epoch must be a single instant, got {self.epoch!r}")
-        whole, _ = _sidereal_day_parts(jd1, jd2, self._longitude_turns)
+        whole, _ = _exact_parts(jd1, jd2, fix, self._longitude_turns)
         object.__setattr__(self, "_epoch_sidereal_day", int(whole.item()))
 
     @property
@@ -199,9 +203,9 @@ class SiteReference:
             0.2 microsecond of resolution this millennium; use `local_sidereal_time` for
             slot numbers.
         """
-        jd1, jd2, scalar = _ut1_jd(date, ut1_from_iers=ut1_from_iers)
+        jd1, jd2, scalar, fix = _ut1_jd(date, ut1_from_iers=ut1_from_iers)
         shape = np.shape(jd1)
-        whole, frac = _sidereal_day_parts(jd1, jd2, self._longitude_turns)
+        whole, frac = _exact_parts(jd1, jd2, fix, self._longitude_turns)
         return _shape_out((whole + frac).reshape(shape), scalar)
 
     def local_sidereal_time(
@@ -245,7 +249,7 @@ class SiteReference:
             unparsable, of an unsupported type or outside years 1-9999.
         """
         nslots = _slots_per_day(texp)
-        jd1, jd2, scalar = _ut1_jd(date, ut1_from_iers=ut1_from_iers)
+        jd1, jd2, scalar, fix = _ut1_jd(date, ut1_from_iers=ut1_from_iers)
         shape = np.shape(jd1)
         parts = _sidereal_day_parts_linear if quick else _sidereal_day_parts
         jd1 = np.ravel(jd1)
@@ -259,34 +263,75 @@ class SiteReference:
             block = slice(start, start + _BLOCK)
             part2 = jd2[block] if split else jd2
             whole, frac = parts(jd1[block], part2, self._longitude_turns)
-            frac *= 24.0
-            # frac < 1, but 24 * frac can round up to exactly 24.0
-            np.minimum(frac, _LST_BELOW_24, out=lst[block])
-            # the same operations, in the same order, as lstidx == floor(lst * 3600 / texp)
-            idx = lst[block] * 3600.0
-            idx /= float(texp)
-            np.floor(idx, out=idx)
-            np.minimum(idx, nslots - 1, out=idx)
-            slot[block] = idx
-            whole -= self._epoch_sidereal_day
-            whole *= nslots
-            whole += idx  # whole slot numbers are exact in float64 up to 2**53
-            seq[block] = whole
+            self._slots(whole, frac, texp, nslots, lst[block], slot[block], seq[block])
+        if fix is not None:
+            # the few instants on leap-second days, again with their exact second part
+            index, days = fix
+            whole, frac = parts(jd1[index], days, self._longitude_turns)
+            out = (
+                np.empty(index.shape),
+                np.empty(index.shape, np.int64),
+                np.empty(index.shape, np.int64),
+            )
+            self._slots(whole, frac, texp, nslots, *out)
+            lst[index], slot[index], seq[index] = out
         return LocalSiderealTime(
             lst=_shape_out(lst.reshape(shape), scalar),
             lstidx=_shape_out(slot.reshape(shape), scalar),
             lstseq=_shape_out(seq.reshape(shape), scalar),
         )
 
+    def _slots(
+        self,
+        whole: np.ndarray,
+        frac: np.ndarray,
+        texp: float,
+        nslots: int,
+        lst: np.ndarray,
+        slot: np.ndarray,
+        seq: np.ndarray,
+    ) -> None:
+        """LST hours, lstidx and lstseq from ``S = whole + frac`` into ``lst, slot, seq``.
+
+        Consumes ``whole`` and ``frac`` (in-place operations: this is the hot path).
+        """
+        frac *= 24.0
+        # frac < 1, but 24 * frac can round up to exactly 24.0
+        np.minimum(frac, _LST_BELOW_24, out=lst)
+        # the same operations, in the same order, as lstidx == floor(lst * 3600 / texp)
+        idx = lst * 3600.0
+        idx /= float(texp)
+        np.floor(idx, out=idx)
+        np.minimum(idx, nslots - 1, out=idx)
+        slot[...] = idx
+        whole -= self._epoch_sidereal_day
+        whole *= nslots
+        whole += idx  # whole slot numbers are exact in float64 up to 2**53
+        seq[...] = whole
+
 
 def jd_now() -> float:
-    """The host's clock now, JD (UTC)."""
-    return time.time() / 86400.0 + _JD_UNIX_EPOCH
+    """The host's clock now, as a UTC JD in the ERFA convention (like every float here).
+
+    The POSIX clock counts 86400 s a day; on a day ending with a leap second its reading is
+    stretched to the 86401 s ERFA fraction (the exact inverse of `jd_to_datetime`), so LST
+    and lstseq of ``jd_now()`` are those of the clock's time of day. Within the leap second
+    itself the host clock repeats or smears a second, which no conversion can undo.
+    """
+    return _clock_to_utc_jd(time.time() / 86400.0 + _JD_UNIX_EPOCH)
 
 
 def jd_to_datetime(jd_utc: float) -> datetime:
-    """A JD (UTC) as a timezone-aware UTC datetime (microseconds; no leap-second smear)."""
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=float(jd_utc) - _JD_UNIX_EPOCH)
+    """A UTC JD (ERFA convention) as a timezone-aware UTC datetime, to the microsecond.
+
+    On a day ending with a leap second the JD fraction spans 86401 s and is converted as
+    such; the leap second itself (which ``datetime`` cannot hold) reads as the first second
+    of the next day, the clock reading that UT1 = UTC gives it (same LST).
+    """
+    jd = float(jd_utc)
+    stamp = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=jd - _JD_UNIX_EPOCH)
+    to_clock = _leap_day_offsets(np.asarray(jd), 0.0, to_clock=True)
+    return stamp if to_clock is None else stamp + timedelta(days=float(to_clock))
 
 
 def slot_length_solar_s(texp: float = SLOT_SIDEREAL_S) -> float:
@@ -375,8 +420,13 @@ def lstseq2date(
     microsecond when needed. Hence one step earlier is slot ``s - 1``, and
     ``lstseq(lstseq2date(s) + e) == s`` for ``0 <= e <= slot length - 1 ms``
     (`slot_length_solar_s`; the millisecond covers that resolution, the rounding of the sum
-    and the 1/86400 stretch of JD fractions on leap-second days), except for the one slot
-    per leap second that UT1 = UTC makes repeat.
+    and the 1/86400 stretch of JD fractions on leap-second days), on every day.
+
+    Leap seconds: with UT1 = UTC the LST of a leap second repeats in the first second of the
+    next day (as in astropy). A slot whose start falls in that repeated second is entered
+    during the leap second, left at midnight and entered again one second later; its start
+    is the later instant (in the next day), from which it lasts a whole slot, so the round
+    trip holds for it too. The slot before it then also covers the leap second's tail.
 
     Parameters
     ----------
@@ -556,6 +606,7 @@ def _first_in_slot(
 # --------------------------------------------------------------------------- leap seconds
 
 _LEAP_CACHE: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+_LEAP_MARGIN_DAYS = 1e-8  # ~1 ms: far above the rounding of jd1 + jd2 (< 1e-9 day)
 
 
 def _leap_days() -> tuple[np.ndarray, np.ndarray]:
@@ -577,35 +628,92 @@ def _leap_days() -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
+_Sparse = tuple[np.ndarray, np.ndarray]
+"""``(index, days)``: values at flat indices of an otherwise zero array."""
+
+
 def _leap_day_offsets(jd1: np.ndarray, jd2: Any, *, to_clock: bool) -> np.ndarray | None:
+    """`_leap_day_corrections` as an array of the inputs' shape, or None if all zero."""
+    sparse = _leap_day_corrections(jd1, jd2, to_clock=to_clock)
+    if sparse is None:
+        return None
+    shape = np.broadcast_shapes(np.shape(jd1), np.shape(jd2))
+    offsets = np.zeros(shape)
+    offsets.reshape(-1)[sparse[0]] = sparse[1]
+    return offsets
+
+
+def _leap_day_corrections(jd1: np.ndarray, jd2: Any, *, to_clock: bool) -> _Sparse | None:
     """Days to add to convert between ERFA UTC JDs and clock JDs, or None if all zero.
 
-    On a day ending with a leap second, ERFA's UTC JD fraction spans 86400 + extra seconds,
-    while the clock JD (``day + seconds / 86400``, what UT1 = UTC means) does not stretch.
-    ``to_clock=True`` converts ERFA -> clock, False the reverse. The loop runs over the few
-    leap days within the inputs' range, not over times.
+    Returned sparse, as ``(flat indices, days)``: only times on leap-second days need one.
+
+    On a day ending with a leap second, ERFA's UTC JD fraction ``f`` spans 86400 + extra
+    seconds: the instant is ``f * (86400 + extra)`` seconds into the day, so its clock JD
+    (``day + seconds / 86400``, what UT1 = UTC means, as ERFA ``utcut1`` with dut1 = 0)
+    is ``day + f * (86400 + extra) / 86400``. The leap second thus reads as the first second
+    of the next day, which then repeats it.
+
+    ``to_clock=True`` converts ERFA -> clock. ``to_clock=False`` converts a clock JD back;
+    a clock reading in that repeated second is read as the next day's (the later of its two
+    instants), so that the slot starting there holds for a whole slot from the returned
+    instant on. The day is told from the two-part sum (``(jd1 - day) + jd2``), not from
+    ``jd1 + jd2`` rounded, which would put the last ~20 microseconds of a leap second in
+    the next day. The loop runs over the few leap days within the inputs' range, not over
+    times.
     """
-    jd = np.asarray(jd1 if np.ndim(jd2) == 0 and jd2 == 0.0 else jd1 + jd2)
+    single = np.ndim(jd2) == 0 and jd2 == 0.0
+    jd = np.asarray(jd1 if single else jd1 + jd2)
+    shape = jd.shape
     if jd.size == 0:
         return None
+    jd = jd.reshape(-1)  # flat indices; 1-d masks can be refined in place
     starts, extras = _leap_days()
-    span = 1.0 + np.maximum(extras, 0.0) / 86400.0
-    near = (starts + span >= jd.min()) & (starts <= jd.max())
-    offsets = None
+    # jd1 + jd2 rounds by half a float step (~2e-10 day): select candidates with a margin
+    near = (starts + (1.0 + _LEAP_MARGIN_DAYS) >= jd.min()) & (
+        starts - _LEAP_MARGIN_DAYS <= jd.max()
+    )
+    indices: list[np.ndarray] = []
+    days: list[np.ndarray] = []
     for start, extra in zip(starts[near], extras[near], strict=True):
         length = 86400.0 + extra
-        end = start + (1.0 if to_clock else length / 86400.0)
-        inside = (jd >= start) & (jd < end)
+        if single:
+            # jd - start is exact for any JD of the day (Sterbenz): no margin needed
+            inside = (jd >= start) & (jd < start + 1.0)
+            if not inside.any():
+                continue
+            fraction = jd[inside] - start
+        else:
+            inside = (jd >= start - _LEAP_MARGIN_DAYS) & (jd < start + 1.0 + _LEAP_MARGIN_DAYS)
+            if not inside.any():
+                continue
+            fraction = (np.broadcast_to(jd1, shape).reshape(-1)[inside] - start) + (
+                np.broadcast_to(jd2, shape).reshape(-1)[inside]
+            )
+            keep = (fraction >= 0.0) & (fraction < 1.0)
+            inside[inside] = keep
+            fraction = fraction[keep]
+        if not to_clock:
+            # clock readings of that day (a negative leap second shortens it)
+            keep = fraction < min(1.0, length / 86400.0)
+            inside[inside] = keep
+            fraction = fraction[keep]
         if not inside.any():
             continue
-        if offsets is None:
-            offsets = np.zeros(jd.shape)
-        fraction = (np.broadcast_to(jd1, jd.shape)[inside] - start) + np.broadcast_to(
-            jd2, jd.shape
-        )[inside]
         scale = length / 86400.0 if to_clock else 86400.0 / length
-        offsets[inside] = fraction * (scale - 1.0)
-    return offsets
+        indices.append(np.flatnonzero(inside))
+        days.append(fraction * (scale - 1.0))
+    if not indices:
+        return None
+    if len(indices) == 1:
+        return indices[0], days[0]
+    return np.concatenate(indices), np.concatenate(days)
+
+
+def _clock_to_utc_jd(clock_jd: float) -> float:
+    """A clock JD (``day + seconds / 86400``) as a UTC JD in the ERFA convention."""
+    to_erfa = _leap_day_offsets(np.asarray(clock_jd), 0.0, to_clock=False)
+    return float(clock_jd if to_erfa is None else clock_jd + to_erfa)
 
 
 # --------------------------------------------------------------------------- input handling
@@ -662,30 +770,48 @@ class _UtcJD(NamedTuple):
     """UTC instants as a two-part JD in the ERFA convention, before the UT1 model.
 
     ``to_clock`` holds the days to add on leap-second days to get the clock JD (``day +
-    seconds of the UTC day / 86400``, what UT1 = UTC means), or None when all are zero.
-    ``jd2`` is the float 0.0 when the input was one float (no array on the hot path).
+    seconds of the UTC day / 86400``, what UT1 = UTC means), sparse as ``(flat indices,
+    days)``, or None when all are zero. ``jd2`` is the float 0.0 when the input was one
+    float (no array on the hot path).
     """
 
     jd1: np.ndarray
     jd2: Any
     scalar: bool
-    to_clock: np.ndarray | None = None
+    to_clock: _Sparse | None = None
 
 
-def _ut1_jd(date: Any, *, ut1_from_iers: bool = False) -> tuple[np.ndarray, Any, bool]:
-    """UT1 as a two-part JD ``(jd1, jd2, is_scalar)`` for any supported instant(s)."""
+def _ut1_jd(
+    date: Any, *, ut1_from_iers: bool = False
+) -> tuple[np.ndarray, Any, bool, _Sparse | None]:
+    """UT1 as a two-part JD ``(jd1, jd2, is_scalar, fix)`` for any supported instant(s).
+
+    ``fix``: when ``jd2`` is the float 0.0 (one float per instant, the hot path), the few
+    instants on leap-second days are not folded into ``jd1`` (that would round by up to
+    20 microseconds) but returned as ``(flat indices, days to add as a second part)``, for
+    `_exact_parts` to recompute; otherwise None and any correction is in ``jd2``.
+    """
     jd1, jd2, scalar, to_clock = _utc_jd(date)
     if ut1_from_iers:
         # looked up at the ERFA JD, which tells the leap second from the next day's first
         jd2 = jd2 + _ut1_minus_utc_days(jd1, jd2)
-    if to_clock is not None:
-        if np.ndim(jd2) == 0 and jd2 == 0.0:
-            # folded into the one float (rounding <= 20 microseconds, on leap-second days
-            # only) to keep the hot path single-part
-            jd1 = jd1 + to_clock
-        else:
-            jd2 = jd2 + to_clock
-    return jd1, jd2, scalar
+    if to_clock is None or (np.ndim(jd2) == 0 and jd2 == 0.0):
+        return jd1, jd2, scalar, to_clock
+    jd2 = np.array(np.broadcast_to(jd2, np.shape(jd1)), dtype=np.float64)
+    jd2.reshape(-1)[to_clock[0]] += to_clock[1]
+    return jd1, jd2, scalar, None
+
+
+def _exact_parts(
+    jd1: np.ndarray, jd2: Any, fix: _Sparse | None, lon_turns: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_sidereal_day_parts` of `_ut1_jd`'s output, flat, with the sparse ``fix`` applied."""
+    jd1 = np.ravel(jd1)
+    whole, frac = _sidereal_day_parts(jd1, jd2 if np.ndim(jd2) == 0 else np.ravel(jd2), lon_turns)
+    if fix is not None:
+        index, days = fix
+        whole[index], frac[index] = _sidereal_day_parts(jd1[index], days, lon_turns)
+    return whole, frac
 
 
 def _utc_jd(date: Any) -> _UtcJD:
@@ -720,7 +846,7 @@ def _utc_jd(date: Any) -> _UtcJD:
     if kind in "fiu":
         jd = arr.astype(np.float64, copy=False)
         _check_jd_range(jd, arr)
-        return _UtcJD(jd, 0.0, arr.ndim == 0, _leap_day_offsets(jd, 0.0, to_clock=True))
+        return _UtcJD(jd, 0.0, arr.ndim == 0, _leap_day_corrections(jd, 0.0, to_clock=True))
     if kind == "U" or (kind == "O" and arr.ndim > 0):
         return _from_elements(arr)
     raise TimeError(
@@ -783,7 +909,7 @@ def _from_astropy(time: Any) -> _UtcJD:
     jd1 = np.asarray(utc.jd1, dtype=np.float64)
     jd2 = np.asarray(utc.jd2, dtype=np.float64)
     _check_jd_range(jd1 + jd2)
-    return _UtcJD(jd1, jd2, bool(time.isscalar), _leap_day_offsets(jd1, jd2, to_clock=True))
+    return _UtcJD(jd1, jd2, bool(time.isscalar), _leap_day_corrections(jd1, jd2, to_clock=True))
 
 
 def _parse_string(text: str) -> _UtcJD:
@@ -824,8 +950,10 @@ def _from_elements(arr: np.ndarray) -> _UtcJD:
         jd1[index] = part.jd1
         jd2[index] = part.jd2
         if part.to_clock is not None:
-            to_clock[index] = part.to_clock
-    return _UtcJD(jd1, jd2, arr.ndim == 0, to_clock if to_clock.any() else None)
+            to_clock[index] = part.to_clock[1][0]
+    flat = np.flatnonzero(to_clock)
+    sparse = (flat, to_clock.reshape(-1)[flat]) if flat.size else None
+    return _UtcJD(jd1, jd2, arr.ndim == 0, sparse)
 
 
 def _ut1_minus_utc_days(jd1: np.ndarray, jd2: Any) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Properties (hypothesis, strategies from tests/strategies.py) check the round trip
 lstseq -> date -> lstseq, monotonicity, 13500 slots per sidereal day, lstidx against LST,
-``quick`` within one slot, and agreement with astropy's IAU 2006 mean sidereal time. Example
-tests pin the epoch, the legacy La Palma anchor, every accepted input type and every rejected
-one.
+``quick`` within one slot, and agreement with astropy's IAU 2006 mean sidereal time; and the
+same on the leap-second days 2012-06-30, 2015-06-30 and 2016-12-31 (86401 s long in the
+ERFA/astropy convention), through the leap second and into the next day. Example tests pin
+the epoch, the legacy La Palma anchor, every accepted input type and every rejected one.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import math
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import astropy.units as u
 import numpy as np
 import pytest
-from astropy.time import Time
+from astropy.time import Time, TimeDelta
 from astropy.utils import data as astropy_data
 from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
 from hypothesis import assume, example, given, settings, target
 from hypothesis import strategies as st
 
+from mascara_actors import sidereal
 from mascara_actors.errors import ConfigError, TimeError
 from mascara_actors.offline import configure_astropy_offline
 from mascara_actors.sidereal import (
@@ -34,6 +37,8 @@ from mascara_actors.sidereal import (
     SLOT_SIDEREAL_S,
     SLOTS_PER_SIDEREAL_DAY,
     SiteReference,
+    jd_now,
+    jd_to_datetime,
     lstday,
     lstidx,
     lstseq2date,
@@ -59,8 +64,13 @@ IERS_END_JD = 2461337.5  # 2026-11-23: bundled IERS-A covers past this; the test
 
 
 def astropy_lst_hours(jd: object, *, ut1_equals_utc: bool = True) -> np.ndarray:
-    """Astropy's mean LST at the reference longitude, hours: the independent reference."""
-    time = Time(jd, format="jd", scale="utc")
+    """Astropy's IAU 2006 mean LST at the reference longitude, hours: the independent reference.
+
+    ``jd``: UTC Julian dates (ERFA convention, as ``Time(jd, format="jd", scale="utc")``
+    reads them) or an astropy ``Time``. UT1 = UTC is astropy's ``delta_ut1_utc = 0``.
+    """
+    is_time = isinstance(jd, Time)
+    time = Time(jd, copy=True).utc if is_time else Time(jd, format="jd", scale="utc")
     if ut1_equals_utc:
         time.delta_ut1_utc = 0.0
     with warnings.catch_warnings():
@@ -68,18 +78,29 @@ def astropy_lst_hours(jd: object, *, ut1_equals_utc: bool = True) -> np.ndarray:
         # IERS table lacks after 2027; it then uses the 50-year mean and warns. The effect on
         # mean LST at latitude 0 is below a microsecond, far under the tolerances here.
         warnings.filterwarnings("ignore", "Tried to get polar motions", AstropyWarning)
-        lst = time.sidereal_time("mean", longitude=REFERENCE_LONGITUDE_DEG * u.deg)
+        lst = time.sidereal_time("mean", longitude=REFERENCE_LONGITUDE_DEG * u.deg, model="IAU2006")
     return np.asarray(lst.hour)
+
+
+def astropy_lstseq(jd: np.ndarray, lst_hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lstseq rebuilt from astropy's LST alone, and where it is clear of a slot edge.
+
+    Unwraps the LST with the elapsed time since the start of lstseq 0 (itself checked
+    against astropy), then counts slots. ``clear`` is False within 1 ms of LST of a slot
+    edge, where the two LSTs may legitimately fall on either side.
+    """
+    lst0 = astropy_lst_hours(lstseq2date(0))
+    elapsed_turns = (np.asarray(jd) - float(lstseq2date(0))) * 1.0027379
+    turns = (lst_hours - lst0) / 24.0
+    day = np.round(elapsed_turns - turns) + np.floor(lst0 / 24.0 + turns)
+    slot_float = lst_hours * 3600.0 / SLOT_SIDEREAL_S
+    clear = np.abs(slot_float - np.round(slot_float)) > 1e-3 / SLOT_SIDEREAL_S
+    return (day * SLOTS_PER_SIDEREAL_DAY + np.floor(slot_float)).astype(np.int64), clear
 
 
 def circular_hours(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Signed difference a - b of LSTs in hours, wrapped into [-12, 12)."""
     return (np.asarray(a) - np.asarray(b) + 12.0) % 24.0 - 12.0
-
-
-def near_leap_second(jd: float, seconds: float) -> bool:
-    """True within ``seconds`` of the end of a leap second (UT1 = UTC repeats that second)."""
-    return any(abs(jd - end) < seconds / 86400.0 for end in LEAP_SECOND_ENDS_JD)
 
 
 # --------------------------------------------------------------------------- properties
@@ -88,10 +109,13 @@ def near_leap_second(jd: float, seconds: float) -> bool:
 @given(s=st.one_of(lstseqs(), slot_boundaries()), fraction=slot_fractions())
 @example(s=0, fraction=0.0)
 @example(s=12036700, fraction=1.0)
+@example(s=12335282, fraction=0.125)  # starts in 2015-07-01T00:00:00, the repeat of 23:59:60
+@example(s=19780611, fraction=0.125)  # the same for 2017-01-01T00:00:00
+@example(s=19780610, fraction=1.0)  # holds 2016-12-31T23:59:60
 @settings(deadline=None)
 def test_round_trip_jd(s: int, fraction: float) -> None:
     start = lstseq2date(s)
-    assume(not near_leap_second(float(start), 10.0))
+    # e_days stretches by 1/86400 on a leap-second day: within the 1 ms margin
     e_days = fraction * (slot_length_solar_s() - 1e-3) / 86400.0
     assert LST(start + e_days).lstseq == s
     # the first representable JD of the slot: one float step earlier is the previous slot
@@ -115,7 +139,6 @@ def test_round_trip_calendar(s: int, fraction: float) -> None:
 @settings(deadline=None)
 def test_round_trip_any_year(s: int) -> None:
     start_jd = lstseq2date(s)
-    assume(not near_leap_second(float(start_jd), 10.0))
     assert LST(start_jd).lstseq == s
     assert LST(np.nextafter(start_jd, -np.inf)).lstseq == s - 1
     start = lstseq2date(s, format="calendar")
@@ -201,14 +224,7 @@ def test_agrees_with_astropy_mean_sidereal_time(jds: list[float]) -> None:
     error = np.abs(circular_hours(res.lst, reference))
     target(float(error.max() * 3.6e6), label="LST error vs astropy (ms)")
     assert error.max() < MS_OF_LST_H
-    # lstseq rebuilt from astropy's LST alone: unwrap with the elapsed time, then count
-    lst0 = astropy_lst_hours(lstseq2date(0))
-    elapsed_days = (jd - float(lstseq2date(0))) * 1.0027379
-    turns = (reference - lst0) / 24.0
-    day = np.round(elapsed_days - turns) + np.floor(lst0 / 24.0 + turns)
-    slot_float = reference * 3600.0 / 6.4
-    clear = np.abs(slot_float - np.round(slot_float)) > 1e-3  # not within ~1 ms of an edge
-    expected = (day * 13500 + np.floor(slot_float)).astype(np.int64)
+    expected, clear = astropy_lstseq(jd, reference)
     np.testing.assert_array_equal(res.lstseq[clear], expected[clear])
 
 
@@ -245,6 +261,185 @@ def test_sidereal_days_count_whole_turns(start: float, days: int) -> None:
     # days=133 and 255 from 2013, where a 1e-9 tolerance failed).
     assert abs((s1 - s0) - days) < 2e-9
     assert abs(circular_hours((s0 % 1.0) * 24.0, LST(start).lst)) < 1e-7
+
+
+# --------------------------------------------------------------------------- leap-second days
+#
+# A UTC day ending with a leap second lasts 86401 SI seconds; a UTC JD on it follows the
+# ERFA/astropy convention (the fraction spans 86401 s). With UT1 = UTC, astropy (and ERFA
+# utcut1 with dut1 = 0) give the leap second 23:59:60 the LST of the next day's 00:00:00,
+# which that second then repeats. Instants are drawn as SI seconds since the leap day's
+# 00:00 UTC and turned into JDs by astropy, independently of the code under test: 86399 is
+# 23:59:59, 86400 is 23:59:60, 86401 is the next day's 00:00:00.
+
+LEAP_DAYS = ("2012-06-30", "2015-06-30", "2016-12-31")
+"""UTC days ending with a (positive) leap second."""
+LEAP_DAY_S = 86401.0
+"""SI seconds in a leap-second day: ``LEAP_DAY_S`` after its 00:00 is the next day's 00:00."""
+LEAP_SECOND_ANCHORS_S = (0.0, 86399.0, 86399.999, 86400.0, 86400.5, 86400.99999, 86401.0, 86401.5)
+
+
+def leap_day_time(day: str, seconds: object) -> Time:
+    """Astropy UTC time ``seconds`` SI seconds after ``day`` 00:00 UTC (two-part, exact)."""
+    start = Time(f"{day}T00:00:00", scale="utc")
+    return start + TimeDelta(np.asarray(seconds, dtype=np.float64), format="sec")
+
+
+def leap_day_jd(day: str, seconds: object) -> np.ndarray:
+    """The same as a float64 UTC JD in the ERFA convention (``Time.jd``)."""
+    return np.asarray(leap_day_time(day, seconds).jd, dtype=np.float64)
+
+
+def leap_day_seconds() -> st.SearchStrategy[float]:
+    """Seconds since 00:00 of a leap-second day, up to 10 s into the next day; dense around
+    the leap second (the last seconds of the day and the first of the next)."""
+    return st.one_of(
+        st.sampled_from(LEAP_SECOND_ANCHORS_S),
+        st.floats(0.0, LEAP_DAY_S + 10.0),
+        st.floats(LEAP_DAY_S - 3.0, LEAP_DAY_S + 3.0),
+    )
+
+
+def leap_day_instants(max_size: int = 16) -> st.SearchStrategy[tuple[str, list[float]]]:
+    return st.tuples(
+        st.sampled_from(LEAP_DAYS),
+        st.lists(leap_day_seconds(), min_size=1, max_size=max_size),
+    )
+
+
+def test_leap_days_are_86401_s_long() -> None:
+    # guards the test data: each day ends with 23:59:60 in the bundled leap-second table
+    for day in LEAP_DAYS:
+        next_day = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
+        length = Time(f"{next_day}T00:00:00", scale="utc") - Time(f"{day}T00:00:00", scale="utc")
+        assert round(length.sec, 6) == LEAP_DAY_S
+        assert Time(f"{day}T23:59:60", scale="utc").jd == leap_day_jd(day, 86400.0)
+        assert Time(f"{next_day}T00:00:00", scale="utc").jd == leap_day_jd(day, LEAP_DAY_S)
+
+
+@given(instants=leap_day_instants())
+@example(instants=("2016-12-31", list(LEAP_SECOND_ANCHORS_S)))
+@example(instants=("2015-06-30", [43200.0, 86399.5, 86400.5, 86401.5]))
+@settings(deadline=None, max_examples=60)
+def test_leap_day_agrees_with_astropy(instants: tuple[str, list[float]]) -> None:
+    day, seconds = instants
+    jd = leap_day_jd(day, seconds)
+    res = LST(jd)
+    reference = astropy_lst_hours(jd)
+    error = np.abs(circular_hours(res.lst, reference))
+    target(float(error.max() * 3.6e6), label="leap day: LST error vs astropy (ms)")
+    assert error.max() < MS_OF_LST_H
+    expected, clear = astropy_lstseq(jd, reference)
+    np.testing.assert_array_equal(res.lstseq[clear], expected[clear])
+    # every instant is accounted for, not only those clear of an edge
+    np.testing.assert_array_equal(np.abs(res.lstseq - expected) <= 1, True)
+    # astropy Time inputs are two-part: even the last microseconds of 23:59:60 stay in it
+    time = leap_day_time(day, seconds)
+    error = np.abs(circular_hours(LST(time).lst, astropy_lst_hours(time)))
+    assert error.max() < MS_OF_LST_H
+    # the quick path stays within one slot there too
+    assert np.all(np.abs(LST(jd, quick=True).lstseq - res.lstseq) <= 1)
+    # and UT1 from the bundled IERS table (which covers 2012-2016) agrees with astropy's
+    iers_lst = LST(jd, ut1_from_iers=True).lst
+    error = np.abs(circular_hours(iers_lst, astropy_lst_hours(jd, ut1_equals_utc=False)))
+    assert error.max() < MS_OF_LST_H
+
+
+@given(instants=leap_day_instants(max_size=32))
+@example(instants=("2015-06-30", list(LEAP_SECOND_ANCHORS_S)))
+@settings(deadline=None, max_examples=60)
+def test_leap_day_monotonic_across_the_leap_second(instants: tuple[str, list[float]]) -> None:
+    day, draws = instants
+    seconds = np.sort(np.asarray(draws))
+    jd = leap_day_jd(day, seconds)
+    res = LST(jd)
+    turns = REFERENCE_SITE.sidereal_days(jd)
+    # From 00:00 through 23:59:59, 23:59:60 and up to 24:00:00 LST only increases; so it does
+    # from the next day's 00:00:00 on (a float JD in the last 20 us of 23:59:60 rounds to it).
+    leap_day = jd < leap_day_jd(day, LEAP_DAY_S)
+    for part in (leap_day, ~leap_day):
+        assert np.all(np.diff(res.lstseq[part]) >= 0)
+        assert np.all(np.diff(turns[part]) >= 0.0)
+    # Across midnight UT1 = UTC repeats one second (as astropy does), never more: an instant
+    # at least 1 s later never has an earlier slot, and slots step back by at most one.
+    later = seconds[None, :] - seconds[:, None] >= 1.0
+    assert np.all((res.lstseq[None, :] >= res.lstseq[:, None])[later])
+    assert np.all(np.diff(res.lstseq) >= -1)
+
+
+def test_leap_second_lst_is_the_next_days_first_second() -> None:
+    for day in LEAP_DAYS:
+        turns = REFERENCE_SITE.sidereal_days(leap_day_jd(day, [86400.0, 86400.5, 86401.0]))
+        sidereal_s_per_s = 1.0027379 / 86400.0
+        assert abs(turns[0] - turns[2]) < 1e-9  # 23:59:60.0 has the LST of 00:00:00
+        assert abs((turns[1] - turns[0]) / sidereal_s_per_s - 0.5) < 1e-4
+
+
+@given(
+    day=st.sampled_from(LEAP_DAYS),
+    seconds=leap_day_seconds(),
+    shift=st.sampled_from((-1, 0, 1)),
+    fractions=st.lists(slot_fractions(), min_size=1, max_size=8),
+)
+@example(day="2016-12-31", seconds=86400.5, shift=0, fractions=[1.0])  # holds 23:59:60
+@example(day="2016-12-31", seconds=86401.5, shift=0, fractions=[1.0])  # starts in the repeat
+@example(day="2015-06-30", seconds=86400.5, shift=0, fractions=[1.0])
+@example(day="2015-06-30", seconds=86401.5, shift=0, fractions=[1.0])
+@settings(deadline=None, max_examples=60)
+def test_leap_day_round_trip(day: str, seconds: float, shift: int, fractions: list[float]) -> None:
+    s = int(LST(leap_day_jd(day, seconds)).lstseq) + shift
+    start = lstseq2date(s)
+    assert LST(start).lstseq == s
+    # the first representable JD of the slot: one float step earlier is the previous slot
+    assert LST(np.nextafter(start, -np.inf)).lstseq == s - 1
+    # e SI seconds later (astropy's UTC arithmetic, 86401 s on the leap day), for e up to the
+    # slot length less 0.1 ms (two float steps of the JD, ~40 us each)
+    e = np.asarray(fractions) * (slot_length_solar_s() - 1e-4)
+    later = Time(start, format="jd", scale="utc") + TimeDelta(e, format="sec")
+    np.testing.assert_array_equal(LST(later.jd).lstseq, s)
+    np.testing.assert_array_equal(LST(later).lstseq, s)
+    # and the slot lasts up to the start of the next one
+    assert LST(np.nextafter(lstseq2date(s + 1), -np.inf)).lstseq == s
+
+
+@pytest.mark.parametrize("day", LEAP_DAYS)
+def test_leap_day_round_trip_every_slot_around_midnight(day: str) -> None:
+    first = int(LST(leap_day_jd(day, 86400.0 - 600.0)).lstseq)
+    seq = np.arange(first, first + 190)  # 23:50 to 00:10
+    starts = lstseq2date(seq)
+    np.testing.assert_array_equal(LST(starts).lstseq, seq)
+    np.testing.assert_array_equal(LST(np.nextafter(starts, -np.inf)).lstseq, seq - 1)
+    e = np.linspace(0.0, slot_length_solar_s() - 1e-4, 33)
+    later = Time(starts[:, None], format="jd", scale="utc") + TimeDelta(e, format="sec")
+    np.testing.assert_array_equal(LST(later.jd).lstseq, np.broadcast_to(seq[:, None], later.shape))
+    # a slot starts in the repeated second (2015, 2016) at the later instant, in the next day
+    midnight = leap_day_jd(day, LEAP_DAY_S)
+    in_leap_second = (starts >= leap_day_jd(day, 86400.0)) & (starts < midnight)
+    assert not in_leap_second.any()
+    # and calendar starts (clock readings) agree with the JD starts, to a JD float step
+    calendar = lstseq2date(seq, format="calendar")
+    clock = np.array([np.datetime64(jd_to_datetime(jd).replace(tzinfo=None)) for jd in starts])
+    assert np.all(np.abs(calendar - clock) <= np.timedelta64(100, "us"))
+
+
+def test_jd_now_and_jd_to_datetime_follow_the_erfa_convention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 23:00 on a leap-second day: the clock JD is 1/86400 * 82800/86400 day (0.96 s) later
+    # than the ERFA JD of the same instant; mixing them up shifts LST by up to 1 s there.
+    clock = datetime(2016, 12, 31, 23, 0, tzinfo=UTC)
+    erfa_jd = float(Time("2016-12-31T23:00:00", scale="utc").jd)
+    monkeypatch.setattr(sidereal, "time", SimpleNamespace(time=clock.timestamp))
+    assert abs(jd_now() - erfa_jd) * 86400.0 < 1e-4
+    assert abs(jd_to_datetime(erfa_jd) - clock) < timedelta(microseconds=50)
+    assert abs(circular_hours(LST(jd_now()).lst, LST(clock).lst)) * 3600.0 < 1e-4
+    # the leap second reads as the next day's first second, the clock reading of its LST
+    leap = jd_to_datetime(leap_day_jd("2016-12-31", 86400.25))
+    assert abs(leap - datetime(2017, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)) < timedelta(
+        microseconds=50
+    )
+    # other days are unchanged
+    assert jd_to_datetime(2457000.5) == datetime(2014, 12, 9, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- anchors
