@@ -12,11 +12,19 @@ peer of :func:`mascara_actors.actors.pipeline.paced_frames` for recorded nights.
    and yields ``FrameReady(path, lstseq, arrived)``.
 
 Bad input never travels on: frames the readout link drops (corrupt, short, cut off) never
-reach this module; the slots they leave out are logged and counted as ``missing``. Frames of
-the wrong shape are counted as ``rejected``, frames of slots before the first one or already
-seen as ``stale``. A control link that drops is reconnected by the driver; while no frame
-comes, the camera is polled every ``poll_s`` seconds and re-armed if it has lost its
-sequence (a power cycle). The counters are in a :class:`LiveStats` the caller may pass in.
+reach this module; the slots they leave out are logged, counted as ``missing`` and handed to
+``on_gap`` with the reason (the station turns them into warning events). Frames of the wrong
+shape are counted as ``rejected``, frames of slots before the first one or already seen as
+``stale``. A raw file is never overwritten: a frame whose file already exists is left out
+(the file on disk is kept, counted as ``existing``, with a warning). A control link that drops
+is reconnected by the driver; while no frame comes, the camera is polled every ``poll_s``
+seconds and re-armed if it has lost its sequence (a power cycle). The counters are in a
+:class:`LiveStats` the caller may pass in.
+
+A camera that stays away is given up after ``camera_timeout_s`` real seconds without a sign
+of it (no reply to a poll and no frame while one is due, or no frame although it answers):
+:class:`CameraLost` is raised, saying since when and the last error, and the camera is left
+as it is (no clean-up commands are sent to it).
 
 Setting ``stop`` ends the source: no new frame is waited for; frames already read out (in
 the driver's buffer) and the one being written are written and yielded; then the armed
@@ -29,10 +37,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -44,7 +54,13 @@ from hw.readout import FrameHeader, ReadoutFrame
 from mascara_actors import __version__
 from mascara_actors.actors.messages import FrameReady
 from mascara_actors.config import SensorConfig
-from mascara_actors.errors import CameraDisconnected, CameraError, ConfigError, StorageError
+from mascara_actors.errors import (
+    CameraDisconnected,
+    CameraError,
+    CameraTimeout,
+    ConfigError,
+    StorageError,
+)
 from mascara_actors.rawframe import RawHeader, raw_filename, write_raw
 from mascara_actors.sidereal import (
     REFERENCE_SITE,
@@ -53,7 +69,7 @@ from mascara_actors.sidereal import (
     slot_length_solar_s,
 )
 
-__all__ = ["MAX_ARM", "LiveStats", "live_frames", "raw_header"]
+__all__ = ["MAX_ARM", "CameraLost", "GapReport", "LiveStats", "live_frames", "raw_header"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +82,44 @@ _GRACE_SLOTS = 4
 _ARM_ATTEMPTS = 3
 _MAX_WRITE_FAILURES = 3
 _CLEANUP_S = 5.0
+
+_T = TypeVar("_T")
+
+GapReport = Callable[[int, int, str], None]
+"""``on_gap(first, last, why)``: slots ``first..last`` (inclusive) gave no frame, and why."""
+
+
+class CameraLost(CameraError):
+    """The camera stayed away longer than the camera timeout.
+
+    Attributes
+    ----------
+    camera : str
+        Camera letter.
+    since : float
+        Wall-clock time (UNIX seconds) of the last sign of the camera (a frame, or a poll
+        answered while no frame was overdue).
+    silent_s : float
+        Real seconds from ``since`` to the moment it was given up.
+    timeout_s : float
+        The timeout, real seconds.
+    last_error : str
+        The last thing that went wrong (a poll that timed out, frames overdue).
+    """
+
+    def __init__(
+        self, camera: str, *, since: float, silent_s: float, timeout_s: float, last_error: str
+    ) -> None:
+        self.camera = camera
+        self.since = since
+        self.silent_s = silent_s
+        self.timeout_s = timeout_s
+        self.last_error = last_error
+        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        super().__init__(
+            f"camera {camera} silent since {when} UTC ({silent_s:.1f} s, timeout {timeout_s:.1f}"
+            f" s): {last_error}; check the camera's power and its control and readout links"
+        )
 
 
 @dataclass
@@ -89,6 +143,8 @@ class LiveStats:
     """Sequences armed (the first one plus re-arms after the camera lost its sequence)."""
     link_errors: int = 0
     """Polls or re-arms that failed because the camera was silent or away (retried)."""
+    existing: int = 0
+    """Frames whose raw file already existed: the file on disk was kept, the frame left out."""
 
 
 def raw_header(
@@ -155,6 +211,9 @@ async def live_frames(
     lead_slots: int = 2,
     poll_s: float | None = None,
     stats: LiveStats | None = None,
+    max_frames: int | None = None,
+    camera_timeout_s: float | None = None,
+    on_gap: GapReport | None = None,
 ) -> AsyncIterator[FrameReady]:
     """Expose back to back, write each frame into ``archive_dir`` and yield it.
 
@@ -177,7 +236,7 @@ async def live_frames(
     first_lstseq
         First slot to expose; None: ``lead_slots`` after the camera's current slot.
     count
-        Frames to take; None: until ``stop`` is set.
+        Slots to expose (frames to take); None: until ``stop`` is set.
     stop
         Set it to end the source cleanly (see the module docstring).
     imagetyp
@@ -193,6 +252,15 @@ async def live_frames(
         a counted sequence); default one slot (6.38 s).
     stats
         Counters to update (default a private :class:`LiveStats`).
+    max_frames
+        End once this many frames were yielded, whatever slots they took (the exposures still
+        armed are aborted): a frame lost on the way is replaced by the next slot of the same
+        sequence, with no hole. None: no limit but ``count``.
+    camera_timeout_s
+        Real seconds without a sign of the camera (see the module docstring) before
+        :class:`CameraLost` is raised; None: wait for it for ever.
+    on_gap
+        Called with ``(first, last, why)`` for each run of armed slots that gave no frame.
 
     Yields
     ------
@@ -207,11 +275,19 @@ async def live_frames(
     CameraError
         If the camera cannot be identified or armed at the start (timeouts, ``LATE`` for
         a ``first_lstseq`` already started), or its readout stream ends.
+    CameraLost
+        With ``camera_timeout_s``: the camera stayed away that long (also at the start).
     StorageError
         After several consecutive frames could not be written to the archive.
     """
     if count is not None and count < 1:
         raise ValueError(f"count={count} must be >= 1 frame, or None for no limit")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames={max_frames} must be >= 1 frame, or None for no limit")
+    if camera_timeout_s is not None and not (
+        math.isfinite(camera_timeout_s) and camera_timeout_s > 0
+    ):
+        raise ValueError(f"camera_timeout_s={camera_timeout_s} must be > 0 seconds, or None")
     if lead_slots < 1:
         raise ValueError(f"lead_slots={lead_slots} must be >= 1")
     frame_type = FrameType.of(imagetyp)
@@ -230,6 +306,10 @@ async def live_frames(
         lead_slots=lead_slots,
         stats=stats if stats is not None else LiveStats(),
         frame_type=frame_type,
+        max_frames=max_frames,
+        timeout_s=camera_timeout_s,
+        retry_s=poll,
+        on_gap=on_gap,
     )
     try:
         await session.start(first_lstseq)
@@ -298,6 +378,10 @@ class _Session:
         lead_slots: int,
         stats: LiveStats,
         frame_type: FrameType,
+        max_frames: int | None = None,
+        timeout_s: float | None = None,
+        retry_s: float = 1.0,
+        on_gap: GapReport | None = None,
     ) -> None:
         self.driver = driver
         self.frame_type = frame_type
@@ -318,6 +402,21 @@ class _Session:
         self.readout_started = False
         self.write_failures = 0
         self.extra: dict[str, str] = {}
+        self.max_frames = max_frames
+        self.yielded = 0
+        """Frames yielded by this run."""
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self.on_gap = on_gap
+        self.heard = time.monotonic()
+        """Monotonic time of the latest sign of the camera (a frame, or an answered poll while
+        no frame was overdue)."""
+        self.heard_wall = time.time()
+        self.last_error = ""
+        self.lost = False
+        """True once the camera was given up: no more commands are sent to it."""
+        self.rearmed: tuple[int, str] | None = None
+        """First slot and reason of the latest re-arm, until its first frame comes."""
 
     @property
     def last(self) -> int | None:
@@ -329,7 +428,7 @@ class _Session:
     async def start(self, first_lstseq: int | None) -> None:
         """Check the camera, start the readout, arm the first sequence."""
         await anyio.to_thread.run_sync(partial(self.archive.mkdir, parents=True, exist_ok=True))
-        ident = await self.driver.identify()
+        ident = await self._until_answered(self.driver.identify)
         self._check_identity(ident)
         self.extra = {
             "SWVERSN": f"mascara-actors {__version__}",
@@ -337,7 +436,8 @@ class _Session:
             "CAMSER": ident.serial,
             "CAMFIRM": ident.firmware,
         }
-        status = await self.driver.status()
+        status = await self._until_answered(self.driver.status)
+        self._heard()
         if status.state != "IDLE":
             cancelled = await self.driver.abort()
             log.warning(
@@ -398,16 +498,64 @@ class _Session:
             self.stats.arms += 1
             return got
 
+    async def _until_answered(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, tried again every ``retry_s`` while the camera is silent or away, until
+        the camera timeout (without one: the first error is raised)."""
+        while True:
+            try:
+                return await call()
+            except (CameraTimeout, CameraDisconnected) as exc:
+                if self.timeout_s is None:
+                    raise
+                self.stats.link_errors += 1
+                self.last_error = str(exc)
+                self._check_lost()
+                log.warning("camera %s does not answer (%s); trying again", self.camera, exc)
+                await anyio.sleep(self.retry_s)
+
+    def _heard(self) -> None:
+        self.heard, self.heard_wall = time.monotonic(), time.time()
+        self.last_error = ""
+
+    def _check_lost(self) -> None:
+        """Raise :class:`CameraLost` once the camera has been silent for the timeout."""
+        if self.timeout_s is None:
+            return
+        silent = time.monotonic() - self.heard
+        if silent >= self.timeout_s:
+            self.lost = True
+            raise CameraLost(
+                self.camera,
+                since=self.heard_wall,
+                silent_s=silent,
+                timeout_s=self.timeout_s,
+                last_error=self.last_error or "no sign of the camera",
+            )
+
+    def _gap(self, first: int, last: int, why: str) -> None:
+        """Slots ``first..last`` gave no frame: count, log and report them."""
+        self.stats.missing += last - first + 1
+        log.warning(
+            "slots %d..%d of camera %s gave no frame: %s", first, last, self.camera, why
+        )
+        if self.on_gap is not None:
+            self.on_gap(first, last, why)
+
     async def release(self) -> None:
         """Abort the armed exposures and stop the readout; failures are logged only."""
-        if self.armed:
+        if self.lost:
+            log.warning(
+                "camera %s was given up: its armed exposures and readout are left as they are",
+                self.camera,
+            )
+        elif self.armed:
             try:
                 await self.driver.abort()
             except CameraError as exc:
                 log.warning(
                     "could not abort the armed exposures of camera %s: %s", self.camera, exc
                 )
-        if self.readout_started:
+        if self.readout_started and not self.lost:
             try:
                 await self.driver.stop_readout()
             except CameraError as exc:
@@ -417,7 +565,7 @@ class _Session:
         s = self.stats
         log.info(
             "live: camera %s stopped after lstseq %d: %d frames, %d missing, %d rejected, "
-            "%d stale, %d not written, %d sequences armed",
+            "%d stale, %d not written, %d kept on disk, %d sequences armed",
             self.camera,
             self.expected - 1,
             s.frames,
@@ -425,6 +573,7 @@ class _Session:
             s.rejected,
             s.stale,
             s.write_failed,
+            s.existing,
             s.arms,
         )
 
@@ -433,6 +582,7 @@ class _Session:
     async def take(self, frame: ReadoutFrame) -> FrameReady | None:
         """Check one frame, write it to the archive; its message, or None if it is not kept."""
         arrived = time.time()
+        self._heard()
         h = frame.header
         lstseq = int(h.lstseq)
         if lstseq < self.expected:
@@ -452,14 +602,14 @@ class _Session:
             self._end(f"frame {lstseq} is past the last slot {last}")
             return None
         if lstseq > self.expected:
-            self.stats.missing += lstseq - self.expected
-            log.warning(
-                "frames %d..%d of camera %s never arrived (dropped by the camera or the "
-                "readout check)",
-                self.expected,
-                lstseq - 1,
-                self.camera,
+            why = (
+                "exposed but lost on the way (dropped by the camera, or by the readout link's "
+                "check as corrupt, short or cut off)"
             )
+            if self.rearmed is not None and self.expected < self.rearmed[0] <= lstseq:
+                why = self.rearmed[1]
+            self._gap(self.expected, lstseq - 1, why)
+        self.rearmed = None
         self.expected = lstseq + 1
         if last is not None and lstseq == last:
             self.done = True
@@ -473,6 +623,16 @@ class _Session:
             h, camera=self.camera, site=self.site, sensor=self.sensor, imagetyp=kind
         )
         path = self.archive / raw_filename(lstseq, self.camera, kind, ext=self.ext)
+        if await anyio.to_thread.run_sync(path.exists):
+            self.stats.existing += 1
+            log.warning(
+                "frame %d of camera %s not written: %s already exists and is kept (a raw file "
+                "is never overwritten); the new frame is left out",
+                lstseq,
+                self.camera,
+                path,
+            )
+            return None
         try:
             await anyio.to_thread.run_sync(
                 partial(write_raw, path, frame.pixels, header, extra=self.extra)
@@ -489,6 +649,9 @@ class _Session:
             return None
         self.write_failures = 0
         self.stats.frames += 1
+        self.yielded += 1
+        if self.max_frames is not None and self.yielded >= self.max_frames:
+            self.done = True
         log.debug("frame %d written to %s", lstseq, path)
         return FrameReady(path=path, lstseq=lstseq, arrived=arrived)
 
@@ -505,33 +668,58 @@ class _Session:
     def _end(self, why: str) -> None:
         last = self.last
         if last is not None and self.expected <= last:
-            self.stats.missing += last - self.expected + 1
-            log.warning(
-                "frames %d..%d of camera %s never arrived (%s)",
-                self.expected,
-                last,
-                self.camera,
-                why,
-            )
+            self._gap(self.expected, last, f"no frame came before the sequence ended ({why})")
             self.expected = last + 1
         self.done = True
 
     # -- no frame for a while ----------------------------------------------------------------
 
     async def poll(self) -> None:
-        """No frame for ``poll_s``: end a finished count, re-arm a camera that went idle."""
-        try:
-            status = await self.driver.status()
-        except CameraError as exc:  # the driver reconnects; try again at the next poll
+        """No frame for ``poll_s``: end a finished count, re-arm a camera that went idle, give
+        up a camera silent for the timeout (:class:`CameraLost`)."""
+        # the last poll before the timeout waits no longer than the timeout itself
+        left = math.inf if self.timeout_s is None else self.heard + self.timeout_s
+        left -= time.monotonic()
+        status = None
+        error = self.last_error or f"no answer to a status poll within {max(left, 0.1):.1f} s"
+        with anyio.move_on_after(max(left, 0.1)):
+            try:
+                status = await self.driver.status()
+            except CameraError as exc:  # the driver reconnects; try again at the next poll
+                error = f"no answer to a status poll: {exc}"
+        if status is None:
+            self.last_error = error
             self.stats.link_errors += 1
-            log.warning("camera %s did not answer a status poll: %s", self.camera, exc)
+            log.warning("camera %s did not answer a status poll: %s", self.camera, self.last_error)
+            self._check_lost()
             return
         last = self.last
         if last is not None and status.lstseq > last + _GRACE_SLOTS:
+            self._heard()
             self._end(f"the camera clock is at slot {status.lstseq}")
             return
         if status.state != "IDLE":
+            awaited = max(self.expected, self.rearmed[0] if self.rearmed else self.expected)
+            if status.lstseq > awaited + _GRACE_SLOTS:
+                # it answers, but the frames do not come: the readout side is gone (or the
+                # frames are late); given up only after the timeout without a frame
+                if not self.last_error:
+                    log.info(
+                        "camera %s answers (clock at slot %d) but no frame came since slot %d",
+                        self.camera,
+                        status.lstseq,
+                        self.expected - 1,
+                    )
+                self.last_error = (
+                    f"the camera answers (clock at slot {status.lstseq}, {status.state}, "
+                    f"{status.frames_sent} frames sent) but no frame came since slot "
+                    f"{self.expected - 1}: check its readout link"
+                )
+                self._check_lost()
+            else:
+                self._heard()
             return
+        self._heard()
         # The camera lost its sequence (power cycle, an ABORT from elsewhere): arm again.
         start = status.lstseq + self.lead_slots
         n = MAX_ARM if last is None else min(last - start + 1, MAX_ARM)
@@ -548,3 +736,9 @@ class _Session:
         except CameraError as exc:
             self.stats.link_errors += 1
             log.warning("re-arming camera %s failed: %s; trying again later", self.camera, exc)
+            return
+        self.rearmed = (
+            start,
+            f"the camera lost its armed sequence (found idle at slot {status.lstseq}) and was "
+            f"armed again from slot {start}",
+        )

@@ -18,6 +18,22 @@ night, as the legacy ``rawdir_monitor`` did, on the camera's own clock:
    night.
 5. **Summary** of the night (HTML, text, plots), mailed when asked.
 
+**A camera that stays away** (no answer, no frame due, for ``camera_timeout_s`` of ``[night]``
+in ``reduction.toml``, seconds of the camera's clock: a simulated camera at ``speed`` x gives
+up ``speed`` times sooner in real time) ends the night as dawn would, with the dawn chain for
+what was measured: the frames received are reduced, the last set binned, the nightly files
+and the summary written; no dawn calibration is tried. An error event (``ActorFailed`` from
+the camera) in the night's event log says which camera, since when and what to check, and
+:attr:`StationReport.camera_lost` holds the same sentence (``mascara-actors live`` exits 1).
+
+**A restarted night** goes on where the earlier run stopped: the science frames of the night
+already in the raw archive are handed to the reduction first (those of sets already on disk
+are skipped by the pipeline), and the camera is armed from the first slot after them and after
+the sets already done, never re-exposing a slot of the archive (a raw file is never
+overwritten). ``max_science_frames`` counts the frames on disk too. Every run of slots that
+gives no science frame (lost on the way, a camera that lost its sequence, an operator dark
+sequence, a restart) is reported as a warning event naming the slots and the reason.
+
 The operator may :meth:`~Station.take_darks` in the night (the science sequence is aborted,
 a dark sequence taken, science re-armed; the night's reduction keeps the master it started
 with, so that the whole night is calibrated alike) or :meth:`~Station.end_night` early (the
@@ -40,20 +56,32 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from hw.driver import CameraDriver, CameraStatus
-from hw.live import LiveStats, live_frames
+from hw.driver import CameraDriver, CameraStatus, SerialCamera
+from hw.live import CameraLost, LiveStats, live_frames
+from mascara_actors.actors.events import ActorFailed, Event, WarningEvent, to_json
 from mascara_actors.actors.gate import PauseGate
+from mascara_actors.actors.jobs import WorkerSpec
 from mascara_actors.actors.messages import FrameReady
-from mascara_actors.actors.pipeline import NightPlan, NightReport, run_night, stop_on_signals
-from mascara_actors.actors.reducer import WorkerSpec
+from mascara_actors.actors.pipeline import (
+    NightPlan,
+    NightReport,
+    resume_point,
+    run_night,
+    stop_on_signals,
+)
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, SensorConfig
-from mascara_actors.errors import CalibrationError, CameraError
+from mascara_actors.errors import (
+    CalibrationError,
+    CameraDisconnected,
+    CameraError,
+    CameraTimeout,
+)
 from mascara_actors.masters import Masters, dark_from_table, make_masters
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename
-from mascara_actors.sidereal import jd_to_datetime
+from mascara_actors.sidereal import SET_SIZE, jd_to_datetime
 from mascara_actors.storage import NightId, read_dark_table
 from mascara_actors.summary import summarise_night
 
@@ -94,6 +122,9 @@ class StationReport:
     summary_html: Path | None = None
     stopped_by: str | None = None
     """Name of the signal that stopped the night for a restart, if one did."""
+    camera_lost: str | None = None
+    """Why the night ended early when the camera stayed away (which camera, since when, what
+    to check); None when it did not."""
 
     @property
     def ok(self) -> bool:
@@ -142,7 +173,8 @@ class Station:
         Mail the summary at the end of the night.
     max_science_frames
         End the science after this many frames, as if dawn had come (a short trial night);
-        None: until dawn.
+        the night's science frames already in the raw archive (a restart) count too. None:
+        until dawn.
     gate
         The operator's pause switch for the reduction (the camera goes on; frames spool).
     """
@@ -202,6 +234,11 @@ class Station:
         self._session_stop = anyio.Event()
         self._darks_wanted: anyio.Event | None = None
         self._darks_reply = ""
+        self.camera_lost: str | None = None
+        """Why the night ended early when the camera stayed away (see the module docstring)."""
+        self._timeout_s: float | None = None
+        """``camera_timeout_s`` in real seconds (divided by the camera's clock speed)."""
+        self._speed = 1.0
 
     @property
     def state_dir(self) -> Path:
@@ -305,6 +342,8 @@ class Station:
         await self.driver.set_setpoint(setpoint)
         await self.driver.set_cooler(True)
         status = await self.driver.status()
+        self._speed = status.speed
+        self._timeout_s = self.config.reduction.night.camera_timeout_s / status.speed
         log.info(
             "station: cooler on, set-point %.1f C (CCD at %.1f C)",
             setpoint,
@@ -335,8 +374,8 @@ class Station:
         elif not read_dark_table(self.camera.letter, self.state_dir):
             self.phase = "dark sequence (no master dark yet)"
             report.calibrations.append(await self._calibrate("start", kinds=("dark",)))
-        if self.stop.is_set():
-            self.phase = "stopped"
+        if self.stop.is_set() or self.camera_lost is not None:
+            self.phase = "stopped" if self.camera_lost is None else "camera lost"
             return report
         masters = report.calibrations[-1].masters if report.calibrations else Masters(
             None, None, None
@@ -373,9 +412,10 @@ class Station:
 
             tg.start_soon(science)
             await science_over.wait()
-            if not self.stop.is_set():
+            if not self.stop.is_set() and self.camera_lost is None:
                 self.phase = "dawn calibration (the pipeline finishes the night)"
                 report.calibrations.append(await self._calibrate("dawn"))
+            if not self.stop.is_set():
                 self.phase = "end of night: final set and nightly combine"
         if report.ok and not self.stop.is_set():
             self.phase = "end of night: summary"
@@ -383,7 +423,10 @@ class Station:
                 partial(summarise_night, self.night_dir, send=self.send_mail)
             )
             report.summary_html = Path(outcome.html_path)
-        self.phase = "night done" if report.ok else "stopped"
+        if self.camera_lost is not None:
+            self.phase = "camera lost: the night ended with what was measured"
+        else:
+            self.phase = "night done" if report.ok else "stopped"
         return report
 
     def _table(self, masters: Masters) -> Masters:
@@ -395,23 +438,43 @@ class Station:
     async def _science(
         self, window: NightWindow, over: anyio.Event
     ) -> AsyncIterator[FrameReady]:
-        """Science frames until dawn, re-armed around operator dark sequences."""
+        """Science frames until dawn, re-armed around operator dark sequences; on a restart
+        the night's frames on disk first (see the module docstring)."""
         assert self.night_dir is not None
         raw = self.night_dir / "raw"
         limit = self.max_science_frames
         try:
+            on_disk, after = await anyio.to_thread.run_sync(self._on_disk, window)
+            for frame in on_disk:
+                self.latest = frame
+                yield frame
+            resuming = after > 0
+            # why the slots between the last science frame and the next sequence have none
+            why_gap = "the station was not running (a restarted night)" if resuming else ""
             while not (self._ended or self.stop.is_set()):
-                now = (await self.driver.status()).lstseq
-                first = max(window.start_lstseq, now + self.lead_slots)
+                now = (await self._camera_status()).lstseq
+                first = max(window.start_lstseq, now + self.lead_slots, after)
                 count = window.stop_lstseq - first
-                if limit is not None:
-                    count = min(count, limit - self.stats.frames)
-                if count < 1:
+                wanted = None if limit is None else limit - len(on_disk) - self.stats.frames
+                if count < 1 or (wanted is not None and wanted < 1):
                     break
+                if why_gap and first > after:
+                    self._gap(after, first - 1, why_gap)
+                if resuming:
+                    resuming = False
+                    log.info(
+                        "station: resuming the night: %d science frames on disk went to the "
+                        "reduction (sets already done are skipped); camera %s armed from lstseq "
+                        "%d",
+                        len(on_disk),
+                        self.camera.id,
+                        first,
+                    )
                 self._session_stop = anyio.Event()
                 self._science_on = True
                 if first > now + self.lead_slots:
-                    self.phase = f"waiting for dusk: science from lstseq {first}"
+                    what = "dusk" if first == window.start_lstseq else "the resume slot"
+                    self.phase = f"waiting for {what}: science from lstseq {first}"
                 frames = live_frames(
                     self.driver,
                     raw,
@@ -424,21 +487,147 @@ class Station:
                     lead_slots=self.lead_slots,
                     poll_s=self.poll_s,
                     stats=self.stats,
+                    max_frames=wanted,
+                    camera_timeout_s=self._timeout_s,
+                    on_gap=self._gap,
                 )
+                after = first
                 async with aclosing(frames) as science:
                     async for frame in science:
                         self.phase = "science"
                         self.latest = frame
+                        after = frame.lstseq + 1
                         yield frame
                 self._science_on = False
                 if self._darks_wanted is None:
                     if self._session_stop.is_set():
                         break
-                    continue  # the sequence ended (or the camera lost it): arm what is left
+                    # the sequence ended (or the camera lost it): arm what is left
+                    why_gap = "the science sequence ended early and was armed again"
+                    continue
+                why_gap = "an operator dark sequence, then arming the science again"
                 await self._operator_darks()
+        except CameraLost as exc:
+            self._lose(exc)
         finally:
             self._science_on = False
             over.set()
+
+    def _on_disk(self, window: NightWindow) -> tuple[list[FrameReady], int]:
+        """The night's science frames already in the raw archive, in lstseq order, and the
+        first slot after them and after the sets already done (0 when there is none)."""
+        assert self.night_dir is not None
+        raw = self.night_dir / "raw"
+        found: list[tuple[int, Path]] = []
+        if raw.is_dir():
+            for path in raw.iterdir():
+                parsed = parse_raw_filename(path.name)
+                if parsed is None:
+                    continue
+                lstseq, letter, kind = parsed
+                if (
+                    kind == "science"
+                    and letter == self.camera.letter
+                    and window.start_lstseq <= lstseq < window.stop_lstseq
+                ):
+                    found.append((lstseq, path))
+        found.sort()
+        done = resume_point(self.night_dir).done_sets
+        after = max(
+            found[-1][0] + 1 if found else 0, (max(done) + 1) * SET_SIZE if done else 0
+        )
+        if found or done:
+            log.info(
+                "station: night %s on disk: %d sets done, %d science frames in the raw "
+                "archive (lstseq %s); science goes on from lstseq %d at the earliest",
+                self.night_dir.name,
+                len(done),
+                len(found),
+                f"{found[0][0]}..{found[-1][0]}" if found else "none",
+                after,
+            )
+        now = time.time()
+        return [FrameReady(path=p, lstseq=s, arrived=now) for s, p in found], after
+
+    # -- problems of the camera, for the event log --------------------------------------------
+
+    def _event(self, event: Event) -> None:
+        """Append ``event`` to the night's event log and count it in :attr:`state`."""
+        self.state.apply(event)
+        if self.night_dir is None:
+            return
+        path = self.night_dir / "logs" / "events.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:  # one whole line, one write
+                fh.write(to_json(event) + "\n")
+        except OSError as exc:
+            log.error("station: could not log %s to %s: %s", event.kind, path, exc)
+
+    def _gap(self, first: int, last: int, why: str) -> None:
+        """Slots ``first..last`` gave no science frame: a warning event."""
+        n = last - first + 1
+        self._event(
+            WarningEvent(
+                source="camera",
+                lstseq=first,
+                message=(
+                    f"camera {self.camera.id}: "
+                    + (f"{n} slots {first}..{last}" if n > 1 else f"slot {first}")
+                    + f" without a science frame: {why}"
+                ),
+            )
+        )
+
+    def _lose(self, exc: CameraLost) -> None:
+        """The camera stayed away: end the night with what was measured (an error event)."""
+        if self.camera_lost is not None:
+            return
+        since = datetime.fromtimestamp(exc.since, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        timeout = self.config.reduction.night.camera_timeout_s
+        clock = ""
+        if self._speed != 1:
+            clock = f", {exc.timeout_s:.1f} s at clock speed {self._speed:g}"
+        driver = self.driver
+        links = (
+            f"its serial port {driver.link.path} and readout link "
+            f"{driver.readout.host}:{driver.readout.port}"
+            if isinstance(driver, SerialCamera)
+            else "its control and readout links"
+        )
+        message = (
+            f"camera {self.camera.id} lost: nothing from it since {since} UTC "
+            f"({exc.silent_s:.1f} s; [night] camera_timeout_s = {timeout:g} s of camera time"
+            f"{clock}); last error: {exc.last_error}. The night ends with the frames measured "
+            "(reduced, binned, written to the nightly files and the summary). Check the "
+            f"camera's power and {links}; run the same command again to go on with the night"
+        )
+        log.error("station: %s", message)
+        self.camera_lost = message
+        if self.report is not None:
+            self.report.camera_lost = message
+        self._ended = True
+        self._event(ActorFailed(source="camera", message=message))
+
+    async def _camera_status(self) -> CameraStatus:
+        """The camera's status, asked again while it is silent or away, up to the camera
+        timeout (then :class:`~hw.live.CameraLost`)."""
+        t0, wall = time.monotonic(), time.time()
+        while True:
+            try:
+                return await self.driver.status()
+            except (CameraTimeout, CameraDisconnected) as exc:
+                silent = time.monotonic() - t0
+                if self._timeout_s is None or silent >= self._timeout_s:
+                    raise CameraLost(
+                        self.camera.letter,
+                        since=wall,
+                        silent_s=silent,
+                        timeout_s=self._timeout_s or 0.0,
+                        last_error=f"no answer to a status request: {exc}",
+                    ) from exc
+                log.warning("station: camera %s does not answer (%s)", self.camera.id, exc)
+                await anyio.sleep(self.poll_s or 1.0)
 
     async def _operator_darks(self) -> None:
         done, self._darks_wanted = self._darks_wanted, None
@@ -480,6 +669,7 @@ class Station:
                 break
             self.phase = f"{when} calibration: {count} {kind} frames"
             got: list[Path] = []
+            frames[kind] = got
             source = live_frames(
                 self.driver,
                 self.night_dir / "raw",
@@ -492,11 +682,16 @@ class Station:
                 imagetyp=kind,
                 lead_slots=self.lead_slots,
                 poll_s=self.poll_s,
+                camera_timeout_s=self._timeout_s,
             )
-            async with aclosing(source) as sequence:
-                async for frame in sequence:
-                    got.append(frame.path)
-            frames[kind] = got
+            try:
+                async with aclosing(source) as sequence:
+                    async for frame in sequence:
+                        got.append(frame.path)
+            except CameraLost as exc:
+                log.info("station: %s calibration: %d %s frames", when, len(got), kind)
+                self._lose(exc)
+                break
             first = None  # the next kind is armed right after this one
             log.info("station: %s calibration: %d %s frames", when, len(got), kind)
         self.phase = f"{when} calibration: making masters"

@@ -248,6 +248,12 @@ class NightConfig:
         "in them)",
         _positive,
     )
+    camera_timeout_s: float = _f(
+        "seconds of camera time a live camera may stay silent (no reply, no frame due) before "
+        "the station ends the night with what was measured",
+        _positive,
+        default=120.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +413,21 @@ def _named_tables(doc: dict[str, Any], section: str, path: Path) -> dict[str, An
     return tables
 
 
+def _check_apertures_inside_the_sky(phot: PhotometryConfig, path: Path) -> None:
+    """Every fast and slow aperture must end inside the sky annulus's inner radius.
+
+    An aperture that reaches the annulus counts the star's own light as sky.
+    """
+    inner = phot.sky_radii_px[0]
+    for key in ("fast_apertures_px", "slow_apertures_px"):
+        radii = getattr(phot, key)
+        if any(r >= inner for r in radii):
+            raise ConfigError(
+                f"{path}: key 'photometry.{key}' = {list(radii)}: every aperture radius must "
+                f"be smaller than the inner sky radius (photometry.sky_radii_px[0] = {inner})"
+            )
+
+
 def default_config_dir() -> Path:
     """The ``config/`` directory of the source tree (or of an installed copy)."""
     here = Path(__file__).resolve().parent
@@ -491,6 +512,7 @@ def load_config(directory: str | Path | None = None) -> Config:
 
     red_path = cfg_dir / "reduction.toml"
     reduction = _build(ReductionConfig, _read_toml(red_path), file=red_path, key="")
+    _check_apertures_inside_the_sky(reduction.photometry, red_path)
     return Config(
         directory=cfg_dir,
         lstseq=lstseq,

@@ -6,6 +6,15 @@ Hipparcos catalogue, with its clock set to the night of ``--date``; the station 
 exactly as it would drive the real camera on ``/dev/ttyUSB0``: calibration sequences at dusk
 and dawn, science from dusk to dawn by the Sun's altitude, the end-of-night chain.
 :func:`open_station` is shared with the console.
+
+Exit status of ``live``:
+
+* 0: the night was reduced to its nightly files (and summarised);
+* 1: the night ended early because the camera was lost (it stayed silent for ``[night]
+  camera_timeout_s`` of its own clock): the frames received were reduced and the nightly
+  files and summary written; or the night could not be reduced to its nightly files;
+* 2: a configuration or input error (one line says what to fix);
+* 130 / 143: stopped by SIGINT / SIGTERM for a restart (run the same command again).
 """
 
 from __future__ import annotations
@@ -105,6 +114,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "nightly files and the summary. Without --tty a simulated camera renders the sky; "
             "with --tty and --readout the real camera is used. Ctrl-C stops for a restart "
             "(running again resumes the night)."
+        ),
+        epilog=(
+            "Exit status: 0 the night was reduced; 1 the night ended early because the camera "
+            "was lost (silent for [night] camera_timeout_s of its clock: what was measured is "
+            "reduced and saved) or the night could not be reduced; 2 a configuration or input "
+            "error; 130/143 stopped by SIGINT/SIGTERM (run the same command again to resume)."
         ),
     )
     add_camera_options(p)
@@ -211,7 +226,7 @@ async def open_station(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the station night; 0 when it was reduced, 128 + signal after Ctrl-C."""
+    """Run the station night; the exit status (see the module docstring)."""
     config = load_config(args.config)
     _check(args)
     state = NightState()
@@ -219,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
     print_station_report(report, state)
     if report.stopped_by is not None:
         return 128 + signal.Signals[report.stopped_by]
+    if report.camera_lost is not None:
+        return 1
     return 0 if report.ok else 1
 
 
@@ -238,7 +255,9 @@ def print_station_report(report: StationReport, state: NightState) -> None:
         print(f"nightly file: {f}", file=sys.stderr)
     if report.summary_html is not None:
         print(f"summary: {report.summary_html}", file=sys.stderr)
-    if state.fatal:
+    if report.camera_lost is not None:
+        print(f"error: the night ended early: {report.camera_lost}", file=sys.stderr)
+    elif state.fatal:
         print(f"the night stopped: {state.fatal}", file=sys.stderr)
     if report.stopped_by is not None or (science is not None and science.stopped_early):
         print("stopped: run the same command again to resume the night", file=sys.stderr)

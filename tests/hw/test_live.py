@@ -292,14 +292,19 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
 @pytest.mark.anyio
 async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, tmp_path) -> None:
     """An ABORT from elsewhere (as a power cycle would) leaves the camera idle: the poll
-    finds it so, arms it again ahead of its clock, and the slots in between are missing."""
+    finds it so, arms it again ahead of its clock, and the slots in between are missing,
+    reported once with the reason."""
     stats = LiveStats()
     stop = anyio.Event()
     got: list[FrameReady] = []
+    reported: list[tuple[int, int, str]] = []
     with anyio.fail_after(60):
         async with (
             open_camera(device) as cam,
-            aclosing(live(cam, tmp_path, sensor, stop=stop, stats=stats)) as frames,
+            aclosing(
+                live(cam, tmp_path, sensor, stop=stop, stats=stats,
+                     on_gap=lambda *gap: reported.append(gap))
+            ) as frames,
         ):
             async for frame in frames:
                 got.append(frame)
@@ -313,6 +318,9 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
     assert stats.arms == 2
     assert stats.missing == gaps[0]
     assert stats.frames == len(got)
+    before_gap = next(a for a, b in itertools.pairwise(lstseqs) if b - a > 1)
+    assert [(a, b) for a, b, _ in reported] == [(before_gap + 1, before_gap + gaps[0])]
+    assert "lost its armed sequence" in reported[0][2]
 
 
 @pytest.mark.anyio
@@ -340,6 +348,30 @@ async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> No
     # every file written is complete and was announced
     assert sorted(p.name for p in tmp_path.iterdir()) == [f.path.name for f in got]
     assert_frames_are_the_sky(got[:1], sky, sensor)
+
+
+@pytest.mark.anyio
+async def test_a_raw_file_that_exists_is_never_overwritten(device, sky, sensor, tmp_path) -> None:
+    """The camera delivers a slot whose raw file is already in the archive (an earlier run):
+    the file on disk is kept byte for byte, the new frame is left out and counted, and the
+    frames around it are written as usual."""
+    stats = LiveStats()
+    with anyio.fail_after(60):
+        async with open_camera(device) as cam:
+            first = (await cam.status()).lstseq + 3
+            existing = tmp_path / raw_filename(first + 1, "C")
+            existing.write_bytes(b"an earlier run's frame")
+            before = existing.stat()
+            stream = live(cam, tmp_path, sensor, first_lstseq=first, count=3,
+                          stop=anyio.Event(), stats=stats)
+            async with aclosing(stream) as frames:
+                got = [f async for f in frames]
+    assert [f.lstseq for f in got] == [first, first + 2]
+    assert existing.read_bytes() == b"an earlier run's frame"
+    after = existing.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert (stats.frames, stats.existing, stats.missing) == (2, 1, 0)
+    assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
