@@ -60,8 +60,7 @@ from hw.driver import CameraDriver, CameraStatus, SerialCamera
 from hw.live import CameraLost, LiveStats, live_frames
 from mascara_actors.actors.events import ActorFailed, Event, WarningEvent, to_json
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.jobs import WorkerSpec
-from mascara_actors.actors.messages import FrameReady
+from mascara_actors.actors.messages import FrameReady, WorkerSpec
 from mascara_actors.actors.pipeline import (
     NightPlan,
     NightReport,

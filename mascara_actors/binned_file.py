@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,9 +135,30 @@ def write_binned(directory: str | Path, binned: BinnedSet, model: CameraModel) -
     buf = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
     path = Path(directory) / binned_filename(binned.lstseq, binned.camera)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, _without_gzip_times(buf.getvalue()))
     log.info("binned image %s: %d frames", path.name, binned.nimages)
     return path
+
+
+# A gzip member header (RFC 1952): magic, deflate, no flags, MTIME (4 bytes), XFL, OS.
+_GZIP_HEADER = re.compile(rb"\x1f\x8b\x08\x00(....)(?=[\x00\x02\x04][\x00-\x0d\xff])", re.DOTALL)
+
+
+def _without_gzip_times(data: bytes) -> bytes:
+    """``data`` with the time stamps of its gzip members zeroed.
+
+    Tiles that do not quantize (all NaN: no frame covered them) are stored gzip-compressed
+    by astropy, with the time of writing in each member's header; zeroed, the same image
+    gives the same bytes whenever it is written (a resumed night equals an uninterrupted
+    one). A match of the header pattern inside compressed data is guarded against: the
+    image must read back identical, else the bytes are kept as they were.
+    """
+    fixed = _GZIP_HEADER.sub(lambda m: m.group(0)[:4] + b"\0\0\0\0", data)
+    if fixed == data:
+        return data
+    with fits.open(io.BytesIO(data)) as a, fits.open(io.BytesIO(fixed)) as b:
+        same = np.array_equal(a[1].data, b[1].data, equal_nan=True)
+    return fixed if same else data
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mascara_actors.errors import CatalogueError
+from mascara_actors.offline import default_cache_dir
 
 __all__ = [
     "BLEND_THRESHOLD",
@@ -409,14 +410,6 @@ def _validate_raw(path: Path, col: dict[str, np.ndarray]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Cache
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/mascara-actors``, or ``~/.cache/mascara-actors`` when unset."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "mascara-actors"
 
 
 def _sha256_file(path: Path) -> str:

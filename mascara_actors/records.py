@@ -140,12 +140,15 @@ _STATION = [
     *_SUNMOON,
     ("nstars", "u4", "", "stars measured on the frame"),
     ("nflagged", "u4", "", "stars with a non-zero flag on the frame"),
+    ("aflag", "u1", "", "astrometry flag of the solution the frame was measured with (0 good)"),
 ]
 
 _SLOW_STATION = [
     ("lstseq", "u8", "", "lstseq of the reference (middle) frame of the set"),
     ("setidx", "u8", "", "set number, lstseq // 50"),
     ("nimages", "u2", "", "frames co-added into the binned image"),
+    ("setflag", "u1", "", "binned-set flag: 1 too few frames (no image, no slow photometry), "
+     "2 frames refused, 4 no reference frame"),
     ("exptime", "f4", "s", "mean exposure time of the co-added frames"),
     ("lst", "f8", "h", "hours of LST at the start of the reference frame"),
     ("jd", "f8", "d", "JD (UTC) at the start of the reference frame"),

@@ -1,132 +1,83 @@
 """The binner actor: co-add each set of 50 and measure the fainter stars on it.
 
 The binner collects the paths of a set's reduced frames; when the set is complete (the first
-frame of the next set arrives, or the night ends) one job in a worker process reads and
+frame of the next set arrives, or the night ends) one job in its worker process reads and
 calibrates them one at a time into a :class:`~mascara_actors.binning.SetStack` (memory stays
 at a few images), writes the Rice-compressed binned image and measures the slow photometry
-(V <= 10). Only the small slow records come back. The job needs no state between calls, so
-it can run in any worker process.
+(V <= 10): :func:`~mascara_actors.actors.jobs.bin_set`. Only the small slow records come
+back, and go on to the slow saver, also for a set too short to bin (its slow station row
+records that it has no image, and why).
+
+A set whose binning fails (a full disk, an unreadable set) is reported with a
+:class:`~.events.ProductFailed` event and left for the restart, which bins it again.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import anyio.to_process
-import anyio.to_thread
-import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mascara_actors.actors.events import Event, SetBinned, WarningEvent
-from mascara_actors.actors.messages import FrameReduced
-from mascara_actors.actors.reducer import WorkerSpec, _session
-from mascara_actors.astrometry import AstrometricSolution
-from mascara_actors.binned_file import write_binned
-from mascara_actors.binning import SetStack
+from mascara_actors.actors.events import Event, ProductFailed, SetBinned
+from mascara_actors.actors.messages import (
+    BIN_SET_JOB,
+    BinnedOutput,
+    FrameForBinning,
+    FrameReduced,
+    StoredSolution,
+    WorkerSpec,
+)
+from mascara_actors.actors.worker import Worker
 from mascara_actors.errors import MascaraError
-from mascara_actors.slow import measure_binned
 
-__all__ = ["BinnedOutput", "bin_set", "run"]
+if TYPE_CHECKING:
+    from mascara_actors.astrometry import AstrometricSolution
+
+__all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class BinnedOutput:
-    """What one set's binning produced (small: no image)."""
-
-    setidx: int
-    nimages: int
-    nrefused: int
-    flag: int
-    path: str | None
-    """The binned FITS file, None when the set had too few frames to bin."""
-    records: np.ndarray | None
-    """Slow records (``slow_record_dtype()`` with ``id``), None when not binned."""
-    station: np.ndarray | None
-
-
-def bin_set(
-    spec: WorkerSpec, setidx: int, paths: list[str], solution: AstrometricSolution, out_dir: str
-) -> BinnedOutput:
-    """Co-add the frames at ``paths`` (one set), write the binned image, measure it."""
-    session = _session(spec)
-    cfg = session.config.reduction
-    stack = SetStack(
-        solution.model,
-        setidx,
-        min_frames=cfg.binning.min_frames,
-        camera=session.camera.letter,
-        site=session.camera.site.name,
-        # Two copy threads keep a full-size set under 5 s (bench binned_set_s); the job runs
-        # once per 320 s, so it barely competes with the reducer for the second core.
-        threads=2,
-    )
-    for path in paths:
-        try:
-            raw = session.read(path)
-            stack.add(session.calibrated_image(raw), raw.header, aflag=solution.aflag)
-        except MascaraError as exc:
-            log.warning("set %d: %s left out of the binned image: %s", setidx, path, exc)
-    binned = stack.finish()
-    if not binned.binned:
-        return BinnedOutput(
-            setidx, binned.nimages, binned.nrefused, int(binned.flag), None, None, None
-        )
-    file = write_binned(out_dir, binned, solution.model)
-    slow = measure_binned(
-        binned.image,
-        binned,
-        solution.model,
-        session.catalogue,
-        cfg.photometry,
-        aflag=solution.aflag,
-        ephemeris=session._ephemeris,
-    )
-    return BinnedOutput(
-        setidx,
-        binned.nimages,
-        binned.nrefused,
-        int(binned.flag),
-        str(file),
-        np.array(slow.records),
-        np.array(slow.station),
-    )
-
-
 async def run(
     *,
-    inbox: ObjectReceiveStream[FrameReduced],
+    inbox: ObjectReceiveStream[FrameReduced | FrameForBinning],
     outbox: ObjectSendStream[BinnedOutput],
     events: ObjectSendStream[Event],
+    worker: Worker,
     spec: WorkerSpec,
     out_dir: Path,
     stopping: anyio.Event,
-    mode: str = "process",
 ) -> None:
     """Bin every complete set of ``inbox`` and send its slow photometry to ``outbox``.
 
-    ``mode`` is where the job runs, as the reducer's: ``process``, ``thread`` or ``inline``.
+    The set's camera model is the solution of its last frame (the best the set reached);
+    each frame carries its own astrometry flag, so a frame that could not be checked is
+    left out of the image alone. On a graceful stop the open set is left for the restart.
     """
-    paths: list[str] = []
+    frames: list[tuple[str, int]] = []
     current: int | None = None
-    solution: AstrometricSolution | None = None
-    limiter = anyio.CapacityLimiter(1)
+    solution: AstrometricSolution | StoredSolution | None = None
 
-    async def flush(setidx: int, solution: AstrometricSolution) -> None:
-        job = (bin_set, spec, setidx, list(paths), solution, str(out_dir))
+    async def flush(setidx: int, solution: AstrometricSolution | StoredSolution) -> None:
         try:
-            if mode == "process":
-                result = await anyio.to_process.run_sync(*job, limiter=limiter)
-            elif mode == "thread":
-                result = await anyio.to_thread.run_sync(*job, limiter=limiter)
-            else:
-                result = job[0](*job[1:])
-        except (MascaraError, anyio.BrokenWorkerProcess) as exc:
-            await events.send(WarningEvent(source="binner", message=f"set {setidx}: {exc}"))
+            result: BinnedOutput = await worker.run(
+                BIN_SET_JOB, spec, setidx, list(frames), solution, str(out_dir)
+            )
+        except Exception as exc:  # fault isolation: one set must not stop the night
+            if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
+                log.exception("binning set %d crashed", setidx)
+            await events.send(
+                ProductFailed(
+                    setidx=setidx,
+                    product="binned",
+                    reason=f"{type(exc).__name__}: {exc}"
+                    if not isinstance(exc, MascaraError)
+                    else str(exc),
+                )
+            )
             return
         await events.send(
             SetBinned(
@@ -135,19 +86,19 @@ async def run(
                 nrefused=result.nrefused,
                 flag=result.flag,
                 path=result.path or "",
-                nstars=0 if result.records is None else int(result.records.size),
+                nstars=int(result.records.size),
+                reason=result.reason or "",
             )
         )
-        if result.records is not None:
-            await outbox.send(result)
+        await outbox.send(result)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     async with inbox, outbox, events:
         async for msg in inbox:
             if current is not None and solution is not None and msg.setidx != current:
                 await flush(current, solution)
-                paths.clear()
+                frames.clear()
             current, solution = msg.setidx, msg.solution
-            paths.append(str(msg.path))
-        if paths and current is not None and solution is not None and not stopping.is_set():
+            frames.append((str(msg.path), msg.aflag))
+        if frames and current is not None and solution is not None and not stopping.is_set():
             await flush(current, solution)

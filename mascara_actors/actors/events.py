@@ -20,6 +20,7 @@ __all__ = [
     "FrameReducedEvent",
     "NightFinished",
     "NightStarted",
+    "ProductFailed",
     "QueueDepths",
     "SetBinned",
     "SetSaved",
@@ -108,6 +109,19 @@ class SetBinned(Event):
     """The binned image, or "" when none was written."""
     nstars: int
     """Stars measured on it."""
+    reason: str = ""
+    """Why the set has no binned image ("" when it has one)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProductFailed(Event):
+    """A product of a set (``fast``, ``binned`` or ``slow``) or of the night (``fast
+    nightly``, ``slow nightly``) could not be written; a restart makes it."""
+
+    setidx: int | None
+    """The set, or None for a nightly file."""
+    product: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +160,9 @@ class NightFinished(Event):
     frames_failed: int
     nightly_files: list[str]
     wall_s: float
+    missing: list[str] = field(default_factory=list)
+    """Products the night should have and has not (``set 12345: slow``, with the reason);
+    empty when the night is complete."""
 
 
 _TYPES = {
@@ -157,6 +174,7 @@ _TYPES = {
         AstrometryDone,
         SetSaved,
         SetBinned,
+        ProductFailed,
         QueueDepths,
         Spooled,
         WarningEvent,

@@ -9,9 +9,14 @@ from ``hw``.
   reduced, complete sets are saved, the open set is left for the restart. A second signal
   cancels at once. An actor that cannot go on (a worker process that keeps dying) stops the
   night the same way and says why.
-- Resume: sets already on disk (per-set files, or the nightly file) are not reduced again,
-  and the astrometry goes on from their stored solutions, so a night stopped or killed at
-  any moment and run again ends with the same files as an uninterrupted run.
+- Resume: sets whose products are all on disk and verified are not touched again; a set
+  whose fast photometry is there but whose binned image or slow photometry is not is binned
+  again (:mod:`.resume`); the astrometry goes on from the stored solutions. So a night
+  stopped or killed at any moment and run again ends with the same files as an
+  uninterrupted run.
+- Complete: at the end the night checks, from the disk, that every set it reduced has its
+  fast photometry and its slow side, and that the nightly files are there;
+  :attr:`NightReport.missing` lists what is not (the exit status of the commands).
 """
 
 from __future__ import annotations
@@ -31,33 +36,34 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from mascara_actors import __version__
 from mascara_actors.actors import binner, camera, reducer, saver, summariser
-from mascara_actors.actors.binner import BinnedOutput
 from mascara_actors.actors.events import (
     Event,
     NightFinished,
     NightStarted,
     QueueDepths,
     Spooled,
+    WarningEvent,
 )
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import FrameReady, FrameReduced
-from mascara_actors.actors.reducer import ReducerWorker, StoredSolution, WorkerSpec
+from mascara_actors.actors.messages import (
+    WARM_UP_JOB,
+    BinnedOutput,
+    FrameForBinning,
+    FrameReady,
+    FrameReduced,
+    WorkerSpec,
+)
+from mascara_actors.actors.resume import ResumePoint, resume_point
 from mascara_actors.actors.saver import SaverResult
 from mascara_actors.actors.spool import Spool
 from mascara_actors.actors.summariser import NightState
+from mascara_actors.actors.worker import Worker
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config
-from mascara_actors.errors import StorageError
+from mascara_actors.faults import phase
 from mascara_actors.records import star_dtype
-from mascara_actors.sidereal import SLOT_SIDEREAL_S, set_index, slot_length_solar_s
-from mascara_actors.storage import (
-    NightFile,
-    NightId,
-    SetFile,
-    SetWriter,
-    list_set_files,
-    nightly_file_path,
-)
+from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
+from mascara_actors.storage import NightId, SetWriter, nightly_file_path
 
 __all__ = [
     "NightPlan",
@@ -85,6 +91,9 @@ class NightPlan:
     frames_expected: int = 0
     live: bool = False
     """True for a live camera or a paced replay: the camera edge must never wait."""
+    window: tuple[int, int] | None = None
+    """``[first, end)`` lstseq of the night: frames outside it belong to another night and
+    fail alone (None: no check)."""
 
     @property
     def night_dir(self) -> Path:
@@ -112,13 +121,15 @@ class NightReport:
     """Worker processes that died and were replaced."""
     failure: str | None = None
     """Why an actor stopped the night, when one did (``NightState.fatal``)."""
+    missing: tuple[str, ...] = ()
+    """Products the night should have made and has not (checked on disk at the end)."""
 
     @property
     def ok(self) -> bool:
-        """True when the night was reduced: it ran to the end, frames were reduced (now or by
-        an earlier run) and the nightly file was written."""
+        """True when the night was reduced completely: it ran to the end, frames were
+        reduced (now or by an earlier run), and every product is on disk."""
         done = self.state.frames_reduced + self.skipped_frames
-        return not self.stopped_early and done > 0 and bool(self.nightly_files)
+        return not self.stopped_early and done > 0 and not self.missing
 
 
 def star_table(catalogue: Catalogue, records: np.ndarray) -> np.ndarray:
@@ -179,58 +190,10 @@ async def paced_frames(
         yield FrameReady(path=path, lstseq=lstseq, arrived=time.time())
 
 
-@dataclass(frozen=True, slots=True)
-class ResumePoint:
-    """What an earlier run of a camera-night left on disk."""
-
-    done_sets: frozenset[int]
-    """Sets written whole (per-set files, or rows of the nightly file): not reduced again."""
-    solutions: dict[int, StoredSolution]
-    """The astrometric solution of each of those sets that has one, by set index."""
-
-    def skips(self, lstseq: int) -> bool:
-        """True when the frame ``lstseq`` belongs to a set already on disk."""
-        return int(set_index(lstseq)) in self.done_sets
-
-
-def resume_point(night_dir: Path) -> ResumePoint:
-    """Read what is on disk for the night in ``night_dir`` (nothing: an empty ResumePoint).
-
-    A set counts as done when its per-set file exists (files appear whole, by rename) or
-    when its frames are in the nightly file (the per-set files are deleted after the nightly
-    combine). Unreadable per-set files still count as done (they are never overwritten); the
-    nightly combine reports them.
-    """
-    night_dir = Path(night_dir)
-    done: set[int] = set()
-    solutions: dict[int, StoredSolution] = {}
-    nightly = nightly_file_path(night_dir, "fast")
-    if nightly.exists():
-        try:
-            with NightFile(nightly) as nf:
-                done.update(int(s) for s in np.unique(set_index(nf.station["lstseq"])))
-                astrometry = nf.astrometry
-        except StorageError as exc:
-            log.warning("resume: %s; its sets are reduced again", exc)
-            astrometry = None
-        for row in astrometry if astrometry is not None else ():
-            solutions[int(row["setidx"])] = StoredSolution.from_row(row)
-    for setidx, path in list_set_files(night_dir, "fast").items():
-        done.add(setidx)
-        try:
-            with SetFile(path, "fast") as set_file:
-                rows = set_file.astrometry()
-        except StorageError as exc:
-            log.warning("resume: %s", exc)
-            continue
-        for row in rows if rows is not None else ():
-            solutions[int(row["setidx"])] = StoredSolution.from_row(row)
-    return ResumePoint(frozenset(done), solutions)
-
-
 async def _skip_done(
     source: AsyncIterator[FrameReady], resume: ResumePoint, counter: list[int]
 ) -> AsyncIterator[FrameReady]:
+    """The frames of ``source`` whose set is not done (``counter[0]`` counts the others)."""
     try:
         async for frame in source:
             if resume.skips(frame.lstseq):
@@ -239,6 +202,23 @@ async def _skip_done(
             yield frame
     finally:
         await camera.close_source(source)
+
+
+def missing_products(night_dir: Path, reduced_sets: set[int]) -> tuple[str, ...]:
+    """What the night lacks, read back from the disk: the fast and slow side of each set of
+    ``reduced_sets`` (sets with at least one frame reduced), and the two nightly files."""
+    on_disk = resume_point(night_dir)
+    missing = [f"set {s}: fast photometry" for s in sorted(reduced_sets - on_disk.fast_sets)]
+    missing += [
+        f"set {s}: binned image and slow photometry"
+        for s in sorted(reduced_sets - on_disk.slow_sets)
+    ]
+    if reduced_sets or on_disk.fast_sets:
+        for kind in ("fast", "slow"):
+            path = nightly_file_path(night_dir, kind)
+            if not path.exists():
+                missing.append(f"the nightly {kind} file {path}")
+    return tuple(missing)
 
 
 def _header_attrs(plan: NightPlan) -> dict[str, object]:
@@ -309,18 +289,21 @@ async def run_night(
     state = state if state is not None else NightState()
     stop = stop if stop is not None else anyio.Event()
     mode = worker_mode if worker_mode is not None else ("thread" if in_process else "process")
-    worker = ReducerWorker(plan.worker, mode=mode)
     saved = SaverResult()
     skipped = [0]
     stopped_by: list[str] = []
+    seen_sets: set[int] = set()
     files: list[Path] = []
+    missing: tuple[str, ...] = ()
 
     frames_send, frames_recv = anyio.create_memory_object_stream[FrameReady](cfg.channels.frames)
-    reduced_send, reduced_recv = anyio.create_memory_object_stream[FrameReduced](
+    reduced_send, reduced_recv = anyio.create_memory_object_stream[
+        FrameReduced | FrameForBinning
+    ](cfg.channels.records)
+    saver_send, saver_recv = anyio.create_memory_object_stream[FrameReduced](cfg.channels.records)
+    binner_send, binner_recv = anyio.create_memory_object_stream[FrameReduced | FrameForBinning](
         cfg.channels.records
     )
-    saver_send, saver_recv = anyio.create_memory_object_stream[FrameReduced](cfg.channels.records)
-    binner_send, binner_recv = anyio.create_memory_object_stream[FrameReduced](cfg.channels.records)
     binned_send, binned_recv = anyio.create_memory_object_stream[BinnedOutput](cfg.channels.records)
     ev_send, ev_recv = anyio.create_memory_object_stream[Event](cfg.channels.events)
     spool = Spool(frames_send)
@@ -330,13 +313,20 @@ async def run_night(
         "compression": None if storage.compression == "none" else storage.compression,
     }
 
-    async with SetWriter(plan.night_dir, header=_header_attrs(plan)) as writer:
-        resume = await anyio.to_thread.run_sync(resume_point, plan.night_dir)
-        if resume.done_sets:
+    async with (
+        SetWriter(plan.night_dir, header=_header_attrs(plan)) as writer,
+        Worker("reducer", mode=mode) as reducer_worker,
+        Worker("binner", mode=mode) as binner_worker,
+    ):
+        resume = await anyio.to_thread.run_sync(
+            lambda: resume_point(plan.night_dir, repair=True)
+        )
+        if resume.done_sets or resume.rebin_sets:
             log.info(
-                "%s: %d sets already on disk; their frames are skipped",
+                "%s: %d sets already on disk (their frames are skipped), %d to bin again",
                 plan.night_dir,
                 len(resume.done_sets),
+                len(resume.rebin_sets),
             )
         async with anyio.create_task_group() as tg_all:
             tg_all.start_soon(
@@ -352,12 +342,16 @@ async def run_night(
                         resumed_sets=len(resume.done_sets),
                     )
                 )
+                for note in resume.notes:
+                    await ev_send.send(WarningEvent(source="resume", message=note))
                 async with anyio.create_task_group() as side:
                     side.start_soon(_monitor, ev_send.clone(), spool, frames_recv, reduced_recv)
                     async with anyio.create_task_group() as tg:
                         if handle_signals:
                             side.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
                         tg.start_soon(spool.feed)
+                        for worker in (reducer_worker, binner_worker):
+                            tg.start_soon(worker.warm_up, WARM_UP_JOB, plan.worker)
                         tg.start_soon(
                             lambda: camera.run(
                                 source=_skip_done(source, resume, skipped),
@@ -372,22 +366,25 @@ async def run_night(
                                 inbox=frames_recv,
                                 outbox=reduced_send,
                                 events=ev_send.clone(),
-                                worker=worker,
+                                worker=reducer_worker,
+                                spec=plan.worker,
                                 restored=resume.solutions,
+                                rebin=resume.frame_aflags,
+                                window=plan.window,
                                 stop=stop,
                                 gate=gate,
                             )
                         )
-                        tg.start_soon(_tee, reduced_recv, (saver_send, binner_send))
+                        tg.start_soon(_tee, reduced_recv, saver_send, binner_send, seen_sets)
                         tg.start_soon(
                             lambda: binner.run(
                                 inbox=binner_recv,
                                 outbox=binned_send,
                                 events=ev_send.clone(),
+                                worker=binner_worker,
                                 spec=plan.worker,
                                 out_dir=plan.night_dir / "binned",
                                 stopping=stop,
-                                mode=mode,
                             )
                         )
                         tg.start_soon(
@@ -417,12 +414,18 @@ async def run_night(
                 if spool.spooled:
                     await ev_send.send(Spooled(spooled=spool.spooled, caught_up=spool.caught_up))
                 files = [r.output for r in saved.combined if r.output is not None]
+                if not stop.is_set():
+                    phase("nightly-done", "night")
+                    missing = await anyio.to_thread.run_sync(
+                        missing_products, plan.night_dir, seen_sets
+                    )
                 await ev_send.send(
                     NightFinished(
                         frames_reduced=state.frames_reduced,
                         frames_failed=state.frames_failed,
                         nightly_files=[str(f) for f in files],
                         wall_s=time.time() - t0,
+                        missing=list(missing),
                     )
                 )
     return NightReport(
@@ -430,23 +433,29 @@ async def run_night(
         saved=saved,
         stopped_early=stop.is_set(),
         wall_s=time.time() - t0,
-        skipped_frames=skipped[0],
+        skipped_frames=skipped[0] + len(resume.frame_aflags),
         nightly_files=files,
         stopped_by=stopped_by[0] if stopped_by else None,
-        worker_restarts=worker.restarts,
+        worker_restarts=reducer_worker.restarts + binner_worker.restarts,
         failure=state.fatal,
+        missing=missing,
     )
 
 
 async def _tee(
-    inbox: MemoryObjectReceiveStream[FrameReduced],
-    outboxes: tuple[ObjectSendStream[FrameReduced], ...],
+    inbox: MemoryObjectReceiveStream[FrameReduced | FrameForBinning],
+    saver_box: ObjectSendStream[FrameReduced],
+    binner_box: ObjectSendStream[FrameReduced | FrameForBinning],
+    seen_sets: set[int],
 ) -> None:
-    """Hand every reduced frame to the saver and to the binner (each with backpressure)."""
-    async with inbox, outboxes[0], outboxes[1]:
+    """Hand every reduced frame to the saver and to the binner (each with backpressure), and
+    the frames to bin again to the binner alone; note each set seen in ``seen_sets``."""
+    async with inbox, saver_box, binner_box:
         async for msg in inbox:
-            for out in outboxes:
-                await out.send(msg)
+            seen_sets.add(msg.setidx)
+            if isinstance(msg, FrameReduced):
+                await saver_box.send(msg)
+            await binner_box.send(msg)
 
 
 async def _monitor(

@@ -1,30 +1,42 @@
 """The reducer actor: astrometry once per set, fast photometry of every frame, in a worker.
 
-The CPU work runs in one worker process (``anyio.to_process``), which receives a path and a
-small :class:`WorkerSpec` and keeps its :class:`~mascara_actors.reduce.ReductionSession`
-(catalogue, masters, ephemeris) between calls. A frame that fails is reported once and
-skipped; a worker that dies is replaced by a fresh one and the job is tried once more, so a
-frame that kills its worker twice fails alone.
+The CPU work runs in one :class:`~mascara_actors.actors.worker.Worker` process, which
+receives a path and a small :class:`~mascara_actors.actors.messages.WorkerSpec` and keeps its
+:class:`~mascara_actors.reduce.ReductionSession` (catalogue, masters, ephemeris) between
+jobs. A frame that fails is reported once and skipped; a worker that dies is replaced by a
+fresh one and the job is tried once more, so a frame that kills its worker twice fails alone.
+
+A frame must belong to the night being reduced: one whose lstseq lies outside the night's
+window fails alone, with its file named.
+
+While the night has no astrometric solution at all (an overcast start, a camera whose
+pointing is far from the configuration and whose frames do not solve blind either), the
+frames wait on disk: as soon as a frame solves, the waiting frames are reduced with that
+solution, flagged (aflag 4: not solved on their own set), before it; frames still waiting
+at the end of the night fail then. The operator is told once when the astrometry is lost
+(which camera, since when, what the solver found, the command to run) and once when it is
+back.
+
+The first frame of a set checks the astrometry. When it cannot (too bright, the check
+failed) the set goes on with the previous solution, flagged, and the next frames of the set
+try again (up to :data:`MAX_CHECKS_PER_SET`): one saturated frame never spoils its set.
 
 On a restart of a night, the astrometric solutions of the sets already on disk come back as
-:class:`StoredSolution` values: the first set reduced again is checked against the same
-model as in an uninterrupted run, so the output does not depend on where the run stopped.
+:class:`~mascara_actors.actors.messages.StoredSolution` values: the first set reduced again is
+checked against the same model as in an uninterrupted run, so the output does not depend on
+where the run stopped. The frames of sets whose fast photometry is on disk but whose binned
+image is not are handed to the binner without being reduced again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import signal
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
-import anyio.to_process
-import anyio.to_thread
 import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
@@ -37,236 +49,26 @@ from mascara_actors.actors.events import (
     WarningEvent,
 )
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import FrameReady, FrameReduced
-from mascara_actors.astrometry import AstrometricSolution
-from mascara_actors.camera_model import CameraModel
+from mascara_actors.actors.messages import (
+    REDUCE_JOB,
+    SOLVE_JOB,
+    FrameForBinning,
+    FrameReady,
+    FrameReduced,
+    StoredSolution,
+    WorkerSpec,
+)
+from mascara_actors.actors.worker import Worker
 from mascara_actors.errors import AstrometryFailed, MascaraError
-from mascara_actors.reduce import FrameResult, ReductionSession
+from mascara_actors.photometry.flags import AFlag
 from mascara_actors.sidereal import set_index
 
-__all__ = [
-    "MAX_BROKEN_IN_A_ROW",
-    "WORKER_MODES",
-    "ReducerWorker",
-    "StoredSolution",
-    "WorkerSpec",
-    "run",
-]
+if TYPE_CHECKING:
+    from mascara_actors.astrometry import AstrometricSolution
+
+__all__ = ["MAX_BROKEN_IN_A_ROW", "MAX_CHECKS_PER_SET", "MAX_SOLVES_PER_SET", "run"]
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
-
-WORKER_MODES = ("process", "thread", "inline")
-"""Where :class:`ReducerWorker` runs the jobs: ``process`` (the default: one worker process,
-the event loop stays free), ``thread`` (a worker thread of this process; the session is
-kept between nights) or ``inline`` (on the event loop itself, blocking it: only for tests
-on a virtual clock, where the work must take no virtual time)."""
-
-# The parameter vector of AstrometricSolution.params(): pointing corrections, focal length,
-# radial distortion, then the Legendre coefficients in x and in y.
-_PARAM_NAMES = ("tilt_x_deg", "tilt_y_deg", "spin_deg", "focal_px", "k1", "k2")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """What a worker process needs to build its session (small, picklable)."""
-
-    camera_id: str
-    config_dir: str | None = None
-    dark: str | None = None
-    """Master dark file, or None (overscan level only)."""
-    flat: str | None = None
-    """Master flat file, or None."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSolution:
-    """An astrometric solution as a set's ``astrometry`` row stores it (for resuming).
-
-    The camera model is the nominal one of the camera (sized to the frames) with the stored
-    parameters; :meth:`rebuild` puts it back together in the worker.
-    """
-
-    setidx: int
-    lstseq: int
-    nstars: int
-    nused: int
-    dx: float
-    """RMS residual in x, pixels."""
-    dy: float
-    """RMS residual in y, pixels."""
-    aflag: int
-    params: tuple[float, ...]
-    """``AstrometricSolution.params()`` of the solution, float64."""
-
-    @classmethod
-    def from_row(cls, row: np.void | np.ndarray) -> StoredSolution:
-        """From one row of ``records.astrometry_dtype``."""
-        return cls(
-            setidx=int(row["setidx"]),
-            lstseq=int(row["lstseq"]),
-            nstars=int(row["nstars"]),
-            nused=int(row["nused"]),
-            dx=float(row["dx"]),
-            dy=float(row["dy"]),
-            aflag=int(row["aflag"]),
-            params=tuple(float(p) for p in np.ravel(row["params"])),
-        )
-
-    def rebuild(self, nominal: CameraModel) -> AstrometricSolution:
-        """The solution, on the nominal model of the frames it will be used on.
-
-        Raises
-        ------
-        AstrometryFailed
-            When the stored parameters do not give back the same parameter vector (a model
-            of another layout); the caller then solves from scratch.
-        """
-        p = np.asarray(self.params, float)
-        nhead = len(_PARAM_NAMES)
-        nterms = (p.size - nhead) // 2
-        if p.size < nhead or p.size != nhead + 2 * nterms:
-            raise AstrometryFailed(
-                f"set {self.setidx}: {p.size} stored camera-model parameters do not fit the "
-                f"layout of {nhead} + 2 x n; solving again"
-            )
-        model = nominal.replace(
-            **{name: float(v) for name, v in zip(_PARAM_NAMES, p[:nhead], strict=True)},
-            coeffs_x=tuple(float(v) for v in p[nhead : nhead + nterms]),
-            coeffs_y=tuple(float(v) for v in p[nhead + nterms :]),
-        )
-        solution = AstrometricSolution(
-            model=model,
-            lstseq=self.lstseq,
-            nstars=self.nstars,
-            nused=self.nused,
-            dx=self.dx,
-            dy=self.dy,
-            aflag=self.aflag,
-        )
-        if not np.array_equal(solution.params(), p):
-            raise AstrometryFailed(
-                f"set {self.setidx}: the stored camera model does not round-trip (the "
-                "parameter layout changed); solving again"
-            )
-        return solution
-
-
-# --- the jobs, run in the worker --------------------------------------------------------
-
-_SESSION: tuple[WorkerSpec, ReductionSession] | None = None
-_SIGNALS_IGNORED = False
-
-
-def _session(spec: WorkerSpec) -> ReductionSession:
-    """The worker's session for ``spec``, built on first use and kept."""
-    global _SESSION
-    if (
-        _SESSION is None
-        or _SESSION[0].camera_id != spec.camera_id
-        or _SESSION[0].config_dir != spec.config_dir
-    ):
-        _SESSION = (
-            spec,
-            ReductionSession.open(
-                spec.camera_id, config_dir=spec.config_dir, dark=spec.dark, flat=spec.flat
-            ),
-        )
-    elif _SESSION[0] != spec:
-        _SESSION[1].use_masters(dark=spec.dark, flat=spec.flat)
-        _SESSION = (spec, _SESSION[1])
-    return _SESSION[1]
-
-
-def _in_worker_process(fn: Callable[..., R], *args: Any) -> R:
-    """Run ``fn`` in the worker process, deaf to SIGINT and SIGTERM.
-
-    A Ctrl-C in a terminal reaches the whole process group; the parent stops gracefully and
-    the worker must finish the job in hand rather than die with it. The worker still exits
-    when the parent goes away (its stdin closes).
-    """
-    global _SIGNALS_IGNORED
-    if not _SIGNALS_IGNORED:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _SIGNALS_IGNORED = True
-    return fn(*args)
-
-
-def _solve_job(
-    spec: WorkerSpec, path: str, previous: AstrometricSolution | StoredSolution | None
-) -> AstrometricSolution:
-    session = _session(spec)
-    if isinstance(previous, StoredSolution):
-        try:
-            previous = previous.rebuild(session.nominal_model(session.read(path)))
-        except AstrometryFailed as exc:
-            log.warning("%s", exc)
-            previous = None
-    return session.solve(path, previous)
-
-
-def _reduce_job(spec: WorkerSpec, path: str, solution: AstrometricSolution) -> FrameResult:
-    return _session(spec).reduce_frame(path, solution)
-
-
-class ReducerWorker:
-    """Runs the reduction jobs one at a time, in a worker process by default.
-
-    Parameters
-    ----------
-    spec
-        Camera, configuration and masters of the session.
-    mode
-        One of :data:`WORKER_MODES`.
-
-    Attributes
-    ----------
-    restarts
-        Worker processes that died during a job and were replaced (total).
-    """
-
-    def __init__(self, spec: WorkerSpec, *, mode: str = "process") -> None:
-        if mode not in WORKER_MODES:
-            raise ValueError(f"mode must be one of {WORKER_MODES}, got {mode!r}")
-        self.spec = spec
-        self.mode = mode
-        self._limiter = anyio.CapacityLimiter(1)
-        self.restarts = 0
-
-    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
-        if self.mode == "inline":
-            await anyio.lowlevel.checkpoint()
-            return fn(*args)
-        if self.mode == "thread":
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        try:
-            return await anyio.to_process.run_sync(
-                _in_worker_process, fn, *args, limiter=self._limiter
-            )
-        except anyio.BrokenWorkerProcess:
-            # The process died under the job (killed, out of memory): one more try on a
-            # fresh process; a frame that kills it again fails alone.
-            self.restarts += 1
-            log.warning(
-                "reducer worker process died; starting a new one (restart %d)", self.restarts
-            )
-            return await anyio.to_process.run_sync(
-                _in_worker_process, fn, *args, limiter=self._limiter
-            )
-
-    async def solve(
-        self, path: Path, previous: AstrometricSolution | StoredSolution | None
-    ) -> AstrometricSolution:
-        """Solve the astrometry on the frame at ``path`` (blind when ``previous`` is None),
-        or check ``previous`` on it and refit when needed."""
-        return await self._call(_solve_job, self.spec, str(path), previous)
-
-    async def reduce(self, path: Path, solution: AstrometricSolution) -> FrameResult:
-        """Fast photometry of the frame at ``path`` with the set's ``solution``."""
-        return await self._call(_reduce_job, self.spec, str(path), solution)
-
 
 # --- the actor ----------------------------------------------------------------------------
 
@@ -274,6 +76,17 @@ class ReducerWorker:
 MAX_BROKEN_IN_A_ROW = 3
 """Frames in a row whose worker died twice before the reducer gives up and stops the night
 (a worker that cannot start, or a system out of memory: every frame would fail)."""
+
+MAX_CHECKS_PER_SET = 5
+"""Frames of a set on which the astrometry check is tried when the frames before could not
+check it (too bright, check failed)."""
+
+MAX_SOLVES_PER_SET = 3
+"""Frames of a set on which a solve is tried while the night has no solution yet; the other
+frames of the set wait without one (a blind solve of an overcast frame costs seconds)."""
+
+AFLAG_FAILED = int(AFlag.SOLVE_FAILED)
+_UNCHECKED = int(AFlag.VERY_BRIGHT_SKY) | AFLAG_FAILED
 
 
 def _reason(exc: BaseException) -> str:
@@ -284,13 +97,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _params(solution: AstrometricSolution | StoredSolution) -> np.ndarray:
+    if isinstance(solution, StoredSolution):
+        return np.asarray(solution.params)
+    return solution.params()
+
+
 async def run(
     *,
     inbox: ObjectReceiveStream[FrameReady],
-    outbox: ObjectSendStream[FrameReduced],
+    outbox: ObjectSendStream[FrameReduced | FrameForBinning],
     events: ObjectSendStream[Event],
-    worker: ReducerWorker,
+    worker: Worker,
+    spec: WorkerSpec,
     restored: Mapping[int, StoredSolution] | None = None,
+    rebin: Mapping[int, int] | None = None,
+    window: tuple[int, int] | None = None,
     stop: anyio.Event | None = None,
     gate: PauseGate | None = None,
 ) -> None:
@@ -302,9 +124,16 @@ async def run(
 
     Parameters
     ----------
+    worker, spec
+        Where the jobs run, and the session they need.
     restored
         Solutions of sets already on disk, by set index (resume): before a set, the newest
         of those older than it replaces the solution in hand if that is older still.
+    rebin
+        Frames (lstseq -> their astrometry flag) of sets whose fast photometry is on disk but
+        whose binned image is not: sent on as :class:`FrameForBinning`, not reduced.
+    window
+        ``[first, end)`` lstseq of the night: a frame outside it fails alone.
     stop
         Set when the worker keeps dying (:data:`MAX_BROKEN_IN_A_ROW` frames in a row): an
         :class:`~.events.ActorFailed` event says why, and the frames still coming are
@@ -313,9 +142,13 @@ async def run(
         The operator's pause: each frame waits for it before it is reduced.
     """
     restored = dict(restored or {})
+    rebin = dict(rebin or {})
     solution: AstrometricSolution | None = None
     solution_set = -1  # set index the solution in hand was made for
     current_set: int | None = None
+    checks_left = 0  # further frames of the set that may still check the astrometry
+    waiting: list[FrameReady] = []  # frames waiting for the night's first solution
+    solves: dict[int, int] = {}  # solves tried per set while there is no solution
     restarts_seen = worker.restarts
     broken_in_a_row = 0
     given_up = False
@@ -333,7 +166,7 @@ async def run(
                 )
             )
 
-    async def fail(msg: FrameReady, reason: str, exc: BaseException) -> None:
+    async def fail(msg: FrameReady, reason: str, exc: BaseException | None) -> None:
         nonlocal broken_in_a_row, given_up
         await report_restarts(msg.lstseq)
         await events.send(FrameFailed(lstseq=msg.lstseq, path=str(msg.path), reason=reason))
@@ -353,6 +186,103 @@ async def run(
             if stop is not None:
                 stop.set()
 
+    async def check(
+        msg: FrameReady, setidx: int, previous: AstrometricSolution | StoredSolution | None
+    ) -> AstrometricSolution | None:
+        """Solve or check the astrometry on ``msg``; None when the frame failed."""
+        try:
+            new: AstrometricSolution = await worker.run(
+                SOLVE_JOB, spec, str(msg.path), previous
+            )
+        except AstrometryFailed as exc:
+            if previous is not None:  # (checks keep the previous model: not reached)
+                await fail(msg, f"astrometry: {exc}", exc)
+                return None
+            if not waiting:
+                await events.send(
+                    WarningEvent(
+                        source="astrometry",
+                        message=f"camera {spec.camera_id}: no astrometric solution since "
+                        f"lstseq {msg.lstseq}; frames wait on disk until one solves. {exc}",
+                        lstseq=msg.lstseq,
+                    )
+                )
+            waiting.append(msg)
+            return None
+        except Exception as exc:  # fault isolation: one bad frame must not stop the night
+            if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
+                log.exception("astrometry on %s crashed", msg.path)
+            # Unreadable frame, or no model yet: the next frame of the set tries again.
+            await fail(msg, f"astrometry: {_reason(exc)}", exc)
+            return None
+        await report_restarts(msg.lstseq)
+        before = None if previous is None else _params(previous)
+        await events.send(
+            AstrometryDone(
+                lstseq=msg.lstseq,
+                setidx=setidx,
+                dr=new.dr,
+                nstars=new.nstars,
+                nused=new.nused,
+                aflag=new.aflag,
+                solved=before is None or not np.array_equal(new.params(), before),
+            )
+        )
+        return new
+
+    async def reduce(msg: FrameReady, setidx: int, solution: AstrometricSolution) -> None:
+        """Fast photometry of ``msg`` with ``solution``, sent on; a failure fails it alone."""
+        nonlocal broken_in_a_row
+        try:
+            result = await worker.run(REDUCE_JOB, spec, str(msg.path), solution)
+        except Exception as exc:  # fault isolation: one bad frame must not stop the night
+            if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
+                log.exception("reducing %s crashed", msg.path)
+            await fail(msg, _reason(exc), exc)
+            return
+        broken_in_a_row = 0
+        await report_restarts(msg.lstseq)
+        await outbox.send(
+            FrameReduced(
+                lstseq=result.lstseq,
+                setidx=setidx,
+                path=msg.path,
+                records=result.records,
+                station=result.station,
+                solution=solution,
+            )
+        )
+        sky = result.records["sky"]
+        sky = sky[np.isfinite(sky)]
+        await events.send(
+            FrameReducedEvent(
+                lstseq=result.lstseq,
+                nstars=result.nstars,
+                nflagged=result.nflagged,
+                latency_s=time.time() - msg.arrived,
+                timings=result.timings,
+                sky=float(np.median(sky)) if sky.size else float("nan"),
+                ccdtemp=float(result.station["ccdtemp"][0]),
+            )
+        )
+
+    async def reduce_waiting(new: AstrometricSolution, at: FrameReady) -> None:
+        """The frames that waited for a solution, reduced with ``new``, flagged."""
+        flagged = dataclasses.replace(new, aflag=new.aflag | AFLAG_FAILED)
+        await events.send(
+            WarningEvent(
+                source="astrometry",
+                message=f"camera {spec.camera_id}: solved at lstseq {at.lstseq}; the "
+                f"{len(waiting)} frames waiting since lstseq {waiting[0].lstseq} are reduced "
+                "with this solution, flagged (aflag 4)",
+                lstseq=at.lstseq,
+            )
+        )
+        frames = list(waiting)
+        waiting.clear()
+        for msg in frames:
+            await reduce(msg, int(set_index(msg.lstseq)), flagged)
+
     async with inbox, outbox, events:
         async for msg in inbox:
             if given_up:
@@ -360,70 +290,57 @@ async def run(
             if gate is not None:
                 await gate.passing(msg)
             setidx = int(set_index(msg.lstseq))
+            if window is not None and not window[0] <= msg.lstseq < window[1]:
+                await fail(
+                    msg,
+                    f"{msg.path}: lstseq {msg.lstseq} is outside this night's window "
+                    f"[{window[0]}, {window[1]}): a frame of another night; move it to "
+                    "the directory of its own night",
+                    None,
+                )
+                continue
+            if msg.lstseq in rebin:
+                stored = restored[setidx]
+                await outbox.send(
+                    FrameForBinning(
+                        lstseq=msg.lstseq,
+                        setidx=setidx,
+                        path=msg.path,
+                        aflag=rebin[msg.lstseq],
+                        solution=stored,
+                    )
+                )
+                continue
             if setidx != current_set:
                 previous: AstrometricSolution | StoredSolution | None = solution
                 older = [s for s in restored if solution_set < s < setidx]
                 if older:
                     previous = restored[max(older)]
-                try:
-                    new = await worker.solve(msg.path, previous)
-                except (MascaraError, anyio.BrokenWorkerProcess) as exc:
-                    # Unreadable frame, or no model yet: the next frame of the set tries again.
-                    await fail(msg, f"astrometry: {_reason(exc)}", exc)
+                if previous is None and solves.get(setidx, 0) >= MAX_SOLVES_PER_SET:
+                    waiting.append(msg)  # this set had its tries: wait for the next one
                     continue
-                except Exception as exc:  # fault isolation: one bad frame must not stop the night
-                    log.exception("astrometry on %s crashed", msg.path)
-                    await fail(msg, f"astrometry: {_reason(exc)}", exc)
+                if previous is None:
+                    solves[setidx] = solves.get(setidx, 0) + 1
+                new = await check(msg, setidx, previous)
+                if new is None:
                     continue
-                await report_restarts(msg.lstseq)
-                before = None if previous is None else np.asarray(_params(previous))
-                await events.send(
-                    AstrometryDone(
-                        lstseq=msg.lstseq,
-                        setidx=setidx,
-                        dr=new.dr,
-                        nstars=new.nstars,
-                        nused=new.nused,
-                        aflag=new.aflag,
-                        solved=before is None or not np.array_equal(new.params(), before),
-                    )
-                )
+                if waiting:
+                    await reduce_waiting(new, msg)
                 solution, solution_set, current_set = new, setidx, setidx
+                checks_left = MAX_CHECKS_PER_SET if new.aflag & _UNCHECKED else 0
+            elif checks_left and solution is not None:
+                # The set's first frames could not check the astrometry: this one tries.
+                checks_left -= 1
+                new = await check(msg, setidx, solution)
+                if new is not None and not new.aflag & _UNCHECKED:
+                    solution, checks_left = new, 0
             assert solution is not None
-            try:
-                result = await worker.reduce(msg.path, solution)
-            except (MascaraError, anyio.BrokenWorkerProcess) as exc:
-                await fail(msg, _reason(exc), exc)
-                continue
-            except Exception as exc:  # fault isolation: one bad frame must not stop the night
-                log.exception("reducing %s crashed", msg.path)
-                await fail(msg, _reason(exc), exc)
-                continue
-            broken_in_a_row = 0
-            await report_restarts(msg.lstseq)
-            await outbox.send(
-                FrameReduced(
-                    lstseq=result.lstseq,
-                    setidx=setidx,
-                    path=msg.path,
-                    records=result.records,
-                    station=result.station,
-                    solution=solution,
-                )
+            await reduce(msg, setidx, solution)
+        for msg in waiting if stop is None or not stop.is_set() else ():
+            # the night never solved: they fail now (after a stop they wait for the restart)
+            await fail(
+                msg,
+                "astrometry: no frame of the night could be solved (overcast, or the "
+                f"camera's pointing is unknown): run `mascara-actors solve {msg.path}`",
+                None,
             )
-            sky = result.records["sky"]
-            await events.send(
-                FrameReducedEvent(
-                    lstseq=result.lstseq,
-                    nstars=result.nstars,
-                    nflagged=result.nflagged,
-                    latency_s=time.time() - msg.arrived,
-                    timings=result.timings,
-                    sky=float(np.nanmedian(sky)) if sky.size else float("nan"),
-                    ccdtemp=float(result.station["ccdtemp"][0]),
-                )
-            )
-
-
-def _params(solution: AstrometricSolution | StoredSolution) -> tuple[float, ...] | np.ndarray:
-    return solution.params if isinstance(solution, StoredSolution) else solution.params()

@@ -16,10 +16,10 @@ import anyio.to_thread
 import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mascara_actors.actors.binner import BinnedOutput
-from mascara_actors.actors.events import Event, SetSaved, WarningEvent
-from mascara_actors.actors.messages import FrameReduced
+from mascara_actors.actors.events import Event, ProductFailed, SetSaved
+from mascara_actors.actors.messages import BinnedOutput, FrameReduced
 from mascara_actors.errors import StorageError
+from mascara_actors.faults import phase
 from mascara_actors.records import astrometry_dtype
 from mascara_actors.storage import CombineReport, SetWriter
 
@@ -37,7 +37,9 @@ class SaverResult:
 
 
 def _astrometry_row(frames: list[FrameReduced]) -> np.ndarray:
-    sol = frames[0].solution
+    # The last frame's solution is the best the set reached (a set whose first frames could
+    # not check the astrometry checks it on a later one); the binner uses the same.
+    sol = frames[-1].solution
     params = sol.params()
     row = np.zeros(1, astrometry_dtype(params.size))
     row["lstseq"] = sol.lstseq
@@ -86,10 +88,11 @@ async def run(
             )
         except StorageError as exc:
             # A full disk or a foreign file: the set's raw frames stay in the archive.
-            await events.send(WarningEvent(source="saver", message=str(exc)))
+            await events.send(ProductFailed(setidx=setidx, product="fast", reason=str(exc)))
             frames.clear()
             return
         result.sets_written.append(setidx)
+        phase("fast-saved", setidx)
         await events.send(
             SetSaved(
                 kind_="fast",
@@ -123,7 +126,7 @@ async def run(
                 lambda: writer.combine("fast", **combine_options)
             )
         except StorageError as exc:
-            await events.send(WarningEvent(source="saver", message=f"nightly combine: {exc}"))
+            await events.send(ProductFailed(setidx=None, product="fast", reason=str(exc)))
             return
         result.combined.append(report)
 
@@ -141,12 +144,12 @@ async def run_slow(
     """Write each binned set's slow photometry as a slow per-set file; combine at the end.
 
     A slow set is one record per star, so the nightly slow file keeps every star
-    (``minobs`` 1), as the legacy slow files did.
+    (``minobs`` 1), as the legacy slow files did. A set too short to bin is written too,
+    with no records: its station row (``setflag``) records that it has no image.
     """
     async with inbox, events:
         async for out in inbox:
-            if out.records is None or out.station is None:
-                continue  # the set was too short to bin: nothing to save
+            phase("slow-saving", out.setidx)
             try:
                 await writer.write_set_async(
                     "slow",
@@ -156,7 +159,9 @@ async def run_slow(
                     station=out.station,
                 )
             except StorageError as exc:
-                await events.send(WarningEvent(source="saver", message=f"slow set: {exc}"))
+                await events.send(
+                    ProductFailed(setidx=out.setidx, product="slow", reason=str(exc))
+                )
         if stopping.is_set():
             return
         try:
@@ -164,6 +169,6 @@ async def run_slow(
                 lambda: writer.combine("slow", **{**combine_options, "minobs": 1})
             )
         except StorageError as exc:
-            await events.send(WarningEvent(source="saver", message=f"slow combine: {exc}"))
+            await events.send(ProductFailed(setidx=None, product="slow", reason=str(exc)))
             return
         result.combined.append(report)

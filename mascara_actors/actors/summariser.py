@@ -6,6 +6,7 @@ event log (``logs/events.jsonl``) is what the night summary is built from.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from mascara_actors.actors.events import (
     FrameFailed,
     FrameReducedEvent,
     NightStarted,
+    ProductFailed,
     QueueDepths,
     SetBinned,
     SetSaved,
@@ -29,6 +31,8 @@ from mascara_actors.actors.events import (
 )
 
 __all__ = ["NightState", "run"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +60,10 @@ class NightState:
     stars_measured: int = 0
     flags_raised: int = 0
     warnings: int = 0
+    sets_not_binned: dict[int, str] = field(default_factory=dict)
+    """Sets with no binned image by design (too few usable frames), with the reason."""
+    products_failed: list[str] = field(default_factory=list)
+    """Products that could not be written (``set N binned: reason``); a restart makes them."""
     fatal: str | None = None
     """Why an actor gave up and stopped the night, if one did."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=120))
@@ -97,6 +105,13 @@ class NightState:
             self.sets_saved += 1
         elif isinstance(ev, SetBinned):
             self.sets_binned += 1
+            if ev.reason:
+                self.sets_not_binned[ev.setidx] = ev.reason
+        elif isinstance(ev, ProductFailed):
+            where = "nightly" if ev.setidx is None else f"set {ev.setidx}"
+            message = f"{where} {ev.product} not written: {ev.reason}"
+            self.products_failed.append(message)
+            self.problems.append((ev.time, "error", None, message))
         elif isinstance(ev, Spooled):
             self.spooled, self.caught_up = ev.spooled, ev.caught_up
         elif isinstance(ev, QueueDepths):
@@ -134,9 +149,21 @@ async def run(*, inbox: ObjectReceiveStream[Event], log_path: Path, state: Night
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _end_torn_line(log_path)
+    failed: OSError | None = None
     async with inbox:
-        with log_path.open("a", encoding="utf-8") as fh:
+        # unbuffered: one write per line, nothing held back that a full disk could fail later
+        with log_path.open("ab", buffering=0) as fh:
             async for ev in inbox:
                 state.apply(ev)
-                fh.write(to_json(ev) + "\n")
-                fh.flush()
+                if failed is not None:
+                    continue
+                try:
+                    fh.write((to_json(ev) + "\n").encode())
+                except OSError as exc:
+                    # A full disk must not stop the night: the counters go on, the log
+                    # stops here (the summary says so).
+                    failed = exc
+                    message = f"event log {log_path} not written from here on: {exc}"
+                    log.error("%s", message)
+                    state.problems.append((ev.time, "error", None, message))
+                    state.products_failed.append(message)

@@ -1,16 +1,20 @@
 """``mascara-actors --replay DIR``: reduce a recorded night headless, with a progress bar.
 
-Exit codes: 0 when the night was reduced to its nightly file; 1 when it was not (every
-frame failed, nothing to combine); 2 for bad input (from :func:`mascara_actors.cli.main`);
-128 + the signal number when SIGINT (130) or SIGTERM (143) stopped it early; running the
-same command again finishes the night.
+Exit codes: 0 when the night was reduced completely (every set's fast photometry, binned
+image or the record that it has none, slow photometry, both nightly files); 1 when it was
+not (every frame failed, or a product is missing: each is listed, and running the same
+command again makes it); 2 for bad input (from :func:`mascara_actors.cli.main`); 128 + the
+signal number when SIGINT (130) or SIGTERM (143) stopped it early; running the same command
+again finishes the night.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -19,24 +23,25 @@ import anyio
 import anyio.to_thread
 
 from hw.recorded import RecordedNight
+from mascara_actors.actors.messages import FrameReady, WorkerSpec
 from mascara_actors.actors.pipeline import (
     NightPlan,
     NightReport,
     paced_frames,
     resume_point,
     run_night,
+    stop_on_signals,
 )
-from mascara_actors.actors.reducer import WorkerSpec
 from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
-from mascara_actors.ephemeris import night_date
-from mascara_actors.errors import ConfigError
+from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.masters import make_masters
+from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.progress import ProgressBar
-from mascara_actors.rawframe import read_raw
-from mascara_actors.sidereal import slot_length_solar_s
-from mascara_actors.storage import NightId
+from mascara_actors.rawframe import RawHeader, read_raw
+from mascara_actors.sidereal import lstseq2date, slot_length_solar_s
+from mascara_actors.storage import NightId, NightLock
 from mascara_actors.summary import summarise_night
 
 __all__ = ["ReplayJob", "plan_replay", "run"]
@@ -49,6 +54,9 @@ class ReplayJob:
     plan: NightPlan
     frames: tuple[tuple[int, Path], ...]
     """(lstseq, path) of the science frames still to reduce, in lstseq order."""
+    rebin: tuple[tuple[int, Path], ...]
+    """(lstseq, path) of the frames whose fast photometry is on disk but whose set's binned
+    image is not: binned again, not reduced (and not paced)."""
     total: int
     """Science frames in the recorded night."""
     skipped: int
@@ -57,14 +65,28 @@ class ReplayJob:
     """Remarks for the user (which master dark is used, ...)."""
 
 
+def _first_header(night: RecordedNight) -> tuple[Path, RawHeader]:
+    """The header of the first frame that reads (a bad frame fails alone, later)."""
+    problems = []
+    for frame in night.frames():
+        try:
+            return frame.path, read_raw(frame.path).header
+        except FrameError as exc:
+            problems.append(str(exc))
+    raise ConfigError(
+        f"recorded night {night.directory}: no frame can be read ({len(problems)} tried; "
+        f"first: {problems[0] if problems else 'none'})"
+    )
+
+
 def _camera(config: Config, night: RecordedNight, camera_id: str | None) -> CameraConfig:
     first = night.frames()[0]
-    header = read_raw(first.path).header
+    path, header = _first_header(night)
     if camera_id is None:
         sites = [s for s in config.sites.values() if s.name == header.site]
         if not sites:
             raise ConfigError(
-                f"{first.path}: SITE-OBS {header.site!r} is not a configured site "
+                f"{path}: SITE-OBS {header.site!r} is not a configured site "
                 f"({sorted(config.sites)}); pass --camera"
             )
         camera_id = sites[0].code + header.camera
@@ -117,26 +139,35 @@ def plan_replay(
             f"recorded night {directory} holds no science frames (only "
             f"{len(night)} calibration frames): nothing to reduce"
         )
-    first = read_raw(science[0][1]).header
-    date = night_date(first.jd, camera.site)
-    nid = NightId(date.strftime("%Y%m%d"), camera.site.code, camera.letter)
+    window = replay_window(config, camera, [lstseq for lstseq, _ in science])
+    nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
     out = Path(out)
     night_dir = nid.night_dir(out)
-    masters = make_masters(
-        bias=[f.path for f in night.frames("bias")],
-        dark=[f.path for f in night.frames("dark")],
-        flat=[f.path for f in night.frames("flat")],
-        camera_letter=camera.letter,
-        calibration=config.reduction.calibration,
-        binned_dir=night_dir / "binned",
-        state_dir=out / "state",
-    )
+    # Refuse a second replay of the same night before touching its masters or dark table.
+    with NightLock(night_dir):
+        masters = make_masters(
+            bias=[f.path for f in night.frames("bias")],
+            dark=[f.path for f in night.frames("dark")],
+            flat=[f.path for f in night.frames("flat")],
+            camera_letter=camera.letter,
+            calibration=config.reduction.calibration,
+            binned_dir=night_dir / "binned",
+            state_dir=out / "state",
+        )
     notes = list(masters.notes)
     resume = resume_point(night_dir)
-    todo = tuple(f for f in science if not resume.skips(f[0]))
-    if len(todo) < len(science):
+    todo = tuple(f for f in science if not resume.skips(f[0]) and not resume.rebins(f[0]))
+    rebin = tuple(f for f in science if resume.rebins(f[0]))
+    notes.extend(resume.notes)
+    if rebin:
         notes.append(
-            f"resuming: {len(science) - len(todo)} frames of {len(resume.done_sets)} sets are "
+            f"resuming: {len(resume.rebin_sets)} sets have their fast photometry on disk but "
+            f"not their binned image: their {len(rebin)} frames are binned again"
+        )
+    if len(todo) + len(rebin) < len(science):
+        notes.append(
+            f"resuming: {len(science) - len(todo) - len(rebin)} frames of "
+            f"{len(resume.done_sets)} sets are "
             f"already on disk in {night_dir}"
         )
     plan = NightPlan(
@@ -147,20 +178,39 @@ def plan_replay(
         worker=WorkerSpec(camera.id, str(config.directory), masters.dark, masters.flat),
         frames_expected=len(todo),
         live=realtime,
+        window=(window.start_lstseq, window.stop_lstseq),
     )
     return ReplayJob(
         plan=plan,
         frames=todo,
+        rebin=rebin,
         total=len(science),
-        skipped=len(science) - len(todo),
+        skipped=len(science) - len(todo) - len(rebin),
         notes=tuple(notes),
     )
 
 
+REPLAY_SUN_ALT_DEG = 10.0
+"""The replay accepts the frames taken with the Sun below this altitude (the highest a
+station may be configured to observe at) in the night of most of the frames."""
+
+
+def replay_window(config: Config, camera: CameraConfig, lstseqs: list[int]) -> NightWindow:
+    """The night most of ``lstseqs`` belong to, from Sun +10 deg at dusk to +10 deg at dawn:
+    a frame outside it is of another night."""
+    middle = sorted(lstseqs)[len(lstseqs) // 2]
+    wide = dataclasses.replace(
+        config.reduction.night,
+        sun_alt_start_deg=REPLAY_SUN_ALT_DEG,
+        sun_alt_stop_deg=REPLAY_SUN_ALT_DEG,
+    )
+    return night_window(camera.site, float(lstseq2date(middle, format="jd")), wide)
+
+
 def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     """Replay ``directory`` into ``out``; the exit code is in the module docstring."""
-    # Until the pipeline listens for signals itself, SIGTERM behaves like SIGINT (a
-    # KeyboardInterrupt at a safe point), so an early stop also gets a clear message.
+    # Before the pipeline listens for signals itself (planning, masters), SIGTERM behaves
+    # like SIGINT: a KeyboardInterrupt, caught below, so an early stop also gets one line.
     term_seen: list[int] = []
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -170,7 +220,9 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     previous_term = signal.signal(signal.SIGTERM, on_term)
     try:
         return _run(args, directory=directory, out=out)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
+            raise
         signum = signal.SIGTERM if term_seen else signal.SIGINT
         print(
             f"mascara-actors: stopped by {signum.name} while starting: nothing of the night "
@@ -201,56 +253,74 @@ def _run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     for note in job.notes:
         print(f"note: {note}", file=sys.stderr)
     state = NightState()
+    stopped_by: list[str] = []
     report = anyio.run(
         _replay,
         job,
         state,
+        stopped_by,
         realtime,
         float(getattr(args, "speed", 1.0)),
         bool(getattr(args, "in_process", False)),
         backend="trio",
     )
-    _print_report(report, job)
-    if report.stopped_by is not None:
-        return 128 + signal.Signals[report.stopped_by]
-    if not _reduced(report, job):
+    if report is None:  # a signal came while the catalogue loaded
+        print(
+            f"mascara-actors: stopped by {stopped_by[0]} while starting: nothing of the night "
+            "was saved by this run; run the same command again",
+            file=sys.stderr,
+        )
+        return 128 + signal.Signals[stopped_by[0]]
+    _print_report(report, job, stopped_by[0] if stopped_by else None)
+    if stopped_by:
+        return 128 + signal.Signals[stopped_by[0]]
+    if report.stopped_early or not _reduced(report, job):
         return 1
-    # The end-of-night chain: the summary is written always, mailed only when asked.
+    # The end-of-night chain: the summary is written always (it lists what is missing),
+    # mailed only when asked.
     outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)))
     print(f"summary: {outcome.html_path}", file=sys.stderr)
-    if outcome.problems:
-        for problem in outcome.problems:
-            print(f"summary: {problem}", file=sys.stderr)
-    return 0
+    for problem in outcome.problems:
+        print(f"summary: {problem}", file=sys.stderr)
+    return 1 if report.missing or outcome.write_error is not None else 0
 
 
 def _reduced(report: NightReport, job: ReplayJob) -> bool:
-    """The night ran to its end and has a nightly file with frames of this or earlier runs."""
-    done = report.state.frames_reduced + report.skipped_frames + job.skipped
-    return not report.stopped_early and done > 0 and bool(report.nightly_files)
+    """Frames of the night were reduced, by this run or by earlier ones."""
+    return report.state.frames_reduced + report.skipped_frames + job.skipped > 0
 
 
 async def _replay(
-    job: ReplayJob, state: NightState, realtime: bool, speed: float, in_process: bool
-) -> NightReport:
-    catalogue = await anyio.to_thread.run_sync(Catalogue.load)
+    job: ReplayJob,
+    state: NightState,
+    stopped_by: list[str],
+    realtime: bool,
+    speed: float,
+    in_process: bool,
+) -> NightReport | None:
+    """The replay under this process's signal handling (first SIGINT/SIGTERM: stop
+    gracefully; second: at once); None when stopped before the night began."""
+    stop = anyio.Event()
     bar = ProgressBar(job.plan.frames_expected)
     result: list[NightReport] = []
 
     async def main() -> None:
-        result.append(
-            await run_night(
-                job.plan,
-                paced_frames(job.frames, realtime=realtime, speed=speed),
-                catalogue,
-                state=state,
-                handle_signals=True,
-                in_process=in_process,
+        catalogue = await anyio.to_thread.run_sync(Catalogue.load)
+        if not stop.is_set():
+            result.append(
+                await run_night(
+                    job.plan,
+                    _frames(job, realtime=realtime, speed=speed),
+                    catalogue,
+                    state=state,
+                    stop=stop,
+                    in_process=in_process,
+                )
             )
-        )
         tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
         tg.start_soon(main)
         while True:
             note = f"errors {state.frames_failed}" if state.frames_failed else ""
@@ -258,10 +328,18 @@ async def _replay(
             await anyio.sleep(0.25)
     bar.update(state.frames_done)
     bar.close()
-    return result[0]
+    return result[0] if result else None
 
 
-def _print_report(report: NightReport, job: ReplayJob) -> None:
+async def _frames(job: ReplayJob, *, realtime: bool, speed: float) -> AsyncIterator[FrameReady]:
+    """The frames to bin again at once, then the frames to reduce (paced when asked)."""
+    for source in (paced_frames(job.rebin), paced_frames(job.frames, realtime=realtime,
+                                                        speed=speed)):
+        async for frame in source:
+            yield frame
+
+
+def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -> None:
     s = report.state
     real_s = s.frames_reduced * slot_length_solar_s()
     skipped = job.skipped + report.skipped_frames
@@ -278,18 +356,29 @@ def _print_report(report: NightReport, job: ReplayJob) -> None:
     for f in report.nightly_files:
         lines.append(f"nightly file: {f}")
     for _, level, lstseq, message in list(s.problems)[-10:]:
-        lines.append(f"{level}: lstseq {lstseq}: {message}")
+        lines.append(f"{level}: lstseq {lstseq}: {message}" if lstseq is not None
+                     else f"{level}: {message}")
+    for setidx, reason in sorted(s.sets_not_binned.items()):
+        lines.append(f"set {setidx}: no binned image ({reason})")
     if report.failure:
         lines.append(
             f"the night was stopped: {report.failure}; complete sets are saved, run the "
             "same command again to finish the night"
         )
     elif report.stopped_early:
-        why = f"by {report.stopped_by}" if report.stopped_by else "early"
+        why = f"by {stopped_by}" if stopped_by else "early"
         lines.append(
             f"stopped {why}: complete sets are saved, the frames of the open set are left "
             "for the restart; run the same command again to finish the night"
         )
     elif not _reduced(report, job):
         lines.append("the night was NOT reduced: see the errors above")
+    elif report.missing:
+        lines.append(
+            f"the night is NOT complete, {len(report.missing)} products missing: "
+            + "; ".join(report.missing[:10])
+            + ("; ..." if len(report.missing) > 10 else "")
+            + ". Free the disk or mend the cause above, then run the same command again: "
+            "it makes only what is missing"
+        )
     print("\n".join(lines), file=sys.stderr)

@@ -34,6 +34,7 @@ import numpy as np
 
 from mascara_actors import __version__
 from mascara_actors.errors import StorageError
+from mascara_actors.faults import phase
 from mascara_actors.storage import layout as L
 from mascara_actors.storage._h5 import (
     create_dataset,
@@ -265,6 +266,7 @@ def _combine_locked(night_dir: Path, nid: NightId, kind: str, *, minobs: int,
                                 compression=compression, chunk_stars=chunk_stars,
                                 chunk_records=chunk_records, pool=pool)
     nstars, nrecords, nduplicates, nshort = result
+    phase("combined", kind)
     removed: list[Path] = []
     if not keep_sets:
         for s in sources:

@@ -130,6 +130,11 @@ def _notes(s: NightSummary) -> list[str]:
         notes.append("The log has no NightFinished event: the run was cut short or is going on.")
     if s.log_bad_lines:
         notes.append(f"{s.log_bad_lines} unreadable log line(s) were skipped (torn writes).")
+    if s.missing:
+        notes.append(f"The night is NOT complete: {len(s.missing)} product(s) missing ("
+                     + "; ".join(s.missing[:5]) + ("; ..." if len(s.missing) > 5 else "")
+                     + "). Mend the cause in the errors below and run the same command "
+                     "again: it makes only what is missing.")
     return notes
 
 
@@ -187,6 +192,14 @@ def render_html(s: NightSummary, images: Sequence[Image] = (), *,
         out.append("</table>")
     else:
         out.append('<p id="problems">None.</p>')
+    out.append("<h2>Sets without a binned image</h2>")
+    if s.sets_without_image:
+        out.append('<table id="unbinned"><tr><th>set</th><th>why</th></tr>')
+        out += [f"<tr><td>{setidx}</td><td>{escape(why)}</td></tr>"
+                for setidx, why in s.sets_without_image]
+        out.append("</table>")
+    else:
+        out.append('<p id="unbinned">None: every set was binned.</p>')
     for img in images:
         if embed == "cid":
             src = f"cid:{img.cid}"
@@ -222,6 +235,9 @@ def render_text(s: NightSummary, images: Sequence[Image] = ()) -> str:
         where = "" if p.first_lstseq is None else f" at lstseq {p.first_lstseq}"
         lines.append(f"  {p.level} x{p.count} [{p.source}] first {_time(p.first_time)}"
                      f"{where}: {p.first_message}")
+    lines += ["", "Sets without a binned image", "---------------------------"]
+    lines += [f"  set {setidx}: {why}" for setidx, why in s.sets_without_image] or [
+        "  none: every set was binned"]
     if images:
         lines += ["", "Figures (attached to the HTML version)"]
         lines += [f"  {img.name}: {img.title}" + (f" ({img.note})" if img.note else "")

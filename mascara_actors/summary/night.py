@@ -43,6 +43,8 @@ class SummaryOutcome:
     """None when no mail was asked for."""
     problems: tuple[str, ...] = field(default_factory=tuple)
     """Everything that went wrong (also logged), e.g. a figure that failed."""
+    write_error: str | None = None
+    """Why the report's files were not all written (a full disk), None when they were."""
 
 
 def make_images(summary: NightSummary, *,
@@ -121,7 +123,7 @@ def summarise_night(
     summary = collect_summary(night_dir)
     images, problems = make_images(summary, mag_range=mag_range)
     out = Path(out_dir) if out_dir is not None else summary_dir(night_dir)
-    html_path = text_path = None
+    html_path = text_path = write_error = None
     image_paths: list[Path] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,8 @@ def summarise_night(
         image_paths = [atomic_write_bytes(out / img.name, img.png) for img in images]
         log.info("summary of %s written to %s", summary.tag, html_path)
     except (OSError, StorageError) as exc:
-        problems.append(f"report not written to {out}: {exc}")
+        write_error = f"report not written to {out}: {exc}"
+        problems.append(write_error)
         log.error("summary of %s not written to %s: %s", summary.tag, out, exc)
     mail: MailResult | None = None
     if send:
@@ -140,7 +143,8 @@ def summarise_night(
         if not mail.ok:
             problems.append(f"mail not sent: {mail.error}")
     return SummaryOutcome(summary=summary, html_path=html_path, text_path=text_path,
-                          image_paths=tuple(image_paths), mail=mail, problems=tuple(problems))
+                          image_paths=tuple(image_paths), mail=mail, problems=tuple(problems),
+                          write_error=write_error)
 
 
 def _mail(summary: NightSummary, images: list[Image],

@@ -113,6 +113,10 @@ class NightSummary:
     """NightStarted events (more than one when the night was resumed)."""
     finished: bool = False
     """True when the log holds a NightFinished event."""
+    sets_without_image: tuple[tuple[int, str], ...] = ()
+    """(setidx, why) of the sets with no binned image and no slow photometry."""
+    missing: tuple[str, ...] = ()
+    """Products the last finished run could not make (a re-run makes them)."""
 
     @property
     def tag(self) -> str:
@@ -315,4 +319,22 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         log_unknown_kinds=log_.unknown_kinds,
         runs=len(started),
         finished=bool(log_.of(ev.NightFinished)),
+        sets_without_image=_sets_without_image(log_),
+        missing=tuple(log_.of(ev.NightFinished)[-1].missing) if log_.of(ev.NightFinished)
+        else (),
     )
+
+
+def _sets_without_image(log_: EventLog) -> tuple[tuple[int, str], ...]:
+    """The sets whose last binning made no image (too few frames) or failed, with why; a
+    set binned by a later run (a resumed night) is not listed."""
+    why: dict[int, str] = {}
+    for e in log_.events:
+        if isinstance(e, ev.SetBinned):
+            if e.reason:
+                why[e.setidx] = e.reason
+            else:
+                why.pop(e.setidx, None)
+        elif isinstance(e, ev.ProductFailed) and e.setidx is not None:
+            why[e.setidx] = f"{e.product} not written: {e.reason}"
+    return tuple(sorted(why.items()))

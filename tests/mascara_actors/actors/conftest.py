@@ -69,8 +69,8 @@ def read_events(night_dir: Path) -> list[Event]:
     return [from_json(line) for line in text.splitlines()]
 
 
-def worker_pids() -> list[int]:
-    """Pids of this process's anyio worker processes (children running anyio.to_process)."""
+def worker_pids(role: str = "reducer") -> list[int]:
+    """Pids of this process's worker processes of ``role`` (reducer, binner)."""
     me = str(os.getpid())
     found = []
     for entry in Path("/proc").iterdir():
@@ -83,7 +83,7 @@ def worker_pids() -> list[int]:
             continue
         # the command name may hold spaces or parentheses: fields follow the last ')'
         ppid = stat.rsplit(")", 1)[1].split()[1]
-        if ppid == me and b"anyio.to_process" in cmdline:
+        if ppid == me and f"mascara-actors-{role}".encode() in cmdline:
             found.append(int(entry.name))
     return found
 

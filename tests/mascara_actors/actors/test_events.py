@@ -24,8 +24,9 @@ from mascara_actors.actors.events import (
     from_json,
     to_json,
 )
-from mascara_actors.actors.reducer import ReducerWorker, WorkerSpec
+from mascara_actors.actors.messages import WorkerSpec
 from mascara_actors.actors.summariser import NightState
+from mascara_actors.actors.worker import Worker
 
 EXAMPLES: list[Event] = [
     NightStarted(night="20260320", camera="LPC", out_dir="/x", frames_expected=60),
@@ -102,5 +103,5 @@ async def test_summariser_appends_and_mends_a_torn_last_line(anyio_backend, tmp_
 
 def test_worker_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="mode must be one of"):
-        ReducerWorker(WorkerSpec("LPC"), mode="cluster")
+        Worker("reducer", mode="cluster")
     assert dataclasses.replace(WorkerSpec("LPC"), dark="d.fits").dark == "d.fits"
