@@ -127,7 +127,8 @@ class StationReport:
 
     @property
     def ok(self) -> bool:
-        """True when the night was reduced to its nightly files."""
+        """True when the night was reduced completely (every set's products, the nightly
+        files)."""
         return self.science is not None and self.science.ok
 
 
@@ -416,7 +417,7 @@ class Station:
                 report.calibrations.append(await self._calibrate("dawn"))
             if not self.stop.is_set():
                 self.phase = "end of night: final set and nightly combine"
-        if report.ok and not self.stop.is_set():
+        if report.science is not None and report.science.reduced and not self.stop.is_set():
             self.phase = "end of night: summary"
             outcome = await anyio.to_thread.run_sync(
                 partial(summarise_night, self.night_dir, send=self.send_mail)

@@ -13,6 +13,10 @@ The chain, from the sky to the chip:
    angle), times the focal length in pixels, about the centre of the science region;
 5. a low-order 2-D Legendre correction of x and y for what the terms above miss.
 
+A mirrored camera (``mirror=True``: an odd number of mirrors in the light path, or a
+readout that flips columns) has x flipped about the centre of the science region after
+step 4, before the Legendre terms; with ``mirror=False`` (the default) nothing changes.
+
 Pixel coordinates are 0-based with pixel centres at integers (as photutils and sep), over the
 science region only. Angles are degrees; the hour angle grows westwards.
 """
@@ -59,6 +63,20 @@ def _altaz_vector(alt_deg: float, az_deg: float) -> np.ndarray:
     return np.array([np.cos(a) * np.sin(z), np.cos(a) * np.cos(z), np.sin(a)])
 
 
+def _pointing_of_axes(axes: np.ndarray) -> tuple[float, float, float]:
+    """(alt, az, roll) in degrees whose axes, built as in ``CameraModel.__post_init__``,
+    are ``axes`` (rows x, y, optical axis in east, north, up)."""
+    e1, _e2, b = axes
+    alt = float(np.degrees(np.arcsin(np.clip(b[2], -1.0, 1.0))))
+    # Within 1e-9 of the zenith the azimuth is lost in rounding; any value with the
+    # matching roll gives the same axes, so take 0.
+    az = float(np.degrees(np.arctan2(b[0], b[1])) % 360.0) if np.hypot(b[0], b[1]) > 1e-9 else 0.0
+    up = _altaz_vector(alt + 90.0, az)
+    right = np.cross(_altaz_vector(alt, az), up)
+    roll = float(np.degrees(np.arctan2(e1 @ up, e1 @ right)) % 360.0)
+    return alt, az, roll
+
+
 @dataclass(frozen=True, slots=True)
 class CameraModel:
     """The camera model; parameters in degrees and pixels.
@@ -83,6 +101,9 @@ class CameraModel:
         Small rotations of the camera about its own y axis, x axis and optical axis, applied
         after (alt, az, roll). The astrometric fit adjusts these rather than alt/az/roll,
         which are degenerate for a camera looking at the zenith.
+    mirror
+        Mirrored parity: x is flipped about the centre of the science region after the
+        lens distortion (the image is seen in a mirror).
     """
 
     latitude_deg: float
@@ -100,6 +121,7 @@ class CameraModel:
     tilt_x_deg: float = 0.0
     tilt_y_deg: float = 0.0
     spin_deg: float = 0.0
+    mirror: bool = False
     _axes: np.ndarray = field(init=False, repr=False, compare=False)
     _rmax: float = field(init=False, repr=False, compare=False)
 
@@ -145,6 +167,8 @@ class CameraModel:
             k2=camera.lens.radial_k2,
             coeffs_x=(0.0,) * nterms,
             coeffs_y=(0.0,) * nterms,
+            # A configuration that knows the parity says so; older ones are all unmirrored.
+            mirror=bool(getattr(camera, "mirror", False)),
         )
 
     def replace(self, **changes: object) -> CameraModel:
@@ -165,6 +189,34 @@ class CameraModel:
         """Pixel position of the optical axis."""
         return (self.nx - 1) / 2.0, (self.ny - 1) / 2.0
 
+    @property
+    def axes(self) -> np.ndarray:
+        """The camera's x, y and optical axes as rows of unit (east, north, up) vectors,
+        tilts included (a copy)."""
+        return self._axes.copy()
+
+    def pointing(self) -> tuple[float, float, float]:
+        """(alt, az, roll) of the actual axes, degrees: the small tilts folded back in.
+
+        The convention of ``alt_deg, az_deg, roll_deg`` (and of config/cameras.toml); az in
+        [0, 360), roll in [0, 360). At the zenith the azimuth is undefined and taken as 0.
+        """
+        return _pointing_of_axes(self._axes)
+
+    def with_axes(self, axes: np.ndarray, *, mirror: bool | None = None) -> CameraModel:
+        """A copy whose camera axes are ``axes`` (rows x, y, optical axis in east, north,
+        up), expressed as alt/az/roll with zero tilts; ``mirror`` sets the parity."""
+        alt, az, roll = _pointing_of_axes(np.asarray(axes, float))
+        return self.replace(
+            alt_deg=alt,
+            az_deg=az,
+            roll_deg=roll,
+            tilt_x_deg=0.0,
+            tilt_y_deg=0.0,
+            spin_deg=0.0,
+            mirror=self.mirror if mirror is None else bool(mirror),
+        )
+
     # --- sky -> pixel ----------------------------------------------------------------------
 
     def hadec_to_pixel(
@@ -174,6 +226,12 @@ class CameraModel:
 
         Points more than 80 degrees off the optical axis give NaN.
         """
+        cam = self.enu_vectors(ha_deg, dec_deg) @ self._axes.T
+        return self.camera_to_pixel(cam)
+
+    def enu_vectors(self, ha_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        """Apparent unit vectors (east, north, up), shape (..., 3), of (HA, dec of date) in
+        degrees: refraction applied when the model has it."""
         ha, dec = np.radians(np.asarray(ha_deg, float)), np.radians(np.asarray(dec_deg, float))
         phi = np.radians(self.latitude_deg)
         cd = np.cos(dec)
@@ -183,11 +241,18 @@ class CameraModel:
         vec = np.stack([ex, north, up], axis=-1)
         if self.refraction:
             vec = self._refract(vec, +1.0)
-        cam = vec @ self._axes.T
+        return vec
+
+    def camera_to_pixel(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel position of directions in the camera frame (..., 3): components along the
+        camera's x, y and optical axes. More than 80 degrees off the axis gives NaN."""
+        cam = np.asarray(cam, float)
         with np.errstate(divide="ignore", invalid="ignore"):
             front = cam[..., 2] > np.cos(np.radians(80.0))
             xi = np.where(front, cam[..., 0] / cam[..., 2], np.nan)
             eta = np.where(front, cam[..., 1] / cam[..., 2], np.nan)
+        if self.mirror:
+            xi = -xi
         r2 = xi * xi + eta * eta
         with np.errstate(invalid="ignore"):
             r2 = np.where(r2 > self._rmax**2, np.nan, r2)
@@ -228,27 +293,7 @@ class CameraModel:
 
     def pixel_to_hadec(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(hour angle, dec of date) of pixel positions, degrees in [0, 360) and [-90, 90]."""
-        x = np.asarray(x, float)
-        y = np.asarray(y, float)
-        if self.coeffs_x:
-            # The correction is a few pixels and smooth, so a fixed-point iteration converges fast.
-            x0, y0 = x.copy(), y.copy()
-            for _ in range(6):
-                dx, dy = self._legendre(x0, y0)
-                x0, y0 = x - dx, y - dy
-            x, y = x0, y0
-        cx, cy = self.centre
-        xid = (x - cx) / self.focal_px
-        etad = (y - cy) / self.focal_px
-        rd = np.hypot(xid, etad)
-        r = rd.copy()
-        for _ in range(8):  # Newton on r (1 + k1 r^2 + k2 r^4) = rd
-            f = r * (1 + self.k1 * r**2 + self.k2 * r**4) - rd
-            fp = 1 + 3 * self.k1 * r**2 + 5 * self.k2 * r**4
-            r = r - f / fp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.where(rd > 0, r / rd, 1.0)
-        xi, eta = xid * scale, etad * scale
+        xi, eta = self._tangent_plane(x, y)
         e1, e2, b = self._axes
         vec = b + xi[..., None] * e1 + eta[..., None] * e2
         vec /= np.linalg.norm(vec, axis=-1, keepdims=True)
@@ -261,6 +306,39 @@ class CameraModel:
         ha = np.degrees(np.arctan2(-east, xe)) % 360.0
         dec = np.degrees(np.arcsin(np.clip(ze, -1.0, 1.0)))
         return ha, dec
+
+    def pixel_to_camera(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Unit vectors (..., 3) in the camera frame (x, y, optical axis) of pixel positions:
+        the lens alone, independent of where the camera points."""
+        xi, eta = self._tangent_plane(x, y)
+        vec = np.stack([xi, eta, np.ones_like(xi)], axis=-1)
+        return vec / np.linalg.norm(vec, axis=-1, keepdims=True)
+
+    def _tangent_plane(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Undistorted gnomonic coordinates (tan units) of pixel positions."""
+        x = np.asarray(x, float)
+        y = np.asarray(y, float)
+        if self.coeffs_x:
+            # The correction is a few pixels and smooth, so a fixed-point iteration converges fast.
+            x0, y0 = x.copy(), y.copy()
+            for _ in range(6):
+                dx, dy = self._legendre(x0, y0)
+                x0, y0 = x - dx, y - dy
+            x, y = x0, y0
+        cx, cy = self.centre
+        xid = (x - cx) / self.focal_px
+        if self.mirror:
+            xid = -xid
+        etad = (y - cy) / self.focal_px
+        rd = np.hypot(xid, etad)
+        r = rd.copy()
+        for _ in range(8):  # Newton on r (1 + k1 r^2 + k2 r^4) = rd
+            f = r * (1 + self.k1 * r**2 + self.k2 * r**4) - rd
+            fp = 1 + 3 * self.k1 * r**2 + 5 * self.k2 * r**4
+            r = r - f / fp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(rd > 0, r / rd, 1.0)
+        return xid * scale, etad * scale
 
     def pixel_to_radec(
         self, x: np.ndarray, y: np.ndarray, lst_hours: float | np.ndarray

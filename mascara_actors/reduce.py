@@ -9,19 +9,28 @@ per-process :class:`ReductionSession`, so a frame costs only its own work.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mascara_actors.astrometry import AstrometricSolution, astrometry_stars, solve, verify
+from mascara_actors.astrometry import (
+    AFLAG_TOO_BRIGHT,
+    AstrometricSolution,
+    astrometry_stars,
+    sky_brightness_flag,
+    solve,
+    verify,
+)
+from mascara_actors.blind_solve import BlindIndex, BlindSolveFailed, blind_solve
 from mascara_actors.calibration import Calibrator, image_statistics, read_master
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.ephemeris import EphemerisTable
-from mascara_actors.errors import FrameError
+from mascara_actors.errors import AstrometryFailed, FrameError
 from mascara_actors.photometry import PhotometryResult, measure, sky_estimator
 from mascara_actors.rawframe import RawFrame, read_raw
 from mascara_actors.records import fast_record_dtype, station_dtype
@@ -34,6 +43,8 @@ __all__ = [
     "photometry_records",
     "star_altaz",
 ]
+
+log = logging.getLogger(__name__)
 
 _SIDEREAL_PER_SOLAR = 1.002737909350795
 
@@ -133,6 +144,7 @@ class ReductionSession:
     _positions: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, init=False)
     _cand_key: tuple | None = field(default=None, init=False)
     _cand: np.ndarray = field(default_factory=lambda: np.empty(0, int), init=False)
+    _blind_index: BlindIndex | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         phot = self.config.reduction.photometry
@@ -209,24 +221,37 @@ class ReductionSession:
         return self.calibrator.calibrate(raw).image
 
     def solve(self, path: str | Path, previous: AstrometricSolution | None) -> AstrometricSolution:
-        """Solve (no previous solution) or verify the astrometry on the frame at ``path``."""
+        """Solve (no previous solution) or verify the astrometry on the frame at ``path``.
+
+        Without a previous solution the configured pointing is tried first (fast); when it
+        fails, the frame is solved blind (:func:`~mascara_actors.blind_solve.blind_solve`).
+
+        Raises
+        ------
+        AstrometryFailed
+            Both failed; the message names the camera, the stars detected and matched, the
+            best pointing found and the command to run.
+        """
         raw = self.read(path)
         image = self.calibrated_image(raw)
         h = raw.header
         lst = lst_mid_hours(h.lst, h.jd, h.jdmid)
         astro = self.config.reduction.astrometry
         if previous is None:
-            return solve(
-                image,
-                self.astro_stars,
-                self.nominal_model(raw),
-                lst_hours=lst,
-                jd=h.jdmid,
-                lstseq=h.lstseq,
-                order=astro.legendre_order,
-                min_match_fraction=astro.min_match_fraction,
-                saturation=self.config.reduction.photometry.saturation_adu,
-            )
+            try:
+                return solve(
+                    image,
+                    self.astro_stars,
+                    self.nominal_model(raw),
+                    lst_hours=lst,
+                    jd=h.jdmid,
+                    lstseq=h.lstseq,
+                    order=astro.legendre_order,
+                    min_match_fraction=astro.min_match_fraction,
+                    saturation=self.config.reduction.photometry.saturation_adu,
+                )
+            except AstrometryFailed as exc:
+                return self._solve_blind(path, raw, image, lst, exc)
         return verify(
             image,
             self.astro_stars,
@@ -238,6 +263,62 @@ class ReductionSession:
             min_match_fraction=astro.min_match_fraction,
             order=astro.legendre_order,
         )
+
+    def _solve_blind(
+        self,
+        path: str | Path,
+        raw: RawFrame,
+        image: np.ndarray,
+        lst: float,
+        nominal_error: AstrometryFailed,
+    ) -> AstrometricSolution:
+        """The blind solve after the configured pointing failed with ``nominal_error``."""
+        h = raw.header
+        cam = self.camera.id
+        astro = self.config.reduction.astrometry
+        if sky_brightness_flag(image) & AFLAG_TOO_BRIGHT:
+            # Twilight or the Moon: no solve can do better, and nothing is to be fixed.
+            raise AstrometryFailed(f"camera {cam}, {nominal_error}") from nominal_error
+        if self._blind_index is None:
+            self._blind_index = BlindIndex.load(self.catalogue)
+        try:
+            found = blind_solve(
+                image,
+                self._blind_index,
+                self.astro_stars,
+                self.nominal_model(raw),
+                lst_hours=lst,
+                jd=h.jdmid,
+                lstseq=h.lstseq,
+                order=astro.legendre_order,
+                min_match_fraction=astro.min_match_fraction,
+                saturation=self.config.reduction.photometry.saturation_adu,
+            )
+        except BlindSolveFailed as exc:
+            raise AstrometryFailed(
+                f"camera {cam}, lstseq {h.lstseq}: no astrometric solution. From the configured "
+                f"pointing: {nominal_error}. Blind: {exc.describe()}. Check the camera (dome, "
+                f"clouds, focus) and run `mascara-actors solve {path} --camera {cam}`"
+            ) from exc
+        alt, az, roll = found.pointing
+        log.warning(
+            "camera %s, lstseq %d: the configured pointing failed (%s); solved blind: alt %.2f "
+            "az %.2f roll %.2f deg%s, %d of %d stars matched, %.3f px RMS. Update "
+            "config/cameras.toml with `mascara-actors solve %s --camera %s --write-config`",
+            cam,
+            h.lstseq,
+            nominal_error,
+            alt,
+            az,
+            roll,
+            ", mirrored" if found.mirrored else "",
+            found.nmatched,
+            found.npredicted,
+            found.solution.dr,
+            path,
+            cam,
+        )
+        return found.solution
 
     def reduce_frame(self, path: str | Path, solution: AstrometricSolution) -> FrameResult:
         """Reduce the science frame at ``path`` with the set's ``solution``.
@@ -325,6 +406,7 @@ class ReductionSession:
         row["moony"] = my[0] if moon_on else np.nan
         row["nstars"] = idx.size
         row["nflagged"] = int(np.count_nonzero(records["flag"]))
+        row["aflag"] = solution.aflag
         t5 = time.perf_counter()
         timings = {
             "read": t1 - t0,

@@ -125,11 +125,16 @@ class NightReport:
     """Products the night should have made and has not (checked on disk at the end)."""
 
     @property
-    def ok(self) -> bool:
-        """True when the night was reduced completely: it ran to the end, frames were
-        reduced (now or by an earlier run), and every product is on disk."""
+    def reduced(self) -> bool:
+        """True when the night ran to its end and frames were reduced (now or by an earlier
+        run): its summary can be made, listing anything :attr:`missing`."""
         done = self.state.frames_reduced + self.skipped_frames
-        return not self.stopped_early and done > 0 and not self.missing
+        return not self.stopped_early and done > 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the night was reduced completely: every product is on disk."""
+        return self.reduced and not self.missing
 
 
 def star_table(catalogue: Catalogue, records: np.ndarray) -> np.ndarray:

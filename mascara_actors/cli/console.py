@@ -261,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return code or 1
     print_station_report(report, feeds[0].state)
-    return code
+    incomplete = report.science is not None and report.science.reduced and not report.ok
+    return code or int(report.camera_lost is not None or incomplete)
 
 
 def _run_replay(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
@@ -296,7 +297,7 @@ def _run_replay(args: argparse.Namespace, config) -> int:  # type: ignore[no-unt
         )
         return code or 1
     _print_outcome(report, job.plan.night_dir)
-    return code
+    return code or int(report.reduced and not report.ok)
 
 
 def _print_outcome(report: NightReport, night_dir: Path) -> None:
@@ -314,6 +315,8 @@ def _print_outcome(report: NightReport, night_dir: Path) -> None:
         )
     for f in report.nightly_files:
         print(f"nightly file: {f}", file=sys.stderr)
-    if report.nightly_files and not report.stopped_early:
+    for missing in report.missing:
+        print(f"error: not made: {missing}; run the same command again", file=sys.stderr)
+    if report.reduced:
         outcome = summarise_night(night_dir)
         print(f"summary: {outcome.html_path}", file=sys.stderr)

@@ -255,6 +255,8 @@ def print_station_report(report: StationReport, state: NightState) -> None:
         print(f"nightly file: {f}", file=sys.stderr)
     if report.summary_html is not None:
         print(f"summary: {report.summary_html}", file=sys.stderr)
+    for missing in science.missing if science is not None else ():
+        print(f"error: not made: {missing}; run the same command again", file=sys.stderr)
     if report.camera_lost is not None:
         print(f"error: the night ended early: {report.camera_lost}", file=sys.stderr)
     elif state.fatal:
