@@ -53,6 +53,7 @@ from scipy import ndimage
 
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.photometry.flags import AFlag
 from mascara_actors.rawframe import RawHeader
 from mascara_actors.sidereal import (
     SET_SIZE,
@@ -262,7 +263,9 @@ class SetStack:
     Notes
     -----
     :meth:`add` refuses (and counts, by reason) frames of another camera, site, set,
-    exposure time or size, frames whose astrometry failed (``aflag != 0``) and repeats.
+    exposure time or size, frames whose astrometry is not sound (aflag 2 too bright to
+    check, 4 failed, 8 large residual; aflag 1 "bright sky, solved anyway" is kept, where the
+    legacy pipeline threw the whole set away) and repeats.
     Frame pixels that are NaN count as missing for that frame only.
     """
 
@@ -350,7 +353,7 @@ class SetStack:
             return self._refuse("exptime", h, f"{h.exptime} s, set has {self.exptime_s} s")
         if image.shape != (self.ny, self.nx):
             return self._refuse("shape", h, f"{image.shape}, model is {(self.ny, self.nx)}")
-        if aflag:
+        if aflag & ~AFlag.BRIGHT_SKY:
             return self._refuse("astrometry", h, f"aflag={aflag}")
         if any(x.lstseq == h.lstseq for x in self._headers):
             return self._refuse("duplicate", h, "already added")
@@ -366,7 +369,7 @@ class SetStack:
         header : RawHeader
             The frame's header (camera, site, lstseq, LST, JD, exposure time).
         aflag : int
-            Astrometry flag of the frame's set solution; non-zero refuses the frame.
+            Astrometry flag of the frame's solution; any bit but 1 (bright sky) refuses it.
         """
         if self._check(image, header, aflag) is False:
             return False

@@ -145,6 +145,9 @@ class ReductionSession:
     _cand_key: tuple | None = field(default=None, init=False)
     _cand: np.ndarray = field(default_factory=lambda: np.empty(0, int), init=False)
     _blind_index: BlindIndex | None = field(default=None, init=False)
+    blind_note: str | None = field(default=None, init=False)
+    """After :meth:`solve`: what the operator should know when the frame was solved blind
+    (the pointing found, the command that makes it the configured one), else None."""
 
     def __post_init__(self) -> None:
         phot = self.config.reduction.photometry
@@ -232,6 +235,7 @@ class ReductionSession:
             Both failed; the message names the camera, the stars detected and matched, the
             best pointing found and the command to run.
         """
+        self.blind_note = None
         raw = self.read(path)
         image = self.calibrated_image(raw)
         h = raw.header
@@ -301,23 +305,14 @@ class ReductionSession:
                 f"clouds, focus) and run `mascara-actors solve {path} --camera {cam}`"
             ) from exc
         alt, az, roll = found.pointing
-        log.warning(
-            "camera %s, lstseq %d: the configured pointing failed (%s); solved blind: alt %.2f "
-            "az %.2f roll %.2f deg%s, %d of %d stars matched, %.3f px RMS. Update "
-            "config/cameras.toml with `mascara-actors solve %s --camera %s --write-config`",
-            cam,
-            h.lstseq,
-            nominal_error,
-            alt,
-            az,
-            roll,
-            ", mirrored" if found.mirrored else "",
-            found.nmatched,
-            found.npredicted,
-            found.solution.dr,
-            path,
-            cam,
+        self.blind_note = (
+            f"camera {cam}, lstseq {h.lstseq}: the configured pointing failed ({nominal_error}); "
+            f"solved blind: alt {alt:.2f} az {az:.2f} roll {roll:.2f} deg"
+            f"{', mirrored' if found.mirrored else ''}, {found.nmatched} of {found.npredicted} "
+            f"stars matched, {found.solution.dr:.3f} px RMS. Update config/cameras.toml with "
+            f"`mascara-actors solve {path} --camera {cam} --write-config`"
         )
+        log.warning("%s", self.blind_note)
         return found.solution
 
     def reduce_frame(self, path: str | Path, solution: AstrometricSolution) -> FrameResult:

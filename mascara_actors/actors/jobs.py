@@ -87,8 +87,9 @@ def _set_solution(
 
 def solve_job(
     spec: WorkerSpec, path: str, previous: AstrometricSolution | StoredSolution | None
-) -> AstrometricSolution:
-    """Solve the astrometry on ``path`` (from ``previous`` when given, else from scratch)."""
+) -> tuple[AstrometricSolution, str | None]:
+    """Solve the astrometry on ``path`` (from ``previous`` when given, else from scratch);
+    with it, what the operator should know when it was solved blind (else None)."""
     session = session_for(spec)
     if previous is not None:
         try:
@@ -96,7 +97,7 @@ def solve_job(
         except AstrometryFailed as exc:
             log.warning("%s", exc)
             previous = None
-    return session.solve(path, previous)
+    return session.solve(path, previous), session.blind_note
 
 
 def reduce_job(spec: WorkerSpec, path: str, solution: AstrometricSolution) -> FrameResult:

@@ -11,11 +11,11 @@ window fails alone, with its file named.
 
 While the night has no astrometric solution at all (an overcast start, a camera whose
 pointing is far from the configuration and whose frames do not solve blind either), the
-frames wait on disk: as soon as a frame solves, the waiting frames are reduced with that
-solution, flagged (aflag 4: not solved on their own set), before it; frames still waiting
-at the end of the night fail then. The operator is told once when the astrometry is lost
-(which camera, since when, what the solver found, the command to run) and once when it is
-back.
+frames wait on disk (some try to solve: :data:`SOLVE_EVERY`): as soon as a frame solves,
+the waiting frames are reduced with that solution, flagged (aflag 4: not solved on their
+own set), before it; frames still waiting at the end of the night fail then. The operator
+is told once when the astrometry is lost (which camera, since when, what the solver found,
+the command to run) and once when it is back.
 
 The first frame of a set checks the astrometry. When it cannot (too bright, the check
 failed) the set goes on with the previous solution, flagged, and the next frames of the set
@@ -61,12 +61,12 @@ from mascara_actors.actors.messages import (
 from mascara_actors.actors.worker import Worker
 from mascara_actors.errors import AstrometryFailed, MascaraError
 from mascara_actors.photometry.flags import AFlag
-from mascara_actors.sidereal import set_index
+from mascara_actors.sidereal import SET_SIZE, set_index
 
 if TYPE_CHECKING:
     from mascara_actors.astrometry import AstrometricSolution
 
-__all__ = ["MAX_BROKEN_IN_A_ROW", "MAX_CHECKS_PER_SET", "MAX_SOLVES_PER_SET", "run"]
+__all__ = ["MAX_BROKEN_IN_A_ROW", "MAX_CHECKS_PER_SET", "SOLVE_EVERY", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,12 @@ MAX_CHECKS_PER_SET = 5
 """Frames of a set on which the astrometry check is tried when the frames before could not
 check it (too bright, check failed)."""
 
-MAX_SOLVES_PER_SET = 3
-"""Frames of a set on which a solve is tried while the night has no solution yet; the other
-frames of the set wait without one (a blind solve of an overcast frame costs seconds)."""
+SOLVE_EVERY = 10
+"""While the night has no solution yet, a frame tries to solve when it is the first of its
+set to come or its slot in the set (lstseq % 50) is a multiple of this; the others wait
+without trying (a failed solve of a full-size overcast frame costs seconds). So clouds that
+clear part-way through a set cost at most this many flagged frames, and which frames try
+depends on the frames alone, never on the machine's speed: a re-run gives the same files."""
 
 AFLAG_FAILED = int(AFlag.SOLVE_FAILED)
 _UNCHECKED = int(AFlag.VERY_BRIGHT_SKY) | AFLAG_FAILED
@@ -148,7 +151,7 @@ async def run(
     current_set: int | None = None
     checks_left = 0  # further frames of the set that may still check the astrometry
     waiting: list[FrameReady] = []  # frames waiting for the night's first solution
-    solves: dict[int, int] = {}  # solves tried per set while there is no solution
+    tried_sets: set[int] = set()  # sets in which a solve failed, while none succeeded
     restarts_seen = worker.restarts
     broken_in_a_row = 0
     given_up = False
@@ -191,13 +194,12 @@ async def run(
     ) -> AstrometricSolution | None:
         """Solve or check the astrometry on ``msg``; None when the frame failed."""
         try:
-            new: AstrometricSolution = await worker.run(
-                SOLVE_JOB, spec, str(msg.path), previous
-            )
+            new, blind_note = await worker.run(SOLVE_JOB, spec, str(msg.path), previous)
         except AstrometryFailed as exc:
             if previous is not None:  # (checks keep the previous model: not reached)
                 await fail(msg, f"astrometry: {exc}", exc)
                 return None
+            tried_sets.add(setidx)  # (a frame that cannot be read does not count)
             if not waiting:
                 await events.send(
                     WarningEvent(
@@ -216,6 +218,10 @@ async def run(
             await fail(msg, f"astrometry: {_reason(exc)}", exc)
             return None
         await report_restarts(msg.lstseq)
+        if blind_note is not None:  # the camera does not point where the config says
+            await events.send(
+                WarningEvent(source="astrometry", message=blind_note, lstseq=msg.lstseq)
+            )
         before = None if previous is None else _params(previous)
         await events.send(
             AstrometryDone(
@@ -316,11 +322,10 @@ async def run(
                 older = [s for s in restored if solution_set < s < setidx]
                 if older:
                     previous = restored[max(older)]
-                if previous is None and solves.get(setidx, 0) >= MAX_SOLVES_PER_SET:
-                    waiting.append(msg)  # this set had its tries: wait for the next one
+                tries = setidx not in tried_sets or msg.lstseq % SET_SIZE % SOLVE_EVERY == 0
+                if previous is None and not tries:
+                    waiting.append(msg)  # not a frame that tries: wait for one
                     continue
-                if previous is None:
-                    solves[setidx] = solves.get(setidx, 0) + 1
                 new = await check(msg, setidx, previous)
                 if new is None:
                     continue
@@ -341,6 +346,7 @@ async def run(
             await fail(
                 msg,
                 "astrometry: no frame of the night could be solved (overcast, or the "
-                f"camera's pointing is unknown): run `mascara-actors solve {msg.path}`",
+                "camera's pointing is unknown): run "
+                f"`mascara-actors solve {msg.path} --camera {spec.camera_id}`",
                 None,
             )

@@ -12,10 +12,12 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from types import FrameType
 
 from mascara_actors import __version__
 from mascara_actors.errors import MascaraError
@@ -178,7 +180,35 @@ def _one_line(exc: MascaraError | OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code.
+
+    From its first instruction until a command listens for signals itself, SIGTERM acts as
+    SIGINT: either stops the command with one line and exit 128 + the signal number.
+    """
+    terminated: list[int] = []
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
+            raise
+        signum = signal.SIGTERM if terminated else signal.SIGINT
+        print(
+            f"mascara-actors: stopped by {signum.name} while starting (nothing is half-written); "
+            "run the same command again",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     named = [a for a in argv if a in COMMANDS]
     help_only = not named and any(a in ("-h", "--help") for a in argv)
@@ -204,9 +234,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mascara-actors: {_one_line(leaf)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mascara-actors: interrupted", file=sys.stderr)
-        return 130
     parser.print_help()
     return 2
 

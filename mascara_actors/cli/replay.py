@@ -17,7 +17,6 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import anyio
 import anyio.to_thread
@@ -208,33 +207,11 @@ def replay_window(config: Config, camera: CameraConfig, lstseqs: list[int]) -> N
 
 
 def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
-    """Replay ``directory`` into ``out``; the exit code is in the module docstring."""
-    # Before the pipeline listens for signals itself (planning, masters), SIGTERM behaves
-    # like SIGINT: a KeyboardInterrupt, caught below, so an early stop also gets one line.
-    term_seen: list[int] = []
+    """Replay ``directory`` into ``out``; the exit code is in the module docstring.
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        term_seen.append(signum)
-        signal.raise_signal(signal.SIGINT)
-
-    previous_term = signal.signal(signal.SIGTERM, on_term)
-    try:
-        return _run(args, directory=directory, out=out)
-    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
-        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
-            raise
-        signum = signal.SIGTERM if term_seen else signal.SIGINT
-        print(
-            f"mascara-actors: stopped by {signum.name} while starting: nothing of the night "
-            "was saved by this run; run the same command again",
-            file=sys.stderr,
-        )
-        return 128 + signum
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-
-
-def _run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
+    A signal before the pipeline listens (while the night is planned) is a
+    KeyboardInterrupt, turned into one line by :func:`mascara_actors.cli.main`.
+    """
     config = load_config(args.config)
     realtime = bool(getattr(args, "realtime", False))
     job = plan_replay(

@@ -176,7 +176,8 @@ def test_bad_frames_are_refused_and_counted(simset) -> None:
     assert stack.add(image, sky.header(ref))
     assert not stack.add(image, _header(sky, ref + 1, camera="N"))
     assert not stack.add(image, _header(sky, ref + 2, exptime=3.2))
-    assert not stack.add(image, sky.header(ref + 3), aflag=1)
+    assert not stack.add(image, sky.header(ref + 3), aflag=4)  # astrometry failed
+    assert not stack.add(image, sky.header(ref + 5), aflag=1 | 8)  # residual too large
     assert not stack.add(image, sky.header(ref + 50))  # next set
     assert not stack.add(image, sky.header(ref))  # repeat
     assert not stack.add(np.zeros((10, 10), np.float32), sky.header(ref + 4))
@@ -184,14 +185,24 @@ def test_bad_frames_are_refused_and_counted(simset) -> None:
     b = stack.finish()
     assert b.nimages == 2
     assert b.camera == "C"
-    assert dict(b.refused) == {"camera": 1, "exptime": 1, "astrometry": 1, "set": 1,
+    assert dict(b.refused) == {"camera": 1, "exptime": 1, "astrometry": 2, "set": 1,
                                "duplicate": 1, "shape": 1}
-    assert b.nrefused == 6
+    assert b.nrefused == 7
     assert b.flag == SetFlag.FRAMES_REFUSED | SetFlag.TOO_FEW_FRAMES
     assert b.image is None
     assert not b.binned
     with pytest.raises(FrameError, match="no binned image"):
         write_binned(Path("/nonexistent"), b, sky.model)
+
+
+def test_a_bright_sky_that_was_solved_anyway_is_binned(simset) -> None:
+    """aflag 1 says the set was solved on a bright sky: the frame is good (the legacy
+    pipeline threw such sets away)."""
+    sky, setidx, ref = simset["sky"], simset["setidx"], simset["ref"]
+    stack = SetStack(sky.model, setidx, min_frames=1)
+    image = np.full((sky.model.ny, sky.model.nx), 100.0, np.float32)
+    assert stack.add(image, sky.header(ref), aflag=1)
+    assert stack.finish().nimages == 1
 
 
 def test_dawn_set_of_three_frames_without_middle(simset) -> None:

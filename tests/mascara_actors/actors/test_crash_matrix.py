@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from mascara_actors.faults import FAULT_ENV, fill_file_system
-from tests.mascara_actors.actors.conftest import NIGHT
+from tests.mascara_actors.actors.conftest import NIGHT, REPO
 
 # The module's fixtures run dozens of short nights: more than the default per-test timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -63,23 +67,115 @@ def small_night(tmp_path_factory) -> Path:
     return night
 
 
-def replay(night: Path, out: Path, fault: str | None = None) -> Run:
-    """``mascara-actors --replay`` in a process group of its own (so the fault's signal to
-    the group reaches the command and its workers, and nothing else)."""
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault is not None:
-        env[FAULT_ENV] = fault
-    script = Path(sys.executable).parent / "mascara-actors"
-    proc = subprocess.run(
-        [str(script), "--replay", str(night), "--out", str(out)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=_TIMEOUT_S,
-        start_new_session=True,
-    )
-    return Run(proc.returncode, proc.stderr)
+# A parent that imports the command once, then forks one replay per request: each replay is
+# the real command (`main`) in a process group of its own, without paying the start-up of
+# Python, astropy and matplotlib every time. Lines in: JSON requests; lines out, each written
+# whole by one os.write: the exit status of each replay.
+_ZYGOTE = r"""
+import json, os, sys
+from mascara_actors.cli import main
+import mascara_actors.cli.replay
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import load_config
+from mascara_actors.ephemeris import sun_altitude
+from mascara_actors.actors.jobs import session_for
+from mascara_actors.actors.messages import WorkerSpec
+import mascara_actors.summary.plots
+
+Catalogue.load()
+sun_altitude(2461120.0, load_config().camera("LPC").site)  # astropy's first-use costs
+session_for(WorkerSpec("LPC"))  # the session of --in-process runs, inherited warm
+os.write(1, b"ready\n")
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.setsid()  # a process group of its own: the fault signals it alone
+            os.environ.pop(job["env"], None)
+            if job["fault"]:
+                os.environ[job["env"]] = job["fault"]
+            null = os.open(os.devnull, os.O_RDWR)
+            err = os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(err, 2)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+            extra = ["--in-process"] if job["in_process"] else []
+            code = main(["--replay", job["night"], "--out", job["out"], *extra])
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os.write(1, f"{code}\n".encode())
+"""
+
+
+class Zygote:
+    """One forking parent (see ``_ZYGOTE``); :meth:`replay` runs one night through it."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert self.proc.stdout.readline() == "ready\n"
+
+    def replay(
+        self, night: Path, out: Path, fault: str | None = None, *, in_process: bool = False
+    ) -> Run:
+        # not beside the output: that disk may be full on purpose
+        fd, name = tempfile.mkstemp(suffix=".stderr")
+        os.close(fd)
+        errors = Path(name)
+        job = {"night": str(night), "out": str(out), "fault": fault, "env": FAULT_ENV,
+               "stderr": str(errors), "in_process": in_process}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.endswith("\n"):
+            pytest.fail(f"the zygote stopped; its output ended with {line!r}")
+        stderr = errors.read_text()
+        errors.unlink()
+        return Run(int(line), stderr)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def zygotes() -> Iterator[queue.Queue[Zygote]]:
+    """Two forking parents: two replays at a time, one per core."""
+    pool: queue.Queue[Zygote] = queue.Queue()
+    made = [Zygote(), Zygote()]
+    for z in made:
+        pool.put(z)
+    yield pool
+    for z in made:
+        z.close()
+
+
+def replay_with(
+    pool: queue.Queue[Zygote],
+    night: Path,
+    out: Path,
+    fault: str | None = None,
+    *,
+    in_process: bool = False,
+) -> Run:
+    """One replay through a free zygote. ``in_process``: the reduction in threads of the
+    command's process (``--in-process``) rather than in worker processes."""
+    zygote = pool.get()
+    try:
+        return zygote.replay(night, out, fault, in_process=in_process)
+    finally:
+        pool.put(zygote)
 
 
 def products(out: Path) -> dict[str, bytes]:
@@ -91,11 +187,11 @@ def products(out: Path) -> dict[str, bytes]:
     return found
 
 
-@pytest.fixture(scope="session")
-def reference(small_night, tmp_path_factory) -> dict[str, bytes]:
+@pytest.fixture(scope="module")
+def reference(small_night, zygotes, tmp_path_factory) -> dict[str, bytes]:
     """The uninterrupted night's products."""
-    out = tmp_path_factory.mktemp("reference")
-    run = replay(small_night, out)
+    out = tmp_path_factory.mktemp("reference") / "out"
+    run = replay_with(zygotes, small_night, out)
     assert run.returncode == 0, run.stderr
     found = products(out)
     assert sorted(Path(p).name for p in found) == [
@@ -125,15 +221,22 @@ SCENARIOS = [(sig, target) for sig in ("SIGKILL", "SIGTERM", "SIGINT") for targe
 
 
 @pytest.fixture(scope="module")
-def stopped_nights(small_night, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, Run, Run]]:
+def stopped_nights(
+    small_night, zygotes, tmp_path_factory
+) -> dict[tuple[str, str], tuple[Path, Run, Run]]:
     """Every (signal, phase): a run stopped there, then a plain re-run (two at a time)."""
     root = tmp_path_factory.mktemp("stopped")
 
     def scenario(case: tuple[str, str]) -> tuple[Path, Run, Run]:
         sig, target = case
         out = root / f"{sig}-{target.replace(':', '-')}"
-        stopped = replay(small_night, out, f"{target}={sig}")
-        return out, stopped, replay(small_night, out)
+        # SIGKILL takes the whole process group whatever runs where: the reduction runs in
+        # threads, which costs a fraction of the start-up. SIGTERM and SIGINT must meet
+        # real worker processes, which ignore them while the command stops gracefully. The
+        # re-run meets no signal: threads.
+        in_process = sig == "SIGKILL"
+        stopped = replay_with(zygotes, small_night, out, f"{target}={sig}", in_process=in_process)
+        return out, stopped, replay_with(zygotes, small_night, out, in_process=True)
 
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(SCENARIOS, pool.map(scenario, SCENARIOS), strict=True))
@@ -174,24 +277,37 @@ FULL_AT = ["start", *PHASES]
 
 
 @pytest.fixture(scope="module")
-def full_disk_nights(small_night, tmp_path_factory) -> Iterator[dict[str, tuple[Path, Run, Run]]]:
+def full_disk_nights(
+    small_night, zygotes, tmp_path_factory
+) -> Iterator[dict[str, tuple[Path, Run, Run]]]:
     """For each write of the night: the disk fills up just before it (``start``: before the
     night, so the first write fails), the run ends; the filler is removed and the same
-    command run again."""
+    command run again. Two disks, two nights at a time."""
     root = tmp_path_factory.mktemp("full_disk")
-    found = {}
-    with tmpfs(root / "disk", 256 << 20) as disk:
-        for where in FULL_AT:
-            out = disk / where.replace(":", "-")
-            filler = disk / f"filler-{where.replace(':', '-')}"
-            if where == "start":
-                fill_file_system(filler)
-                run = replay(small_night, out)
-            else:
-                run = replay(small_night, out, f"{where}=FILL:{filler}")
-            filler.unlink()
-            found[where] = (out, run, replay(small_night, out))
-        yield found
+    with tmpfs(root / "a", 256 << 20) as disk_a, tmpfs(root / "b", 256 << 20) as disk_b:
+        disks: queue.Queue[Path] = queue.Queue()
+        disks.put(disk_a)
+        disks.put(disk_b)
+
+        def scenario(where: str) -> tuple[Path, Run, Run]:
+            disk = disks.get()
+            try:
+                name = where.replace(":", "-")
+                out, filler = disk / name, disk / f"filler-{name}"
+                # the writes are the same whether the reduction runs in threads or workers
+                if where == "start":
+                    fill_file_system(filler)
+                    run = replay_with(zygotes, small_night, out, in_process=True)
+                else:
+                    fault = f"{where}=FILL:{filler}"
+                    run = replay_with(zygotes, small_night, out, fault, in_process=True)
+                filler.unlink()
+                return out, run, replay_with(zygotes, small_night, out, in_process=True)
+            finally:
+                disks.put(disk)
+
+        with ThreadPoolExecutor(2) as pool:
+            yield dict(zip(FULL_AT, pool.map(scenario, FULL_AT), strict=True))
 
 
 @pytest.mark.parametrize("where", FULL_AT)
@@ -202,3 +318,29 @@ def test_disk_full_at_each_write_then_resumed(full_disk_nights, reference, where
     assert_one_clear_line(full)
     assert again.returncode == 0, again.stderr
     assert_same_products(out, reference)
+
+
+# --- a Ctrl-C while the command starts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("after_s", [0.2, 1.0, 2.5])
+def test_ctrl_c_while_starting_says_one_line(small_night, tmp_path, after_s) -> None:
+    """SIGINT to the process group while Python starts, the night is planned, the
+    catalogue loads or the workers start: exit 130, one line, no traceback; nothing of the
+    night is half-written (a re-run is tested above)."""
+    script = Path(sys.executable).parent / "mascara-actors"
+    proc = subprocess.Popen(
+        [str(script), "--replay", str(small_night), "--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={k: v for k, v in os.environ.items() if k != FAULT_ENV},
+    )
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "stopped by SIGINT" in stderr
+    assert_one_clear_line(Run(proc.returncode, stderr))
+    assert not list((tmp_path / "out").rglob("*.tmp"))
