@@ -166,6 +166,11 @@ class CameraConfig:
     alt_deg: float = _f("nominal altitude of the optical axis, degrees", _between(0, 90))
     az_deg: float = _f("nominal azimuth, degrees from north through east", _between(0, 360))
     roll_deg: float = _f("nominal roll about the optical axis, degrees", _between(-360, 360))
+    mirror: bool = _f(
+        "the image is mirrored (an odd number of mirrors in the light path, or a readout "
+        "that flips columns): x is flipped about the centre of the science region",
+        default=False,
+    )
     tty: str = _f(
         "serial port of the camera's control line on the station computer, e.g. "
         "/dev/ttyUSB0; empty: the camera is not attached here (the simulator stands in)",
@@ -352,6 +357,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     raise TypeError(f"unsupported annotation {tp}")
 

@@ -16,12 +16,9 @@ hold).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
-import os
 import re
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -38,6 +35,7 @@ from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.rawframe import RawHeader, read_raw
 from mascara_actors.reduce import lst_mid_hours
+from mascara_actors.storage.atomic import atomic_write_bytes
 
 __all__ = ["add_parser", "run", "update_camera_entry"]
 
@@ -276,16 +274,8 @@ def _write_config(
         "az_deg": round(az % 360.0, _DECIMALS) % 360.0,
         "roll_deg": round(roll % 360.0, _DECIMALS) % 360.0,
     }
-    if "mirror" in {f.name for f in dataclasses.fields(CameraConfig)}:
+    if found.mirrored or camera.mirror:  # (an unmirrored camera's entry gets no new key)
         values["mirror"] = found.mirrored
-    elif found.mirrored:
-        print(
-            f"mascara-actors solve: not written: camera {camera.id} is mirrored and "
-            f"{path.name} has no key for the parity yet; the pointing above holds for the "
-            "mirrored image",
-            file=sys.stderr,
-        )
-        return 2
     update_camera_entry(path, camera.id, values)
     print(f"written    [cameras.{camera.id}] in {path}")
     return 0
@@ -357,11 +347,4 @@ def update_camera_entry(path: Path, camera_id: str, values: dict[str, Any]) -> N
     }
     if after != expected:
         raise ConfigError(f"{path}: could not update [{header}] safely; edit it by hand")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(updated)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, updated.encode("utf-8"))

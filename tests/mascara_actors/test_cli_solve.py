@@ -163,22 +163,23 @@ def test_solve_prints_writes_the_config_and_plots(
 
 
 @pytest.mark.slow
-def test_mirrored_camera_is_reported_and_not_written(
-    frames, config_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_mirrored_camera_is_reported_and_written_with_its_parity(
+    frames, config_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """No --camera: it comes from the header. The configuration has no parity key, so a
-    mirrored solution is printed but not written (exit code 2)."""
-    before = (config_dir / "cameras.toml").read_bytes()
+    """No --camera: it comes from the header. The pointing and ``mirror = true`` are written
+    into that camera's entry, and the configuration then describes the camera exactly."""
+    config = tmp_path / "written_config"
+    shutil.copytree(config_dir, config)
     frame = frames["mirrored"]
-    code = main(["solve", str(frame.path), "--write-config", "--config", str(config_dir)])
+    code = main(["solve", str(frame.path), "--write-config", "--config", str(config)])
     captured = capsys.readouterr()
-    assert code == 2
+    assert code == 0, captured.err
     assert printed(captured.out)["parity"] == "mirrored"
     assert printed(captured.out)["camera"] == "LPW"
     assert_pointing(pointing_of(captured.out), frame.true)
-    assert "not written" in captured.err
-    assert "mirrored" in captured.err
-    assert (config_dir / "cameras.toml").read_bytes() == before
+    camera = load_config(config).camera("LPW")
+    assert camera.mirror
+    assert_pointing((camera.alt_deg, camera.az_deg, camera.roll_deg), frame.true)
 
 
 @pytest.mark.slow

@@ -58,6 +58,12 @@ def test_camera_geometry_matches_legacy_plate_scale() -> None:
     assert (rows.stop - rows.start, cols.stop - cols.start) == (2672, 4008)
 
 
+def test_a_mirrored_camera(cfg_dir: Path) -> None:
+    assert not load_config(cfg_dir).camera("LPN").mirror  # the default
+    _edit(cfg_dir / "cameras.toml", "roll_deg = 4.3", "roll_deg = 4.3\nmirror = true")
+    assert load_config(cfg_dir).camera("LPN").mirror
+
+
 def test_unknown_camera_and_site_list_the_known_ones() -> None:
     cfg = load_config()
     with pytest.raises(ConfigError, match=r"unknown camera 'LPX'.*LPC"):
@@ -90,6 +96,13 @@ def test_unknown_camera_and_site_list_the_known_ones() -> None:
             r"key 'photometry\.sky_radii_px' = \[21\.0, 6\.0\]: inner radius must be > 0 and "
             r"smaller than the outer radius",
             id="sky-inner-ge-outer",
+        ),
+        pytest.param(
+            "cameras.toml",
+            "roll_deg = 4.3",
+            "roll_deg = 4.3\nmirror = 1",
+            r"key 'cameras\.LPN\.mirror' must be true or false, got 1",
+            id="mirror-not-a-boolean",
         ),
         pytest.param(
             "reduction.toml",
