@@ -243,17 +243,8 @@ class ReductionSession:
         astro = self.config.reduction.astrometry
         if previous is None:
             try:
-                return solve(
-                    image,
-                    self.astro_stars,
-                    self.nominal_model(raw),
-                    lst_hours=lst,
-                    jd=h.jdmid,
-                    lstseq=h.lstseq,
-                    order=astro.legendre_order,
-                    min_match_fraction=astro.min_match_fraction,
-                    saturation=self.config.reduction.photometry.saturation_adu,
-                )
+                options = self._solve_options(raw, lst)
+                return solve(image, self.astro_stars, self.nominal_model(raw), **options)
             except AstrometryFailed as exc:
                 return self._solve_blind(path, raw, image, lst, exc)
         return verify(
@@ -268,6 +259,18 @@ class ReductionSession:
             order=astro.legendre_order,
         )
 
+    def _solve_options(self, raw: RawFrame, lst: float) -> dict[str, float | int]:
+        """The options a solve from scratch takes, configured or blind."""
+        astro = self.config.reduction.astrometry
+        return {
+            "lst_hours": lst,
+            "jd": raw.header.jdmid,
+            "lstseq": raw.header.lstseq,
+            "order": astro.legendre_order,
+            "min_match_fraction": astro.min_match_fraction,
+            "saturation": self.config.reduction.photometry.saturation_adu,
+        }
+
     def _solve_blind(
         self,
         path: str | Path,
@@ -279,7 +282,6 @@ class ReductionSession:
         """The blind solve after the configured pointing failed with ``nominal_error``."""
         h = raw.header
         cam = self.camera.id
-        astro = self.config.reduction.astrometry
         if sky_brightness_flag(image) & AFLAG_TOO_BRIGHT:
             # Twilight or the Moon: no solve can do better, and nothing is to be fixed.
             raise AstrometryFailed(f"camera {cam}, {nominal_error}") from nominal_error
@@ -291,12 +293,7 @@ class ReductionSession:
                 self._blind_index,
                 self.astro_stars,
                 self.nominal_model(raw),
-                lst_hours=lst,
-                jd=h.jdmid,
-                lstseq=h.lstseq,
-                order=astro.legendre_order,
-                min_match_fraction=astro.min_match_fraction,
-                saturation=self.config.reduction.photometry.saturation_adu,
+                **self._solve_options(raw, lst),
             )
         except BlindSolveFailed as exc:
             raise AstrometryFailed(

@@ -30,7 +30,7 @@ from mascara_actors.actors.messages import (
     StoredSolution,
     WorkerSpec,
 )
-from mascara_actors.actors.worker import Worker
+from mascara_actors.actors.worker import Worker, failure_reason
 from mascara_actors.errors import MascaraError
 
 if TYPE_CHECKING:
@@ -70,13 +70,7 @@ async def run(
             if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
                 log.exception("binning set %d crashed", setidx)
             await events.send(
-                ProductFailed(
-                    setidx=setidx,
-                    product="binned",
-                    reason=f"{type(exc).__name__}: {exc}"
-                    if not isinstance(exc, MascaraError)
-                    else str(exc),
-                )
+                ProductFailed(setidx=setidx, product="binned", reason=failure_reason(exc))
             )
             return
         await events.send(

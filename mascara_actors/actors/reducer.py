@@ -58,7 +58,7 @@ from mascara_actors.actors.messages import (
     StoredSolution,
     WorkerSpec,
 )
-from mascara_actors.actors.worker import Worker
+from mascara_actors.actors.worker import Worker, failure_reason
 from mascara_actors.errors import AstrometryFailed, MascaraError
 from mascara_actors.photometry.flags import AFlag
 from mascara_actors.sidereal import SET_SIZE, set_index
@@ -90,14 +90,6 @@ depends on the frames alone, never on the machine's speed: a re-run gives the sa
 
 AFLAG_FAILED = int(AFlag.SOLVE_FAILED)
 _UNCHECKED = int(AFlag.VERY_BRIGHT_SKY) | AFLAG_FAILED
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, MascaraError):
-        return str(exc)
-    if isinstance(exc, anyio.BrokenWorkerProcess):
-        return "the worker process died twice on this frame"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _params(solution: AstrometricSolution | StoredSolution) -> np.ndarray:
@@ -215,7 +207,7 @@ async def run(
             if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
                 log.exception("astrometry on %s crashed", msg.path)
             # Unreadable frame, or no model yet: the next frame of the set tries again.
-            await fail(msg, f"astrometry: {_reason(exc)}", exc)
+            await fail(msg, f"astrometry: {failure_reason(exc)}", exc)
             return None
         await report_restarts(msg.lstseq)
         if blind_note is not None:  # the camera does not point where the config says
@@ -244,7 +236,7 @@ async def run(
         except Exception as exc:  # fault isolation: one bad frame must not stop the night
             if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
                 log.exception("reducing %s crashed", msg.path)
-            await fail(msg, _reason(exc), exc)
+            await fail(msg, failure_reason(exc), exc)
             return
         broken_in_a_row = 0
         await report_restarts(msg.lstseq)

@@ -35,7 +35,7 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-__all__ = ["WORKER_MODES", "Worker", "resolve", "serve"]
+__all__ = ["WORKER_MODES", "Worker", "failure_reason", "resolve", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,17 @@ def serve(stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None
                 status, payload = b"E", pickle.dumps(text, pickle.HIGHEST_PROTOCOL)
         stdout.write(_HEADER.pack(status, len(payload)) + payload)
         stdout.flush()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong with a job, in one line for the operator."""
+    from mascara_actors.errors import MascaraError
+
+    if isinstance(exc, MascaraError):
+        return str(exc)
+    if isinstance(exc, anyio.BrokenWorkerProcess):
+        return "the worker process died twice on this job"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Worker:
