@@ -68,8 +68,16 @@ def test_an_out_that_is_a_regular_file(tmp_path: Path) -> None:
 
 def test_a_night_held_by_another_replay(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    table = out / "state" / "darktableC.dat"
+    table.parent.mkdir(parents=True)
+    table.write_text("/the/other/run/masterdark.fits\n")
+    before = table.stat().st_mtime_ns
     with NightLock(out / NIGHT_DIR) as lock:
         code, err = _replay(out)
+    # refused before it touched the night's masters or the camera's dark table
+    assert table.read_text() == "/the/other/run/masterdark.fits\n"
+    assert table.stat().st_mtime_ns == before
+    assert not (out / NIGHT_DIR / "binned").exists()
     assert code == 2
     assert len(err) == 1, err
     assert err[0].startswith(f"mascara-actors: {out / NIGHT_DIR} is locked by another writer "
