@@ -114,8 +114,8 @@ async def run(
     """Reduce every frame of ``inbox`` into ``outbox``; a bad frame fails alone.
 
     The first frame of each set solves (or checks) the astrometry; a frame that cannot be
-    read, or on which no solution can be found while there is none yet, fails and the next
-    frame of the set tries again.
+    read fails alone and the next frame of the set tries again; while the night has no
+    solution at all, frames wait for one (see the module docstring).
 
     Parameters
     ----------
@@ -130,9 +130,11 @@ async def run(
     window
         ``[first, end)`` lstseq of the night: a frame outside it fails alone.
     stop
-        Set when the worker keeps dying (:data:`MAX_BROKEN_IN_A_ROW` frames in a row): an
-        :class:`~.events.ActorFailed` event says why, and the frames still coming are
-        drained without being reduced (they stay in the raw archive for a restart).
+        The night's stop: set here when the worker keeps dying (:data:`MAX_BROKEN_IN_A_ROW`
+        frames in a row; an :class:`~.events.ActorFailed` event says why, and the frames
+        still coming are drained without being reduced: they stay in the raw archive for a
+        restart). Frames still waiting for a solution when it is set are left for the
+        restart too.
     gate
         The operator's pause: each frame waits for it before it is reduced.
     """
