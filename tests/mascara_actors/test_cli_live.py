@@ -43,7 +43,7 @@ def _raw(night: Path) -> dict[str, list[int]]:
 
 def test_live_simulated_camera_reduces_a_night(tmp_path: Path, config_dir: Path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["--config", str(config_dir), "live", "--frames", "55", "--speed", "25",
+    code = main(["--config", str(config_dir), "live", "--frames", "55", "--speed", "20",
                  "--out", str(out)])
     assert code == 0
     night = out / "20260320LPC"
