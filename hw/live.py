@@ -52,7 +52,6 @@ from hw.driver import CameraDriver, CameraIdentity
 from hw.protocol import CommandRejected, ErrorCode, FrameType
 from hw.readout import FrameHeader, ReadoutFrame
 from mascara_actors import __version__
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.config import SensorConfig
 from mascara_actors.errors import (
     CameraDisconnected,
@@ -61,6 +60,7 @@ from mascara_actors.errors import (
     ConfigError,
     StorageError,
 )
+from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import RawHeader, raw_filename, write_raw
 from mascara_actors.sidereal import (
     REFERENCE_SITE,

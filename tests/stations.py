@@ -17,7 +17,7 @@ from typing import Any
 from hw.device import DeviceProcess
 from hw.driver import CameraDriver
 from hw.sky_device import sky_device_config
-from hw.station import Station
+from mascara_actors.app.station import Station
 from mascara_actors.config import Config, load_config
 from mascara_actors.sidereal import lstseq2date
 

@@ -9,9 +9,9 @@ import anyio
 from anyio.abc import ObjectSendStream
 
 from mascara_actors.actors.events import ActorFailed, Event, Spooled
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.spool import Spool
 from mascara_actors.errors import MascaraError
+from mascara_actors.frames import FrameReady
 
 __all__ = ["close_source", "run"]
 

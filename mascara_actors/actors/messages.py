@@ -26,7 +26,6 @@ __all__ = [
     "WARM_UP_JOB",
     "BinnedOutput",
     "FrameForBinning",
-    "FrameReady",
     "FrameReduced",
     "StoredSolution",
     "WorkerSpec",
@@ -45,16 +44,6 @@ _FRAMES_REFUSED = 2  # mascara_actors.binning.SetFlag.FRAMES_REFUSED (checked by
 _PARAM_NAMES = ("tilt_x_deg", "tilt_y_deg", "spin_deg", "focal_px", "k1", "k2")
 
 
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameReady:
-    """A raw science frame is on disk (the raw archive is the spool)."""
-
-    path: Path
-    lstseq: int
-    arrived: float
-    """Wall-clock time (time.time()) the frame reached the pipeline, for latency."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,7 +49,6 @@ from mascara_actors.actors.messages import (
     WARM_UP_JOB,
     BinnedOutput,
     FrameForBinning,
-    FrameReady,
     FrameReduced,
     WorkerSpec,
 )
@@ -61,6 +60,7 @@ from mascara_actors.actors.worker import Worker
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config
 from mascara_actors.faults import phase
+from mascara_actors.frames import FrameReady
 from mascara_actors.records import star_dtype
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
 from mascara_actors.storage import NightId, SetWriter, nightly_file_path

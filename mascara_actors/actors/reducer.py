@@ -53,13 +53,13 @@ from mascara_actors.actors.messages import (
     REDUCE_JOB,
     SOLVE_JOB,
     FrameForBinning,
-    FrameReady,
     FrameReduced,
     StoredSolution,
     WorkerSpec,
 )
 from mascara_actors.actors.worker import Worker, failure_reason
 from mascara_actors.errors import AstrometryFailed, MascaraError
+from mascara_actors.frames import FrameReady
 from mascara_actors.photometry.flags import AFlag
 from mascara_actors.sidereal import SET_SIZE, set_index
 

@@ -1,6 +1,7 @@
 """``mascara-actors console``: the operator console over a camera-night.
 
-By default the console drives a camera through a whole station night (:mod:`hw.station`):
+By default the console drives a camera through a whole station night
+(:mod:`mascara_actors.app.station`):
 the camera named in ``cameras.toml`` when its port exists on this machine, else the
 simulated camera device (10x real time), so anyone can try it. ``--replay DIR`` plays a
 recorded night as the camera instead. This module wires the camera, the pipeline and the
@@ -23,10 +24,10 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from hw.station import Station, StationReport
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
 from mascara_actors.actors.summariser import NightState
+from mascara_actors.app.station import Station, StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.live import (
     add_camera_options,

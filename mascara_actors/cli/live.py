@@ -34,8 +34,8 @@ from hw.device import DeviceProcess
 from hw.driver import SerialCamera
 from hw.recording import choose_start_lstseq
 from hw.sky_device import sky_device_config
-from hw.station import Station, StationReport, calibration_start
 from mascara_actors.actors.summariser import NightState
+from mascara_actors.app.station import Station, StationReport, calibration_start
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError

@@ -22,7 +22,7 @@ import anyio
 import anyio.to_thread
 
 from hw.recorded import RecordedNight
-from mascara_actors.actors.messages import FrameReady, WorkerSpec
+from mascara_actors.actors.messages import WorkerSpec
 from mascara_actors.actors.pipeline import (
     NightPlan,
     NightReport,
@@ -35,6 +35,7 @@ from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.frames import FrameReady
 from mascara_actors.masters import make_masters
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.progress import ProgressBar

@@ -30,10 +30,10 @@ from hw.live import LiveStats, live_frames, raw_header
 from hw.readout import FrameHeader
 from hw.simulator import SimulatedSky, SimulationSettings
 from hw.sky_device import sky_device_config, sky_renderer
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config
 from mascara_actors.errors import ConfigError
+from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import raw_filename, read_raw
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
 

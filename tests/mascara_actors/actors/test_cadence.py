@@ -22,9 +22,9 @@ from mascara_actors.actors.events import (
     QueueDepths,
     Spooled,
 )
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.pipeline import paced_frames, run_night
 from mascara_actors.cli.replay import plan_replay
+from mascara_actors.frames import FrameReady
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import NIGHT, read_events, science_lstseqs

@@ -30,11 +30,11 @@ from mascara_actors.actors.events import (
     SetSaved,
     WarningEvent,
 )
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
 from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
 from mascara_actors.cli.replay import plan_replay
 from mascara_actors.errors import CameraDisconnected
+from mascara_actors.frames import FrameReady
 from mascara_actors.sidereal import set_index
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import (

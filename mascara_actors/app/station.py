@@ -60,7 +60,7 @@ from hw.driver import CameraDriver, CameraStatus, SerialCamera
 from hw.live import CameraLost, LiveStats, live_frames
 from mascara_actors.actors.events import ActorFailed, Event, WarningEvent, to_json
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import FrameReady, WorkerSpec
+from mascara_actors.actors.messages import WorkerSpec
 from mascara_actors.actors.pipeline import (
     NightPlan,
     NightReport,
@@ -77,6 +77,7 @@ from mascara_actors.errors import (
     CameraError,
     CameraTimeout,
 )
+from mascara_actors.frames import FrameReady
 from mascara_actors.masters import Masters, dark_from_table, make_masters
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename

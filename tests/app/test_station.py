@@ -2,7 +2,8 @@
 
 Each test starts a simulated camera device (its own process, a real pty and readout socket)
 rendering the sky of LPC on the ``crop512`` sensor, with its clock ``SPEED`` times faster
-than real time, and runs :class:`hw.station.Station` on it with a copy of the repository's
+than real time, and runs :class:`mascara_actors.app.station.Station` on it with a copy of the
+repository's
 configuration whose night starts and ends at a Sun altitude of -10 degrees (the default +5
 degrees saturates the first frames in the simulated twilight) and whose calibration
 sequences hold 10 frames of each kind. The Sun's altitude at the slot boundaries is checked
@@ -22,7 +23,7 @@ from astropy.time import Time
 from hw.driver import SerialCamera
 from hw.simulator import SimulatedSky
 from hw.sky_device import build_sky
-from hw.station import StationReport, calibration_start
+from mascara_actors.app.station import StationReport, calibration_start
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.ephemeris import site_location

@@ -2,7 +2,7 @@
 
 As in ``test_station.py``, each test starts the simulated camera device (its own process, a
 real pty and readout socket) rendering LPC on the ``crop512`` sensor at ``SPEED`` times real
-time, and runs :class:`hw.station.Station` on it through the real
+time, and runs :class:`mascara_actors.app.station.Station` on it through the real
 :class:`hw.driver.SerialCamera`, with the short-night configuration of :mod:`tests.stations`
 made shorter still (3 frames per calibration kind, :func:`quick_night_config`).
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from hw.driver import SerialCamera
-from hw.station import StationReport
+from mascara_actors.app.station import StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import ConfigError
@@ -186,7 +186,7 @@ async def test_a_restarted_night_goes_on_after_the_frames_on_disk(
     open_set = [s for s in science1 if s // 50 not in done]
     assert open_set  # frames of the open set are on disk, not saved yet
 
-    caplog.set_level(logging.INFO, logger="hw.station")
+    caplog.set_level(logging.INFO, logger="mascara_actors.app.station")
     with sky_device(tmp_path / "device2", config_dir, start) as dev:
         async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
             station = lpc_station(cam, config, out, max_science_frames=total, worker_mode="thread")
