@@ -22,7 +22,7 @@ import pytest
 from mascara_actors.cli import main
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.storage import NightFile, list_set_files, read_dark_table
-from tests.hw.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
+from tests.app.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
 from tests.stations import N_CAL, short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
