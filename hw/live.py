@@ -1,7 +1,7 @@
 """The live frame source: a camera's frames into the raw archive, as ``FrameReady`` messages.
 
-:func:`live_frames` is the camera actor's source for a real (or simulated) camera, the live
-peer of :func:`mascara_actors.actors.pipeline.paced_frames` for recorded nights. It
+:func:`live_frames` is the camera actor's source for a real (or simulated) camera, a
+:class:`~hw.source.FrameSource` like :func:`hw.recorded.paced_frames` for recorded nights. It
 
 1. checks that the camera is the configured one (letter and full readout shape);
 2. starts the readout stream and arms the camera ahead of its clock
@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -63,9 +63,6 @@ from mascara_actors.errors import (
 from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import RawHeader, raw_filename, write_raw
 from mascara_actors.sidereal import (
-    REFERENCE_SITE,
-    SLOTS_PER_SIDEREAL_DAY,
-    jd_to_datetime,
     slot_length_solar_s,
 )
 
@@ -169,21 +166,15 @@ def raw_header(
     Returns
     -------
     RawHeader
-        ``LSTSEQ`` is the camera's slot and ``LSTIDX = LSTSEQ mod 13500``; ``LST`` is the
-        reference-site LST (hours) at the exposure start ``JD``; ``JDMID = JD +
-        EXPTIME / 2``; ``UTC-OBS`` is ``JD`` as a calendar date; ``DWLDTIME`` is the readout
-        time (seconds).
+        As :meth:`~mascara_actors.rawframe.RawHeader.of_exposure` derives it: ``LSTSEQ`` is
+        the camera's slot and ``LSTIDX = LSTSEQ mod 13500``; ``LST`` is the reference-site
+        LST (hours) at the exposure start ``JD``; ``JDMID = JD + EXPTIME / 2``; ``UTC-OBS``
+        is ``JD`` as a calendar date; ``DWLDTIME`` is the readout time (seconds).
     """
-    jd = float(frame.jd_start)
-    exptime = float(frame.exptime_s)
-    return RawHeader(
-        lstseq=int(frame.lstseq),
-        lstidx=int(frame.lstseq) % SLOTS_PER_SIDEREAL_DAY,
-        lst=float(REFERENCE_SITE.local_sidereal_time(jd).lst),
-        jd=jd,
-        jdmid=jd + exptime / 2.0 / 86400.0,
-        utc=jd_to_datetime(jd).replace(tzinfo=None),
-        exptime=exptime,
+    return RawHeader.of_exposure(
+        int(frame.lstseq),
+        jd=float(frame.jd_start),
+        exptime=float(frame.exptime_s),
         ccdtemp=float(frame.ccdtemp_c),
         site=site,
         camera=camera,
@@ -214,7 +205,7 @@ async def live_frames(
     max_frames: int | None = None,
     camera_timeout_s: float | None = None,
     on_gap: GapReport | None = None,
-) -> AsyncIterator[FrameReady]:
+) -> AsyncGenerator[FrameReady, None]:
     """Expose back to back, write each frame into ``archive_dir`` and yield it.
 
     See the module docstring for the sequence, the bad-input rules and ``stop``.
@@ -637,7 +628,7 @@ class _Session:
             await anyio.to_thread.run_sync(
                 partial(write_raw, path, frame.pixels, header, extra=self.extra)
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, StorageError) as exc:
             self.stats.write_failed += 1
             self.write_failures += 1
             log.error("frame %d could not be written to %s: %s", lstseq, path, exc)

@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hw.device import DeviceProcess
 from hw.driver import CameraDriver
-from hw.sky_device import sky_device_config
+from hw.sim.process import DeviceProcess
+from hw.sim.sky_renderer import sky_device_config
 from mascara_actors.app.station import Station
 from mascara_actors.config import Config, load_config
 from mascara_actors.sidereal import lstseq2date

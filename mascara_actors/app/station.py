@@ -24,7 +24,8 @@ up ``speed`` times sooner in real time) ends the night as dawn would, with the d
 what was measured: the frames received are reduced, the last set binned, the nightly files
 and the summary written; no dawn calibration is tried. An error event (``ActorFailed`` from
 the camera) in the night's event log says which camera, since when and what to check, and
-:attr:`StationReport.camera_lost` holds the same sentence (``mascara-actors live`` exits 1).
+:attr:`~mascara_actors.app.reports.StationReport.camera_lost` holds the same sentence
+(``mascara-actors live`` exits 1).
 
 **A restarted night** goes on where the earlier run stopped: the science frames of the night
 already in the raw archive are handed to the reduction first (those of sets already on disk
@@ -42,13 +43,17 @@ quitting the console) stops the night for a restart instead: nothing is combined
 running the station again resumes the same night.
 """
 
+# Over 500 lines: one night's sequence (calibrations, science, darks on demand, a lost camera,
+# a restart) as methods of one object that share its state; the reports and the camera watch
+# live beside it.
+
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -58,91 +63,47 @@ import anyio.to_thread
 
 from hw.driver import CameraDriver, CameraStatus, SerialCamera
 from hw.live import CameraLost, LiveStats, live_frames
-from mascara_actors.actors.events import ActorFailed, Event, WarningEvent, to_json
+from mascara_actors.actors import summariser
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import WorkerSpec
 from mascara_actors.actors.pipeline import (
     NightPlan,
-    NightReport,
-    resume_point,
     run_night,
     stop_on_signals,
 )
-from mascara_actors.actors.summariser import NightState
+from mascara_actors.actors.resume import resume_point
+from mascara_actors.app.camera_watch import CameraWatch
+from mascara_actors.app.reports import KINDS, CalibrationRun, StationReport, calibration_start
+from mascara_actors.calibration import (
+    Masters,
+    dark_from_table,
+    make_masters,
+    read_dark_table,
+)
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, SensorConfig
 from mascara_actors.errors import (
     CalibrationError,
     CameraDisconnected,
-    CameraError,
     CameraTimeout,
 )
 from mascara_actors.frames import FrameReady
-from mascara_actors.masters import Masters, dark_from_table, make_masters
+from mascara_actors.messages import (
+    ActorFailed,
+    Event,
+    WarningEvent,
+    WorkerSpec,
+)
+from mascara_actors.night_state import NightState
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename
-from mascara_actors.sidereal import SET_SIZE, jd_to_datetime
-from mascara_actors.storage import NightId, read_dark_table
+from mascara_actors.sidereal import SET_SIZE
+from mascara_actors.storage import NightId
 from mascara_actors.summary import summarise_night
 
-__all__ = ["CalibrationRun", "Station", "StationReport", "calibration_start"]
+__all__ = ["Station"]
 
 log = logging.getLogger(__name__)
 
-_KINDS = ("bias", "dark", "flat")
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationRun:
-    """One calibration sequence the station took."""
-
-    when: str
-    """``dusk``, ``start`` (darks first: started in the night with no master dark), ``operator``
-    (darks asked for in the night) or ``dawn``."""
-    frames: dict[str, list[Path]]
-    """Raw frames written, by kind (``bias``, ``dark``, ``flat``)."""
-    masters: Masters
-    """The masters made from them (and the dark-table fallback)."""
-
-    @property
-    def lstseqs(self) -> tuple[int, int] | None:
-        """First and last slot of the sequence, None if no frame came."""
-        seqs = [parse_raw_filename(p.name)[0] for paths in self.frames.values() for p in paths]
-        return (min(seqs), max(seqs)) if seqs else None
-
-
-@dataclass
-class StationReport:
-    """What a station night did."""
-
-    window: NightWindow
-    night_dir: Path
-    calibrations: list[CalibrationRun] = field(default_factory=list)
-    science: NightReport | None = None
-    summary_html: Path | None = None
-    stopped_by: str | None = None
-    """Name of the signal that stopped the night for a restart, if one did."""
-    camera_lost: str | None = None
-    """Why the night ended early when the camera stayed away (which camera, since when, what
-    to check); None when it did not."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the night was reduced completely (every set's products, the nightly
-        files)."""
-        return self.science is not None and self.science.ok
-
-
-def calibration_start(window: NightWindow, config: Config, *, lead_slots: int = 2) -> int:
-    """First slot of the dusk calibration sequence of ``window``.
-
-    The sequence (``n_bias + n_dark + n_flat`` frames, each kind armed after the previous
-    one, a few slots apart) ends ``calibration_gap_slots`` before the first science slot.
-    """
-    cal = config.reduction.calibration
-    gap = config.reduction.night.calibration_gap_slots
-    n_cal = cal.n_bias + cal.n_dark + cal.n_flat
-    return window.start_lstseq - gap - n_cal - len(_KINDS) * (lead_slots + 1)
 
 
 class Station:
@@ -216,12 +177,11 @@ class Station:
         self.send_mail = send_mail
         self.max_science_frames = max_science_frames
         self.gate = gate
-        self.camera_status: CameraStatus | None = None
-        """The camera's latest answer to :meth:`watch_camera`'s poll."""
-        self.link_problem: str | None = None
-        """Why the camera does not answer, while it does not."""
-        self._status_at = 0.0
-        self._watching = False
+        self.watch = CameraWatch(driver, camera.id, self._report)
+        """The camera's status for the console (run :meth:`CameraWatch.run` beside
+        :meth:`run`)."""
+        # Station events (camera link) for the night's summariser, the one writer of state.
+        self._events, self._events_in = anyio.create_memory_object_stream[Event](64)
         self.stats = LiveStats()
         """Counters of the science frames from the camera."""
         self.phase = "starting"
@@ -268,75 +228,46 @@ class Station:
         await done.wait()
         return self._darks_reply
 
-    # -- the camera, for the operator --------------------------------------------------------
+    # -- station events ---------------------------------------------------------------------
 
-    async def watch_camera(self, period_s: float = 2.0) -> None:
-        """Poll the camera every ``period_s`` seconds (run it beside :meth:`run`).
-
-        Keeps :attr:`camera_status` (clock, CCD temperature) for the console, and reports a
-        camera that stops answering, and its return, in the night's problem list.
-        """
-        self._watching = True
+    def _report(self, event: Event) -> None:
+        """Hand an event of the station to the night's summariser (logged and applied when
+        the night's pipeline runs; dropped, with a log line, when too many wait)."""
         try:
-            await self._watch(period_s)
-        finally:
-            self._watching = False
-
-    async def _watch(self, period_s: float) -> None:
-        while True:
-            try:
-                status = await self.driver.status()
-            except CameraError as exc:
-                if self.link_problem is None:
-                    self.link_problem = str(exc)
-                    log.error("camera %s is not answering: %s", self.camera.id, exc)
-                    self.state.problems.append(
-                        (time.time(), "error", None, f"camera link lost: {exc}")
-                    )
-            else:
-                if self.link_problem is not None:
-                    log.warning("camera %s answers again", self.camera.id)
-                    self.state.problems.append(
-                        (time.time(), "warning", None, "camera link back: the camera answers")
-                    )
-                self.link_problem = None
-                self.camera_status, self._status_at = status, time.monotonic()
-                self.state.ccdtemp = status.cooling.ccdtemp_c
-            await anyio.sleep(period_s)
-
-    def camera_clock(self) -> datetime:
-        """The camera's clock now (UTC), extrapolated from its latest status; the host's
-        clock until the camera has answered."""
-        status = self.camera_status
-        if status is None:
-            return datetime.now(UTC)
-        jd = status.jd + status.speed * (time.monotonic() - self._status_at) / 86400.0
-        return jd_to_datetime(jd)
-
-    def camera_link(self) -> str:
-        """The camera link in a few words, for the console."""
-        if self.link_problem is not None:
-            return f"NOT ANSWERING ({self.link_problem})"
-        status = self.camera_status
-        if status is None:
-            return "connecting"
-        if not self._watching:
-            return "not watched"
-        return f"{status.state.lower()}, readout {'on' if status.readout_on else 'off'}"
+            self._events.send_nowait(event)
+        except anyio.WouldBlock:
+            log.warning("station event dropped (the night is not taking events): %s", event)
 
     # -- the night ---------------------------------------------------------------------------
 
     async def run(self, catalogue: Catalogue) -> StationReport:
         """Run the night to its end (or to ``stop``); see the module docstring."""
-        if not self.handle_signals:
-            return await self._run(catalogue)
-        stopped_by: list[str] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_signals, self.stop, tg.cancel_scope, stopped_by)
-            report = await self._run(catalogue)
-            tg.cancel_scope.cancel()
-        report.stopped_by = stopped_by[0] if stopped_by else None
-        return report
+        try:
+            if not self.handle_signals:
+                return await self._run(catalogue)
+            stopped_by: list[str] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_on_signals, self.stop, tg.cancel_scope, stopped_by)
+                report = await self._run(catalogue)
+                tg.cancel_scope.cancel()
+            report.stopped_by = stopped_by[0] if stopped_by else None
+            return report
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._record_late_events()
+
+    async def _record_late_events(self) -> None:
+        """Station events no night pipeline took (the camera lost during a calibration,
+        say): to the night's log and state, through the summariser."""
+        late: list[Event] = []
+        while True:
+            try:
+                late.append(self._events_in.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        if late and self.night_dir is not None:
+            await summariser.record(late, log_path=self.night_dir / "logs" / "events.jsonl",
+                                    state=self.state)
 
     async def _run(self, catalogue: Catalogue) -> StationReport:
         setpoint = self.config.reduction.night.ccd_setpoint_c
@@ -407,6 +338,7 @@ class Station:
                         stop=self.stop,
                         worker_mode=self.worker_mode,
                         gate=self.gate,
+                        outside_events=self._events_in,
                     )
                 finally:
                     science_over.set()
@@ -423,7 +355,7 @@ class Station:
             outcome = await anyio.to_thread.run_sync(
                 partial(summarise_night, self.night_dir, send=self.send_mail)
             )
-            report.summary_html = Path(outcome.html_path)
+            report.summary_html = outcome.html_path
         if self.camera_lost is not None:
             self.phase = "camera lost: the night ended with what was measured"
         else:
@@ -552,23 +484,10 @@ class Station:
 
     # -- problems of the camera, for the event log --------------------------------------------
 
-    def _event(self, event: Event) -> None:
-        """Append ``event`` to the night's event log and count it in :attr:`state`."""
-        self.state.apply(event)
-        if self.night_dir is None:
-            return
-        path = self.night_dir / "logs" / "events.jsonl"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:  # one whole line, one write
-                fh.write(to_json(event) + "\n")
-        except OSError as exc:
-            log.error("station: could not log %s to %s: %s", event.kind, path, exc)
-
     def _gap(self, first: int, last: int, why: str) -> None:
         """Slots ``first..last`` gave no science frame: a warning event."""
         n = last - first + 1
-        self._event(
+        self._report(
             WarningEvent(
                 source="camera",
                 lstseq=first,
@@ -608,7 +527,7 @@ class Station:
         if self.report is not None:
             self.report.camera_lost = message
         self._ended = True
-        self._event(ActorFailed(source="camera", message=message))
+        self._report(ActorFailed(source="camera", message=message))
 
     async def _camera_status(self) -> CameraStatus:
         """The camera's status, asked again while it is silent or away, up to the camera
@@ -658,7 +577,7 @@ class Station:
             done.set()
 
     async def _calibrate(
-        self, when: str, *, first: int | None = None, kinds: tuple[str, ...] = _KINDS
+        self, when: str, *, first: int | None = None, kinds: tuple[str, ...] = KINDS
     ) -> CalibrationRun:
         """Take a calibration sequence and make its masters."""
         assert self.night_dir is not None

@@ -30,15 +30,16 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from hw.device import DeviceProcess
 from hw.driver import SerialCamera
-from hw.recording import choose_start_lstseq
-from hw.sky_device import sky_device_config
-from mascara_actors.actors.summariser import NightState
-from mascara_actors.app.station import Station, StationReport, calibration_start
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.process import DeviceProcess
+from hw.sim.sky_renderer import sky_device_config
+from mascara_actors.app.reports import StationReport, calibration_start
+from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
+from mascara_actors.night_state import NightState
 from mascara_actors.night_window import night_window
 from mascara_actors.progress import ProgressBar
 from mascara_actors.sidereal import lstseq2date

@@ -21,16 +21,16 @@ from astropy.coordinates import AltAz, get_body
 from astropy.time import Time
 
 from hw.driver import SerialCamera
-from hw.simulator import SimulatedSky
-from hw.sky_device import build_sky
-from mascara_actors.app.station import StationReport, calibration_start
+from hw.sim.sky import SimulatedSky
+from hw.sim.sky_renderer import build_sky
+from mascara_actors.app.reports import StationReport, calibration_start
+from mascara_actors.calibration import read_dark_table
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.ephemeris import site_location
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import read_dark_table
 from tests.stations import (
     GAP,
     N_CAL,
@@ -46,11 +46,6 @@ from tests.stations import (
 NOON_JD = 2461119.5 + 0.5
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from hw.driver import SerialCamera
-from mascara_actors.app.station import StationReport
+from mascara_actors.app.reports import StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import ConfigError
@@ -52,11 +52,6 @@ def quick_night_config(directory: Path) -> Path:
         assert n == 1, key
     (dst / "reduction.toml").write_text(text)
     return dst
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

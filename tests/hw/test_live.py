@@ -1,7 +1,7 @@
 """The live frame source (hw/live.py) on the simulated camera device rendering the sky.
 
-One device process (``hw.device.DeviceProcess``) renders the simulated sky of camera LPC on
-the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sky_device.sky_renderer`,
+One device process (``hw.sim.process.DeviceProcess``) renders the simulated sky of camera LPC on
+the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sim.sky_renderer.sky_renderer`,
 with a clock running ``SPEED`` times faster than real time from a dark hour of 2026-03-20 at
 La Palma. The tests drive it through the real :class:`hw.driver.SerialCamera` (a pty and a
 TCP socket) and check what :func:`hw.live.live_frames` writes into the raw archive: the
@@ -19,23 +19,27 @@ from contextlib import aclosing
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from hw.device import DeviceProcess, ExposureMeta
 from hw.driver import SerialCamera
 from hw.live import LiveStats, live_frames, raw_header
 from hw.readout import FrameHeader
-from hw.simulator import SimulatedSky, SimulationSettings
-from hw.sky_device import sky_device_config, sky_renderer
+from hw.sim.exposure import ExposureMeta
+from hw.sim.process import DeviceProcess
+from hw.sim.sky import SimulatedSky, SimulationSettings
+from hw.sim.sky_renderer import sky_device_config, sky_renderer
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config
 from mascara_actors.errors import ConfigError
 from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import raw_filename, read_raw
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
+
+pytestmark = pytest.mark.backends("asyncio", "trio")
 
 #: Device seconds per real second: one 6.38 s slot takes 0.32 s, several renders' worth.
 SPEED = 20.0
@@ -47,12 +51,6 @@ START_JD = 2461119.5 + 23.0 / 24.0
 AMBIENT_C = 12.5
 #: Real seconds without a frame before live_frames polls the camera.
 POLL_S = 0.5
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each async test on both anyio backends."""
-    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +128,15 @@ def live(
     )
 
 
-def assert_frames_are_the_sky(
+async def assert_frames_are_the_sky(
     frames: list[FrameReady], sky: SimulatedSky, sensor: SensorConfig
 ) -> None:
-    """Every file is a readable raw frame of the right slot, holding exactly the sky."""
+    """Every file is a readable raw frame of the right slot, holding exactly the sky (read
+    in a worker thread: the event loop must not block)."""
+    await anyio.to_thread.run_sync(_frames_are_the_sky, frames, sky, sensor)
+
+
+def _frames_are_the_sky(frames: list[FrameReady], sky: SimulatedSky, sensor: SensorConfig) -> None:
     for f in frames:
         raw = read_raw(f.path)
         h = raw.header
@@ -168,6 +171,33 @@ def test_raw_header_follows_the_frame_and_the_sensor(sensor: SensorConfig) -> No
     assert (h.x0, h.xsize, h.y0, h.ysize) == (16, 512, 8, 384)
     utc = Time(jd, format="jd", scale="utc").to_datetime()
     assert abs((h.utc - utc).total_seconds()) < 1e-3
+
+
+def test_the_live_header_is_the_simulators_for_a_frame_opening_on_its_slot(
+    sky: SimulatedSky, sensor: SensorConfig
+) -> None:
+    """One builder (``RawHeader.of_exposure``) for both: a frame whose exposure opens on its
+    slot boundary, as the simulated camera's do, gets the simulator's header key for key
+    (LST and UTC-OBS to the bit), but MARGTIME (the simulator's fixed 0.1 s)."""
+    for lstseq in (35_123_456, 65_344_200, 65_344_259, 13_500 * 5000):
+        truth = sky.header(lstseq)
+        frame = FrameHeader(
+            lstseq, truth.jd, truth.exptime, truth.dwldtime, truth.ccdtemp, sensor.ny, sensor.nx
+        )
+        live = raw_header(frame, camera=truth.camera, site=truth.site, sensor=sensor)
+        assert dataclasses.replace(live, margtime=truth.margtime) == truth
+
+
+def test_a_late_exposure_start_moves_the_lst_at_the_sidereal_rate(sensor: SensorConfig) -> None:
+    lstseq = 65_344_200
+    start = float(lstseq2date(lstseq, format="jd"))
+    on_slot = (lstseq % 13500) * 6.4 / 3600.0
+    for late_s in (0.25, 3.0):
+        frame = FrameHeader(lstseq, start + late_s / 86400, 6.38, 0.9, -15.0, sensor.ny, sensor.nx)
+        h = raw_header(frame, camera="C", site="LaPalma", sensor=sensor)
+        # the sidereal time of the start itself, to the 40 us resolution of a float JD
+        assert h.lst == pytest.approx(REFERENCE_SITE.local_sidereal_time(h.jd).lst, abs=2e-8)
+        assert h.lst - on_slot == pytest.approx(late_s * 1.0027379 / 3600, abs=3e-8)
 
 
 def test_sky_renderer_follows_the_ccd_temperature_on_request(sky: SimulatedSky, sensor) -> None:
@@ -216,7 +246,7 @@ async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path)
     assert (status.state, status.readout_on) == ("IDLE", False)
     cards = fits.getheader(got[0].path)
     assert (cards["CAMSER"], cards["DWLDTIME"]) == (f"SIM{SEED:04d}", 0.5)
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
@@ -256,7 +286,7 @@ async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> N
     assert (stats.frames, stats.rejected, stats.write_failed) == (len(got), 0, 0)
     assert after.dropped - before.dropped == len(missing)
     assert after.disconnects - before.disconnects == 1  # the cut link, reconnected
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
@@ -286,7 +316,7 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
     assert after.disconnects - before.disconnects >= 1
     assert after.connects - before.connects >= 1
     assert (status.state, status.readout_on) == ("IDLE", False)
-    assert_frames_are_the_sky(got[-1:], sky, sensor)
+    await assert_frames_are_the_sky(got[-1:], sky, sensor)
 
 
 @pytest.mark.anyio
@@ -347,7 +377,7 @@ async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> No
     assert (status.state, status.readout_on) == ("IDLE", False)
     # every file written is complete and was announced
     assert sorted(p.name for p in tmp_path.iterdir()) == [f.path.name for f in got]
-    assert_frames_are_the_sky(got[:1], sky, sensor)
+    await assert_frames_are_the_sky(got[:1], sky, sensor)
 
 
 @pytest.mark.anyio
@@ -371,12 +401,12 @@ async def test_a_raw_file_that_exists_is_never_overwritten(device, sky, sensor, 
     after = existing.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert (stats.frames, stats.existing, stats.missing) == (2, 1, 0)
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
 async def test_a_camera_of_another_shape_is_refused(device, tmp_path) -> None:
-    crop1024 = load_config().sensor("crop1024")
+    crop1024 = await anyio.to_thread.run_sync(lambda: load_config().sensor("crop1024"))
     with anyio.fail_after(20):
         async with open_camera(device) as cam:
             stream = live(cam, tmp_path, crop1024, count=2, stop=anyio.Event())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio.to_thread
 import numpy as np
@@ -18,10 +17,8 @@ from textual.widgets import Footer, Header
 
 from mascara_actors.errors import MascaraError
 from mascara_actors.rawframe import read_raw
+from tui.feed import ConsoleFeed, Sky, take_snapshot
 from tui.widgets import ErrorPane, LatencyPanel, QueuePanel, StarField, StatusPanel
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleFeed, _Sky
 
 __all__ = ["MainScreen", "load_preview"]
 
@@ -41,13 +38,14 @@ def load_preview(path: Path) -> np.ndarray:
         return data.astype(np.float32)
     ny, nx = (data.shape[0] // k) * k, (data.shape[1] // k) * k
     blocks = data[:ny, :nx].reshape(ny // k, k, nx // k, k)
-    return blocks.max(axis=(1, 3)).astype(np.float32)
+    preview: np.ndarray = blocks.max(axis=(1, 3)).astype(np.float32)
+    return preview
 
 
 class MainScreen(Screen[None]):
     """Everything the operator needs at a glance."""
 
-    def __init__(self, feed: ConsoleFeed, *, sky: _Sky, refresh_hz: float = 4.0) -> None:
+    def __init__(self, feed: ConsoleFeed, *, sky: Sky, refresh_hz: float = 4.0) -> None:
         super().__init__()
         self.feed = feed
         self.sky = sky
@@ -73,8 +71,6 @@ class MainScreen(Screen[None]):
 
     def redraw(self) -> None:
         """Read the feed once and draw every widget from that snapshot."""
-        from tui.app import take_snapshot
-
         snap = take_snapshot(self.feed, self.sky)
         self.query_one("#status", StatusPanel).show(snap)
         self.query_one("#queues", QueuePanel).show(snap)

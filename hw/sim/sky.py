@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from hw.render import (
+from hw.sim.effects import CloudField, Transit
+from hw.sim.render import (
     DetectorPattern,
     RenderSettings,
     StarField,
@@ -29,20 +29,13 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig
 from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.rawframe import RawHeader
-from mascara_actors.sidereal import (
-    SLOT_SIDEREAL_S,
-    SLOTS_PER_SIDEREAL_DAY,
-    lstseq2date,
-    slot_length_solar_s,
-)
+from mascara_actors.sidereal import SLOT_SIDEREAL_S, lstseq2date, slot_length_solar_s
 
 __all__ = [
     "TRUTH_DTYPE",
-    "CloudField",
     "SimulatedFrame",
     "SimulatedSky",
     "SimulationSettings",
-    "Transit",
     "misaligned_model",
 ]
 
@@ -74,62 +67,6 @@ def misaligned_model(
         alt_deg=nominal.alt_deg + pointing_error_deg,
         az_deg=nominal.az_deg + pointing_error_deg,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Transit:
-    """A box-shaped transit injected into one star's light curve."""
-
-    hip: int
-    depth: float
-    """Fractional flux drop, e.g. 0.01."""
-    duration_h: float
-    """Full duration, hours."""
-    epoch_jd: float
-    """Mid-transit JD (UTC)."""
-    period_d: float = math.inf
-    """Period, days (inf: a single event)."""
-
-    def factor(self, jd: float) -> float:
-        """Flux factor (1 - depth inside the transit) at ``jd``."""
-        dt = jd - self.epoch_jd
-        if math.isfinite(self.period_d):
-            dt = (dt + 0.5 * self.period_d) % self.period_d - 0.5 * self.period_d
-        return 1.0 - self.depth if abs(dt) * 24.0 <= self.duration_h / 2.0 else 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class CloudField:
-    """Drifting cloud patches: Gaussian blobs of extinction moving across the chip."""
-
-    centres: np.ndarray
-    """(k, 2) positions at lstseq0, pixels."""
-    velocity: np.ndarray
-    """(k, 2) pixels per frame."""
-    sigma: np.ndarray
-    """(k,) blob size, pixels."""
-    depth: np.ndarray
-    """(k,) peak extinction, fraction of light lost."""
-    lstseq0: int
-
-    @classmethod
-    def random(cls, nx: int, ny: int, lstseq0: int, *, seed: int, patches: int = 5) -> CloudField:
-        rng = np.random.default_rng([seed, 0xC10D])
-        scale = max(nx, ny)
-        return cls(
-            centres=rng.uniform([0, 0], [nx, ny], size=(patches, 2)),
-            velocity=rng.normal(0, 0.004 * scale, size=(patches, 2)),
-            sigma=rng.uniform(0.05, 0.2, patches) * scale,
-            depth=rng.uniform(0.2, 0.7, patches),
-            lstseq0=lstseq0,
-        )
-
-    def transmission(self, x: np.ndarray, y: np.ndarray, lstseq: int) -> np.ndarray:
-        """Fraction of starlight that gets through at pixel positions, at ``lstseq``."""
-        c = self.centres + self.velocity * (lstseq - self.lstseq0)
-        d2 = (x[:, None] - c[:, 0]) ** 2 + (y[:, None] - c[:, 1]) ** 2
-        loss = self.depth * np.exp(-0.5 * d2 / self.sigma**2)
-        return np.prod(1.0 - loss, axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,19 +142,11 @@ class SimulatedSky:
     def header(
         self, lstseq: int, kind: str = "science", *, ccdtemp_c: float | None = None
     ) -> RawHeader:
-        """The raw header of the exposure in slot ``lstseq``."""
-        jd = float(lstseq2date(lstseq, format="jd"))
-        exptime = 0.0 if kind == "bias" else self.exptime_s
-        utc = datetime(2000, 1, 1, 12, tzinfo=UTC) + timedelta(days=jd - 2451545.0)
-        lstidx = lstseq % SLOTS_PER_SIDEREAL_DAY
-        return RawHeader(
-            lstseq=int(lstseq),
-            lstidx=int(lstidx),
-            lst=lstidx * SLOT_SIDEREAL_S / 3600.0,
-            jd=jd,
-            jdmid=jd + exptime / 2.0 / 86400.0,
-            utc=utc.replace(tzinfo=None),
-            exptime=exptime,
+        """The raw header of the exposure in slot ``lstseq`` (it opens on the slot boundary)."""
+        return RawHeader.of_exposure(
+            lstseq,
+            jd=float(lstseq2date(lstseq, format="jd")),
+            exptime=0.0 if kind == "bias" else self.exptime_s,
             ccdtemp=self.settings.ccdtemp_c if ccdtemp_c is None else ccdtemp_c,
             site=self.camera.site.name,
             camera=self.camera.letter,

@@ -86,12 +86,14 @@ class StarField:
     @property
     def xmid(self) -> np.ndarray:
         """Mid-exposure x, pixels (where the reduction should find the star)."""
-        return 0.5 * (self.x0 + self.x1)
+        mid: np.ndarray = 0.5 * (self.x0 + self.x1)
+        return mid
 
     @property
     def ymid(self) -> np.ndarray:
         """Mid-exposure y, pixels."""
-        return 0.5 * (self.y0 + self.y1)
+        mid: np.ndarray = 0.5 * (self.y0 + self.y1)
+        return mid
 
 
 class DetectorPattern:
@@ -113,7 +115,8 @@ class DetectorPattern:
 
     def throughput(self) -> np.ndarray:
         """Relative sensitivity of every science pixel (vignetting x response)."""
-        return self.vignetting * self.response
+        throughput: np.ndarray = self.vignetting * self.response
+        return throughput
 
 
 def star_electrons(vmag: np.ndarray, exptime_s: float, settings: RenderSettings) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A night's master frames from its calibration sequence, and the dark table.
+"""A night's master frames from its calibration sequence.
 
 Used by the replay of a recorded night (its calibration files) and by a live station (the
 dusk and dawn sequences it takes). Masters are written to the night's ``binned/``
@@ -21,19 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mascara_actors.calibration import (
-    MasterFrame,
-    master_bias,
-    master_dark,
-    master_flat,
-    read_master,
-    write_master,
-)
+from mascara_actors.calibration.build import master_bias, master_dark, master_flat
+from mascara_actors.calibration.dark_table import dark_from_table, update_dark_filename
+from mascara_actors.calibration.master_files import MasterFrame, read_master, write_master
 from mascara_actors.config import CalibrationConfig
 from mascara_actors.errors import CalibrationError, FrameError
-from mascara_actors.storage import get_dark_filename, update_dark_filename
 
-__all__ = ["Masters", "dark_from_table", "make_masters"]
+__all__ = ["Masters", "make_masters"]
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +48,6 @@ class Masters:
     """Remarks for the operator (which dark is used and why, frames left out)."""
     left_out: tuple[str, ...] = ()
     """Calibration frames left out of the masters, each ``"file: reason"``."""
-
-
-def dark_from_table(camera_letter: str, state_dir: Path) -> tuple[str | None, str]:
-    """The newest master dark of the camera's dark table (None when there is none), and a
-    note for the operator saying which dark the science is calibrated with."""
-    try:
-        path = str(get_dark_filename(camera_letter, state_dir))
-    except CalibrationError:
-        return None, "no dark table: subtracting the overscan level"
-    return path, f"using {path} from the dark table"
 
 
 def _mismatch(path: Path, master: MasterFrame) -> str | None:

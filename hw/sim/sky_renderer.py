@@ -1,12 +1,13 @@
 """The simulated sky as the frame source of the simulated camera device.
 
-:mod:`hw.device` renders its frames through a pluggable factory named ``"module:factory"``;
-:func:`sky_renderer` is that factory for realistic frames: it builds one
-:class:`~hw.simulator.SimulatedSky` (real Hipparcos catalogue, the configured camera model,
-detector effects) and returns ``render(lstseq, meta)``, which gives exactly
-``SimulatedSky(...).exposure(lstseq).raw`` (the full readout, overscan included, uint16 ADU).
-:func:`sky_device_config` builds a :class:`~hw.device.DeviceConfig` whose frame shape and
-camera letter agree with the sky's sensor and camera, so the two cannot drift apart::
+The device (:mod:`hw.sim.device`) renders its frames through a pluggable factory named
+``"module:factory"`` (:mod:`hw.sim.exposure`); :func:`sky_renderer` is that factory for
+realistic frames: it builds one :class:`~hw.sim.sky.SimulatedSky` (real Hipparcos catalogue,
+the configured camera model, detector effects) and returns ``render(lstseq, meta)``, which
+gives exactly ``SimulatedSky(...).exposure(lstseq).raw`` (the full readout, overscan
+included, uint16 ADU). :func:`sky_device_config` builds a
+:class:`~hw.sim.device_config.DeviceConfig` whose frame shape and camera letter agree with
+the sky's sensor and camera, so the two cannot drift apart::
 
     cfg = sky_device_config(workdir, camera_id="LPC", sensor="crop512", speed=10.0)
     async with DeviceProcess(cfg) as dev, SerialCamera(dev.tty_path, dev.readout_address) as cam:
@@ -21,15 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hw.device import DeviceConfig, ExposureMeta
 from hw.protocol import FrameType
-from hw.simulator import SimulatedSky, SimulationSettings, misaligned_model
+from hw.sim.device_config import DeviceConfig
+from hw.sim.exposure import ExposureMeta, Renderer
+from hw.sim.sky import SimulatedSky, SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
@@ -39,11 +40,8 @@ __all__ = ["SKY_RENDER", "build_sky", "sky_device_config", "sky_renderer"]
 
 log = logging.getLogger(__name__)
 
-SKY_RENDER = "hw.sky_device:sky_renderer"
+SKY_RENDER = "hw.sim.sky_renderer:sky_renderer"
 """The ``DeviceConfig.render`` value that selects :func:`sky_renderer`."""
-
-
-Renderer = Callable[[int, ExposureMeta], np.ndarray]
 
 
 def build_sky(
@@ -58,7 +56,7 @@ def build_sky(
     pointing_error_deg: float = 0.0,
     catalogue: Catalogue | None = None,
 ) -> SimulatedSky:
-    """The :class:`~hw.simulator.SimulatedSky` that :func:`sky_renderer` renders through.
+    """The :class:`~hw.sim.sky.SimulatedSky` that :func:`sky_renderer` renders through.
 
     Parameters
     ----------
@@ -211,7 +209,7 @@ def sky_device_config(
     camera_id, sensor, config_dir, seed
         As for :func:`build_sky`.
     **device_options
-        Other :class:`~hw.device.DeviceConfig` fields (``speed``, ``start_jd``,
+        Other :class:`~hw.sim.device_config.DeviceConfig` fields (``speed``, ``start_jd``,
         ``readout_s``, ...); ``render_options`` entries are passed on to
         :func:`sky_renderer` (``vmax``, ``follow_ccdtemp``, ...).
 
