@@ -3,15 +3,16 @@ pipeline.
 
 Three sources feed the camera actor, and the command line picks one:
 
-* :func:`hw.live.live_frames`: a camera (serial or simulated) writing into the raw archive;
+* :func:`hw.live.live_frames`: a camera (serial or simulated) writing into the raw archive, a
+  :class:`~hw.live.LiveFrames` that also counts what became of each slot (its ``stats``);
 * :meth:`hw.recorded.RecordedNight.frame_source`: the science frames of a recorded night,
   each checked as it is read;
 * :func:`hw.recorded.paced_frames`: recorded frames by path, as ``--replay`` plans them, as
   fast as they are taken or at the camera's cadence.
 
 A :class:`FrameSource` is an async iterator of :class:`~mascara_actors.frames.FrameReady`
-that can be closed, nothing more. That shape is the one the sources already had (two of them
-are async generators, which satisfy it as they are), the one
+that can be closed, nothing more. That shape is the one the sources already had (an async
+generator satisfies it as it is, as :func:`~hw.recorded.paced_frames` does), the one
 :func:`mascara_actors.actors.pipeline.run_night` takes (an ``AsyncIterator[FrameReady]``),
 and the one the camera actor already closes (``aclose``). A source is single use: it *is*
 one night's stream, so there is no ``frames()`` method handing out a second one; an object

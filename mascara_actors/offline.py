@@ -96,4 +96,9 @@ def configure_astropy_offline() -> None:
     if not _installed:
         _installed = True
         _install_cached_iers()
+        # astropy checks its leap-second table (file system calls) at the first UTC
+        # conversion of the process: do it now, at start-up, never on an event loop
+        from astropy.time import Time
+
+        _ = Time(60000.0, format="mjd", scale="utc").tai
     log.debug("astropy configured offline (IERS auto_download off, auto_max_age None)")

@@ -429,5 +429,7 @@ def write_raw(
         hdul = fits.HDUList([fits.PrimaryHDU(data, header=cards)])
     buf = io.BytesIO()
     hdul.writeto(buf)
-    data_bytes = gzip.compress(buf.getvalue()) if path.name.endswith(".gz") else buf.getvalue()
+    data_bytes = buf.getvalue()
+    if path.name.endswith(".gz"):
+        data_bytes = gzip.compress(data_bytes, mtime=0)  # mtime 0: the same frame, the same bytes
     return atomic_write_bytes(path, data_bytes)

@@ -8,6 +8,7 @@ quitting waits for the pipeline's last flush.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
@@ -24,7 +25,7 @@ __all__ = ["ConsoleApp", "make_console", "run_console"]
 class ConsoleApp(App[int]):
     """The operator console of one camera."""
 
-    CSS_PATH = "console.tcss"
+    CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: Textual resolves nothing
     TITLE = "mascara-actors console"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "Pause/resume"),

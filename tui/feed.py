@@ -26,7 +26,7 @@ from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SiteReference, set_index, unix_to_jd
 from tui.messages import LightCurve, Snapshot
 
-__all__ = ["ConsoleFeed", "Sky", "take_snapshot"]
+__all__ = ["ConsoleFeed", "Sky", "free_space", "take_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class ConsoleFeed:
     phase: Callable[[], str] = lambda: ""
     """What the station is doing (waiting for dusk, calibration, science ...)."""
     camera_link: Callable[[], str] = lambda: ""
+    camera_ccdtemp: Callable[[], float] = lambda: float("nan")
+    """The camera's latest CCD reading, degrees Celsius (NaN: none; the frames' is shown)."""
     """The camera link in a few words (empty for a recorded night)."""
     recorded: bool = True
     """The frames come from a recorded night (no darks can be taken)."""
@@ -117,18 +119,29 @@ class Sky:
         return self._value
 
 
-def take_snapshot(feed: ConsoleFeed, sky: Sky | None = None) -> Snapshot:
-    """Read the feed once: what the main screen draws at this redraw."""
+def free_space(feed: ConsoleFeed) -> float:
+    """Free bytes on the disk the night is written to (NaN when it cannot be read); a
+    system call: call it from a worker thread."""
+    try:
+        return feed.disk_free(feed.out_dir if feed.out_dir.exists() else Path.cwd())
+    except OSError:
+        return float("nan")
+
+
+def take_snapshot(
+    feed: ConsoleFeed, sky: Sky | None = None, *, free_bytes: float | None = None
+) -> Snapshot:
+    """Read the feed once: what the main screen draws at this redraw.
+
+    ``free_bytes`` is the latest reading of :func:`free_space` (read now when None).
+    """
     sky = sky if sky is not None else Sky(feed.camera)
     s = feed.state
     utc = feed.clock()
     if utc.tzinfo is None:
         utc = utc.replace(tzinfo=UTC)
     lst, seq, idx, sun = sky.at(utc)
-    try:
-        free = feed.disk_free(feed.out_dir if feed.out_dir.exists() else Path.cwd())
-    except OSError:
-        free = float("nan")
+    free = free_space(feed) if free_bytes is None else free_bytes
     elapsed = feed.wall() - s.started
     return Snapshot(
         site=feed.camera.site.name,
@@ -151,7 +164,7 @@ def take_snapshot(feed: ConsoleFeed, sky: Sky | None = None) -> Snapshot:
         last_nflagged=s.last_nflagged,
         astrometry_dr=s.astrometry_dr,
         aflag=s.aflag,
-        ccdtemp=s.ccdtemp,
+        ccdtemp=ccd if math.isfinite(ccd := feed.camera_ccdtemp()) else s.ccdtemp,
         disk_free_gb=free / 1e9,
         spooled=s.spooled,
         queue_depths=dict(s.queue_depths),

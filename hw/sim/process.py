@@ -117,11 +117,11 @@ class DeviceProcess:
 
     async def astart(self) -> Self:
         """Spawn the device and wait (without blocking the event loop) until it is ready."""
-        self._spawn()
+        await anyio.to_thread.run_sync(self._spawn)
         deadline = time.monotonic() + self.startup_timeout_s
-        while not self._check_ready():
+        while not await anyio.to_thread.run_sync(self._check_ready):
             if time.monotonic() > deadline:
-                self.stop()
+                await anyio.to_thread.run_sync(self.stop)
                 raise self._timeout_error()
             await anyio.sleep(0.02)
         return self

@@ -81,7 +81,8 @@ class CameraWatch:
             return "connecting"
         if not self._watching:
             return "not watched"
-        return (
-            f"{status.state.lower()}, readout {'on' if status.readout_on else 'off'}, "
-            f"CCD {status.cooling.ccdtemp_c:.1f} C"
-        )
+        return f"{status.state.lower()}, readout {'on' if status.readout_on else 'off'}"
+
+    def ccdtemp(self) -> float:
+        """The CCD temperature of the latest status, degrees Celsius (NaN before one)."""
+        return float("nan") if self.status is None else self.status.cooling.ccdtemp_c

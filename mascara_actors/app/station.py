@@ -62,7 +62,7 @@ import anyio
 import anyio.to_thread
 
 from hw.driver import CameraDriver, CameraStatus, SerialCamera
-from hw.live import CameraLost, LiveStats, live_frames
+from hw.live import CameraLost, LiveFrames, LiveStats, live_frames
 from mascara_actors.actors import summariser
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.pipeline import (
@@ -182,8 +182,8 @@ class Station:
         :meth:`run`)."""
         # Station events (camera link) for the night's summariser, the one writer of state.
         self._events, self._events_in = anyio.create_memory_object_stream[Event](64)
-        self.stats = LiveStats()
-        """Counters of the science frames from the camera."""
+        self._science_sources: list[LiveFrames] = []
+        """The night's science sources, the counters of :attr:`stats`."""
         self.phase = "starting"
         """What the station is doing now, for the operator."""
         self.night_dir: Path | None = None
@@ -205,6 +205,12 @@ class Station:
     def state_dir(self) -> Path:
         """Where the dark table lives."""
         return self.out_dir / "state"
+
+    @property
+    def stats(self) -> LiveStats:
+        """Counters of the science frames from the camera (all the night's sequences so far),
+        a snapshot."""
+        return sum((source.stats for source in self._science_sources), LiveStats())
 
     # -- operator actions --------------------------------------------------------------------
 
@@ -235,8 +241,8 @@ class Station:
         the night's pipeline runs; dropped, with a log line, when too many wait)."""
         try:
             self._events.send_nowait(event)
-        except anyio.WouldBlock:
-            log.warning("station event dropped (the night is not taking events): %s", event)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            log.warning("station event dropped (no night takes events now): %s", event)
 
     # -- the night ---------------------------------------------------------------------------
 
@@ -255,6 +261,8 @@ class Station:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._record_late_events()
+            self._events.close()
+            self._events_in.close()
 
     async def _record_late_events(self) -> None:
         """Station events no night pipeline took (the camera lost during a calibration,
@@ -303,7 +311,9 @@ class Station:
         if status.lstseq + self.lead_slots < dusk_first:
             self.phase = f"waiting for dusk: calibration from lstseq {dusk_first}"
             report.calibrations.append(await self._calibrate("dusk", first=dusk_first))
-        elif not read_dark_table(self.camera.letter, self.state_dir):
+        elif not await anyio.to_thread.run_sync(
+            read_dark_table, self.camera.letter, self.state_dir
+        ):
             self.phase = "dark sequence (no master dark yet)"
             report.calibrations.append(await self._calibrate("start", kinds=("dark",)))
         if self.stop.is_set() or self.camera_lost is not None:
@@ -313,7 +323,7 @@ class Station:
             None, None, None
         )
         if masters.dark is None:
-            masters = self._table(masters)
+            masters = await anyio.to_thread.run_sync(self._table, masters)
         plan = NightPlan(
             config=self.config,
             camera=self.camera,
@@ -419,11 +429,11 @@ class Station:
                     stop=self._session_stop,
                     lead_slots=self.lead_slots,
                     poll_s=self.poll_s,
-                    stats=self.stats,
                     max_frames=wanted,
                     camera_timeout_s=self._timeout_s,
                     on_gap=self._gap,
                 )
+                self._science_sources.append(frames)
                 after = first
                 async with aclosing(frames) as science:
                     async for frame in science:

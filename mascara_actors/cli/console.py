@@ -213,6 +213,7 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
         end_night=station.end_night,
         phase=lambda: station.phase,
         camera_link=station.watch.link,
+        camera_ccdtemp=station.watch.ccdtemp,
     )
 
 

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 
@@ -107,19 +108,21 @@ async def test_a_lost_frame_is_replaced_by_the_next_slot_and_reported(
     the one missing slot is the corrupted one, reported as a warning event naming it; no
     slot is left unexposed by a re-arm."""
     out = tmp_path / "out"
-    with sky_device(tmp_path / "device", config_dir, window.start_lstseq + 200) as dev:
-        async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
-            station = lpc_station(cam, config, out, max_science_frames=12, worker_mode="thread")
+    async with (
+        sky_device(tmp_path / "device", config_dir, window.start_lstseq + 200) as dev,
+        SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam,
+    ):
+        station = lpc_station(cam, config, out, max_science_frames=12, worker_mode="thread")
 
-            async def corrupt_one() -> None:
-                while station.stats.frames < 4:
-                    await anyio.sleep(0.02)
-                await cam.link.request("FAULT", "corruptframe", "1")
+        async def corrupt_one() -> None:
+            while station.stats.frames < 4:
+                await anyio.sleep(0.02)
+            await cam.link.request("FAULT", "corruptframe", "1")
 
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(corrupt_one)
-                    report: StationReport = await station.run(catalogue)
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(corrupt_one)
+                report: StationReport = await station.run(catalogue)
     science = science_of(report.night_dir)
     assert len(science) == 12
     first = science[0]
@@ -152,50 +155,58 @@ async def test_a_restarted_night_goes_on_after_the_frames_on_disk(
     total = 24
     # the science starts a few slots before a set boundary: a set is saved early
     start = (window.start_lstseq // 50 + 4) * 50 - 16
-    with sky_device(tmp_path / "device1", config_dir, start) as dev:
-        async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
-            stop = anyio.Event()
-            station = lpc_station(
-                cam, config, out, stop=stop, max_science_frames=total, worker_mode="thread"
-            )
+    async with (
+        sky_device(tmp_path / "device1", config_dir, start) as dev,
+        SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam,
+    ):
+        stop = anyio.Event()
+        station = lpc_station(
+            cam, config, out, stop=stop, max_science_frames=total, worker_mode="thread"
+        )
 
-            async def stop_mid_night() -> None:
-                night = out / "20260320LPC"
-                while station.stats.frames < 12 or not list_set_files(night, "fast"):
-                    await anyio.sleep(0.05)
-                stop.set()
+        async def stop_mid_night() -> None:
+            night = out / "20260320LPC"
+            while station.stats.frames < 12 or not await anyio.to_thread.run_sync(
+                list_set_files, night, "fast"
+            ):
+                await anyio.sleep(0.05)
+            stop.set()
 
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(stop_mid_night)
-                    first_run = await station.run(catalogue)
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_mid_night)
+                first_run = await station.run(catalogue)
     night = first_run.night_dir
     assert not first_run.ok
-    done = set(list_set_files(night, "fast"))
-    before = {
-        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).digest())
-        for p in (night / "raw").iterdir()
-    }
-    science1 = science_of(night)
+
+    def raw_files() -> dict[str, tuple[int, int, bytes]]:
+        return {
+            p.name: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).digest())
+            for p in (night / "raw").iterdir()
+        }
+
+    done = set(await anyio.to_thread.run_sync(list_set_files, night, "fast"))
+    before = await anyio.to_thread.run_sync(raw_files)
+    science1 = await anyio.to_thread.run_sync(science_of, night)
     assert len(science1) >= 12
     open_set = [s for s in science1 if s // 50 not in done]
     assert open_set  # frames of the open set are on disk, not saved yet
 
     caplog.set_level(logging.INFO, logger="mascara_actors.app.station")
-    with sky_device(tmp_path / "device2", config_dir, start) as dev:
-        async with SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam:
-            station = lpc_station(cam, config, out, max_science_frames=total, worker_mode="thread")
-            with anyio.fail_after(120):
-                report = await station.run(catalogue)
+    async with (
+        sky_device(tmp_path / "device2", config_dir, start) as dev,
+        SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam,
+    ):
+        station = lpc_station(cam, config, out, max_science_frames=total, worker_mode="thread")
+        with anyio.fail_after(120):
+            report = await station.run(catalogue)
     # no raw file of the first run was written again
-    after = {p.name: p for p in (night / "raw").iterdir()}
-    for name, (ino, mtime, digest) in before.items():
-        st = after[name].stat()
-        assert (st.st_ino, st.st_mtime_ns) == (ino, mtime), name
-        assert hashlib.sha256(after[name].read_bytes()).digest() == digest, name
+    after = await anyio.to_thread.run_sync(raw_files)
+    for name, seen in before.items():
+        assert after[name] == seen, name
     assert station.stats.existing == 0
     # the camera was armed right after the frames on disk: one run of consecutive slots
-    science = science_of(night)
+    science = await anyio.to_thread.run_sync(science_of, night)
     assert science == list(range(science1[0], science1[0] + total))
     assert station.stats.frames == total - len(science1)
     assert f"camera LPC armed from lstseq {science1[-1] + 1}" in caplog.text
@@ -206,5 +217,6 @@ async def test_a_restarted_night_goes_on_after_the_frames_on_disk(
     assert report.science.skipped_frames == len(skipped)
     assert report.science.state.frames_reduced == total - len(skipped)
     # one row per exposed slot in the nightly file
-    assert nightly_lstseqs(night).tolist() == science
-    assert not [w for w in events_of(night, "WarningEvent") if w["source"] == "camera"]
+    assert (await anyio.to_thread.run_sync(nightly_lstseqs, night)).tolist() == science
+    warnings = await anyio.to_thread.run_sync(events_of, night, "WarningEvent")
+    assert not [w for w in warnings if w["source"] == "camera"]

@@ -1,4 +1,4 @@
-"""The live frame source (hw/live.py) on the simulated camera device rendering the sky.
+"""The live frame source (hw/live/) on the simulated camera device rendering the sky.
 
 One device process (``hw.sim.process.DeviceProcess``) renders the simulated sky of camera LPC on
 the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sim.sky_renderer.sky_renderer`,
@@ -26,12 +26,13 @@ from astropy.io import fits
 from astropy.time import Time
 
 from hw.driver import SerialCamera
-from hw.live import LiveStats, live_frames, raw_header
+from hw.live import LiveFrames, LiveStats, live_frames, raw_header
 from hw.readout import FrameHeader
 from hw.sim.exposure import ExposureMeta
 from hw.sim.process import DeviceProcess
 from hw.sim.sky import SimulatedSky, SimulationSettings
 from hw.sim.sky_renderer import sky_device_config, sky_renderer
+from hw.source import FrameSource
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config
 from mascara_actors.errors import ConfigError
@@ -113,9 +114,7 @@ async def open_camera(dev: DeviceProcess) -> AsyncIterator[SerialCamera]:
         yield cam
 
 
-def live(
-    cam: SerialCamera, archive: Path, sensor: SensorConfig, **kw: object
-) -> AsyncIterator[FrameReady]:
+def live(cam: SerialCamera, archive: Path, sensor: SensorConfig, **kw: object) -> LiveFrames:
     """live_frames on the shared device with this module's camera, site and poll period."""
     return live_frames(
         cam,
@@ -222,18 +221,78 @@ def test_sky_renderer_refuses_a_shape_that_is_not_the_full_readout() -> None:
         sky_renderer((384, 512), SEED, sensor="crop512")
 
 
+class _Untouchable:
+    """A driver that fails the test if the source speaks to it."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the source used driver.{name}")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"count": 0}, r"count=0 must be >= 1"),
+        ({"max_frames": 0}, r"max_frames=0 must be >= 1"),
+        ({"camera_timeout_s": float("nan")}, r"camera_timeout_s=nan must be > 0"),
+        ({"lead_slots": 0}, r"lead_slots=0 must be >= 1"),
+        ({"imagetyp": "light"}, r"imagetyp='light' is not one of"),
+        ({"ext": ".png"}, r"ext must be \.fits"),
+        ({"poll_s": 0.0}, r"poll_s=0.0 must be a positive number"),
+    ],
+)
+def test_bad_arguments_are_refused_when_the_source_is_made(
+    sensor: SensorConfig, tmp_path: Path, option: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        live_frames(
+            _Untouchable(),  # type: ignore[arg-type]
+            tmp_path,
+            camera="C",
+            site="LaPalma",
+            sensor=sensor,
+            stop=anyio.Event(),
+            **option,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.anyio
+async def test_a_source_not_iterated_sends_nothing_and_counts_nothing(
+    sensor: SensorConfig, tmp_path: Path
+) -> None:
+    """The source is a FrameSource with its own counters; made and closed without a frame
+    asked for, it never speaks to the camera and is over."""
+    source = live(_Untouchable(), tmp_path / "raw", sensor, stop=anyio.Event())  # type: ignore[arg-type]
+    assert isinstance(source, FrameSource)
+    assert source.stats == LiveStats()
+    await source.aclose()
+    await source.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await source.__anext__()
+    assert source.stats == LiveStats()
+    assert not (tmp_path / "raw").exists()
+
+
+def test_live_stats_are_snapshots_that_add_up() -> None:
+    a = LiveStats(frames=3, missing=1, arms=1)
+    b = LiveStats(frames=2, stale=1, arms=2, link_errors=4, existing=1)
+    assert a + b == LiveStats(frames=5, missing=1, stale=1, arms=3, link_errors=4, existing=1)
+    assert sum((a, b), LiveStats()) == a + b
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.frames = 0  # type: ignore[misc]
+
+
 # -- against the device ----------------------------------------------------------------------
 
 
 @pytest.mark.anyio
 async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path) -> None:
-    stats = LiveStats()
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
-            stream = live(cam, tmp_path, sensor, count=8, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=8, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 got = [f async for f in frames]
             status = await cam.status()
+    stats = stream.stats
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + 8))
     assert dataclasses.astuple(stats)[:5] == (8, 0, 0, 0, 0)  # frames, missing, ..., unwritten
@@ -253,14 +312,13 @@ async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path)
 async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> None:
     """Corrupt, short and cut-off frames (the last one closes the readout link) are dropped
     and counted; the frames between them arrive intact and the source goes on."""
-    stats = LiveStats()
     faults = {1: "corruptframe", 3: "shortframe", 5: "cutlink"}
     count = 10
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             before = cam.stats.readout
-            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 async for frame in frames:
                     got.append(frame)
@@ -275,6 +333,7 @@ async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> N
                     break
                 if event.args[0] == "DROPPED":
                     dropped[int(event.args[1])] = event.args[2]
+    stats = stream.stats
     first = got[0].lstseq
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == sorted(set(lstseqs))
@@ -296,13 +355,12 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
     """The camera's serial port vanishes for 1.5 s (about 5 slots) mid-sequence: frames keep
     coming on the readout link, the driver reopens the port, and the clean-up reaches the
     camera."""
-    stats = LiveStats()
     count = 6
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             before = cam.stats.control
-            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 async for frame in frames:
                     got.append(frame)
@@ -310,6 +368,7 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
                         await cam.link.request("FAULT", "vanish", "1.5")
             status = await cam.status()
             after = cam.stats.control
+    stats = stream.stats
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + count))
     assert (stats.frames, stats.missing) == (count, 0)
@@ -324,7 +383,6 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
     """An ABORT from elsewhere (as a power cycle would) leaves the camera idle: the poll
     finds it so, arms it again ahead of its clock, and the slots in between are missing,
     reported once with the reason."""
-    stats = LiveStats()
     stop = anyio.Event()
     got: list[FrameReady] = []
     reported: list[tuple[int, int, str]] = []
@@ -332,16 +390,16 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
         async with (
             open_camera(device) as cam,
             aclosing(
-                live(cam, tmp_path, sensor, stop=stop, stats=stats,
-                     on_gap=lambda *gap: reported.append(gap))
+                live(cam, tmp_path, sensor, stop=stop, on_gap=lambda *gap: reported.append(gap))
             ) as frames,
         ):
             async for frame in frames:
                 got.append(frame)
                 if len(got) == 2:
                     await cam.abort()
-                if stats.arms == 2 and frame.lstseq > got[-2].lstseq + 1:
+                if frames.stats.arms == 2 and frame.lstseq > got[-2].lstseq + 1:
                     stop.set()  # the first frame after the gap
+    stats = frames.stats
     lstseqs = [f.lstseq for f in got]
     gaps = [b - a - 1 for a, b in itertools.pairwise(lstseqs) if b - a > 1]
     assert len(gaps) == 1
@@ -355,12 +413,11 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
 
 @pytest.mark.anyio
 async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> None:
-    stats = LiveStats()
     stop = anyio.Event()
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
-            async with aclosing(live(cam, tmp_path, sensor, stop=stop, stats=stats)) as frames:
+            async with aclosing(live(cam, tmp_path, sensor, stop=stop)) as frames:
                 async for frame in frames:
                     got.append(frame)
                     if len(got) == 3:
@@ -368,6 +425,7 @@ async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> No
                         stopped_at = time.monotonic()
             ended_after_s = time.monotonic() - stopped_at
             status = await cam.status()
+    stats = frames.stats
     lstseqs = [f.lstseq for f in got]
     assert len(got) >= 3
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + len(got)))
@@ -385,17 +443,16 @@ async def test_a_raw_file_that_exists_is_never_overwritten(device, sky, sensor, 
     """The camera delivers a slot whose raw file is already in the archive (an earlier run):
     the file on disk is kept byte for byte, the new frame is left out and counted, and the
     frames around it are written as usual."""
-    stats = LiveStats()
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             first = (await cam.status()).lstseq + 3
             existing = tmp_path / raw_filename(first + 1, "C")
             existing.write_bytes(b"an earlier run's frame")
             before = existing.stat()
-            stream = live(cam, tmp_path, sensor, first_lstseq=first, count=3,
-                          stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, first_lstseq=first, count=3, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 got = [f async for f in frames]
+    stats = stream.stats
     assert [f.lstseq for f in got] == [first, first + 2]
     assert existing.read_bytes() == b"an earlier run's frame"
     after = existing.stat()

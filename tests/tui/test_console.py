@@ -11,9 +11,11 @@ import re
 import shutil
 from collections import deque
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 
@@ -158,7 +160,7 @@ async def test_pause_gate_holds_the_reducer_until_resumed() -> None:
 @pytest.mark.anyio
 async def test_snapshot_reads_the_fed_state(config) -> None:
     feed = _fed_feed(config)
-    snap = take_snapshot(feed)
+    snap = await anyio.to_thread.run_sync(take_snapshot, feed)
     lst = REFERENCE_SITE.local_sidereal_time(FIXED_UTC.replace(tzinfo=None))
     assert snap.lstseq == int(lst.lstseq)
     assert snap.lstidx == int(lst.lstidx)
@@ -232,7 +234,9 @@ async def test_console_runs_the_night_shows_errors_and_looks_up_stars(
 ) -> None:
     night = _night_copy(tmp_path, truncate=12)
     bad_lstseq = int(sorted(night.glob("*C.fits.fz"))[12].name[:8])
-    job = plan_replay(night, tmp_path / "out", config=config, realtime=True)
+    job = await anyio.to_thread.run_sync(
+        partial(plan_replay, night, tmp_path / "out", config=config, realtime=True)
+    )
     feed = replay_feed(job, catalogue, speed=SPEED, in_process=True)
     app = make_console(feed, refresh_hz=10)
     async with anyio.create_task_group() as tg:
@@ -304,7 +308,9 @@ async def test_pause_resume_and_quit_mid_night_flush(
     tmp_path: Path, catalogue: Catalogue, config
 ) -> None:
     night = _night_copy(tmp_path)
-    job = plan_replay(night, tmp_path / "out", config=config, realtime=True)
+    job = await anyio.to_thread.run_sync(
+        partial(plan_replay, night, tmp_path / "out", config=config, realtime=True)
+    )
     feed = replay_feed(job, catalogue, speed=SPEED / 2, in_process=True)
     app = make_console(feed, refresh_hz=10)
     async with anyio.create_task_group() as tg:
@@ -331,22 +337,26 @@ async def test_pause_resume_and_quit_mid_night_flush(
     assert feed.stop.is_set()
     assert feed.result is not None
     assert feed.result.stopped_early
-    sets = list_set_files(job.plan.night_dir, "fast")
-    assert sets, "the complete set was not flushed before the console closed"
-    log_lines = (job.plan.night_dir / "logs" / "events.jsonl").read_text().splitlines()
-    kinds = [from_json(line).kind for line in log_lines]
-    assert kinds.count("ReductionPaused") == kinds.count("ReductionResumed") == 1
-    for setidx, path in sets.items():
-        with SetFile(path) as set_file:
-            station = set_file.station()
-            assert np.all(set_index(station["lstseq"]) == setidx)
-            in_set = sum(1 for s, _ in job.frames if int(set_index(s)) == setidx)
-            assert len(station) == in_set
-            hip = int(set_file.ids()[np.argmax(set_file.counts())])
-        # the star look-up reads the per-set files while there is no nightly file yet
-        curve = light_curve_so_far(job.plan.night_dir, catalogue, hip)
-        assert curve.lstseq.size == in_set
-        assert np.all(set_index(curve.lstseq) == setidx)
+
+    def check() -> None:  # reads the files: in a worker thread, not on the loop
+        sets = list_set_files(job.plan.night_dir, "fast")
+        assert sets, "the complete set was not flushed before the console closed"
+        log_lines = (job.plan.night_dir / "logs" / "events.jsonl").read_text().splitlines()
+        kinds = [from_json(line).kind for line in log_lines]
+        assert kinds.count("ReductionPaused") == kinds.count("ReductionResumed") == 1
+        for setidx, path in sets.items():
+            with SetFile(path) as set_file:
+                station = set_file.station()
+                assert np.all(set_index(station["lstseq"]) == setidx)
+                in_set = sum(1 for s, _ in job.frames if int(set_index(s)) == setidx)
+                assert len(station) == in_set
+                hip = int(set_file.ids()[np.argmax(set_file.counts())])
+            # the star look-up reads the per-set files while there is no nightly file yet
+            curve = light_curve_so_far(job.plan.night_dir, catalogue, hip)
+            assert curve.lstseq.size == in_set
+            assert np.all(set_index(curve.lstseq) == setidx)
+
+    await anyio.to_thread.run_sync(check)
 
 
 def test_light_curve_of_an_unknown_hip_says_so(tmp_path: Path, catalogue: Catalogue) -> None:
@@ -414,64 +424,68 @@ async def test_console_drives_a_station_night_on_the_simulated_camera(
     from mascara_actors.cli.console import station_feed
     from tests.stations import N_CAL, lpc_station, short_night_config, sky_device
 
-    config = load_config(short_night_config(tmp_path))
+    config = await anyio.to_thread.run_sync(lambda: load_config(short_night_config(tmp_path)))
     camera = config.camera("LPC")
     start = choose_start_lstseq(camera, "2026-03-20", sun_alt_deg=-18.0)
     out = tmp_path / "out"
-    with sky_device(tmp_path / "device", config.directory, start) as dev:
-        async with SerialCamera(dev.tty_path, dev.readout_address) as cam:
-            station = lpc_station(cam, config, out, worker_mode="thread")
-            feed = station_feed(station, catalogue)
-            app = make_console(feed, refresh_hz=10)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(feed.run_pipeline)
-                async with app.run_test(size=(100, 30)) as pilot:
-                    # no master dark yet: darks first, then science
-                    await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
-                    first = feed.state.frames_reduced
-                    await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
-                    await pilot.pause(0.3)
-                    status = str(app.screen.query_one("#status").render())
-                    assert "camera exposing, readout on   science" in status
-                    shown = int(re.search(r"frames (\d+)/", status).group(1))
-                    assert first + 3 <= shown <= feed.state.frames_reduced
-                    # d: a dark sequence in the night, then the science goes on
-                    await pilot.press("d")
-                    await _wait_for(
-                        lambda: any("took 10 darks" in str(n.message)
-                                    for n in app._notifications),
-                        60, pilot,
-                    )
-                    after_darks = feed.state.frames_reduced
-                    await _wait_for(
-                        lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
-                    )
-                    # the camera stops answering for 4 s: an error, then a warning it is back
-                    await cam.link.request("FAULT", "mute", "4")
-                    pane = app.screen.query_one("#errors", ErrorPane)
-                    await _wait_for(lambda: station.watch.link_problem is not None, 20, pilot)
-                    await pilot.pause(0.3)
-                    assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
-                    await _wait_for(lambda: station.watch.link_problem is None, 30, pilot)
-                    await pilot.pause(0.3)
-                    messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
-                    assert any(m.startswith("camera link lost") for m in messages)
-                    assert any(m.startswith("camera link back") for m in messages)
-                    during = feed.state.frames_reduced
-                    await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
-                    # e: the science ends now; the dawn sequence and the end chain follow
-                    await pilot.press("e")
-                    await _wait_for(feed.finished.is_set, 120, pilot)
-                    await pilot.pause(0.3)
-                    assert "FINISHED" in str(app.screen.query_one("#status").render())
-                    await pilot.press("q")
-                    await pilot.pause(0.2)
+    async with (
+        sky_device(tmp_path / "device", config.directory, start) as dev,
+        SerialCamera(dev.tty_path, dev.readout_address) as cam,
+    ):
+        station = lpc_station(cam, config, out, worker_mode="thread")
+        feed = station_feed(station, catalogue)
+        app = make_console(feed, refresh_hz=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed.run_pipeline)
+            async with app.run_test(size=(100, 30)) as pilot:
+                # no master dark yet: darks first, then science
+                await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
+                first = feed.state.frames_reduced
+                await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
+                await pilot.pause(0.3)
+                status = str(app.screen.query_one("#status").render())
+                assert "camera exposing, readout on   science" in status
+                shown = int(re.search(r"frames (\d+)/", status).group(1))
+                assert first + 3 <= shown <= feed.state.frames_reduced
+                # d: a dark sequence in the night, then the science goes on
+                await pilot.press("d")
+                await _wait_for(
+                    lambda: any("took 10 darks" in str(n.message)
+                                for n in app._notifications),
+                    60, pilot,
+                )
+                after_darks = feed.state.frames_reduced
+                await _wait_for(
+                    lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
+                )
+                # the camera stops answering for 4 s: an error, then a warning it is back
+                await cam.link.request("FAULT", "mute", "4")
+                pane = app.screen.query_one("#errors", ErrorPane)
+                await _wait_for(lambda: station.watch.link_problem is not None, 20, pilot)
+                await pilot.pause(0.3)
+                assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
+                await _wait_for(lambda: station.watch.link_problem is None, 30, pilot)
+                await pilot.pause(0.3)
+                messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
+                assert any(m.startswith("camera link lost") for m in messages)
+                assert any(m.startswith("camera link back") for m in messages)
+                during = feed.state.frames_reduced
+                await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
+                # e: the science ends now; the dawn sequence and the end chain follow
+                await pilot.press("e")
+                await _wait_for(feed.finished.is_set, 120, pilot)
+                await pilot.pause(0.3)
+                assert "FINISHED" in str(app.screen.query_one("#status").render())
+                await pilot.press("q")
+                await pilot.pause(0.2)
     assert app.return_code == 0
     report = feed.result
     assert report.ok
     assert [c.when for c in report.calibrations] == ["start", "operator", "dawn"]
     assert len(report.calibrations[1].frames["dark"]) == N_CAL
-    assert read_dark_table("C", out / "state")[0] == report.calibrations[2].masters.dark
+    assert (await anyio.to_thread.run_sync(read_dark_table, "C", out / "state"))[0] == (
+        report.calibrations[2].masters.dark
+    )
     assert report.science.state.frames_failed == 0
     assert report.science.state.frames_reduced == station.stats.frames
     assert report.summary_html.exists()
