@@ -27,14 +27,17 @@ from hw.sim.sky_renderer import build_sky
 from mascara_actors.app.reports import StationReport, calibration_start
 from mascara_actors.calibration import read_dark_table
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import Config, load_config
+from mascara_actors.config import Config
 from mascara_actors.ephemeris import site_location
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.sidereal import lstseq2date
+
+#: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
 from tests.stations import (
     GAP,
     N_CAL,
+    NOON_JD,
     SEED,
     SUN_ALT,
     VMAX,
@@ -43,9 +46,6 @@ from tests.stations import (
     sky_device,
 )
 
-#: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
-NOON_JD = 2461119.5 + 0.5
-
 pytestmark = pytest.mark.anyio
 
 
@@ -53,21 +53,6 @@ pytestmark = pytest.mark.anyio
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's config with the night at -10 deg and short calibration sequences."""
     return short_night_config(tmp_path_factory.mktemp("config"))
-
-
-@pytest.fixture(scope="module")
-def config(config_dir: Path) -> Config:
-    return load_config(config_dir)
-
-
-@pytest.fixture(scope="module")
-def window(config: Config) -> NightWindow:
-    return night_window(config.camera("LPC").site, NOON_JD, config.reduction.night)
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.load()
 
 
 @pytest.fixture(scope="module")
