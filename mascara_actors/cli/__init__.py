@@ -32,6 +32,7 @@ COMMANDS = {
     "console": "mascara_actors.cli.console",
     "simulate": "mascara_actors.cli.simulate",
     "live": "mascara_actors.cli.live",
+    "station": "mascara_actors.cli.station",
     "summary": "mascara_actors.cli.summary",
     "export": "mascara_actors.cli.export",
     "solve": "mascara_actors.cli.solve",

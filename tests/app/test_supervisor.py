@@ -1,0 +1,314 @@
+"""The station supervisor (issue 16): one process per camera, events and commands over the
+control socket, restarts with backoff, one station per output directory, deaf to SIGHUP.
+
+The first tests run the supervisor in this process over stand-in camera processes
+(``fake_camera.py``: the channel without a camera), so they take a second or two. The last
+ones share one real station (``mascara-actors station``) of two simulated cameras through a
+short night, during which one camera's process is killed with SIGKILL, the supervisor gets
+SIGHUP and a second station is started on the same output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mascara_actors.app.camera_process import RestartPolicy
+from mascara_actors.app.supervisor import StationInUse, StationSupervisor
+from mascara_actors.control import ControlClient, EventNotice
+from mascara_actors.rawframe import parse_raw_filename
+from tests.app.test_station_recovery import quick_night_config
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE = Path(__file__).with_name("fake_camera.py")
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def fake(camera: str, frames: int) -> Callable[[int], list[str]]:
+    """The command line of a stand-in camera process sending ``frames`` frames."""
+    return partial(_fake_argv, camera, frames)
+
+
+def _fake_argv(camera: str, frames: int, fd: int) -> list[str]:
+    return [sys.executable, str(FAKE), camera, str(frames), "--supervisor-fd", str(fd)]
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while not predicate():
+            await anyio.sleep(0.02)
+
+
+def test_restart_delays_double_up_to_a_minute() -> None:
+    policy = RestartPolicy()
+    assert [policy.delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+@pytest.mark.anyio
+async def test_supervisor_publishes_forwards_restarts_and_stops(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    supervisor = StationSupervisor(
+        out,
+        {"LPN": fake("LPN", 100_000), "LPE": fake("LPE", 100_000)},
+        site="LaPalma",
+        policy=RestartPolicy(first_s=0.2),
+        env=ENV,
+        stop_grace_s=10,
+    )
+    lpn, lpe = supervisor.cameras["LPN"], supervisor.cameras["LPE"]
+    events: list[tuple[str | None, str, str]] = []
+
+    async def listen(client: ControlClient) -> None:
+        async for item in client.events():
+            if isinstance(item, EventNotice):
+                event = item.to_event()
+                events.append((item.camera, event.kind, getattr(event, "message", "")))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(supervisor.run)
+            await supervisor.ready.wait()
+            async with ControlClient(supervisor.socket_path) as client, \
+                    anyio.create_task_group() as listening:
+                listening.start_soon(listen, client)
+                await until(lambda: {c for c, k, _ in events if k == "FrameReducedEvent"}
+                            == {"LPN", "LPE"})
+                status = (await client.send("status")).unwrap()
+                assert status["station"]["cameras"] == ["LPN", "LPE"]
+                for name, camera in status["cameras"].items():
+                    assert camera["process"]["state"] == "running", name
+                    assert camera["phase"] == "science"
+                    assert camera["process"]["pid"] == supervisor.cameras[name].pid
+                assert (await client.send("status", camera="LPE")).unwrap()["camera"] == "LPE"
+
+                # commands reach the camera's process; unknown cameras are refused
+                assert (await client.send("pause", camera="LPN")).unwrap() == "LPN pause"
+                refused = await client.send("take_darks", camera="LPX")
+                assert not refused.ok
+                assert "no camera 'LPX' at this station (cameras: LPE, LPN)" in refused.error
+
+                # kill -9: restarted after its delay, paused again; the other camera untouched
+                killed, other = lpn.pid, lpe.pid
+                assert killed is not None
+                os.kill(killed, signal.SIGKILL)
+                await until(lambda: lpn.restarts == 1 and lpn.process_state == "running")
+                assert lpn.pid != killed
+                assert (lpe.pid, lpe.restarts, lpe.process_state) == (other, 0, "running")
+                described = (await client.send("status", camera="LPN")).unwrap()
+                assert described["process"]["last_exit"] == "killed by SIGKILL"
+                assert described["paused"] is True
+                await until(lambda: any("killed by SIGKILL" in m for _, _, m in events))
+                assert [(c, k) for c, k, m in events if "SIGKILL" in m] == [
+                    ("LPN", "WarningEvent")
+                ]
+                await anyio.sleep(0.5)  # paused again after its restart: no frames
+                held = lpn.state.frames_reduced
+                await anyio.sleep(0.5)
+                assert lpn.state.frames_reduced <= held + 1
+                resumed = (await client.send("resume")).unwrap()
+                assert resumed == {
+                    "LPN": {"ok": True, "result": "LPN resume"},
+                    "LPE": {"ok": True, "result": "LPE resume"},
+                }
+                await until(lambda: lpn.state.frames_reduced > held + 3)
+
+                # one station per output directory
+                with pytest.raises(StationInUse, match="another station runs on"):
+                    await StationSupervisor(out, {"LPN": fake("LPN", 1)}, env=ENV).run()
+
+                assert (await client.send("stop")).unwrap() == {"stopping": ["LPN", "LPE"]}
+                listening.cancel_scope.cancel()
+    assert (lpn.process_state, lpe.process_state) == ("stopped", "stopped")
+    assert lpn.last_exit == lpe.last_exit == "exit status 130: stopped by SIGINT"
+    assert supervisor.stopped_by == "the stop command"
+    assert not supervisor.socket_path.exists()
+
+
+@pytest.mark.anyio
+async def test_a_finished_night_is_not_restarted(tmp_path: Path) -> None:
+    """A camera process that ends its night (exit 0) is done; the station ends with the
+    last one."""
+    supervisor = StationSupervisor(tmp_path / "out", {"LPC": fake("LPC", 5)}, env=ENV)
+    with anyio.fail_after(20):
+        await supervisor.run()
+    camera = supervisor.cameras["LPC"]
+    assert (camera.process_state, camera.restarts) == ("done", 0)
+    assert camera.state.frames_reduced == 5
+    assert camera.describe()["phase"] == "night done"
+
+
+# -- a real station of two simulated cameras -----------------------------------------------------
+
+FRAMES = 12
+SPEED = 20
+
+
+@dataclass
+class StationRun:
+    """What the station did and what was seen of it."""
+
+    out: Path
+    code: int = -1
+    stderr: str = ""
+    events: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    first_status: dict[str, Any] = field(default_factory=dict)
+    killed_pid: int = 0
+    other_pid: int = 0
+    hup_at: float = 0.0
+    ended_at: float = 0.0
+    second: subprocess.CompletedProcess[str] | None = None
+
+
+def _station_command(config_dir: Path, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "station",
+        "--cameras", "LPN,LPE", "--frames", str(FRAMES), "--speed", str(SPEED),
+        "--out", str(out),
+    ]
+
+
+async def _watch(run: StationRun, sock: Path, proc: subprocess.Popen[str], cmd: list[str]) -> None:
+    with anyio.fail_after(120):
+        while not sock.exists():
+            assert proc.poll() is None, "the station ended before its socket was made"
+            await anyio.sleep(0.1)
+    async with ControlClient(sock) as client, anyio.create_task_group() as tg:
+
+        async def listen() -> None:
+            async for item in client.events():
+                if isinstance(item, EventNotice):
+                    run.events.append((item.camera, item.event))
+
+        tg.start_soon(listen)
+        run.first_status = (await client.send("status")).unwrap()
+        with anyio.fail_after(120):  # mid-night: LPN has reduced a few science frames
+            while (await client.send("status", camera="LPN")).unwrap()["frames_reduced"] < 3:
+                await anyio.sleep(0.1)
+        cameras = (await client.send("status")).unwrap()["cameras"]
+        run.killed_pid = cameras["LPN"]["process"]["pid"]
+        run.other_pid = cameras["LPE"]["process"]["pid"]
+        os.kill(proc.pid, signal.SIGHUP)  # the terminal went away
+        run.hup_at = time.time()
+        os.kill(run.killed_pid, signal.SIGKILL)
+        run.second = await anyio.to_thread.run_sync(
+            partial(subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=ENV)
+        )
+    # the listener ends when the station closes the socket
+
+
+@pytest.fixture(scope="module")
+def station_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationRun]:
+    """Two simulated cameras through a short night (see the module docstring)."""
+    tmp = tmp_path_factory.mktemp("station")
+    config_dir = quick_night_config(tmp)
+    reduction = config_dir / "reduction.toml"
+    # a camera kept waiting by a busy machine is not given up for lost
+    reduction.write_text(
+        re.sub(r"(?m)^camera_timeout_s\s*=\s*[0-9.]+", "camera_timeout_s = 600.0",
+               reduction.read_text())
+    )
+    run = StationRun(out=tmp / "out")
+    cmd = _station_command(config_dir, run.out)
+    with (tmp / "stderr.txt").open("w+") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, text=True, env=ENV)
+        try:
+            anyio.run(_watch, run, run.out / "state" / "station" / "control.sock", proc, cmd)
+            run.code = proc.wait(timeout=150)
+            run.ended_at = time.time()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        run.stderr = err.read()
+    yield run
+
+
+def _science(night: Path) -> list[int]:
+    parsed = [parse_raw_filename(p.name) for p in (night / "raw").iterdir()]
+    return sorted(p[0] for p in parsed if p is not None and p[2] == "science")
+
+
+@pytest.mark.slow
+def test_station_events_and_status_reach_a_client(station_run: StationRun) -> None:
+    run = station_run
+    assert run.code == 0, run.stderr
+    status = run.first_status
+    assert status["station"]["cameras"] == ["LPN", "LPE"]
+    assert status["station"]["out_dir"] == str(run.out)
+    for camera in ("LPN", "LPE"):
+        described = status["cameras"][camera]
+        assert described["process"]["state"] in ("starting", "running")
+        kinds = {e["kind"] for c, e in run.events if c == camera}
+        assert {"NightStarted", "FrameReducedEvent", "NightFinished"} <= kinds, camera
+
+
+@pytest.mark.slow
+def test_a_killed_camera_process_restarts_and_finishes_its_night(
+    station_run: StationRun,
+) -> None:
+    run = station_run
+    assert run.code == 0, run.stderr
+    # each frame counted once, though those of the open set were reduced again after the kill
+    done = f"done, exit status 0: the night is done; {FRAMES} frames reduced, 0 failed"
+    assert f"LPN: {done}, 1 restarts;" in run.stderr, run.stderr
+    assert f"LPE: {done}, 0 restarts;" in run.stderr, run.stderr
+    log = (run.out / "state" / "station" / "station.log").read_text()
+    assert log.count("camera LPE: pipeline started") == 1  # the other camera never noticed
+    assert log.count("camera LPN: pipeline started") == 2
+    assert f"camera LPN's pipeline (pid {run.killed_pid}) killed by SIGKILL" in log
+    warnings = [e["message"] for c, e in run.events if c == "LPN" and e["kind"] == "WarningEvent"]
+    assert any(f"(pid {run.killed_pid}) killed by SIGKILL" in m for m in warnings)
+    for camera in ("LPN", "LPE"):
+        night = run.out / f"20260320{camera}"
+        assert len(_science(night)) == FRAMES
+        assert (night / "lightcurves" / f"fast_20260320{camera}.hdf5").is_file()
+        assert (night / "lightcurves" / f"slow_20260320{camera}.hdf5").is_file()
+        assert list((night / "summary").glob("summary_*.html"))
+    # the death is in the night's own event log, for its summary
+    logged = [json.loads(line) for line in
+              (run.out / "20260320LPN" / "logs" / "events.jsonl").read_text().splitlines()]
+    assert any("killed by SIGKILL" in e.get("message", "") for e in logged)
+    # nothing of the killed process is left (its camera device, its workers)
+    assert not Path(f"/proc/{run.killed_pid}").exists()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                assert os.getpgid(int(entry.name)) != run.killed_pid, entry.name
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow
+def test_the_station_goes_on_after_sighup(station_run: StationRun) -> None:
+    run = station_run
+    assert run.hup_at < run.ended_at
+    assert run.code == 0, run.stderr
+    assert "SIGHUP" not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_second_station_on_the_same_output_is_refused(station_run: StationRun) -> None:
+    second = station_run.second
+    assert second is not None
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        f"mascara-actors: another station runs on {station_run.out} (process "
+    ), second.stderr
+    assert "stop it first" in lines[-1]
+    assert "Traceback" not in second.stderr
