@@ -512,6 +512,21 @@ class CameraProcess:
         finally:
             heard.set()
 
+    def _log_tail(self) -> str:
+        """The last line the dead process wrote to its log (blocking: run it in a thread),
+        "" when it wrote nothing since it started."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 4096))
+                tail = fh.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail if line.strip()]
+        if not lines or lines[-1].startswith("==== "):  # only its start line
+            return ""
+        return lines[-1][:300]
+
     def _first_time(self, event: Event) -> bool:
         """False for a frame already counted: after a restart the frames of the set that was
         open are reduced again (same results); the camera's state counts each frame once."""
@@ -523,10 +538,12 @@ class CameraProcess:
 
     async def _report_death(self, ran_s: float, delay_s: float) -> None:
         """A warning event of the camera: published, applied, and in the night's event log."""
+        last_words = await anyio.to_thread.run_sync(self._log_tail)
         message = (
             f"camera {self.camera}'s pipeline (pid {self.pid}) {self.last_exit} after "
             f"{ran_s:.0f} s; restart {self.restarts} in {delay_s:g} s, the night resumes where "
-            f"it stopped (log: {self.log_path})"
+            f"it stopped (log: {self.log_path}"
+            + (f", ending: {last_words!r})" if last_words else ")")
         )
         log.warning("%s", message)
         event = WarningEvent(source="station", message=message)

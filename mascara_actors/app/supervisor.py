@@ -196,9 +196,24 @@ class StationSupervisor:
                 self._server = None
                 log.info("station: every camera's night is %s",
                          "stopped" if self.stopped_by else "over")
+                for line in self.outcome():
+                    log.info("station: %s", line)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lock.release)
+
+    def outcome(self) -> list[str]:
+        """One line per camera: how its night ended, what it reduced, where it is."""
+        lines = []
+        for name, cam in self.cameras.items():
+            s = cam.state
+            where = cam.status.get("night_dir") or self.out_dir
+            lines.append(
+                f"{name}: {cam.process_state}, {cam.last_exit or 'never started'}; "
+                f"{s.frames_reduced} frames reduced, {s.frames_failed} failed, "
+                f"{cam.restarts} restarts; {where}"
+            )
+        return lines
 
     def stop_all(self, reason: str) -> None:
         """Stop every camera's night for a restart (asked again: at once); the supervisor

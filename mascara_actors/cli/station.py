@@ -241,14 +241,8 @@ def run(args: argparse.Namespace) -> int:
     _say("Ctrl-C or SIGTERM stops every night for a restart (run the same command to resume)")
     with _station_log(state_dir / "station.log"):
         anyio.run(supervisor.run)
-    for name, cam in supervisor.cameras.items():
-        s = cam.state
-        where = cam.status.get("night_dir") or out
-        _say(
-            f"{name}: {cam.process_state}, {cam.last_exit or 'never started'}; "
-            f"{s.frames_reduced} frames reduced, {s.frames_failed} failed, "
-            f"{cam.restarts} restarts; {where}"
-        )
+    for line in supervisor.outcome():
+        _say(line)
     if supervisor.stopped_by in ("SIGINT", "SIGTERM"):
         _say("stopped: run the same command again to resume the nights")
         return 128 + signal.Signals[supervisor.stopped_by]

@@ -10,6 +10,7 @@ SIGHUP and a second station is started on the same output directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,6 +126,13 @@ async def test_supervisor_publishes_forwards_restarts_and_stops(tmp_path: Path) 
                 }
                 await until(lambda: lpn.state.frames_reduced > held + 3)
 
+                # one camera stopped: not restarted, the other goes on
+                assert "LPE's night stops" in (await client.send("stop", camera="LPE")).unwrap()
+                await until(lambda: lpe.process_state == "stopped")
+                assert lpn.process_state == "running"
+                refused = await client.send("pause", camera="LPE")
+                assert refused.error == "camera LPE's pipeline has stopped: nothing to pause"
+
                 # one station per output directory
                 with pytest.raises(StationInUse, match="another station runs on"):
                     await StationSupervisor(out, {"LPN": fake("LPN", 1)}, env=ENV).run()
@@ -162,11 +170,14 @@ class StationRun:
 
     out: Path
     code: int = -1
-    stderr: str = ""
+    terminal: bytes = b""
+    """What the station wrote on its terminal before the terminal went away."""
+    log: str = ""
+    """``station.log``."""
     events: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
     first_status: dict[str, Any] = field(default_factory=dict)
     killed_pid: int = 0
-    other_pid: int = 0
+    ignores_hup: bool = False
     hup_at: float = 0.0
     ended_at: float = 0.0
     second: subprocess.CompletedProcess[str] | None = None
@@ -180,7 +191,17 @@ def _station_command(config_dir: Path, out: Path) -> list[str]:
     ]
 
 
-async def _watch(run: StationRun, sock: Path, proc: subprocess.Popen[str], cmd: list[str]) -> None:
+# Runs a command in a session of its own whose controlling terminal is its stdin (a pty), as
+# a login shell would; exec keeps the pid.
+_ON_A_TERMINAL = (
+    "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+async def _watch(run: StationRun, proc: subprocess.Popen[bytes], terminal: int,
+                 cmd: list[str]) -> None:
+    sock = run.out / "state" / "station" / "control.sock"
     with anyio.fail_after(120):
         while not sock.exists():
             assert proc.poll() is None, "the station ended before its socket was made"
@@ -199,8 +220,15 @@ async def _watch(run: StationRun, sock: Path, proc: subprocess.Popen[str], cmd: 
                 await anyio.sleep(0.1)
         cameras = (await client.send("status")).unwrap()["cameras"]
         run.killed_pid = cameras["LPN"]["process"]["pid"]
-        run.other_pid = cameras["LPE"]["process"]["pid"]
-        os.kill(proc.pid, signal.SIGHUP)  # the terminal went away
+        # its terminal goes away: the kernel's SIGHUP, and one more for certain
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        sig_ign = re.search(r"SigIgn:\s*([0-9a-f]+)", status)
+        assert sig_ign is not None
+        ignored = int(sig_ign[1], 16)
+        run.ignores_hup = bool(ignored & (1 << (signal.SIGHUP - 1)))
+        run.terminal = os.read(terminal, 1 << 16)
+        os.close(terminal)
+        os.kill(proc.pid, signal.SIGHUP)
         run.hup_at = time.time()
         os.kill(run.killed_pid, signal.SIGKILL)
         run.second = await anyio.to_thread.run_sync(
@@ -210,8 +238,9 @@ async def _watch(run: StationRun, sock: Path, proc: subprocess.Popen[str], cmd: 
 
 
 @pytest.fixture(scope="module")
-def station_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationRun]:
-    """Two simulated cameras through a short night (see the module docstring)."""
+def station_run(tmp_path_factory: pytest.TempPathFactory) -> StationRun:
+    """Two simulated cameras through a short night (see the module docstring), the station
+    on a terminal of its own (a pty), which is closed mid-night."""
     tmp = tmp_path_factory.mktemp("station")
     config_dir = quick_night_config(tmp)
     reduction = config_dir / "reduction.toml"
@@ -222,20 +251,22 @@ def station_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationRun
     )
     run = StationRun(out=tmp / "out")
     cmd = _station_command(config_dir, run.out)
-    with (tmp / "stderr.txt").open("w+") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, text=True, env=ENV)
-        try:
-            anyio.run(_watch, run, run.out / "state" / "station" / "control.sock", proc, cmd)
-            run.code = proc.wait(timeout=150)
-            run.ended_at = time.time()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        err.seek(0)
-        run.stderr = err.read()
-    yield run
+    terminal, tty = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", _ON_A_TERMINAL, *cmd], stdin=tty,
+                            stdout=tty, stderr=tty, env=ENV)
+    os.close(tty)
+    try:
+        anyio.run(_watch, run, proc, terminal, cmd)
+        run.code = proc.wait(timeout=150)
+        run.ended_at = time.time()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(terminal)
+    run.log = (run.out / "state" / "station" / "station.log").read_text()
+    return run
 
 
 def _science(night: Path) -> list[int]:
@@ -246,7 +277,7 @@ def _science(night: Path) -> list[int]:
 @pytest.mark.slow
 def test_station_events_and_status_reach_a_client(station_run: StationRun) -> None:
     run = station_run
-    assert run.code == 0, run.stderr
+    assert run.code == 0, run.log
     status = run.first_status
     assert status["station"]["cameras"] == ["LPN", "LPE"]
     assert status["station"]["out_dir"] == str(run.out)
@@ -262,12 +293,12 @@ def test_a_killed_camera_process_restarts_and_finishes_its_night(
     station_run: StationRun,
 ) -> None:
     run = station_run
-    assert run.code == 0, run.stderr
+    log = run.log
+    assert run.code == 0, log
     # each frame counted once, though those of the open set were reduced again after the kill
     done = f"done, exit status 0: the night is done; {FRAMES} frames reduced, 0 failed"
-    assert f"LPN: {done}, 1 restarts;" in run.stderr, run.stderr
-    assert f"LPE: {done}, 0 restarts;" in run.stderr, run.stderr
-    log = (run.out / "state" / "station" / "station.log").read_text()
+    assert f"station: LPN: {done}, 1 restarts;" in log, log
+    assert f"station: LPE: {done}, 0 restarts;" in log, log
     assert log.count("camera LPE: pipeline started") == 1  # the other camera never noticed
     assert log.count("camera LPN: pipeline started") == 2
     assert f"camera LPN's pipeline (pid {run.killed_pid}) killed by SIGKILL" in log
@@ -287,18 +318,20 @@ def test_a_killed_camera_process_restarts_and_finishes_its_night(
     assert not Path(f"/proc/{run.killed_pid}").exists()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 assert os.getpgid(int(entry.name)) != run.killed_pid, entry.name
-            except ProcessLookupError:
-                pass
 
 
 @pytest.mark.slow
-def test_the_station_goes_on_after_sighup(station_run: StationRun) -> None:
+def test_the_station_goes_on_when_its_terminal_goes_away(station_run: StationRun) -> None:
+    """Its terminal closed mid-night (SIGHUP, writes that fail), the station finishes."""
     run = station_run
+    assert run.ignores_hup
+    assert b"station LaPalma: LPN (simulated), LPE (simulated)" in run.terminal
     assert run.hup_at < run.ended_at
-    assert run.code == 0, run.stderr
-    assert "SIGHUP" not in run.stderr
+    assert run.code == 0, run.log
+    assert "every camera's night is over" in run.log
+    assert "Traceback" not in run.log
 
 
 @pytest.mark.slow
@@ -312,3 +345,34 @@ def test_a_second_station_on_the_same_output_is_refused(station_run: StationRun)
     ), second.stderr
     assert "stop it first" in lines[-1]
     assert "Traceback" not in second.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_night_for_a_restart(tmp_path: Path) -> None:
+    """SIGTERM mid-night: each camera's process gets SIGINT and stops its night for a restart
+    (complete sets saved, no nightly file), the station exits 143 saying how to go on."""
+    config_dir = quick_night_config(tmp_path)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "station",
+           "--cameras", "LPC", "--speed", str(SPEED), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    night = out / "20260320LPC"
+    try:
+        deadline = time.monotonic() + 120
+        while not (night / "raw").is_dir() or not _science(night):
+            assert time.monotonic() < deadline, "no science frame within 120 s"
+            assert proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "LPC: stopped, exit status 130: stopped by SIGINT;" in err
+    assert err.rstrip().endswith("stopped: run the same command again to resume the nights")
+    assert "Traceback" not in err
+    camera_log = (out / "state" / "station" / "LPC.log").read_text()
+    assert "stopped: run the same command again to resume the night" in camera_log
+    assert not (night / "lightcurves" / "fast_20260320LPC.hdf5").exists()
+    assert not (out / "state" / "station" / "control.sock").exists()
