@@ -15,7 +15,9 @@ again). The restarted night resumes where the dead one stopped (the station's re
 the raw frames on disk are reduced first, the sets done are skipped). Each death is a
 warning event of the camera (published, applied, and appended to the night's event log so
 that the summary tells of it); what is left of the dead process (its camera device, its
-workers: the members of its process group) is killed before the restart.
+workers: the members of its process group) is killed before the restart. A failure of the
+supervisor's own handling of a camera (a bug) is logged and stays with that camera: a line it
+cannot take is skipped; anything worse kills and restarts that camera's process only.
 
 **Stopping.** :meth:`CameraProcess.request_stop` sends SIGINT (the night stops for a
 restart, saving what was measured); a second request sends SIGTERM (the process stops at
@@ -340,7 +342,12 @@ class CameraProcess:
         deaths = 0
         while not self._stop.is_set():
             started = time.monotonic()
-            code = await self._run_once()
+            try:
+                code = await self._run_once()
+            except Exception:  # a bug of ours must not reach the other cameras
+                log.exception("camera %s: the supervisor failed with its pipeline", self.camera)
+                self.last_exit = "lost by the supervisor (a bug: see the station log)"
+                code = -1
             ran = time.monotonic() - started
             if code == 0:
                 self.process_state = "done"
@@ -480,25 +487,12 @@ class CameraProcess:
             while True:
                 line = await lines.receive_until(b"\n", MAX_LINE_BYTES)
                 try:
-                    item = decode_camera_line(line)
+                    self._take(decode_camera_line(line), tg)
                 except ChannelError as exc:
                     log.error("camera %s: %s", self.camera, exc)
-                    continue
-                if isinstance(item, EventLine):
-                    if self._first_time(item.event):
-                        self.state.apply(item.event)
-                    self.publish(item.event, self.camera)
-                elif isinstance(item, StatusLine):
-                    self.status = item.status
-                    if self.process_state == "starting":
-                        self.process_state = "running"
-                        if self.paused:
-                            tg.start_soon(self._pause_again)
-                elif isinstance(item, ReplyLine):
-                    waiter = self._waiters.get(item.id)
-                    if waiter is not None:
-                        waiter.reply = item
-                        waiter.done.set()
+                except Exception:  # a bug: this line is lost, the camera is still heard
+                    log.exception("camera %s: a line could not be taken: %r", self.camera,
+                                  line[:200])
         except anyio.DelimiterNotFound:
             log.error("camera %s: a line over %d bytes; no longer heard until it restarts",
                       self.camera, MAX_LINE_BYTES)
@@ -511,6 +505,24 @@ class CameraProcess:
             pass
         finally:
             heard.set()
+
+    def _take(self, item: EventLine | StatusLine | ReplyLine, tg: TaskGroup) -> None:
+        """One line of the camera's process."""
+        if isinstance(item, EventLine):
+            if self._first_time(item.event):
+                self.state.apply(item.event)
+            self.publish(item.event, self.camera)
+        elif isinstance(item, StatusLine):
+            self.status = item.status
+            if self.process_state == "starting":
+                self.process_state = "running"
+                if self.paused:
+                    tg.start_soon(self._pause_again)
+        else:
+            waiter = self._waiters.get(item.id)
+            if waiter is not None:
+                waiter.reply = item
+                waiter.done.set()
 
     def _log_tail(self) -> str:
         """The last line the dead process wrote to its log (blocking: run it in a thread),

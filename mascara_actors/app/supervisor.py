@@ -40,7 +40,7 @@ import anyio
 import anyio.to_thread
 
 from mascara_actors.app.camera_channel import CameraCommand
-from mascara_actors.app.camera_process import CameraProcess, RestartPolicy
+from mascara_actors.app.camera_process import CameraProcess, CameraUnavailable, RestartPolicy
 from mascara_actors.control import ControlServer, UnknownCamera
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event
@@ -295,6 +295,8 @@ class StationSupervisor:
             self.stop_all("the stop command")
             return {"stopping": list(self.cameras)}
         cam = self._camera(camera)
+        if cam.process_state in ("done", "stopped"):
+            raise CameraUnavailable(f"camera {camera}'s pipeline has {cam.process_state}")
         cam.request_stop()
         return (
             f"camera {camera}'s night stops for a restart (what was measured is saved); "

@@ -27,9 +27,10 @@ from typing import Any
 import anyio
 import pytest
 
-from mascara_actors.app.camera_process import RestartPolicy
+from mascara_actors.app.camera_process import CameraProcess, RestartPolicy
 from mascara_actors.app.supervisor import StationInUse, StationSupervisor
 from mascara_actors.control import ControlClient, EventNotice
+from mascara_actors.messages import Event
 from mascara_actors.rawframe import parse_raw_filename
 from tests.app.test_station_recovery import quick_night_config
 
@@ -156,6 +157,25 @@ async def test_a_finished_night_is_not_restarted(tmp_path: Path) -> None:
     assert (camera.process_state, camera.restarts) == ("done", 0)
     assert camera.state.frames_reduced == 5
     assert camera.describe()["phase"] == "night done"
+
+
+@pytest.mark.anyio
+async def test_a_line_the_supervisor_fails_on_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    published: list[str] = []
+
+    def publish(event: Event, camera: str) -> None:
+        published.append(camera)
+        if len(published) == 2:
+            raise RuntimeError("a bug")
+
+    camera = CameraProcess("LPC", fake("LPC", 5), log_path=tmp_path / "LPC.log",
+                           publish=publish, env=ENV)
+    with anyio.fail_after(20):
+        await camera.run()
+    assert (camera.process_state, camera.restarts, len(published)) == ("done", 0, 5)
+    assert "camera LPC: a line could not be taken" in caplog.text
 
 
 # -- a real station of two simulated cameras -----------------------------------------------------
