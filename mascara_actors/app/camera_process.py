@@ -313,9 +313,16 @@ class CameraProcess:
                 f"camera {self.camera}'s pipeline is restarting (its process {self.last_exit}; "
                 f"next start in {when:.0f} s): send {cmd} again once it runs"
             )
-        if state in ("done", "stopped"):
-            return f"camera {self.camera}'s pipeline has {state}: nothing to {cmd}"
-        return f"camera {self.camera}'s pipeline is {state}: send {cmd} again once it runs"
+        if state == "starting":
+            return f"camera {self.camera}'s pipeline is starting: send {cmd} again once it runs"
+        return f"camera {self.camera}'s pipeline {self.ended()}: nothing to {cmd}"
+
+    def ended(self) -> str:
+        """How the camera's pipeline ended (or is ending), in words."""
+        return {
+            "done": "has finished its night",
+            "stopping": "is stopping",
+        }.get(self.process_state, f"has {self.process_state}")
 
     def request_stop(self) -> None:
         """Stop the camera's night for a restart: SIGINT to its process (no more restarts);
@@ -390,10 +397,10 @@ class CameraProcess:
         )
         if self._stop.is_set():  # asked to stop while it started
             self._signal(signal.SIGINT)
-        channel = await UNIXSocketStream.from_socket(ours)
-        self._channel = channel
+        channel: ByteStream | None = None
         heard = anyio.Event()
         try:
+            channel = self._channel = await UNIXSocketStream.from_socket(ours)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._hear, channel, heard, tg)
                 tg.start_soon(self._kill_if_slow_to_stop)
@@ -406,11 +413,16 @@ class CameraProcess:
                 self._channel = None
                 for waiter in self._waiters.values():
                     waiter.done.set()
-                await channel.aclose()
+                if channel is not None:
+                    await channel.aclose()
+                else:
+                    ours.close()
                 if process.returncode is None:  # the supervisor itself is being cancelled
                     self._kill_group(process.pid)
                     await process.wait()
-                # what is left of the process: its camera device, its workers
+                # What is left of the process (its camera device, its workers) is in its
+                # process group, which outlives it while any member does (so its id cannot
+                # be reused meanwhile).
                 self._kill_group(process.pid)
                 await process.aclose()
                 self._process = None

@@ -296,7 +296,7 @@ class StationSupervisor:
             return {"stopping": list(self.cameras)}
         cam = self._camera(camera)
         if cam.process_state in ("done", "stopped"):
-            raise CameraUnavailable(f"camera {camera}'s pipeline has {cam.process_state}")
+            raise CameraUnavailable(f"camera {camera}'s pipeline {cam.ended()}")
         cam.request_stop()
         return (
             f"camera {camera}'s night stops for a restart (what was measured is saved); "
