@@ -24,6 +24,9 @@ restart, saving what was measured); a second request sends SIGTERM (the process 
 once); after ``stop_grace_s`` the process group is killed.
 """
 
+# Over 500 lines: one process's life (start, hear, command, stop, restart) as methods of one
+# object sharing its state.
+
 from __future__ import annotations
 
 import contextlib
