@@ -59,9 +59,11 @@ from mascara_actors.app.camera_channel import (
     encode_command,
     finite,
 )
+from mascara_actors.control.client import ReplyWaiter
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event, FrameFailed, FrameReducedEvent, WarningEvent
 from mascara_actors.night_state import NightState
+from mascara_actors.storage import event_log_path
 
 __all__ = [
     "CameraCommandFailed",
@@ -123,14 +125,6 @@ def describe_exit(code: int) -> str:
             return f"killed by signal {-code}"
     meaning = _EXIT_MEANINGS.get(code)
     return f"exit status {code}" + (f": {meaning}" if meaning else "")
-
-
-class _Waiter:
-    __slots__ = ("done", "reply")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.reply: ReplyLine | None = None
 
 
 class CameraProcess:
@@ -196,7 +190,7 @@ class CameraProcess:
         self._process: Process | None = None
         self._channel: ByteStream | None = None
         self._send_lock = anyio.Lock()
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, ReplyWaiter[ReplyLine]] = {}
         self._ids = itertools.count(1)
         self._frames_seen: set[int] = set()
 
@@ -279,7 +273,7 @@ class CameraProcess:
                 )
             raise CameraUnavailable(self._why_unavailable(cmd))
         request = next(self._ids)
-        waiter = self._waiters[request] = _Waiter()
+        waiter = self._waiters[request] = ReplyWaiter[ReplyLine]()
         try:
             try:
                 async with self._send_lock:
@@ -577,7 +571,7 @@ class CameraProcess:
         night_dir = self.status.get("night_dir")
         if isinstance(night_dir, str):
             await summariser.record(
-                [event], log_path=Path(night_dir) / "logs" / "events.jsonl", state=self.state
+                [event], log_path=event_log_path(night_dir), state=self.state
             )
         else:
             self.state.apply(event)

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
@@ -41,19 +41,21 @@ from mascara_actors.control.protocol import (
     encode_command,
 )
 
-__all__ = ["ControlClient"]
+__all__ = ["ControlClient", "ReplyWaiter"]
+
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
 
-class _Waiter:
-    """A command waiting for its reply."""
+class ReplyWaiter(Generic[R]):
+    """A command waiting for its reply: ``reply`` is set, then ``done``."""
 
     __slots__ = ("done", "reply")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
-        self.reply: Reply | None = None
+        self.reply: R | None = None
 
 
 class ControlClient:
@@ -83,7 +85,7 @@ class ControlClient:
         self._dropped = 0
         self._dropped_total = 0
         self._events_wake: anyio.Event | None = None
-        self._waiting: dict[int, _Waiter] = {}
+        self._waiting: dict[int, ReplyWaiter[Reply]] = {}
         self._ids = itertools.count(1)
         self._closed_because = ""
         self._gone = False
@@ -164,7 +166,7 @@ class ControlClient:
         if self._gone:
             raise Disconnected(self._disconnected_message())
         request_id = next(self._ids)
-        waiter = self._waiting[request_id] = _Waiter()
+        waiter = self._waiting[request_id] = ReplyWaiter[Reply]()
         line = encode_command(Command(id=request_id, cmd=cmd, camera=camera))
         try:
             with anyio.fail_after(timeout_s):
