@@ -5,9 +5,16 @@ supervisor (:mod:`mascara_actors.app.supervisor`): the simulated camera unless
 ``cameras.toml`` names a port that exists for it. The station is headless; consoles and
 scripts use its control socket, ``OUT/state/station/control.sock`` (``docs/control-socket.md``).
 
+When every camera's night is over, the station report of the night (one row per camera, a sky
+map; :mod:`mascara_actors.summary.station`) is written to ``OUT/{night}{SITE}-station/`` and,
+with ``--mail``, mailed once: the site gets one mail a night, not one per camera (the cameras
+still write their own summaries, unmailed).
+
 Exit status: 0 when every camera's night is over (or the station was stopped by the ``stop``
-command); 2 for a configuration error or a station already running on ``--out``;
-130 / 143 when stopped by SIGINT / SIGTERM (run the same command again to resume the nights).
+command); 1 when the nights are over but the station report could not be made or mailed
+(the command that makes it again is printed); 2 for a configuration error or a station
+already running on ``--out``; 130 / 143 when stopped by SIGINT / SIGTERM (run the same
+command again to resume the nights).
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import anyio
 
 import mascara_actors
 from mascara_actors.app.supervisor import StationSupervisor, station_state_dir
+from mascara_actors.cli import summary as summary_cli
 from mascara_actors.config import CameraConfig, Config, load_config
-from mascara_actors.errors import ConfigError
+from mascara_actors.errors import ConfigError, StorageError
+from mascara_actors.storage import NightId
 
 __all__ = ["add_parser", "run"]
 
@@ -49,14 +58,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "again to resume). Cameras are simulated unless config/cameras.toml names a port "
             "that exists for them. Events and commands: the control socket "
             "OUT/state/station/control.sock (owner only; docs/control-socket.md); logs: "
-            "OUT/state/station/station.log and one CAMERA.log per camera."
+            "OUT/state/station/station.log and one CAMERA.log per camera. When every night is "
+            "over, the station report (one row per camera, a sky map) goes to "
+            "OUT/{YYYYMMDD}{SITE}-station/ (remake it with `mascara-actors summary --station "
+            "OUT --night YYYYMMDD`)."
         ),
         epilog=(
             "Exit status: 0 every night is over (or the stop command stopped the station); "
-            "2 a configuration error, or another station runs on the same --out; 130/143 "
-            "stopped by SIGINT/SIGTERM (run the same command again to resume)."
+            "1 the nights are over but the station report could not be made or mailed (the "
+            "command that makes it again is printed); 2 a configuration error, or another "
+            "station runs on the same --out; 130/143 stopped by SIGINT/SIGTERM (run the same "
+            "command again to resume)."
         ),
     )
+    add_station_options(p)
+
+
+def add_station_options(p: argparse.ArgumentParser, *, speed: float = 1.0) -> None:
+    """The options of a station (``station``, and ``console``, which may start one);
+    ``speed``: the simulated camera clocks' default."""
     p.add_argument(
         "--site",
         default=None,
@@ -85,14 +105,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="end each camera's night after N science frames, as at dawn (default: at dawn)",
     )
     p.add_argument(
-        "--mail", action="store_true", help="e-mail each night's summary (config/mail.toml)"
+        "--mail",
+        action="store_true",
+        help="e-mail the station report once when the nights are over (config/mail.toml); "
+        "the cameras' own summaries are written but not mailed",
     )
     sim = p.add_argument_group("the simulated cameras")
     sim.add_argument(
         "--speed",
         type=float,
-        default=1.0,
-        help="camera clocks this many times faster than real time (default 1)",
+        default=speed,
+        help=f"camera clocks this many times faster than real time (default {speed:g})",
     )
     sim.add_argument(
         "--sensor", default="crop512", help="sensor from config/cameras.toml (default crop512)"
@@ -144,16 +167,35 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--speed {args.speed}: give a factor > 0 (10 = ten times real time)")
 
 
-def camera_command(args: argparse.Namespace, camera: str) -> list[str]:
-    """The command line of ``camera``'s process, without ``--supervisor-fd``."""
+def _command(args: argparse.Namespace, *command: str) -> list[str]:
+    """``mascara-actors [--config] -v COMMAND...`` with the output and the simulated cameras
+    of ``args``."""
     argv = [sys.executable, "-m", "mascara_actors.cli"]
     if args.config is not None:
         argv += ["--config", str(Path(args.config).resolve())]
-    argv += ["-" + "v" * max(1, args.verbose), "live", "--camera", camera]
+    argv += ["-" + "v" * max(1, args.verbose), *command]
     argv += ["--out", str(Path(args.out).resolve()), "--speed", repr(float(args.speed))]
     argv += ["--sensor", args.sensor, "--date", args.date, "--start", args.start]
+    return argv
+
+
+def camera_command(args: argparse.Namespace, camera: str) -> list[str]:
+    """The command line of ``camera``'s process, without ``--supervisor-fd``."""
+    argv = _command(args, "live", "--camera", camera)
     if args.frames is not None:
         argv += ["--frames", str(args.frames)]
+    # no --mail: the station mails one report over every camera (see _dawn_summary)
+    return argv
+
+
+def station_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of a station with the station options of ``args`` (the console
+    starts one with it)."""
+    argv = _command(args, "station")
+    for option in ("site", "cameras", "frames"):
+        value = getattr(args, option)
+        if value is not None:
+            argv += [f"--{option}", str(value)]
     if args.mail:
         argv.append("--mail")
     return argv
@@ -241,9 +283,60 @@ def run(args: argparse.Namespace) -> int:
     _say("Ctrl-C or SIGTERM stops every night for a restart (run the same command to resume)")
     with _station_log(state_dir / "station.log"):
         anyio.run(supervisor.run)
-    for line in supervisor.outcome():
-        _say(line)
-    if supervisor.stopped_by in ("SIGINT", "SIGTERM"):
-        _say("stopped: run the same command again to resume the nights")
-        return 128 + signal.Signals[supervisor.stopped_by]
-    return 0
+        for line in supervisor.outcome():
+            _say(line)
+        if supervisor.stopped_by in ("SIGINT", "SIGTERM"):
+            _say("stopped: run the same command again to resume the nights")
+            return 128 + signal.Signals[supervisor.stopped_by]
+        if supervisor.stopped_by is not None:
+            return 0
+        # still inside the station log: the report's log lines (mail sent...) go there too
+        return _dawn_summary(args, out, cameras[0].site.code, supervisor)
+
+
+def _night_of(supervisor: StationSupervisor, camera: str) -> str:
+    """The night (YYYYMMDD) a camera's process reported, "" when it reported none."""
+    cam = supervisor.cameras[camera]
+    if cam.state.night:
+        return cam.state.night
+    try:
+        return NightId.from_dir(cam.status.get("night_dir") or "").night
+    except StorageError:
+        return ""
+
+
+def _dawn_summary(args: argparse.Namespace, out: Path, site: str,
+                  supervisor: StationSupervisor) -> int:
+    """The station report once every camera's night is over; the exit status (0, or 1 with
+    the command that makes the report again)."""
+    cameras = list(supervisor.cameras)
+    nights = sorted({n for n in (_night_of(supervisor, c) for c in cameras) if n})
+    config = Path(args.config).resolve() if args.config is not None else None
+
+    def again(night: str) -> str:
+        return summary_cli.station_command(out, night, cameras, mail=args.mail, config=config)
+
+    not_over = [c for c in cameras if supervisor.cameras[c].process_state != "done"]
+    if not_over:
+        # a camera stopped alone (the socket's stop): its night resumes on the next run
+        _say(f"station summary not made: the night of {', '.join(not_over)} is not over; "
+             f"when it is: {again(nights[0] if nights else 'YYYYMMDD')}")
+        return 0
+    if not nights:
+        _say("station summary NOT made: no camera reported its night; make it with: "
+             + again("YYYYMMDD"))
+        return 1
+    status = 0
+    for night in nights:  # one night, unless the cameras' clocks disagree about the date
+        try:
+            code = summary_cli.station_report(
+                out, night, cameras, site=site, mail=args.mail,
+                mail_config=summary_cli.mail_config_path(args), config=config, say=_say)
+        except Exception as exc:
+            # a failure of the report must not hide how the nights went (printed above)
+            log.exception("station summary of %s failed", night)
+            _say(f"station summary of {night} NOT made ({type(exc).__name__}: {exc}); make "
+                 f"it again with: {again(night)}")
+            code = 1
+        status = max(status, code)
+    return status
