@@ -2,27 +2,21 @@
 control socket, restarts with backoff, one station per output directory, deaf to SIGHUP.
 
 The first tests run the supervisor in this process over stand-in camera processes
-(``fake_camera.py``: the channel without a camera), so they take a second or two. The last
-ones share one real station (``mascara-actors station``) of two simulated cameras through a
-short night, during which one camera's process is killed with SIGKILL, the supervisor gets
-SIGHUP and a second station is started on the same output directory.
+(``fake_camera.py``: the channel without a camera), so they take a second or two; the last
+one stops a real station with SIGTERM. The five-camera night, with its consoles, a killed
+camera process and a closed terminal, is ``test_station_service.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -178,193 +172,14 @@ async def test_a_line_the_supervisor_fails_on_is_skipped(
     assert "camera LPC: a line could not be taken" in caplog.text
 
 
-# -- a real station of two simulated cameras -----------------------------------------------------
+# -- a real station ------------------------------------------------------------------------
 
-FRAMES = 12
 SPEED = 20
-
-
-@dataclass
-class StationRun:
-    """What the station did and what was seen of it."""
-
-    out: Path
-    code: int = -1
-    terminal: bytes = b""
-    """What the station wrote on its terminal before the terminal went away."""
-    log: str = ""
-    """``station.log``."""
-    events: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
-    first_status: dict[str, Any] = field(default_factory=dict)
-    killed_pid: int = 0
-    ignores_hup: bool = False
-    hup_at: float = 0.0
-    ended_at: float = 0.0
-    second: subprocess.CompletedProcess[str] | None = None
-
-
-def _station_command(config_dir: Path, out: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "station",
-        "--cameras", "LPN,LPE", "--frames", str(FRAMES), "--speed", str(SPEED),
-        "--out", str(out),
-    ]
-
-
-# Runs a command in a session of its own whose controlling terminal is its stdin (a pty), as
-# a login shell would; exec keeps the pid.
-_ON_A_TERMINAL = (
-    "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
-)
-
-
-async def _watch(run: StationRun, proc: subprocess.Popen[bytes], terminal: int,
-                 cmd: list[str]) -> None:
-    sock = run.out / "state" / "station" / "control.sock"
-    with anyio.fail_after(120):
-        while not sock.exists():
-            assert proc.poll() is None, "the station ended before its socket was made"
-            await anyio.sleep(0.1)
-    async with ControlClient(sock) as client, anyio.create_task_group() as tg:
-
-        async def listen() -> None:
-            async for item in client.events():
-                if isinstance(item, EventNotice):
-                    run.events.append((item.camera, item.event))
-
-        tg.start_soon(listen)
-        run.first_status = (await client.send("status")).unwrap()
-        with anyio.fail_after(120):  # mid-night: LPN has reduced a few science frames
-            while (await client.send("status", camera="LPN")).unwrap()["frames_reduced"] < 3:
-                await anyio.sleep(0.1)
-        cameras = (await client.send("status")).unwrap()["cameras"]
-        run.killed_pid = cameras["LPN"]["process"]["pid"]
-        # its terminal goes away: the kernel's SIGHUP, and one more for certain
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        sig_ign = re.search(r"SigIgn:\s*([0-9a-f]+)", status)
-        assert sig_ign is not None
-        ignored = int(sig_ign[1], 16)
-        run.ignores_hup = bool(ignored & (1 << (signal.SIGHUP - 1)))
-        run.terminal = os.read(terminal, 1 << 16)
-        os.close(terminal)
-        os.kill(proc.pid, signal.SIGHUP)
-        run.hup_at = time.time()
-        os.kill(run.killed_pid, signal.SIGKILL)
-        run.second = await anyio.to_thread.run_sync(
-            partial(subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=ENV)
-        )
-    # the listener ends when the station closes the socket
-
-
-@pytest.fixture(scope="module")
-def station_run(tmp_path_factory: pytest.TempPathFactory) -> StationRun:
-    """Two simulated cameras through a short night (see the module docstring), the station
-    on a terminal of its own (a pty), which is closed mid-night."""
-    tmp = tmp_path_factory.mktemp("station")
-    config_dir = quick_night_config(tmp)
-    reduction = config_dir / "reduction.toml"
-    # a camera kept waiting by a busy machine is not given up for lost
-    reduction.write_text(
-        re.sub(r"(?m)^camera_timeout_s\s*=\s*[0-9.]+", "camera_timeout_s = 600.0",
-               reduction.read_text())
-    )
-    run = StationRun(out=tmp / "out")
-    cmd = _station_command(config_dir, run.out)
-    terminal, tty = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", _ON_A_TERMINAL, *cmd], stdin=tty,
-                            stdout=tty, stderr=tty, env=ENV)
-    os.close(tty)
-    try:
-        anyio.run(_watch, run, proc, terminal, cmd)
-        run.code = proc.wait(timeout=150)
-        run.ended_at = time.time()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(terminal)
-    run.log = (run.out / "state" / "station" / "station.log").read_text()
-    return run
 
 
 def _science(night: Path) -> list[int]:
     parsed = [parse_raw_filename(p.name) for p in (night / "raw").iterdir()]
     return sorted(p[0] for p in parsed if p is not None and p[2] == "science")
-
-
-@pytest.mark.slow
-def test_station_events_and_status_reach_a_client(station_run: StationRun) -> None:
-    run = station_run
-    assert run.code == 0, run.log
-    status = run.first_status
-    assert status["station"]["cameras"] == ["LPN", "LPE"]
-    assert status["station"]["out_dir"] == str(run.out)
-    for camera in ("LPN", "LPE"):
-        described = status["cameras"][camera]
-        assert described["process"]["state"] in ("starting", "running")
-        kinds = {e["kind"] for c, e in run.events if c == camera}
-        assert {"NightStarted", "FrameReducedEvent", "NightFinished"} <= kinds, camera
-
-
-@pytest.mark.slow
-def test_a_killed_camera_process_restarts_and_finishes_its_night(
-    station_run: StationRun,
-) -> None:
-    run = station_run
-    log = run.log
-    assert run.code == 0, log
-    # each frame counted once, though those of the open set were reduced again after the kill
-    done = f"done, exit status 0: the night is done; {FRAMES} frames reduced, 0 failed"
-    assert f"station: LPN: {done}, 1 restarts;" in log, log
-    assert f"station: LPE: {done}, 0 restarts;" in log, log
-    assert log.count("camera LPE: pipeline started") == 1  # the other camera never noticed
-    assert log.count("camera LPN: pipeline started") == 2
-    assert f"camera LPN's pipeline (pid {run.killed_pid}) killed by SIGKILL" in log
-    warnings = [e["message"] for c, e in run.events if c == "LPN" and e["kind"] == "WarningEvent"]
-    assert any(f"(pid {run.killed_pid}) killed by SIGKILL" in m for m in warnings)
-    for camera in ("LPN", "LPE"):
-        night = run.out / f"20260320{camera}"
-        assert len(_science(night)) == FRAMES
-        assert (night / "lightcurves" / f"fast_20260320{camera}.hdf5").is_file()
-        assert (night / "lightcurves" / f"slow_20260320{camera}.hdf5").is_file()
-        assert list((night / "summary").glob("summary_*.html"))
-    # the death is in the night's own event log, for its summary
-    logged = [json.loads(line) for line in
-              (run.out / "20260320LPN" / "logs" / "events.jsonl").read_text().splitlines()]
-    assert any("killed by SIGKILL" in e.get("message", "") for e in logged)
-    # nothing of the killed process is left (its camera device, its workers)
-    assert not Path(f"/proc/{run.killed_pid}").exists()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                assert os.getpgid(int(entry.name)) != run.killed_pid, entry.name
-
-
-@pytest.mark.slow
-def test_the_station_goes_on_when_its_terminal_goes_away(station_run: StationRun) -> None:
-    """Its terminal closed mid-night (SIGHUP, writes that fail), the station finishes."""
-    run = station_run
-    assert run.ignores_hup
-    assert b"station LaPalma: LPN (simulated), LPE (simulated)" in run.terminal
-    assert run.hup_at < run.ended_at
-    assert run.code == 0, run.log
-    assert "every camera's night is over" in run.log
-    assert "Traceback" not in run.log
-
-
-@pytest.mark.slow
-def test_a_second_station_on_the_same_output_is_refused(station_run: StationRun) -> None:
-    second = station_run.second
-    assert second is not None
-    assert second.returncode == 2
-    lines = second.stderr.strip().splitlines()
-    assert lines[-1].startswith(
-        f"mascara-actors: another station runs on {station_run.out} (process "
-    ), second.stderr
-    assert "stop it first" in lines[-1]
-    assert "Traceback" not in second.stderr
 
 
 @pytest.mark.slow
