@@ -74,9 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_station_options(p)
 
 
-def add_station_options(p: argparse.ArgumentParser, *, speed: float = 1.0) -> None:
+def add_station_options(
+    p: argparse.ArgumentParser, *, speed: float | None = 1.0, speed_help: str = "1"
+) -> None:
     """The options of a station (``station``, and ``console``, which may start one);
-    ``speed``: the simulated camera clocks' default."""
+    ``speed``: the simulated camera clocks' default (``speed_help`` says it in words)."""
     p.add_argument(
         "--site",
         default=None,
@@ -115,7 +117,7 @@ def add_station_options(p: argparse.ArgumentParser, *, speed: float = 1.0) -> No
         "--speed",
         type=float,
         default=speed,
-        help=f"camera clocks this many times faster than real time (default {speed:g})",
+        help=f"camera clocks this many times faster than real time (default {speed_help})",
     )
     sim.add_argument(
         "--sensor", default="crop512", help="sensor from config/cameras.toml (default crop512)"

@@ -393,13 +393,14 @@ def test_console_command_line() -> None:
     parser.add_argument("-v", dest="verbose", action="count", default=0)
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["console"])
-    # by default: attach to (or start) the station of ./night_out, simulated clocks at 10x
+    # by default: attach to (or start) the station of ./night_out
     assert args.replay is None
-    assert (args.cameras, args.speed, args.out) == (None, 10.0, Path("night_out"))
+    assert (args.cameras, args.speed, args.out) == (None, None, Path("night_out"))
+    args.speed = 5.0  # what run() makes of it for a station
     argv = station_argv(args)
     assert argv[1:4] == ["-m", "mascara_actors.cli", "-v"]
     assert argv[4:] == ["station", "--out", str(Path("night_out").resolve()), "--speed",
-                        "10.0", "--sensor", "crop512", "--date", "2026-03-20", "--start",
+                        "5.0", "--sensor", "crop512", "--date", "2026-03-20", "--start",
                         "night"]
     args = parser.parse_args(["console", "--replay", "x", "--speed", "2.5", "--out", "o"])
     assert (args.replay, args.speed, args.out) == (Path("x"), 2.5, Path("o"))

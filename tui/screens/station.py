@@ -17,6 +17,7 @@ from tui.feed import Sky
 from tui.screens.main import MainScreen
 from tui.station_link import RemoteCamera, StationLink
 from tui.widgets.camera_panel import CameraPanel
+from tui.widgets.station_problems import StationProblems
 
 __all__ = ["CameraScreen", "ConfirmScreen", "StationScreen", "station_line"]
 
@@ -57,6 +58,7 @@ class StationScreen(Screen[None]):
         yield Header(show_clock=True, icon="*")
         yield Static(id="station-line")
         yield Grid(id="camera-grid")
+        yield StationProblems(id="station-problems")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -79,6 +81,7 @@ class StationScreen(Screen[None]):
                 panels[cam_id] = panel
             if panel.is_mounted and panel.children:
                 panel.show(camera)
+        self.query_one("#station-problems", StationProblems).show(self.link.cameras.values())
 
     def selected(self) -> str | None:
         """The camera whose panel has the focus."""
