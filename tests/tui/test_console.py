@@ -405,4 +405,5 @@ def test_console_command_line() -> None:
     args = parser.parse_args(["console", "--replay", "x", "--speed", "2.5", "--out", "o"])
     assert (args.replay, args.speed, args.out) == (Path("x"), 2.5, Path("o"))
     args = parser.parse_args(["console", "--cameras", "LPN,LPC", "--frames", "20", "--mail"])
+    args.speed = 5.0
     assert station_argv(args)[-5:] == ["--cameras", "LPN,LPC", "--frames", "20", "--mail"]
