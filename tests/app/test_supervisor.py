@@ -27,6 +27,7 @@ from mascara_actors.control import ControlClient, EventNotice
 from mascara_actors.messages import Event
 from mascara_actors.rawframe import parse_raw_filename
 from tests.app.test_station_recovery import quick_night_config
+from tests.stations import short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_camera.py")
@@ -170,6 +171,55 @@ async def test_a_line_the_supervisor_fails_on_is_skipped(
         await camera.run()
     assert (camera.process_state, camera.restarts, len(published)) == ("done", 0, 5)
     assert "camera LPC: a line could not be taken" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_camera_that_never_answers_is_retried_while_the_others_observe(
+    tmp_path: Path,
+) -> None:
+    """LPE's port (a real pty) has nobody behind it: its real pipeline command gives up with
+    the reason, and is started again with backoff, while LPN's frames keep coming."""
+    config_dir = tmp_path / "config"
+    await anyio.to_thread.run_sync(short_night_config, tmp_path)
+    master, slave = os.openpty()
+    try:
+        cameras = config_dir / "cameras.toml"
+        text = cameras.read_text().replace(
+            "[cameras.LPE]", f'[cameras.LPE]\ntty = "{os.ttyname(slave)}"\n'
+            'readout = "127.0.0.1:9"', 1)
+        cameras.write_text(text)
+
+        def silent(fd: int) -> list[str]:
+            return [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir),
+                    "live", "--camera", "LPE", "--out", str(tmp_path / "out"),
+                    "--supervisor-fd", str(fd)]
+
+        supervisor = StationSupervisor(
+            tmp_path / "out", {"LPN": fake("LPN", 100_000), "LPE": silent},
+            policy=RestartPolicy(first_s=0.2), env=ENV, stop_grace_s=10,
+        )
+        lpn, lpe = supervisor.cameras["LPN"], supervisor.cameras["LPE"]
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(supervisor.run)
+                await until(lambda: lpe.restarts >= 1, timeout_s=50)
+                frames = lpn.state.frames_reduced
+                await until(lambda: lpn.state.frames_reduced > frames + 5)
+                described = lpe.describe()
+                supervisor.stop_all("the test")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert described["process"]["last_exit"].startswith("exit status 2"), described
+    assert described["phase"].startswith(("restarting its pipeline in ", "starting")), described
+    assert lpn.restarts == 0
+    # the reason reaches the consoles: a warning of the camera, ending with the command's words
+    told = [p[3] for p in lpe.state.problems if p[1] == "warning"]
+    assert any("no reply to SETPOINT" in m and "check that the camera is powered" in m
+               for m in told), told
+    log = await anyio.to_thread.run_sync((tmp_path / "out/state/station/LPE.log").read_text)
+    assert "no reply to SETPOINT" in log
+    assert "check that the camera is powered" in log
 
 
 # -- a real station ------------------------------------------------------------------------
