@@ -26,7 +26,7 @@ from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SiteReference, set_index, unix_to_jd
 from tui.messages import LightCurve, Snapshot
 
-__all__ = ["ConsoleFeed", "Sky", "free_space", "night_word", "take_snapshot"]
+__all__ = ["ConsoleFeed", "Sky", "clock_fields", "free_space", "night_word", "take_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,21 @@ class Sky:
         return self._value
 
 
+def clock_fields(sky: Sky | None, utc: datetime) -> dict[str, Any]:
+    """The snapshot's clock fields at ``utc``: its text, LST, slot, set, the Sun and the night
+    state (NaN and slot 0 without a site to compute them for)."""
+    lst, seq, idx, sun = sky.at(utc) if sky is not None else (math.nan, 0, 0, math.nan)
+    return {
+        "utc": utc.strftime("%Y-%m-%d %H:%M:%S"),
+        "lst_hours": lst,
+        "lstseq": seq,
+        "lstidx": idx,
+        "setidx": int(set_index(seq)),
+        "sun_alt_deg": sun,
+        "night_state": night_word(sun),
+    }
+
+
 def free_space(feed: ConsoleFeed) -> float:
     """Free bytes on the disk the night is written to (NaN when it cannot be read); a
     system call: call it from a worker thread."""
@@ -135,20 +150,13 @@ def take_snapshot(
     utc = feed.clock()
     if utc.tzinfo is None:
         utc = utc.replace(tzinfo=UTC)
-    lst, seq, idx, sun = sky.at(utc)
     free = free_space(feed) if free_bytes is None else free_bytes
     elapsed = feed.wall() - s.started
     return Snapshot(
         site=feed.camera.site.name,
         camera=feed.camera.id,
         night=s.night,
-        utc=utc.strftime("%Y-%m-%d %H:%M:%S"),
-        lst_hours=lst,
-        lstseq=seq,
-        lstidx=idx,
-        setidx=int(set_index(seq)),
-        sun_alt_deg=sun,
-        night_state=night_word(sun),
+        **clock_fields(sky, utc),
         frames_reduced=s.frames_reduced,
         frames_failed=s.frames_failed,
         frames_expected=s.frames_expected,

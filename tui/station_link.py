@@ -28,8 +28,8 @@ from mascara_actors.config import CameraConfig
 from mascara_actors.control import CommandName, ControlClient, ControlError, Dropped, EventNotice
 from mascara_actors.messages import FrameReducedEvent
 from mascara_actors.night_state import NightState
-from mascara_actors.sidereal import lstseq2date, set_index
-from tui.feed import Sky, night_word
+from mascara_actors.sidereal import lstseq2date
+from tui.feed import Sky, clock_fields
 from tui.messages import Snapshot
 
 __all__ = ["RemoteCamera", "StationLink"]
@@ -112,8 +112,6 @@ class RemoteCamera:
         """What the detailed view of this camera draws: the night's counters from the
         status, latencies and problems from the events heard since attaching."""
         s = self.state
-        utc = self.clock()
-        lst, seq, idx, sun = sky.at(utc) if sky is not None else (math.nan, 0, 0, math.nan)
         problems = list(s.problems)
         last_error = self.status.get("last_error")
         if last_error and not any(p[3] == last_error for p in problems):
@@ -123,13 +121,7 @@ class RemoteCamera:
             site=site,
             camera=self.id,
             night=str(self.status.get("night") or ""),
-            utc=utc.strftime("%Y-%m-%d %H:%M:%S"),
-            lst_hours=lst,
-            lstseq=seq,
-            lstidx=idx,
-            setidx=int(set_index(seq)),
-            sun_alt_deg=sun,
-            night_state=night_word(sun),
+            **clock_fields(sky, self.clock()),
             frames_reduced=self.count("frames_reduced"),
             frames_failed=self.count("frames_failed"),
             frames_expected=self.count("frames_expected"),
