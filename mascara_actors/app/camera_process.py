@@ -8,8 +8,9 @@ output appended to its log file. Over the channel (:mod:`~mascara_actors.app.cam
 it hears the night's events, which it applies to the camera's :class:`NightState` and hands
 to ``publish``, and it forwards the operator's commands.
 
-**Restarts.** A process that ends other than by finishing its night (exit 0) or by being
-asked to stop is restarted after a delay that doubles with each death in a row
+**Restarts.** A process that ends other than by finishing its night (exit 0, or exit 1
+once its status said the night is over: the dawn sequence ran, a product is missing) or by
+being asked to stop is restarted after a delay that doubles with each death in a row
 (:class:`RestartPolicy`: 1, 2, 4 ... 60 s; a run of ``healthy_s`` or more starts the count
 again). The restarted night resumes where the dead one stopped (the station's resume logic:
 the raw frames on disk are reduced first, the sets done are skipped). Each death is a
@@ -353,9 +354,12 @@ class CameraProcess:
                 self.last_exit = "lost by the supervisor (a bug: see the station log)"
                 code = -1
             ran = time.monotonic() - started
-            if code == 0:
+            if code == 0 or (code == 1 and self.status.get("night_over")):
+                # exit 1 after the dawn sequence (a product missing): over, though incomplete;
+                # a restart would only wait for the next night
                 self.process_state = "done"
-                log.info("camera %s: the night is done", self.camera)
+                log.info("camera %s: the night is %s", self.camera,
+                         "done" if code == 0 else "over, incomplete (not restarted)")
                 return
             if self._stop.is_set():
                 break

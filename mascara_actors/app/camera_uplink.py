@@ -215,6 +215,7 @@ class _Uplink:
             "ccdtemp_c": finite(station.watch.ccdtemp()),
             "night_dir": None if station.night_dir is None else str(station.night_dir),
             "camera_lost": station.camera_lost,
+            "night_over": station.night_over,
             "frames_from_camera": stats.frames,
             "frames_missing": stats.missing,
             "paused": station.gate is not None and station.gate.paused,

@@ -215,6 +215,13 @@ class Station:
 
     # -- operator actions --------------------------------------------------------------------
 
+    @property
+    def night_over(self) -> bool:
+        """The science ended as at dawn and the dawn sequence was taken: this night is over
+        (started again, the station would wait for the next one)."""
+        report = self.report
+        return report is not None and any(c.when == "dawn" for c in report.calibrations)
+
     def end_night(self) -> bool:
         """End the science now, as if dawn had come; False if it is not running."""
         if self._ended or self.stop.is_set():

@@ -4,7 +4,9 @@ tests: it speaks the channel of :mod:`mascara_actors.app.camera_channel` without
 ``python fake_camera.py CAMERA FRAMES --supervisor-fd FD``: a status line, then one
 ``FrameReducedEvent`` every 50 ms (lstseq 1000, 1001 ...) until FRAMES are sent (exit 0);
 ``pause`` holds the frames, ``resume`` lets them go on, other commands are answered with
-what they were; SIGINT exits 130 at once, as a stopped night does.
+what they were; SIGINT exits 130 at once, as a stopped night does. A last argument
+``incomplete`` (its night over, a product missing) or ``lost`` (its camera lost mid-night)
+makes it exit 1 instead of 0 after its frames.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def main() -> int:
         )
         send(encode_event(event))
         sent += 1
-    send(encode_status({"phase": "night done", "pid": os.getpid()}))
-    return 0
+    ending = sys.argv[5] if len(sys.argv) > 5 else ""
+    over = ending != "lost"
+    send(encode_status({"phase": "night done", "pid": os.getpid(), "night_over": over}))
+    return 1 if ending else 0
 
 
 if __name__ == "__main__":

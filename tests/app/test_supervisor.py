@@ -34,13 +34,15 @@ FAKE = Path(__file__).with_name("fake_camera.py")
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def fake(camera: str, frames: int) -> Callable[[int], list[str]]:
-    """The command line of a stand-in camera process sending ``frames`` frames."""
-    return partial(_fake_argv, camera, frames)
+def fake(camera: str, frames: int, ending: str = "") -> Callable[[int], list[str]]:
+    """The command line of a stand-in camera process sending ``frames`` frames, then
+    exiting 0 (or 1 with ``ending`` ``incomplete`` or ``lost``)."""
+    return partial(_fake_argv, camera, frames, ending)
 
 
-def _fake_argv(camera: str, frames: int, fd: int) -> list[str]:
-    return [sys.executable, str(FAKE), camera, str(frames), "--supervisor-fd", str(fd)]
+def _fake_argv(camera: str, frames: int, ending: str, fd: int) -> list[str]:
+    argv = [sys.executable, str(FAKE), camera, str(frames), "--supervisor-fd", str(fd)]
+    return [*argv, ending] if ending else argv
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -152,6 +154,29 @@ async def test_a_finished_night_is_not_restarted(tmp_path: Path) -> None:
     assert (camera.process_state, camera.restarts) == ("done", 0)
     assert camera.state.frames_reduced == 5
     assert camera.describe()["phase"] == "night done"
+
+
+@pytest.mark.anyio
+async def test_a_night_over_but_incomplete_is_not_restarted_a_lost_camera_is(
+    tmp_path: Path,
+) -> None:
+    """Exit 1 after the dawn sequence (a product missing): the night is over, a restart would
+    only wait for the next one, so the camera is done. Exit 1 with its camera lost mid-night:
+    restarted (the camera may be back and the night go on)."""
+    supervisor = StationSupervisor(
+        tmp_path / "out",
+        {"LPN": fake("LPN", 3, "incomplete"), "LPE": fake("LPE", 3, "lost")},
+        policy=RestartPolicy(first_s=0.2), env=ENV, stop_grace_s=10,
+    )
+    lpn, lpe = supervisor.cameras["LPN"], supervisor.cameras["LPE"]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(supervisor.run)
+            await until(lambda: lpe.restarts >= 1 and lpn.process_state == "done")
+            supervisor.stop_all("the test")
+    assert (lpn.restarts, lpn.last_exit) == (0, "exit status 1: the night ended early or "
+                                                "incomplete")
+    assert lpe.process_state == "stopped"
 
 
 @pytest.mark.anyio
