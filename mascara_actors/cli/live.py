@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -49,7 +50,9 @@ from mascara_actors.errors import ConfigError
 from mascara_actors.night_state import NightState
 from mascara_actors.night_window import night_window
 from mascara_actors.progress import ProgressBar
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import lstseq2date
+from mascara_actors.storage import NightId
 
 __all__ = [
     "add_camera_options",
@@ -174,14 +177,34 @@ def _readout_address(text: str) -> tuple[str, int]:
 
 
 def _simulated_start(args: argparse.Namespace, config: Config) -> int:
-    """The slot the simulated camera clock starts in."""
+    """The slot the simulated camera clock starts in (blocking: reads the raw archive).
+
+    The start of the night of ``--date`` (or just before its dusk calibration); but when that
+    night's raw archive already holds frames (a restart), just before the slot after the
+    last of them: a restarted camera neither waits through the slots already taken nor
+    loses any, as if its clock had gone on while its pipeline was away.
+    """
     camera = config.camera(args.camera)
     if args.start == "night":
-        return choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
-    # the night of --date: its dusk is after noon UTC of that date at both sites
-    noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
-    window = night_window(camera.site, noon, config.reduction.night)
-    return calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
+        start = choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
+    else:
+        # the night of --date: its dusk is after noon UTC of that date at both sites
+        noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
+        window = night_window(camera.site, noon, config.reduction.night)
+        start = calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
+    window = night_window(camera.site, float(lstseq2date(start)), config.reduction.night)
+    nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
+    names = _names(nid.night_dir(Path(args.out)) / "raw")
+    taken = [parsed[0] for parsed in map(parse_raw_filename, names) if parsed is not None]
+    return max(start, max(taken, default=start) - _LEAD_SLOTS)
+
+
+def _names(directory: Path) -> list[str]:
+    """The file names in ``directory`` (none when it does not exist)."""
+    try:
+        return [entry.name for entry in os.scandir(directory)]
+    except FileNotFoundError:
+        return []
 
 
 @contextlib.asynccontextmanager

@@ -6,10 +6,10 @@ it runs, the scenario
 
 1. kills one camera's pipeline with SIGKILL early in its science, closes the station's
    terminal (SIGHUP) and starts a second station on the same output directory;
-2. attaches a console (Textual Pilot, through the control socket only), reads the panels,
-   opens a camera's detailed view and detaches (``q``): the station goes on;
-3. attaches a second console beside a plain client, pauses and resumes a camera and takes
-   darks on it from the keyboard;
+2. attaches a console (Textual Pilot, through the control socket only) beside a plain
+   client, pauses and resumes a camera and takes darks on it from the keyboard;
+3. attaches a second console, reads the panels, opens a camera's detailed view and
+   detaches (``q``): the station goes on;
 4. feeds the socket arbitrary byte streams (hypothesis), each on a connection of its own;
 
 then waits for the night to end. The killed camera's nightly files are compared, byte for
@@ -55,7 +55,7 @@ from tui.widgets.camera_panel import CameraPanel
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CAMERAS = ("LPN", "LPE", "LPS", "LPW", "LPC")
-FRAMES = 30
+FRAMES = 24
 SPEED = 5
 NIGHT = "20260320"
 KILLED = "LPN"
@@ -177,8 +177,39 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
             partial(subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=ENV)
         )
 
-        # 2. a console attaches: the other cameras in science, the killed one restarted; a
-        # detailed view; q detaches
+        # 2. a console: pause, resume and take darks on one camera (first: the operator's darks
+        # must come while that camera's science goes on)
+        second = console()
+        async with second.run_test(size=(120, 40)) as pilot:
+            with anyio.fail_after(30):
+                while len(second.link.cameras) < 5:
+                    await pilot.pause(0.1)
+            await pilot.pause(0.3)
+            await pilot.press("tab")  # LPN has the focus first; LPE is next
+            assert second.selected() == PAUSED
+            await pilot.press("p")
+            with anyio.fail_after(30):
+                while not (await status(PAUSED))["paused"]:
+                    await pilot.pause(0.1)
+            night.paused_seen_by_other = True
+            await pilot.pause(1.0)
+            await pilot.press("p")
+            with anyio.fail_after(30):
+                while (await status(PAUSED))["paused"]:
+                    await pilot.pause(0.1)
+            with anyio.fail_after(60):  # darks are taken between science frames
+                while (await status(PAUSED))["phase"] != "science":
+                    await pilot.pause(0.1)
+            await pilot.press("d")
+            with anyio.fail_after(120):
+                while len(second.said) < 3:
+                    await pilot.pause(0.2)
+            night.said = list(second.said)
+            mark("darks taken")
+            await pilot.press("q")
+
+        # 3. another console attaches: the other cameras in science, the killed one restarted;
+        # a detailed view; q detaches
         first = console()
         async with first.run_test(size=(200, 50)) as pilot:
             with anyio.fail_after(180):
@@ -211,33 +242,6 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
         night.frames_after_detach = (before, after)
 
         mark("detached")
-        # 3. a second console: pause, resume and take darks on one camera
-        second = console()
-        async with second.run_test(size=(120, 40)) as pilot:
-            with anyio.fail_after(30):
-                while len(second.link.cameras) < 5:
-                    await pilot.pause(0.1)
-            await pilot.pause(0.3)
-            await pilot.press("tab")  # LPN has the focus first; LPE is next
-            assert second.selected() == PAUSED
-            await pilot.press("p")
-            with anyio.fail_after(30):
-                while not (await status(PAUSED))["paused"]:
-                    await pilot.pause(0.1)
-            night.paused_seen_by_other = True
-            await pilot.pause(1.0)
-            await pilot.press("p")
-            with anyio.fail_after(30):
-                while (await status(PAUSED))["paused"]:
-                    await pilot.pause(0.1)
-            await pilot.press("d")
-            with anyio.fail_after(120):
-                while len(second.said) < 3:
-                    await pilot.pause(0.2)
-            night.said = list(second.said)
-            mark("darks taken")
-            await pilot.press("q")
-
         # 4. arbitrary bytes on the socket while the cameras observe
         await anyio.to_thread.run_sync(_fuzz, sock, night)
         night.status_after_fuzz = (await client.send("status")).unwrap()

@@ -218,10 +218,11 @@ def assert_one_clear_line(run: Run) -> None:
 
 
 # The command turns SIGTERM into SIGINT at its first instruction (cli.main): both take the same
-# stop path, so SIGINT is checked at one phase of each kind (per-set, combine, end of night).
-SIGINT_PHASES = [f"binning:{SET1}", "combined:slow", "nightly-done:night"]
+# stop path, so the phases are shared between them: every phase gets one graceful stop.
+SIGINT_PHASES = [f"binning:{SET1}", f"fast-saved:{SET2}", f"slow-saving:{SET2}", "combined:slow"]
 SCENARIOS = [
-    *((sig, target) for sig in ("SIGKILL", "SIGTERM") for target in PHASES),
+    *(("SIGKILL", target) for target in PHASES),
+    *(("SIGTERM", target) for target in PHASES if target not in SIGINT_PHASES),
     *(("SIGINT", target) for target in SIGINT_PHASES),
 ]
 
