@@ -43,10 +43,11 @@ from hypothesis import strategies as st
 from mascara_actors.calibration import read_dark_table
 from mascara_actors.config import load_config
 from mascara_actors.control import ControlClient, EventNotice
-from mascara_actors.rawframe import parse_raw_filename, read_raw
+from mascara_actors.rawframe import read_raw
 from mascara_actors.storage import NightFile
 from tests.app.test_station_recovery import N_QUICK, quick_night_config
 from tests.app.test_supervisor import ENV
+from tests.stations import raw_frames
 from tui.screens.station import CameraScreen, StationScreen
 from tui.station_app import StationConsole
 from tui.station_link import StationLink
@@ -281,14 +282,6 @@ def station_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
     return night
 
 
-def _raw(night_dir: Path) -> dict[str, list[int]]:
-    kinds: dict[str, list[int]] = {"science": [], "dark": [], "bias": [], "flat": []}
-    for path in (night_dir / "raw").iterdir():
-        parsed = parse_raw_filename(path.name)
-        assert parsed is not None, path
-        kinds[parsed[2]].append(parsed[0])
-    return {k: sorted(v) for k, v in kinds.items()}
-
 
 def test_consoles_attach_detach_and_command_the_station(station_night: Night) -> None:
     night = station_night
@@ -315,7 +308,7 @@ def test_consoles_attach_detach_and_command_the_station(station_night: Night) ->
     assert night.said[2].startswith(f"{PAUSED}: took {N_QUICK} darks"), (night.said, night.marks)
     kinds = [e["kind"] for c, e in night.events if c == PAUSED]
     assert kinds.index("ReductionPaused") < kinds.index("ReductionResumed")
-    darks = _raw(night.out / f"{NIGHT}{PAUSED}")
+    darks = raw_frames(night.out / f"{NIGHT}{PAUSED}")
     science = darks["science"]
     operator = [d for d in darks["dark"] if science[0] < d < science[-1]]
     assert len(operator) == N_QUICK
@@ -331,7 +324,7 @@ def test_arbitrary_bytes_on_the_socket_cost_no_frame(station_night: Night) -> No
     assert night.code == 0, night.log
     for camera in CAMERAS:
         night_dir = night.out / f"{NIGHT}{camera}"
-        kinds = _raw(night_dir)
+        kinds = raw_frames(night_dir)
         science = kinds["science"]
         assert len(science) == FRAMES, camera
         # every slot from the first science frame to the last holds a frame, but the (up to
@@ -405,7 +398,7 @@ def test_each_camera_runs_its_night_from_darks_to_dawn(station_night: Night) -> 
     assert night.code == 0, night.log
     for camera in CAMERAS:
         night_dir = night.out / f"{NIGHT}{camera}"
-        raw = _raw(night_dir)
+        raw = raw_frames(night_dir)
         science = raw["science"]
         dusk, dawn = raw["dark"][:N_QUICK], raw["dark"][-N_QUICK:]
         assert dusk[-1] < science[0] < science[-1] < raw["bias"][0] < dawn[0], camera
