@@ -187,12 +187,12 @@ def _simulated_start(args: argparse.Namespace, config: Config) -> int:
     camera = config.camera(args.camera)
     if args.start == "night":
         start = choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
+        window = night_window(camera.site, float(lstseq2date(start)), config.reduction.night)
     else:
         # the night of --date: its dusk is after noon UTC of that date at both sites
         noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
         window = night_window(camera.site, noon, config.reduction.night)
         start = calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
-    window = night_window(camera.site, float(lstseq2date(start)), config.reduction.night)
     nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
     names = _names(nid.night_dir(Path(args.out)) / "raw")
     taken = [parsed[0] for parsed in map(parse_raw_filename, names) if parsed is not None]
