@@ -45,11 +45,11 @@ from mascara_actors.app.camera_uplink import ForwardingState, run_supervised
 from mascara_actors.app.reports import StationReport, calibration_start
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
 from mascara_actors.night_state import NightState
 from mascara_actors.night_window import night_window
-from mascara_actors.progress import ProgressBar
 from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightId
@@ -312,17 +312,17 @@ async def _live(args: argparse.Namespace, config: Config, state: NightState) -> 
     async with open_station(args, config, state=state, stop=stop, handle_signals=True) as station:
         if args.supervisor_fd is not None:  # a camera process of `mascara-actors station`
             return await run_supervised(station, catalogue, args.supervisor_fd)
-        bar = ProgressBar(args.frames or 0)
         result: list[StationReport] = []
 
         async def main() -> None:
             result.append(await station.run(catalogue))
             tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(main)
-            while True:
-                bar.update(state.frames_done, station.phase)
-                await anyio.sleep(0.5)
-        bar.close()
+        with progress_bar() as bar:
+            task = bar.add_task(args.camera, total=args.frames or None, unit="frames", note="")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(main)
+                while True:
+                    bar.update(task, completed=state.frames_done, note=station.phase)
+                    await anyio.sleep(0.5)
         return result[0]
