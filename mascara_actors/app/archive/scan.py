@@ -6,7 +6,8 @@ A raw frame's name gives its lstseq, camera letter and kind (``00123456C.fits``,
 (``LPC``). Frames of one camera letter in one directory are split into runs where they are
 more than :data:`NIGHT_GAP_SLOTS` apart (a day lies between two nights); one header per run
 names its site, and the run's night is the one :func:`~mascara_actors.app.replay.replay_window`
-gives, as for ``--replay``. Runs of the same camera and night in other directories join.
+gives, as for ``--replay`` (once per site and local day). Runs of the same camera and night
+in other directories join.
 
 Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
 whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
@@ -27,6 +28,7 @@ from mascara_actors.app.replay import BorrowedDarks, replay_window
 from mascara_actors.config import CameraConfig, Config
 from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
+from mascara_actors.sidereal import lstseq2date
 
 __all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "scan_archive"]
 
@@ -104,12 +106,22 @@ def scan_archive(
     problems: list[str] = []
     runs, nfiles = _runs(root, problems)
     by_night: dict[tuple[str, str], list[tuple[int, str, Path]]] = defaultdict(list)
+    nights_of: dict[tuple[str, int], str] = {}
     for run in runs:
-        located = _locate(run, config, problems)
-        if located is None:
+        camera = _camera(run, config, problems)
+        if camera is None:
             continue
-        camera, night = located
-        by_night[(camera.id, night)].extend(run.frames)
+        lstseqs = [lstseq for lstseq, kind, _ in run.frames if kind == "science"]
+        lstseqs = lstseqs or [f[0] for f in run.frames]
+        # The night's window takes 0.4 s to compute: once per site and local day (noon to
+        # noon), which every camera's runs of that night share.
+        middle = sorted(lstseqs)[len(lstseqs) // 2]
+        day = int(float(lstseq2date(middle, format="jd")) + camera.site.longitude_deg / 360.0)
+        key = (camera.site.name, day)
+        if key not in nights_of:
+            window = replay_window(config, camera, lstseqs)
+            nights_of[key] = window.night.strftime("%Y%m%d")
+        by_night[(camera.id, nights_of[key])].extend(run.frames)
     found = []
     for (camera_id, night), frames in sorted(by_night.items(), key=lambda kv: kv[0][::-1]):
         science = [f for f in frames if f[1] == "science"]
@@ -168,8 +180,8 @@ def _runs(root: Path, problems: list[str]) -> tuple[list[_Run], int]:
     return runs, nfiles
 
 
-def _locate(run: _Run, config: Config, problems: list[str]) -> tuple[CameraConfig, str] | None:
-    """The run's camera (from the first header that reads) and night, or None (reported)."""
+def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | None:
+    """The run's camera, from the first header that reads, or None (reported)."""
     header: RawHeader | None = None
     errors: list[str] = []
     for _, _, path in run.frames:
@@ -194,13 +206,10 @@ def _locate(run: _Run, config: Config, problems: list[str]) -> tuple[CameraConfi
         )
         return None
     try:
-        camera = config.camera(sites[0].code + run.letter)
+        return config.camera(sites[0].code + run.letter)
     except ConfigError as exc:
         problems.append(f"{run.directory}: {_count(run.frames)} left out: {exc}")
         return None
-    lstseqs = [lstseq for lstseq, kind, _ in run.frames if kind == "science"]
-    window = replay_window(config, camera, lstseqs or [f[0] for f in run.frames])
-    return camera, window.night.strftime("%Y%m%d")
 
 
 def _count(frames: Sequence[object]) -> str:
