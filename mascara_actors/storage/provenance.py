@@ -43,9 +43,6 @@ PROVENANCE_NAME = "provenance.json"
 SOFTWARE = f"mascara-actors {__version__}"
 """The software that reduces here, as the records name it."""
 
-_CHUNK = 1 << 20
-
-
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """One night's record (the fields of ``provenance.json``)."""
@@ -79,11 +76,8 @@ def _now() -> str:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def config_hash(directory: str | os.PathLike[str]) -> str:
