@@ -22,7 +22,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -368,13 +367,17 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
             stars_ok = list(zip(cid[ok].tolist(), start[ok].tolist(), count[ok].tolist(),
                                 strict=True))
             if pool is not None:
-                # gzip in worker threads, HDF5 writes in this one
-                deflate = functools.partial(deflate_chunks, chunk=_LC_CHUNK, level=_GZIP_LEVEL,
-                                            shuffle=True)
-                packed = pool.map(deflate, (curves[a:a + n] for _, a, n in stars_ok))
-                for (i, _, n), payload in zip(stars_ok, packed, strict=True):
-                    create_deflated_dataset(lcs, str(i), curves.dtype, n, payload,
-                                            chunk=_LC_CHUNK, level=_GZIP_LEVEL, shuffle=True)
+                # gzip in worker threads, HDF5 writes in this one; the light curves go to the
+                # threads in batches of about _DEFLATE_BATCH bytes (a short light curve is
+                # compressed faster than a task is handed over)
+                batches = _batches(stars_ok, curves.dtype.itemsize)
+                packed = pool.map(_deflate_batch, ([curves[a:a + n] for _, a, n in batch]
+                                                   for batch in batches))
+                for batch, payloads in zip(batches, packed, strict=True):
+                    for (i, _, n), payload in zip(batch, payloads, strict=True):
+                        create_deflated_dataset(lcs, str(i), curves.dtype, n, payload,
+                                                chunk=_LC_CHUNK, level=_GZIP_LEVEL,
+                                                shuffle=True)
             else:
                 for i, a, n in stars_ok:
                     create_dataset(lcs, str(i), curves[a:a + n], **filters)
@@ -393,6 +396,30 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
         if astrometry is not None:
             _write_field_group(f, L.GROUP_ASTROMETRY, astrometry)
     return len(ids_out), nrecords, nduplicates, nshort
+
+
+_DEFLATE_BATCH = 1 << 20
+"""Bytes of light curves per compression task of the thread pool."""
+
+
+def _batches(stars: list[tuple[int, int, int]], itemsize: int
+             ) -> list[list[tuple[int, int, int]]]:
+    """``(id, start, count)`` of consecutive stars grouped into batches of about
+    :data:`_DEFLATE_BATCH` bytes of records (a star alone when it holds more)."""
+    out: list[list[tuple[int, int, int]]] = []
+    size = _DEFLATE_BATCH
+    for star in stars:
+        if size >= _DEFLATE_BATCH:
+            out.append([])
+            size = 0
+        out[-1].append(star)
+        size += star[2] * itemsize
+    return out
+
+
+def _deflate_batch(curves: list[np.ndarray]) -> list[list[bytes]]:
+    return [deflate_chunks(c, chunk=_LC_CHUNK, level=_GZIP_LEVEL, shuffle=True)
+            for c in curves]
 
 
 def _final_stars(star_rows: np.ndarray, ids: np.ndarray, nobs: np.ndarray,
