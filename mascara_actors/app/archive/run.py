@@ -41,7 +41,7 @@ __all__ = ["SCHEDULER_TIMEOUT_S", "ArchiveRun", "Progress", "archive_client"]
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_TIMEOUT_S = 5.0
+SCHEDULER_TIMEOUT_S = 3.0
 """How long a scheduler address has to answer."""
 
 _POLL_S = 0.5
@@ -84,7 +84,18 @@ def archive_client(
             yield client
         return
     security = Security.temporary()
-    settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": retries}
+    settings: dict[str, Any] = {
+        "distributed.scheduler.allowed-failures": retries,
+        # A worker reduces frame after frame, each tens of MB of arrays: glibc keeps the
+        # freed memory for the next frame instead of unmapping it (page faults cost a tenth
+        # of the CPU), in one arena for the reduction's threads.
+        "distributed.nanny.pre-spawn-environ": {
+            **dask.config.get("distributed.nanny.pre-spawn-environ"),
+            "MALLOC_ARENA_MAX": 1,
+            "MALLOC_MMAP_MAX_": 0,
+            "MALLOC_TRIM_THRESHOLD_": 2**31 - 1,
+        },
+    }
     if not dashboard:
         settings |= {"distributed.scheduler.http.routes": [],
                      "distributed.worker.http.routes": []}
