@@ -28,7 +28,7 @@ from mascara_actors.sidereal import lstseq2date
 
 NOON_JD = 2461119.5 + 0.5
 """Noon UTC of 2026-03-20: the station tests' night is the one after it."""
-SPEED = 20.0
+SPEED = 25.0
 SEED = 3
 #: Stars to V 8.4 only (the fast-photometry limit): renders take 0.07 s instead of 0.35 s.
 VMAX = 8.4
