@@ -111,6 +111,9 @@ def archive_client(
                 host="127.0.0.1",
                 security=security,
                 dashboard_address="127.0.0.1:0" if dashboard else None,
+                # the scheduler listens for HTTP even without a dashboard: on loopback, on a
+                # free port (not Dask's 8787, which another run may hold)
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
             )
     finally:

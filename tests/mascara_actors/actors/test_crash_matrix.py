@@ -330,6 +330,11 @@ def test_disk_full_at_each_write_then_resumed(full_disk_nights, reference, where
 # --- a Ctrl-C while the command starts ------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 @pytest.mark.parametrize("after_s", [0.2, 1.0, 2.5])
 def test_ctrl_c_while_starting_says_one_line(small_night, tmp_path, after_s) -> None:
     """SIGINT to the process group while Python starts, the night is planned, the
@@ -343,6 +348,9 @@ def test_ctrl_c_while_starting_says_one_line(small_night, tmp_path, after_s) -> 
         text=True,
         start_new_session=True,
         env={k: v for k, v in os.environ.items() if k != FAULT_ENV},
+        # as from a terminal: SIGINT's default action (a child inherits an ignored signal,
+        # and in a full fresh-clone run this test process was once found ignoring SIGINT)
+        preexec_fn=_default_sigint,
     )
     time.sleep(after_s)
     os.killpg(proc.pid, signal.SIGINT)
