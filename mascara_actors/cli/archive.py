@@ -28,7 +28,7 @@ from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.sidereal import slot_length_solar_s
-from mascara_actors.storage.provenance import SOFTWARE, config_hash, read_provenance
+from mascara_actors.storage.provenance import config_hash, read_provenance
 
 __all__ = ["add_parser", "run"]
 
@@ -163,7 +163,7 @@ def _print_scan(
 def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) -> Table:
     """What a run would do with each night (from the records on disk; products are verified
     by the run itself)."""
-    here = (SOFTWARE, config_hash(config_dir))
+    here = config_hash(config_dir)
     table = Table(title=f"would reduce into {out}")
     for column in ("night", "camera", "frames", "darks", "would"):
         table.add_column(column)
@@ -175,7 +175,7 @@ def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) ->
         else:
             if record is None:
                 action = "reduce"
-            elif (record.software, record.config_hash) != here:
+            elif not record.made_here(here):
                 action = f"refuse: holds a reduction by {record.describe()}"
             elif record.status == "complete":
                 action = "verify (complete)"

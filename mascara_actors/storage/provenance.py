@@ -62,9 +62,9 @@ class Provenance:
     products: dict[str, str] = field(default_factory=dict)
     """Path relative to the night directory -> SHA-256 (hex), once complete."""
 
-    def same_reduction(self, other: Provenance) -> bool:
-        """Made by the same software with the same configuration."""
-        return (self.software, self.config_hash) == (other.software, other.config_hash)
+    def made_here(self, config_hash: str) -> bool:
+        """Made by this software (:data:`SOFTWARE`) with the configuration of this hash."""
+        return (self.software, self.config_hash) == (SOFTWARE, config_hash)
 
     def describe(self) -> str:
         """``mascara-actors 0.1.0, configuration 3f2a...`` (for messages)."""
@@ -170,7 +170,7 @@ def start_provenance(
                 "older version, or by hand): they are not mixed with a new reduction. Reduce "
                 f"into another --out, or move {night_dir} away to reduce the night again"
             )
-    elif not existing.same_reduction(record):
+    elif not existing.made_here(record.config_hash):
         raise StorageError(
             f"{night_dir} holds a reduction by {existing.describe()}; this is "
             f"{record.describe()}: the two are never mixed. Reduce into another --out, or "

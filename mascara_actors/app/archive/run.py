@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -144,7 +144,6 @@ class Progress:
     frames_done: int = 0
     """Frames reduced or failed by this run, from the nights' event logs."""
     stopping: bool = False
-    outcomes: list[NightOutcome] = field(default_factory=list)
 
 
 class _FrameCounter:
@@ -236,7 +235,6 @@ class ArchiveRun:
                     finished.add(index[outcome.key])
                     write_manifest(self.manifest, done.values())
                 self.progress.nights_done = len(done)
-                self.progress.outcomes = list(done.values())
                 on_progress(self.progress)
                 if not pending.is_empty():
                     time.sleep(_POLL_S)
@@ -247,7 +245,6 @@ class ArchiveRun:
                     done[task.night.key] = _abandoned(task)
             write_manifest(self.manifest, done.values())
         self.progress.frames_done = counter.poll(set())
-        self.progress.outcomes = list(done.values())
         self.stop_file.unlink(missing_ok=True)
         return sorted(done.values(), key=lambda o: (o.night, o.camera))
 

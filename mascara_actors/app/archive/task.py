@@ -36,7 +36,6 @@ from mascara_actors.frames import FrameReady
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import (
-    SOFTWARE,
     config_hash,
     read_provenance,
     verify_products,
@@ -119,7 +118,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         record = read_provenance(night_dir)
         if (
             record is not None
-            and (record.software, record.config_hash) == (SOFTWARE, config_hash(config.directory))
+            and record.made_here(config_hash(config.directory))
             and not verify_products(night_dir, record)
         ):
             return outcome(status="verified", wall_s=time.monotonic() - t0)
