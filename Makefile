@@ -18,7 +18,7 @@ test: $(BIN)/mascara-actors  ## set up, lint, type-check, check the layers, then
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(BIN)/mascara-actors  ## benchmarks, one JSON line per figure
 	$(BIN)/python -m bench

@@ -56,7 +56,7 @@ from tui.widgets.camera_panel import CameraPanel
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CAMERAS = ("LPN", "LPE", "LPS", "LPW", "LPC")
-FRAMES = 24
+FRAMES = 40
 SPEED = 5
 NIGHT = "20260320"
 KILLED = "LPN"
