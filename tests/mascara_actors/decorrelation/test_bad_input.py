@@ -1,0 +1,163 @@
+"""Bad input for the baselines and the calibration (issue 18): clear errors naming the file,
+or a fit that goes on with the good data and says what it dropped."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mascara_actors.cli import main
+from mascara_actors.decorrelation import DecorrelationError, NotConverged, calibrate_baseline
+from mascara_actors.errors import StorageError
+from mascara_actors.lcsim import LightCurveSimulation, simulate_lightcurves
+from mascara_actors.storage.baseline import build_baseline
+
+from .conftest import Small, quick_settings
+
+pytestmark = pytest.mark.slow
+
+
+def _copy(small: Small, tmp_path: Path) -> list[Path]:
+    out = []
+    for f in small.sim.nightly_files:
+        dest = tmp_path / f.parent.parent.name / "lightcurves" / f.name
+        dest.parent.mkdir(parents=True)
+        shutil.copy(f, dest)
+        out.append(dest)
+    return out
+
+
+def test_a_baseline_of_one_night_is_refused(small: Small, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="at least two nights"):
+        build_baseline(small.sim.nightly_files[:1], tmp_path / "b.hdf5")
+    with pytest.raises(DecorrelationError, match=r"1 night\(s\).*mascara-actors baseline"):
+        calibrate_baseline(small.sim.nightly_files[0], tmp_path / "out", quick_settings())
+    assert not (tmp_path / "out" / "calibrated_fast_20260108LPC.hdf5").exists()
+
+
+def test_nights_of_two_cameras_are_refused_naming_the_file(small: Small,
+                                                          tmp_path: Path) -> None:
+    other = simulate_lightcurves(tmp_path / "lpe", LightCurveSimulation(
+        camera="LPE", nights=1, start=datetime.date(2026, 1, 20), stars=50, hours=0.1,
+        compression=None))
+    with pytest.raises(StorageError) as info:
+        build_baseline([*small.sim.nightly_files, *other.nightly_files], tmp_path / "b.hdf5")
+    assert "two cameras" in str(info.value)
+    assert str(other.nightly_files[0]) in str(info.value)
+    assert not (tmp_path / "b.hdf5").exists()
+
+
+def test_an_older_layout_and_a_foreign_file_are_named(small: Small, tmp_path: Path) -> None:
+    files = _copy(small, tmp_path)
+    with h5py.File(files[1], "r+") as f:
+        f["header"].attrs["format_version"] = 0
+    with pytest.raises(StorageError) as info:
+        build_baseline(files, tmp_path / "b.hdf5")
+    assert str(files[1]) in str(info.value)
+    assert "reduce the night again" in str(info.value)
+    foreign = tmp_path / "foreign.hdf5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(StorageError, match="foreign HDF5") as info:
+        build_baseline([files[0], foreign], tmp_path / "b.hdf5")
+    assert str(foreign) in str(info.value)
+    with pytest.raises(StorageError, match="foreign HDF5"):
+        calibrate_baseline(foreign, tmp_path / "out", quick_settings())
+    (tmp_path / "text.hdf5").write_text("not hdf5")
+    with pytest.raises(StorageError, match=r"text\.hdf5 cannot be opened as HDF5"):
+        build_baseline([files[0], tmp_path / "text.hdf5"], tmp_path / "b.hdf5")
+
+
+def test_nan_negative_and_flagged_points_are_dropped_and_counted(small: Small,
+                                                                 tmp_path: Path) -> None:
+    files = _copy(small, tmp_path)
+    with h5py.File(files[1], "r+") as f:
+        lcs = f["lightcurves"]
+        for k, name in enumerate(list(lcs)[:30]):
+            data = lcs[name][()]
+            data["flux0"][::7] = np.nan if k % 2 else -5.0
+            data["pflag"][1::9] = 16
+            lcs[name][...] = data
+    base = build_baseline(files, tmp_path / "b.hdf5", compression=None)
+    result = calibrate_baseline(base.output, tmp_path / "out", quick_settings())
+    assert result.converged
+    assert result.dropped["points with NaN or infinite flux"] > 0
+    assert result.dropped["points with flux or error <= 0"] > 0
+    assert result.dropped["flagged points"] > 0
+    report = json.loads(result.report_file.read_text())
+    assert report["dropped"]["points with NaN or infinite flux"] == \
+        result.dropped["points with NaN or infinite flux"]
+    assert result.calibrated_file.exists()
+
+
+def test_a_star_seen_only_a_few_times_is_left_out_and_listed(small: Small,
+                                                             tmp_path: Path) -> None:
+    base = build_baseline(small.sim.nightly_files, tmp_path / "b.hdf5", compression=None)
+    result = calibrate_baseline(base.output, tmp_path / "out", quick_settings(min_points=120))
+    few = result.dropped_stars["stars with fewer than 120 good points"]
+    assert few
+    from mascara_actors.storage.calibrated import CalibratedFile
+
+    with CalibratedFile(result.calibrated_file) as cf:
+        assert not set(few) & set(cf.ids().tolist())
+    report = json.loads(result.report_file.read_text())
+    assert report["dropped_stars"]["stars with fewer than 120 good points"]["count"] == len(few)
+
+
+def test_an_overcast_night_is_dropped_or_flagged(calibrated) -> None:  # type: ignore[no-untyped-def]
+    from mascara_actors.lcsim import read_truth
+    from mascara_actors.storage.calibrated import CalibratedFile
+
+    truth = read_truth(calibrated.sim.truth_file)
+    night = truth.nights[truth.nights["weather"] == "overcast"][0]
+    assert calibrated.result.converged
+    flagged = total = 0
+    with CalibratedFile(calibrated.result.calibrated_file) as cf:
+        for hip in cf.ids()[::10].tolist():
+            lc = cf.lightcurve(hip)
+            first = lc["setidx"].astype(np.int64) * 50
+            inside = (first >= night["lstseq0"]) & (first < night["lstseq0"] + night["nexp"])
+            total += int(inside.sum())
+            flagged += int(np.count_nonzero(lc["cflag"][inside] & 2))
+    # most overcast points were too faint to use; what is left is flagged cloudy
+    assert total == 0 or flagged / total > 0.9
+
+
+def test_a_calibration_that_does_not_converge_says_so_and_writes_nothing(
+        small: Small, tmp_path: Path) -> None:
+    base = build_baseline(small.sim.nightly_files, tmp_path / "b.hdf5", compression=None)
+    before = base.output.read_bytes()
+    with pytest.raises(NotConverged, match="did not converge") as info:
+        calibrate_baseline(base.output, tmp_path / "out",
+                           quick_settings(max_iter=2, min_iter=1, tol=1e-9))
+    assert "baseline is untouched" in str(info.value)
+    assert not list((tmp_path / "out").glob("calibrated_*"))
+    report = json.loads((tmp_path / "out" / "report_b.json").read_text())
+    assert report["status"] == "not converged"
+    assert base.output.read_bytes() == before
+    assert not list((tmp_path / "out").glob(".calibrate-*"))  # scratch removed
+
+
+def test_the_commands_have_help_and_clear_errors(small: Small, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("simulate-lightcurves", "baseline", "calibrate"):
+        with pytest.raises(SystemExit) as info:
+            main([cmd, "--help"])
+        assert info.value.code == 0
+        assert f"usage: mascara-actors {cmd}" in capsys.readouterr().out
+    missing = tmp_path / "nope.hdf5"
+    assert main(["calibrate", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
+    files = [str(p) for p in small.sim.nightly_files]
+    assert main(["baseline", *files, "--out", str(tmp_path / "b.hdf5"),
+                 "--compression", "none"]) == 0
+    assert "3 nights" in capsys.readouterr().err
+    assert main(["calibrate", str(tmp_path / "b.hdf5"), "--out", str(tmp_path / "o"),
+                 "--workers", "1", "--max-iter", "1", "--tol", "1e-12"]) == 1
+    assert "did not converge" in capsys.readouterr().err
