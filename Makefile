@@ -14,12 +14,14 @@ $(BIN)/mascara-actors: pyproject.toml
 run: $(BIN)/mascara-actors  ## set up, then run the station demo on the embedded default
 	$(BIN)/mascara-actors demo
 
-test: $(BIN)/mascara-actors  ## set up, lint, then run the whole test suite
+test: $(BIN)/mascara-actors  ## set up, lint, type-check, check the layers, then run the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/mascara-actors  ## benchmarks, one JSON line per figure
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache

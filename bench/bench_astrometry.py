@@ -34,14 +34,13 @@ def run():
     and the accuracy against the simulator's truth."""
     import numpy as np
 
-    from hw.simulator import SimulatedSky, SimulationSettings
+    from hw.sim.sky import SimulatedSky, SimulationSettings
     from mascara_actors.astrometry import astrometry_stars
     from mascara_actors.blind_solve import BlindIndex, blind_solve
     from mascara_actors.camera_model import CameraModel
     from mascara_actors.catalogue import Catalogue
     from mascara_actors.config import load_config
-    from mascara_actors.reduce import lst_mid_hours
-    from mascara_actors.sidereal import SiteReference
+    from mascara_actors.sidereal import SiteReference, lst_mid_hours
 
     cfg = load_config()
     cat = Catalogue.load()

@@ -20,7 +20,7 @@ def run():
     threads; ``add_median_1thread`` is the median add() of a one-thread probe (3 frames)."""
     import numpy as np
 
-    from hw.simulator import SimulatedSky, SimulationSettings
+    from hw.sim.sky import SimulatedSky, SimulationSettings
     from mascara_actors.binning import SetStack, reference_lstseq
     from mascara_actors.catalogue import Catalogue
     from mascara_actors.config import load_config

@@ -17,10 +17,10 @@ def run():
     The frames are rendered by the simulator and written as raw FITS first (not timed); the
     masters read them in row blocks. Context: frames per kind, the gap the station leaves for
     this work (``calibration_gap_slots`` x 6.38 s) and the process peak RSS."""
-    from hw.simulator import SimulatedSky, SimulationSettings
+    from hw.sim.sky import SimulatedSky, SimulationSettings
+    from mascara_actors.calibration import make_masters
     from mascara_actors.catalogue import Catalogue
     from mascara_actors.config import load_config
-    from mascara_actors.masters import make_masters
     from mascara_actors.rawframe import raw_filename, write_raw
     from mascara_actors.sidereal import SiteReference, slot_length_solar_s
 

@@ -15,7 +15,7 @@ def run():
     """Figure: fast_reduction_frame_s (s) - median wall time of ReductionSession.reduce_frame
     on full-size LPC frames (~5,000 V <= 8.4 stars), one worker, warm caches; context: the
     time per step and the number of stars."""
-    from hw.simulator import SimulatedSky, SimulationSettings
+    from hw.sim.sky import SimulatedSky, SimulationSettings
     from mascara_actors.calibration import master_dark, write_master
     from mascara_actors.catalogue import Catalogue
     from mascara_actors.config import load_config

@@ -6,7 +6,7 @@ import statistics
 import time
 
 from bench._core import bench, figure
-from hw.simulator import SimulatedSky
+from hw.sim.sky import SimulatedSky
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.sidereal import SiteReference

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from bench._core import bench, figure
-from hw.recording import choose_start_lstseq, record_night
-from hw.simulator import SimulationSettings
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import record_night
+from hw.sim.sky import SimulationSettings
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.sidereal import slot_length_solar_s

@@ -20,13 +20,14 @@ import numpy as np
 
 from bench._core import bench, figure
 from mascara_actors import records as R
-from mascara_actors.storage import SET_SIZE, SetWriter
+from mascara_actors.sidereal import SET_SIZE, SLOT_SIDEREAL_S, SLOTS_PER_SIDEREAL_DAY, lstidx
+from mascara_actors.storage import SetWriter
 
 _REPO = Path(__file__).resolve().parent.parent
 NFRAMES = 6750
 NSTARS = 6000
 NIGHT = "20240315LPC"
-FIRST_LSTSEQ = 13500 * 1000 + 5000  # a set boundary in the evening
+FIRST_LSTSEQ = SLOTS_PER_SIDEREAL_DAY * 1000 + 5000  # a set boundary in the evening
 
 
 def _synthetic_set(rng: np.random.Generator, setidx: int, ids: np.ndarray,
@@ -38,7 +39,7 @@ def _synthetic_set(rng: np.random.Generator, setidx: int, ids: np.ndarray,
     # the reducer emits frame by frame: records ordered by lstseq, then star
     recs["lstseq"] = np.repeat(lstseq, len(ids))
     recs["id"] = np.tile(ids, SET_SIZE)
-    recs["lstidx"] = recs["lstseq"] % 13500
+    recs["lstidx"] = lstidx(recs["lstseq"])
     flux = rng.uniform(1e3, 1e5, len(ids))
     for i in range(R.FAST_NAPER):
         recs[f"flux{i}"] = np.tile(flux * (1 + 0.3 * i), SET_SIZE) + rng.normal(0, 30, n)
@@ -54,7 +55,7 @@ def _synthetic_set(rng: np.random.Generator, setidx: int, ids: np.ndarray,
     recs["exptime"] = 6.4
     jd = 2460385.0 + (lstseq - FIRST_LSTSEQ).astype(np.float64) * 6.38 / 86400
     recs["jdmid"] = np.repeat(jd + 3.2 / 86400, len(ids))
-    recs["lst"] = np.repeat((lstseq % 13500) * 6.4 / 3600, len(ids))
+    recs["lst"] = np.repeat(lstidx(lstseq) * SLOT_SIDEREAL_S / 3600, len(ids))
     stars = np.zeros(len(ids), dtype=R.star_dtype)
     stars["id"] = ids
     stars["ra"] = rng.uniform(0, 360, len(ids))
@@ -64,7 +65,7 @@ def _synthetic_set(rng: np.random.Generator, setidx: int, ids: np.ndarray,
     station = np.zeros(SET_SIZE, dtype=R.station_dtype)
     station["lstseq"] = lstseq
     station["jd"] = jd
-    station["lst"] = (lstseq % 13500) * 6.4 / 3600
+    station["lst"] = lstidx(lstseq) * SLOT_SIDEREAL_S / 3600
     station["exptime"] = 6.4
     return recs, stars, station
 

@@ -130,7 +130,7 @@ def encode_frame(header: FrameHeader, pixels: np.ndarray) -> tuple[bytes, memory
     if pixels.dtype.kind != "u" or pixels.dtype.itemsize != 2:
         raise ValueError(f"pixels dtype {pixels.dtype} must be uint16; convert before sending")
     payload = np.ascontiguousarray(pixels, dtype="<u2")
-    view = memoryview(payload).cast("B")
+    view = payload.data.cast("B")  # contiguous: its buffer is the payload's bytes
     head = HEADER.pack(
         MAGIC,
         VERSION,
@@ -308,7 +308,7 @@ class FrameParser:
         assert payload is not None
         assert header is not None
         self._payload, self._header = None, None
-        if zlib.crc32(payload) == self._crc:
+        if zlib.crc32(payload.data) == self._crc:
             self._counts["frames"] += 1
             pixels = payload.view("<u2").astype(np.uint16, copy=False)
             return ReadoutFrame(header, pixels.reshape(header.ny, header.nx))

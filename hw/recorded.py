@@ -1,9 +1,19 @@
-"""A recorded night as a frame source: raw FITS files from a directory, in lstseq order.
+"""Recorded nights as frame sources: raw FITS files from a directory, in lstseq order.
 
-:class:`RecordedNight` is the third peer of the serial camera and the simulated camera: it
-stands in for the camera when replaying (``--replay DIR``). It needs only the files: names
-give lstseq, camera and kind (:func:`~mascara_actors.rawframe.parse_raw_filename`), headers
-give the rest. Plain, gzip and Rice-compressed frames may be mixed.
+A recorded night stands in for the camera when replaying (``--replay DIR``). It is not a
+camera driver (nothing is armed or read out): this module gives two of the three frame
+sources of :mod:`hw.source`, the third being the live camera (:func:`hw.live.live_frames`).
+
+:class:`RecordedNight` scans a directory once. It needs only the files: names give lstseq,
+camera and kind (:func:`~mascara_actors.rawframe.parse_raw_filename`), headers give the
+rest. Plain, gzip and Rice-compressed frames may be mixed. It hands the frames out read
+(:meth:`RecordedNight.replay`, raw frames of every kind), or as a
+:class:`~hw.source.FrameSource` of its science frames (:meth:`RecordedNight.frame_source`),
+each file read and checked before it is announced.
+
+:func:`paced_frames` is the source ``--replay`` runs: frames by ``(lstseq, path)`` as the
+replay planned them (sets already reduced left out), not read here (the reducer reads them,
+and a bad file fails there, counted), as fast as they are taken or at the camera's cadence.
 
 Bad input never stops a replay and never travels on as data:
 
@@ -25,15 +35,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
+from hw.source import FrameSource
 from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import (
     FRAME_KINDS,
     FrameNameMismatch,
@@ -41,9 +56,9 @@ from mascara_actors.rawframe import (
     parse_raw_filename,
     read_raw,
 )
-from mascara_actors.sidereal import slot_length_solar_s
+from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
 
-__all__ = ["FrameFile", "RecordedNight", "ReplayStats"]
+__all__ = ["FrameFile", "RecordedNight", "ReplayStats", "paced_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +82,8 @@ class ReplayStats:
     frames: int = 0
     """Frames scheduled for replay (one per slot, after duplicates are set aside)."""
     yielded: int = 0
-    """Frames handed out by :meth:`RecordedNight.replay` (summed over replays)."""
+    """Frames handed out by :meth:`RecordedNight.replay` and
+    :meth:`RecordedNight.frame_source` (summed over replays)."""
     skipped_unreadable: int = 0
     """Files that could not be read as raw frames (truncated, not FITS, bad header)."""
     skipped_duplicate: int = 0
@@ -220,21 +236,62 @@ class RecordedNight:
         ValueError
             If ``speed`` is not a positive finite number.
         """
-        if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
-            raise ValueError(
-                f"speed must be a positive number (2.0 = twice real time), got {speed!r}"
-            )
-        return _Replay(self, self.frames(kind), realtime=realtime, speed=float(speed))
+        return _Replay(
+            self, self.frames(kind), realtime=realtime, speed=_speed(speed), deliver=_as_read
+        )
+
+    def frame_source(self, *, realtime: bool = False, speed: float = 1.0) -> FrameSource:
+        """The night's science frames as a :class:`~hw.source.FrameSource`.
+
+        Each file is read and checked (in a worker thread) before its
+        :class:`~mascara_actors.frames.FrameReady` is handed out, so an unreadable or
+        mismatched file is skipped and counted here, as :meth:`replay` does; ``realtime``
+        and ``speed`` pace the frames as for :meth:`replay`. ``aclose()`` ends the source
+        (files are opened one read at a time: nothing else is held).
+
+        Raises
+        ------
+        ValueError
+            If ``speed`` is not a positive finite number.
+        """
+        return _Replay(
+            self, self.frames("science"), realtime=realtime, speed=_speed(speed), deliver=_ready
+        )
 
     def _count(self, name: str) -> None:
         self._counts[name] += 1
 
 
-class _Replay:
-    """The async iterator behind :meth:`RecordedNight.replay` (no generator to finalise)."""
+_T = TypeVar("_T")
+
+
+def _speed(speed: float) -> float:
+    if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be a positive number (2.0 = twice real time), got {speed!r}")
+    return float(speed)
+
+
+def _as_read(_file: FrameFile, frame: RawFrame) -> RawFrame:
+    return frame
+
+
+def _ready(file: FrameFile, _frame: RawFrame) -> FrameReady:
+    return FrameReady(path=file.path, lstseq=file.lstseq, arrived=time.time())
+
+
+class _Replay(Generic[_T]):
+    """The async iterator behind :meth:`RecordedNight.replay` and
+    :meth:`RecordedNight.frame_source` (no generator to finalise): each file is read, then
+    handed out as ``deliver(file, frame)``."""
 
     def __init__(
-        self, night: RecordedNight, files: tuple[FrameFile, ...], *, realtime: bool, speed: float
+        self,
+        night: RecordedNight,
+        files: tuple[FrameFile, ...],
+        *,
+        realtime: bool,
+        speed: float,
+        deliver: Callable[[FrameFile, RawFrame], _T],
     ) -> None:
         self._night = night
         self._files = files
@@ -242,14 +299,16 @@ class _Replay:
         self._realtime = realtime
         self._period_s = slot_length_solar_s() / speed
         self._start: float | None = None
+        self._deliver = deliver
+        self._closed = False
 
-    def __aiter__(self) -> _Replay:
+    def __aiter__(self) -> _Replay[_T]:
         return self
 
-    async def __anext__(self) -> RawFrame:
+    async def __anext__(self) -> _T:
         if self._start is None:
             self._start = anyio.current_time()
-        while self._next < len(self._files):
+        while not self._closed and self._next < len(self._files):
             f = self._files[self._next]
             frame = await anyio.to_thread.run_sync(_read_checked, f)
             if isinstance(frame, str):
@@ -259,11 +318,18 @@ class _Replay:
             if self._realtime:
                 slots = f.lstseq - self._files[0].lstseq + 1
                 await anyio.sleep_until(self._start + slots * self._period_s)
+            if self._closed:
+                break
             # Advanced only now: a cancelled __anext__ leaves the frame for the next call.
             self._next += 1
             self._night._count("yielded")
-            return frame
+            return self._deliver(f, frame)
         raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """End the replay: every later ``__anext__`` ends the iteration (idempotent)."""
+        self._closed = True
+        await anyio.lowlevel.checkpoint()
 
 
 def _read_checked(f: FrameFile) -> RawFrame | str:
@@ -286,3 +352,42 @@ def _read_checked(f: FrameFile) -> RawFrame | str:
         # about a file that passed the layout check (e.g. a non-standard header).
         log.warning("skipped unreadable frame: %s: %s", f.path, exc)
         return "skipped_unreadable"
+
+
+async def paced_frames(
+    frames: Sequence[tuple[int, Path]],
+    *,
+    realtime: bool = False,
+    speed: float = 1.0,
+) -> AsyncGenerator[FrameReady, None]:
+    """FrameReady messages for recorded frames, in lstseq order, fast or at the real cadence.
+
+    A :class:`~hw.source.FrameSource`: the files are not read here (``--replay`` plans them
+    from a :class:`RecordedNight`, and the reducer reads them).
+
+    Parameters
+    ----------
+    frames
+        ``(lstseq, path)`` pairs, in any order.
+    realtime
+        Release frame ``lstseq`` when its slot ends, ``(lstseq - first + 1)`` slots of
+        6.4 sidereal seconds (6.38 s) after the call, ``first`` being the lowest lstseq, as a
+        camera would deliver it. The schedule is kept on the event loop's clock, so a virtual
+        clock drives it in tests.
+    speed
+        With ``realtime``: this many times faster than real time (> 0).
+    """
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0 (2.0 = twice real time), got {speed!r}")
+    ordered = sorted(((int(s), Path(p)) for s, p in frames), key=lambda f: f[0])
+    if not ordered:
+        return
+    slot = slot_length_solar_s(SLOT_SIDEREAL_S) / speed
+    start = anyio.current_time()
+    first = ordered[0][0]
+    for lstseq, path in ordered:
+        if realtime:
+            await anyio.sleep_until(start + (lstseq - first + 1) * slot)
+        else:
+            await anyio.lowlevel.checkpoint()  # a consumer can always be cancelled here
+        yield FrameReady(path=path, lstseq=lstseq, arrived=time.time())

@@ -37,6 +37,9 @@ __all__ = [
     "AFLAG_TOO_BRIGHT",
     "AstrometricSolution",
     "astrometry_stars",
+    "fit_model",
+    "match_stars",
+    "refine_model",
     "sky_brightness_flag",
     "solve",
     "verify",
@@ -155,7 +158,7 @@ def _rigid_guess(
     return best[1], best[2], best[0]
 
 
-def _match(pred: np.ndarray, det: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def match_stars(pred: np.ndarray, det: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (pred, det) of mutual nearest neighbours closer than ``radius`` pixels."""
     ok = np.isfinite(pred).all(axis=1)
     idx_pred = np.flatnonzero(ok)
@@ -174,7 +177,7 @@ def _free_terms(order: int) -> np.ndarray:
     return np.array([k for k, (i, j) in enumerate(legendre_terms(order)) if i + j >= 2], int)
 
 
-def _fit(
+def fit_model(
     model: CameraModel,
     ha: np.ndarray,
     dec: np.ndarray,
@@ -224,7 +227,8 @@ def _fit(
         if fit_distortion:
             r.append([(m.k1 - prior.k1) / _PRIOR_K1, (m.k2 - prior.k2) / _PRIOR_K2])
         r.append(p[len(names) :] / _PRIOR_LEGENDRE_PX)
-        return np.nan_to_num(np.concatenate(r), nan=1e3)
+        misfit: np.ndarray = np.nan_to_num(np.concatenate(r), nan=1e3)
+        return misfit
 
     res = least_squares(residuals, p0, x_scale="jac", loss="soft_l1", f_scale=1.0)
     return build(res.x)
@@ -300,10 +304,10 @@ def solve(
     t = np.radians(roll)
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     guess = (pred[bright] - c) @ rot.T + c + shift
-    ip, jd_ = _match(guess, det, 12.0)
+    ip, jd_ = match_stars(guess, det, 12.0)
     if ip.size < 10:
         raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched the first guess")
-    model = _fit(
+    model = fit_model(
         nominal.replace(spin_deg=-roll),
         ha[bright[ip]],
         dec[bright[ip]],
@@ -312,7 +316,7 @@ def solve(
         order=0,
     )
     # Widen to the whole chip and tighten the match radius as the model improves.
-    model = _refine(
+    model = refine_model(
         model,
         ha,
         dec,
@@ -333,7 +337,7 @@ def solve(
     )
 
 
-def _refine(
+def refine_model(
     model: CameraModel,
     ha: np.ndarray,
     dec: np.ndarray,
@@ -345,10 +349,10 @@ def _refine(
 ) -> CameraModel:
     """Match predictions to detections within each (radius px, Legendre order) step and refit."""
     for radius, fit_order in steps:
-        ip, jd_ = _match(_predict(model, ha, dec), det, radius)
+        ip, jd_ = match_stars(_predict(model, ha, dec), det, radius)
         if ip.size < 20:
             raise AstrometryFailed(f"lstseq {lstseq}: only {ip.size} stars matched at {radius} px")
-        model = _fit(
+        model = fit_model(
             model, ha[ip], dec[ip], det[jd_], fit_distortion=True, order=fit_order, prior=prior
         )
     return model
@@ -433,7 +437,7 @@ def verify(
         return checked
     try:
         det = _detect(image, nmax=1500, saturation=63000.0)
-        model = _refine(
+        model = refine_model(
             solution.model,
             ha,
             dec,

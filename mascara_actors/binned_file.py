@@ -40,10 +40,10 @@ import erfa
 import numpy as np
 from astropy.io import fits
 
+from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.binning import BinnedSet
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import FrameError, StorageError
-from mascara_actors.storage.atomic import atomic_write_bytes
 
 __all__ = ["BinnedImage", "binned_filename", "binned_header", "read_binned", "write_binned"]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.polynomial import legendre
@@ -46,7 +47,10 @@ def legendre_terms(order: int) -> list[tuple[int, int]]:
 def _refraction_deg(alt_deg: np.ndarray) -> np.ndarray:
     """Refraction (apparent - true altitude) for a true altitude, degrees."""
     h = np.maximum(alt_deg, -1.0)
-    return _REFRACTION_SCALE * (1.02 / np.tan(np.radians(h + 10.3 / (h + 5.11)))) / 60.0
+    refraction: np.ndarray = (
+        _REFRACTION_SCALE * (1.02 / np.tan(np.radians(h + 10.3 / (h + 5.11)))) / 60.0
+    )
+    return refraction
 
 
 def _small_rotation(tx_deg: float, ty_deg: float, tz_deg: float) -> np.ndarray:
@@ -55,7 +59,8 @@ def _small_rotation(tx_deg: float, ty_deg: float, tz_deg: float) -> np.ndarray:
     rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
     rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    rotation: np.ndarray = rz @ ry @ rx
+    return rotation
 
 
 def _altaz_vector(alt_deg: float, az_deg: float) -> np.ndarray:
@@ -171,9 +176,9 @@ class CameraModel:
             mirror=bool(getattr(camera, "mirror", False)),
         )
 
-    def replace(self, **changes: object) -> CameraModel:
-        """A copy with some parameters changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> CameraModel:
+        """A copy with some parameters changed (names and types checked by the dataclass)."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def order(self) -> int:
@@ -280,7 +285,7 @@ class CameraModel:
     def on_chip(self, x: np.ndarray, y: np.ndarray, *, margin: float = 0.0) -> np.ndarray:
         """True where (x, y) lies at least ``margin`` pixels inside the science region."""
         with np.errstate(invalid="ignore"):
-            return (
+            inside: np.ndarray = (
                 np.isfinite(x)
                 & np.isfinite(y)
                 & (x >= margin)
@@ -288,6 +293,7 @@ class CameraModel:
                 & (y >= margin)
                 & (y <= self.ny - 1 - margin)
             )
+        return inside
 
     # --- pixel -> sky ----------------------------------------------------------------------
 
@@ -312,7 +318,8 @@ class CameraModel:
         the lens alone, independent of where the camera points."""
         xi, eta = self._tangent_plane(x, y)
         vec = np.stack([xi, eta, np.ones_like(xi)], axis=-1)
-        return vec / np.linalg.norm(vec, axis=-1, keepdims=True)
+        unit: np.ndarray = vec / np.linalg.norm(vec, axis=-1, keepdims=True)
+        return unit
 
     def _tangent_plane(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Undistorted gnomonic coordinates (tan units) of pixel positions."""

@@ -26,9 +26,10 @@ def background_map(image: np.ndarray, *, box: int = 64) -> np.ndarray:
     rows = ndimage.map_coordinates(
         med, np.meshgrid(np.clip(yy, 0, by - 1), np.arange(bx), indexing="ij"), order=1
     )
-    return ndimage.map_coordinates(
+    background: np.ndarray = ndimage.map_coordinates(
         rows, np.meshgrid(np.arange(ny), np.clip(xx, 0, bx - 1), indexing="ij"), order=1
     ).astype(np.float32)
+    return background
 
 
 def find_peaks(

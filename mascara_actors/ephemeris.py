@@ -84,7 +84,8 @@ def sun_altitude(jd_utc: float | np.ndarray, site: SiteConfig) -> np.ndarray:
     """Altitude of the Sun's centre, degrees, at the JDs ``jd_utc``."""
     t = _times(jd_utc)
     loc = site_location(site)
-    return get_body("sun", t, loc).transform_to(AltAz(obstime=t, location=loc)).alt.deg
+    alt: np.ndarray = get_body("sun", t, loc).transform_to(AltAz(obstime=t, location=loc)).alt.deg
+    return alt
 
 
 def night_date(jd_utc: float, site: SiteConfig, *, horizon_deg: float = 0.0) -> date:
@@ -97,11 +98,10 @@ def night_date(jd_utc: float, site: SiteConfig, *, horizon_deg: float = 0.0) -> 
     grid = jd_utc - np.arange(0, 24 * 12 + 1)[::-1] / (24 * 12)
     alt = sun_altitude(grid, site)
     down = np.nonzero((alt[:-1] >= horizon_deg) & (alt[1:] < horizon_deg))[0]
-    if down.size == 0:
-        # Polar day or night does not happen at these sites; fall back to the local date.
-        return Time(jd_utc, format="jd", scale="utc").to_datetime().date()
-    crossing = grid[down[-1] + 1]
-    return Time(crossing, format="jd", scale="utc").to_datetime().date()
+    # Polar day or night does not happen at these sites; without a sunset, the date of jd_utc.
+    crossing = float(grid[down[-1] + 1]) if down.size else jd_utc
+    night: date = Time(crossing, format="jd", scale="utc").to_datetime().date()
+    return night
 
 
 class EphemerisTable:

@@ -48,7 +48,7 @@ def _install_cached_iers() -> None:
     from astropy.table import QTable
     from astropy.utils import iers
 
-    from mascara_actors.storage.atomic import atomic_write_bytes
+    from mascara_actors.atomic_files import atomic_write_bytes
 
     name = f"iers-astropy{version('astropy')}-data{version('astropy-iers-data')}.fits"
     path = default_cache_dir() / name
@@ -64,7 +64,7 @@ def _install_cached_iers() -> None:
                 warnings.simplefilter("ignore")  # long meta keys become HIERARCH cards
                 table.write(buffer, format="fits")
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, buffer.getvalue(), durable=False)
+            atomic_write_bytes(path, buffer.getvalue(), durable=False, shared=True)
         except Exception as exc:  # a cache that cannot be written only costs time
             log.warning("IERS table not cached in %s: %s", path, exc)
     iers.earth_orientation_table.set(table)
@@ -96,4 +96,9 @@ def configure_astropy_offline() -> None:
     if not _installed:
         _installed = True
         _install_cached_iers()
+        # astropy checks its leap-second table (file system calls) at the first UTC
+        # conversion of the process: do it now, at start-up, never on an event loop
+        from astropy.time import Time
+
+        _ = Time(60000.0, format="mjd", scale="utc").tai
     log.debug("astropy configured offline (IERS auto_download off, auto_max_age None)")

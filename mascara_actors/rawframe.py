@@ -9,6 +9,8 @@ start with the zero-padded lstseq (at least 8 digits, more after 2033):
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -20,8 +22,16 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
+from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import FrameError
 from mascara_actors.fits_layout import check_fits_layout
+from mascara_actors.sidereal import (
+    SIDEREAL_DAY_S,
+    SLOT_SIDEREAL_S,
+    jd_to_datetime,
+    lstidx,
+    lstseq2date,
+)
 
 __all__ = [
     "FRAME_KINDS",
@@ -197,6 +207,75 @@ class RawHeader:
             )
         return cls(**values)
 
+    @classmethod
+    def of_exposure(
+        cls,
+        lstseq: int,
+        *,
+        jd: float,
+        exptime: float,
+        ccdtemp: float,
+        site: str,
+        camera: str,
+        imagetyp: str,
+        x0: int,
+        xsize: int,
+        y0: int,
+        ysize: int,
+        dwldtime: float = 0.0,
+        margtime: float = 0.0,
+    ) -> RawHeader:
+        """The header of the exposure of slot ``lstseq`` that started at ``jd`` (UTC JD).
+
+        The one place where the time keys of a raw frame are derived (the live camera and
+        the simulator both call it): ``LSTIDX`` is ``lstseq``'s slot of the sidereal day;
+        ``LST`` is that slot's start (``LSTIDX`` x 6.4 sidereal seconds, exact by the
+        definition of lstseq) plus the sidereal time from the slot's start to ``jd``, which
+        is nothing for a camera that opens on the slot boundary, as the simulated one does;
+        ``JDMID = JD + EXPTIME / 2``; ``UTC-OBS`` is ``jd`` as a calendar time
+        (:func:`~mascara_actors.sidereal.jd_to_datetime`, leap-second days included).
+
+        Parameters
+        ----------
+        lstseq
+            The slot.
+        jd
+            Exposure start, JD (UTC).
+        exptime
+            Exposure time, seconds (0 for a bias).
+        ccdtemp
+            CCD temperature, degrees C.
+        site, camera, imagetyp
+            ``SITE-OBS``, ``CAMERA`` (letter) and ``IMAGETYP`` (science, dark, bias, flat).
+        x0, xsize, y0, ysize
+            The science region, pixels.
+        dwldtime, margtime
+            Readout and margin times, seconds.
+        """
+        lstseq = int(lstseq)
+        slot = int(lstidx(lstseq))
+        after_start_h = (jd - float(lstseq2date(lstseq, format="jd"))) * 24.0
+        lst = slot * SLOT_SIDEREAL_S / 3600.0 + after_start_h * (86400.0 / SIDEREAL_DAY_S)
+        return cls(
+            lstseq=lstseq,
+            lstidx=slot,
+            lst=lst % 24.0,
+            jd=jd,
+            jdmid=jd + exptime / 2.0 / 86400.0,
+            utc=jd_to_datetime(jd).replace(tzinfo=None),
+            exptime=exptime,
+            ccdtemp=ccdtemp,
+            site=site,
+            camera=camera,
+            imagetyp=imagetyp,
+            x0=x0,
+            xsize=xsize,
+            y0=y0,
+            ysize=ysize,
+            dwldtime=dwldtime,
+            margtime=margtime,
+        )
+
     def to_cards(self) -> dict[str, Any]:
         """The header as FITS keyword values."""
         return {
@@ -331,7 +410,11 @@ def read_raw(path: str | Path) -> RawFrame:
 def write_raw(
     path: str | Path, data: np.ndarray, header: RawHeader, *, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write a raw frame atomically; the compression follows the suffix (.fits, .gz, .fz)."""
+    """Write a raw frame atomically (fsync, rename); the compression follows the suffix.
+
+    ``.fits``: plain; ``.gz``: the whole file gzipped; ``.fz``: Rice-compressed image tiles.
+    Raises StorageError (and leaves no partial file) when the write fails.
+    """
     path = Path(path)
     if data.dtype != np.uint16:
         raise ValueError(f"raw frames are uint16, got {data.dtype}")
@@ -344,7 +427,9 @@ def write_raw(
         )
     else:
         hdul = fits.HDUList([fits.PrimaryHDU(data, header=cards)])
-    tmp = path.with_name(".part-" + path.name)  # keeps the suffix that picks the compression
-    hdul.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    data_bytes = buf.getvalue()
+    if path.name.endswith(".gz"):
+        data_bytes = gzip.compress(data_bytes, mtime=0)  # mtime 0: the same frame, the same bytes
+    return atomic_write_bytes(path, data_bytes)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mascara_actors.errors import StorageError
 
@@ -217,7 +218,7 @@ def lightcurve_dtype(dtype: np.dtype) -> np.dtype:
     names = [n for n in dtype.names or () if n != "id"]
     if not names:
         raise StorageError(f"dtype {dtype} has no fields besides 'id': not a record dtype")
-    return np.dtype([(n, dtype.fields[n][0]) for n in names])
+    return np.dtype([(n, dtype[n]) for n in names])
 
 
 star_dtype = np.dtype([(n, t) for n, t, _, _ in _STAR])
@@ -240,7 +241,9 @@ def astrometry_dtype(nparams: int) -> np.dtype:
     """
     if int(nparams) != nparams or nparams < 1:
         raise StorageError(f"nparams={nparams!r} must be a positive integer")
-    fields = [(n, t) for n, t, _, _ in _ASTROMETRY_HEAD]
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int]]] = [
+        (n, t) for n, t, _, _ in _ASTROMETRY_HEAD
+    ]
     fields.append((_ASTROMETRY_PARAMS[0], _ASTROMETRY_PARAMS[1], (int(nparams),)))
     return np.dtype(fields)
 
@@ -249,7 +252,7 @@ def empty_records(n: int, dtype: np.dtype) -> np.ndarray:
     """An array of ``n`` records of ``dtype``: floats NaN, integers 0, strings empty."""
     out = np.zeros(n, dtype=dtype)
     for name in dtype.names or ():
-        base = dtype.fields[name][0].base
+        base = dtype[name].base
         if base.kind in "fc":
             out[name] = np.nan
     return out
@@ -263,10 +266,10 @@ def with_flag(records: np.ndarray) -> np.ndarray:
 
 
 def records_from_columns(
-    columns: Mapping[str, object],
+    columns: Mapping[str, ArrayLike],
     dtype: np.dtype,
     *,
-    fill: Mapping[str, object] | None = None,
+    fill: Mapping[str, ArrayLike] | None = None,
 ) -> np.ndarray:
     """Build a record array from a mapping of columns (the seed's ``indexArray``).
 

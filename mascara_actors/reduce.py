@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -34,24 +35,16 @@ from mascara_actors.errors import AstrometryFailed, FrameError
 from mascara_actors.photometry import PhotometryResult, measure, sky_estimator
 from mascara_actors.rawframe import RawFrame, read_raw
 from mascara_actors.records import fast_record_dtype, station_dtype
-from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
+from mascara_actors.sidereal import lst_mid_hours, lstday, lstidx
 
 __all__ = [
     "FrameResult",
     "ReductionSession",
-    "lst_mid_hours",
     "photometry_records",
     "star_altaz",
 ]
 
 log = logging.getLogger(__name__)
-
-_SIDEREAL_PER_SOLAR = 1.002737909350795
-
-
-def lst_mid_hours(raw_lst_hours: float, jd: float, jdmid: float) -> float:
-    """LST at mid-exposure from the start LST and the start/mid JDs, hours."""
-    return raw_lst_hours + (jdmid - jd) * 24.0 * _SIDEREAL_PER_SOLAR
 
 
 def star_altaz(
@@ -88,7 +81,7 @@ def photometry_records(
     records = np.zeros(len(result), dtype)
     records["id"] = ids
     records["lstseq"] = lstseq
-    records["lstidx"] = lstseq % SLOTS_PER_SIDEREAL_DAY
+    records["lstidx"] = lstidx(lstseq)
     records["pflag"] = result.pflag
     records["aflag"] = aflag
     records["flag"] = (result.pflag != 0) | (aflag != 0)
@@ -107,6 +100,17 @@ def photometry_records(
     records["jdmid"] = jdmid
     records["lst"] = lst_hours
     return records
+
+
+class _SolveOptions(TypedDict):
+    """The keyword arguments of a solve from scratch (:func:`solve`, :func:`blind_solve`)."""
+
+    lst_hours: float
+    jd: float
+    lstseq: int
+    order: int
+    min_match_fraction: float
+    saturation: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,7 @@ class ReductionSession:
     calibrator: Calibrator = field(default_factory=Calibrator)
     _ephemeris: EphemerisTable = field(init=False)
     _positions: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, init=False)
-    _cand_key: tuple | None = field(default=None, init=False)
+    _cand_key: tuple[int, CameraModel, int] | None = field(default=None, init=False)
     _cand: np.ndarray = field(default_factory=lambda: np.empty(0, int), init=False)
     _blind_index: BlindIndex | None = field(default=None, init=False)
     blind_note: str | None = field(default=None, init=False)
@@ -259,7 +263,7 @@ class ReductionSession:
             order=astro.legendre_order,
         )
 
-    def _solve_options(self, raw: RawFrame, lst: float) -> dict[str, float | int]:
+    def _solve_options(self, raw: RawFrame, lst: float) -> _SolveOptions:
         """The options a solve from scratch takes, configured or blind."""
         astro = self.config.reduction.astrometry
         return {
@@ -383,12 +387,12 @@ class ReductionSession:
         station = np.zeros(1, station_dtype)
         row = station[0]
         row["lstseq"] = h.lstseq
-        row["lstidx"] = h.lstseq % SLOTS_PER_SIDEREAL_DAY
-        row["lstday"] = h.lstseq // SLOTS_PER_SIDEREAL_DAY
+        row["lstidx"] = lstidx(h.lstseq)
+        row["lstday"] = lstday(h.lstseq)
         for name in ("jd", "jdmid", "lst", "exptime", "ccdtemp", "dwldtime", "margtime"):
             row[name] = getattr(h, name)
         for name, value in stats.as_record().items():
-            if name in station_dtype.names:
+            if name in (station_dtype.names or ()):
                 row[name] = value
         row["darkfile"] = calibrated.darkfile
         row["utc"] = h.utc.strftime("%Y-%m-%d %H:%M:%S.%f").encode()

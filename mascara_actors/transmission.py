@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import FrameError
-from mascara_actors.storage.atomic import atomic_write_bytes
 
 __all__ = ["TransmissionMap", "build_transmission_map", "plot_transmission_map"]
 

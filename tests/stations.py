@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from hw.device import DeviceProcess
+import anyio.to_thread
+
 from hw.driver import CameraDriver
-from hw.sky_device import sky_device_config
-from hw.station import Station
+from hw.sim.process import DeviceProcess
+from hw.sim.sky_renderer import sky_device_config
+from mascara_actors.app.station import Station
 from mascara_actors.config import Config, load_config
 from mascara_actors.sidereal import lstseq2date
 
@@ -49,23 +53,32 @@ def short_night_config(directory: Path) -> Path:
     return dst
 
 
-def sky_device(workdir: Path, config_dir: Path, start_lstseq: int) -> DeviceProcess:
-    """The simulated camera (not started: use ``with``), its clock at slot ``start_lstseq``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = sky_device_config(
-        workdir,
-        camera_id="LPC",
-        sensor="crop512",
-        config_dir=config_dir,
-        seed=SEED,
-        speed=SPEED,
-        start_jd=float(lstseq2date(start_lstseq, format="jd")),
-        readout_s=0.5,
-        max_queued_frames=8,
-        temp_event_interval_s=0.0,
-        render_options={"vmax": VMAX},
-    )
-    return DeviceProcess(cfg, startup_timeout_s=120.0)
+@asynccontextmanager
+async def sky_device(
+    workdir: Path, config_dir: Path, start_lstseq: int
+) -> AsyncIterator[DeviceProcess]:
+    """The simulated camera, running, its clock at slot ``start_lstseq`` (reading the config
+    and starting the process happen in a worker thread: never on the event loop)."""
+
+    def make() -> DeviceProcess:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = sky_device_config(
+            workdir,
+            camera_id="LPC",
+            sensor="crop512",
+            config_dir=config_dir,
+            seed=SEED,
+            speed=SPEED,
+            start_jd=float(lstseq2date(start_lstseq, format="jd")),
+            readout_s=0.5,
+            max_queued_frames=8,
+            temp_event_interval_s=0.0,
+            render_options={"vmax": VMAX},
+        )
+        return DeviceProcess(cfg, startup_timeout_s=120.0)
+
+    async with await anyio.to_thread.run_sync(make) as dev:
+        yield dev
 
 
 def lpc_station(cam: CameraDriver, config: Config, out: Path, **options: Any) -> Station:

@@ -19,19 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mascara_actors.actors.events import Event, ProductFailed, SetBinned
-from mascara_actors.actors.messages import (
+from mascara_actors.actors.worker import Worker, failure_reason
+from mascara_actors.errors import MascaraError
+from mascara_actors.messages import (
     BIN_SET_JOB,
     BinnedOutput,
+    Event,
     FrameForBinning,
     FrameReduced,
+    ProductFailed,
+    SetBinned,
     StoredSolution,
     WorkerSpec,
 )
-from mascara_actors.actors.worker import Worker, failure_reason
-from mascara_actors.errors import MascaraError
 
 if TYPE_CHECKING:
     from mascara_actors.astrometry import AstrometricSolution
@@ -86,7 +89,7 @@ async def run(
         )
         await outbox.send(result)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     async with inbox, outbox, events:
         async for msg in inbox:
             if current is not None and solution is not None and msg.setidx != current:

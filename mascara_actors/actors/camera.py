@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import anyio
 from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
-from mascara_actors.actors.events import ActorFailed, Event, Spooled
-from mascara_actors.actors.messages import FrameReady
 from mascara_actors.actors.spool import Spool
 from mascara_actors.errors import MascaraError
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import ActorFailed, Event, Spooled
 
 __all__ = ["close_source", "run"]
 
@@ -22,7 +23,7 @@ async def run(
     *,
     source: AsyncIterator[FrameReady],
     spool: Spool[FrameReady],
-    events: ObjectSendStream[Event],
+    events: MemoryObjectSendStream[Event],
     stop: anyio.Event,
     live: bool,
 ) -> None:

@@ -1,8 +1,10 @@
-"""A pause switch for the reducer: while paused, frames wait at the camera edge (spooled)."""
+"""A pause switch for the reducer: while paused, frames wait at the camera edge (spooled).
+
+The console's pause and resume commands act on it; the reducer reports each pause and resume
+as events, so the night's state and log see them like anything else.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import anyio
 
@@ -12,7 +14,7 @@ __all__ = ["PauseGate"]
 class PauseGate:
     """Holds the reducer before its next frame while paused; the camera never waits.
 
-    The reducer calls :meth:`passing` before each frame. A live camera keeps writing its
+    The reducer calls :meth:`wait_open` before each frame. A live camera keeps writing its
     frames to the raw archive meanwhile (the spool), so pausing loses nothing.
     """
 
@@ -20,10 +22,6 @@ class PauseGate:
         self._open = anyio.Event()
         self._open.set()
         self.paused = False
-        self.passed = 0
-        """Items let through so far."""
-        self.last: Any = None
-        """The latest item let through."""
 
     def pause(self) -> None:
         if not self.paused:
@@ -34,9 +32,11 @@ class PauseGate:
         self.paused = False
         self._open.set()
 
-    async def passing(self, item: Any) -> None:
-        """Wait while paused, then count ``item`` as let through."""
+    async def wait_open(self) -> float:
+        """Wait while paused; returns the seconds waited (0.0 when it was open)."""
+        if not self.paused:
+            return 0.0
+        start = anyio.current_time()
         while self.paused:
             await self._open.wait()
-        self.passed += 1
-        self.last = item
+        return anyio.current_time() - start

@@ -13,12 +13,12 @@ import logging
 
 import numpy as np
 
-from mascara_actors.actors.messages import BinnedOutput, StoredSolution, WorkerSpec
 from mascara_actors.astrometry import AstrometricSolution
 from mascara_actors.binned_file import write_binned
 from mascara_actors.binning import SetStack
 from mascara_actors.errors import AstrometryFailed, FrameError, MascaraError
 from mascara_actors.faults import phase
+from mascara_actors.messages import BinnedOutput, StoredSolution, WorkerSpec
 from mascara_actors.records import slow_record_dtype
 from mascara_actors.reduce import FrameResult, ReductionSession
 from mascara_actors.slow import measure_binned, slow_station_row
@@ -148,7 +148,7 @@ def bin_set(
     phase("binning", setidx)
     station = slow_station_row(binned, model, ephemeris=session._ephemeris)
     station["setflag"] = int(binned.flag)
-    if not binned.binned:
+    if not binned.binned or binned.image is None:
         return BinnedOutput(
             setidx,
             binned.nimages,

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -36,45 +37,33 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from mascara_actors import __version__
 from mascara_actors.actors import binner, camera, reducer, saver, summariser
-from mascara_actors.actors.events import (
+from mascara_actors.actors.gate import PauseGate
+from mascara_actors.actors.resume import ResumePoint, missing_products, resume_point
+from mascara_actors.actors.spool import Spool
+from mascara_actors.actors.worker import Worker
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import CameraConfig, Config
+from mascara_actors.faults import phase
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import (
+    WARM_UP_JOB,
+    BinnedOutput,
     Event,
+    FrameForBinning,
+    FrameReduced,
     NightFinished,
     NightStarted,
     QueueDepths,
     Spooled,
     WarningEvent,
-)
-from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import (
-    WARM_UP_JOB,
-    BinnedOutput,
-    FrameForBinning,
-    FrameReady,
-    FrameReduced,
     WorkerSpec,
 )
-from mascara_actors.actors.resume import ResumePoint, resume_point
-from mascara_actors.actors.saver import SaverResult
-from mascara_actors.actors.spool import Spool
-from mascara_actors.actors.summariser import NightState
-from mascara_actors.actors.worker import Worker
-from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import CameraConfig, Config
-from mascara_actors.faults import phase
-from mascara_actors.records import star_dtype
-from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
-from mascara_actors.storage import NightId, SetWriter, nightly_file_path
+from mascara_actors.night_state import NightState
+from mascara_actors.sidereal import slot_length_solar_s
+from mascara_actors.star_rows import star_table
+from mascara_actors.storage import NightId, SetWriter
 
-__all__ = [
-    "NightPlan",
-    "NightReport",
-    "ResumePoint",
-    "paced_frames",
-    "resume_point",
-    "run_night",
-    "star_table",
-    "stop_on_signals",
-]
+__all__ = ["NightPlan", "NightReport", "run_night", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +98,7 @@ class NightReport:
     """The outcome of :func:`run_night`."""
 
     state: NightState
-    saved: SaverResult
+    """The night's counters, complete (every event applied)."""
     stopped_early: bool
     wall_s: float
     skipped_frames: int = 0
@@ -137,93 +126,23 @@ class NightReport:
         return self.reduced and not self.missing
 
 
-def star_table(catalogue: Catalogue, records: np.ndarray) -> np.ndarray:
-    """Rows of ``star_dtype`` for the stars in ``records`` (catalogue data + counts)."""
-    ids, counts = np.unique(records["id"], return_counts=True)
-    order = np.argsort(records["id"], kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(counts)])[:-1]
-    sorted_lstseq = records["lstseq"][order].astype(np.int64)
-    sorted_jd = records["jdmid"][order]
-    cat = catalogue.by_hip(ids.tolist())
-    out = np.zeros(ids.size, star_dtype)
-    out["id"] = ids
-    out["ra"] = cat["ra_deg"]
-    out["dec"] = cat["dec_deg"]
-    out["vmag"] = cat["vmag"]
-    out["bmag"] = cat["bmag"]
-    out["sptype"] = np.char.encode(cat["sptype"].astype(str), "ascii")
-    out["blend"] = cat["blend"]
-    out["blendvalue"] = cat["blendvalue"]
-    out["nobs"] = counts
-    out["lstseqmin"] = np.minimum.reduceat(sorted_lstseq, bounds)
-    out["lstseqmax"] = np.maximum.reduceat(sorted_lstseq, bounds)
-    out["jdstart"] = np.minimum.reduceat(sorted_jd, bounds)
-    return out
+class _SkipDone:
+    """The frames of a source whose set is not done yet (an earlier run of the night made
+    it); :attr:`skipped` counts the others."""
 
+    def __init__(self, source: AsyncIterator[FrameReady], resume: ResumePoint) -> None:
+        self.source, self.resume = source, resume
+        self.skipped = 0
 
-async def paced_frames(
-    frames: Sequence[tuple[int, Path]],
-    *,
-    realtime: bool = False,
-    speed: float = 1.0,
-) -> AsyncIterator[FrameReady]:
-    """FrameReady messages for recorded frames, in lstseq order, fast or at the real cadence.
-
-    Parameters
-    ----------
-    frames
-        ``(lstseq, path)`` pairs, in any order.
-    realtime
-        Release frame ``lstseq`` when its slot ends, ``(lstseq - first + 1)`` slots of
-        6.4 sidereal seconds (6.38 s) after the call, ``first`` being the lowest lstseq, as a
-        camera would deliver it. The schedule is kept on the event loop's clock, so a virtual
-        clock drives it in tests.
-    speed
-        With ``realtime``: this many times faster than real time (> 0).
-    """
-    if not speed > 0:
-        raise ValueError(f"speed must be > 0 (2.0 = twice real time), got {speed!r}")
-    ordered = sorted(((int(s), Path(p)) for s, p in frames), key=lambda f: f[0])
-    if not ordered:
-        return
-    slot = slot_length_solar_s(SLOT_SIDEREAL_S) / speed
-    start = anyio.current_time()
-    first = ordered[0][0]
-    for lstseq, path in ordered:
-        if realtime:
-            await anyio.sleep_until(start + (lstseq - first + 1) * slot)
-        yield FrameReady(path=path, lstseq=lstseq, arrived=time.time())
-
-
-async def _skip_done(
-    source: AsyncIterator[FrameReady], resume: ResumePoint, counter: list[int]
-) -> AsyncIterator[FrameReady]:
-    """The frames of ``source`` whose set is not done (``counter[0]`` counts the others)."""
-    try:
-        async for frame in source:
-            if resume.skips(frame.lstseq):
-                counter[0] += 1
-                continue
-            yield frame
-    finally:
-        await camera.close_source(source)
-
-
-def missing_products(night_dir: Path, reduced_sets: set[int]) -> tuple[str, ...]:
-    """What the night lacks, read back from the disk: the fast and slow side of each set of
-    ``reduced_sets`` (sets with at least one frame reduced), and the two nightly files."""
-    on_disk = resume_point(night_dir)
-    missing = [f"set {s}: fast photometry" for s in sorted(reduced_sets - on_disk.fast_sets)]
-    missing += [
-        f"set {s}: binned image and slow photometry"
-        for s in sorted(reduced_sets - on_disk.slow_sets)
-    ]
-    if reduced_sets or on_disk.fast_sets:
-        for kind in ("fast", "slow"):
-            path = nightly_file_path(night_dir, kind)
-            if not path.exists():
-                missing.append(f"the nightly {kind} file {path}")
-    return tuple(missing)
+    async def frames(self) -> AsyncIterator[FrameReady]:
+        try:
+            async for frame in self.source:
+                if self.resume.skips(frame.lstseq):
+                    self.skipped += 1
+                    continue
+                yield frame
+        finally:
+            await camera.close_source(self.source)
 
 
 def _header_attrs(plan: NightPlan) -> dict[str, object]:
@@ -255,6 +174,7 @@ async def run_night(
     in_process: bool = False,
     saver_delay: float = 0.0,
     gate: PauseGate | None = None,
+    outside_events: MemoryObjectReceiveStream[Event] | None = None,
 ) -> NightReport:
     """Reduce one camera-night from ``source``; see the module docstring.
 
@@ -267,7 +187,8 @@ async def run_night(
     plan
         The camera-night: config, camera, output directory, worker spec.
     source
-        Frames in lstseq order (:func:`paced_frames`, or a live camera).
+        Frames in lstseq order: a :class:`hw.source.FrameSource` (a recorded night paced
+        or not, or a live camera), injected by the application layer.
     catalogue
         The star catalogue (star rows of the per-set files).
     state
@@ -288,16 +209,19 @@ async def run_night(
     gate
         The operator's pause switch: while paused the reducer holds and a live camera's
         frames are spooled.
+    outside_events
+        Events of the caller (a station's camera link, say) for this night's log and state:
+        taken while the night runs, and those waiting at its end before ``NightFinished``.
+        The stream stays open (the caller may have more after the night).
     """
     t0 = time.time()
     cfg = plan.config.reduction
     state = state if state is not None else NightState()
     stop = stop if stop is not None else anyio.Event()
     mode = worker_mode if worker_mode is not None else ("thread" if in_process else "process")
-    saved = SaverResult()
-    skipped = [0]
     stopped_by: list[str] = []
     seen_sets: set[int] = set()
+    nightly: dict[str, Path | None] = {}
     files: list[Path] = []
     missing: tuple[str, ...] = ()
 
@@ -313,7 +237,7 @@ async def run_night(
     ev_send, ev_recv = anyio.create_memory_object_stream[Event](cfg.channels.events)
     spool = Spool(frames_send)
     storage = cfg.storage
-    combine_options: dict[str, object] = {
+    combine_options: dict[str, Any] = {
         "minobs": storage.minobs,
         "compression": None if storage.compression == "none" else storage.compression,
     }
@@ -326,6 +250,10 @@ async def run_night(
         resume = await anyio.to_thread.run_sync(
             lambda: resume_point(plan.night_dir, repair=True)
         )
+        skip_done = _SkipDone(source, resume)
+
+        async def save(kind: str, saving: Awaitable[Path | None]) -> None:
+            nightly[kind] = await saving
         if resume.done_sets or resume.rebin_sets:
             log.info(
                 "%s: %d sets already on disk (their frames are skipped), %d to bin again",
@@ -351,6 +279,8 @@ async def run_night(
                     await ev_send.send(WarningEvent(source="resume", message=note))
                 async with anyio.create_task_group() as side:
                     side.start_soon(_monitor, ev_send.clone(), spool, frames_recv, reduced_recv)
+                    if outside_events is not None:
+                        side.start_soon(_forward, outside_events, ev_send)
                     async with anyio.create_task_group() as tg:
                         if handle_signals:
                             side.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
@@ -359,7 +289,7 @@ async def run_night(
                             tg.start_soon(worker.warm_up, WARM_UP_JOB, plan.worker)
                         tg.start_soon(
                             lambda: camera.run(
-                                source=_skip_done(source, resume, skipped),
+                                source=skip_done.frames(),
                                 spool=spool,
                                 events=ev_send.clone(),
                                 stop=stop,
@@ -393,18 +323,21 @@ async def run_night(
                             )
                         )
                         tg.start_soon(
-                            lambda: saver.run_slow(
+                            save,
+                            "slow",
+                            saver.run_slow(
                                 inbox=binned_recv,
                                 events=ev_send.clone(),
                                 writer=writer,
                                 star_rows=lambda records: star_table(catalogue, records),
                                 stopping=stop,
                                 combine_options=combine_options,
-                                result=saved,
-                            )
+                            ),
                         )
                         tg.start_soon(
-                            lambda: saver.run(
+                            save,
+                            "fast",
+                            saver.run(
                                 inbox=saver_recv,
                                 events=ev_send.clone(),
                                 delay_s=saver_delay,
@@ -412,13 +345,15 @@ async def run_night(
                                 star_rows=lambda records: star_table(catalogue, records),
                                 stopping=stop,
                                 combine_options=combine_options,
-                                result=saved,
-                            )
+                            ),
                         )
                     side.cancel_scope.cancel()
                 if spool.spooled:
                     await ev_send.send(Spooled(spooled=spool.spooled, caught_up=spool.caught_up))
-                files = [r.output for r in saved.combined if r.output is not None]
+                if outside_events is not None:
+                    for ev in _waiting(outside_events):
+                        await ev_send.send(ev)
+                files = [f for f in (nightly.get("fast"), nightly.get("slow")) if f is not None]
                 if not stop.is_set():
                     phase("nightly-done", "night")
                     missing = await anyio.to_thread.run_sync(
@@ -428,23 +363,40 @@ async def run_night(
                     NightFinished(
                         frames_reduced=state.frames_reduced,
                         frames_failed=state.frames_failed,
-                        nightly_files=[str(f) for f in files],
+                        nightly_files=tuple(str(f) for f in files),
                         wall_s=time.time() - t0,
-                        missing=list(missing),
+                        missing=missing,
                     )
                 )
     return NightReport(
         state=state,
-        saved=saved,
         stopped_early=stop.is_set(),
         wall_s=time.time() - t0,
-        skipped_frames=skipped[0] + len(resume.frame_aflags),
+        skipped_frames=skip_done.skipped + len(resume.frame_aflags),
         nightly_files=files,
         stopped_by=stopped_by[0] if stopped_by else None,
         worker_restarts=reducer_worker.restarts + binner_worker.restarts,
         failure=state.fatal,
         missing=missing,
     )
+
+
+async def _forward(
+    inbox: MemoryObjectReceiveStream[Event], outbox: ObjectSendStream[Event]
+) -> None:
+    """Pass the caller's events on to the summariser (until cancelled; neither is closed)."""
+    async for ev in inbox:
+        await outbox.send(ev)
+
+
+def _waiting(inbox: MemoryObjectReceiveStream[Event]) -> list[Event]:
+    """The events ``inbox`` holds now."""
+    out: list[Event] = []
+    while True:
+        try:
+            out.append(inbox.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return out
 
 
 async def _tee(
@@ -467,7 +419,7 @@ async def _monitor(
     events: ObjectSendStream[Event],
     spool: Spool[FrameReady],
     frames_recv: MemoryObjectReceiveStream[FrameReady],
-    reduced_recv: MemoryObjectReceiveStream[FrameReduced],
+    reduced_recv: MemoryObjectReceiveStream[FrameReduced | FrameForBinning],
     *,
     period_s: float = 1.0,
 ) -> None:

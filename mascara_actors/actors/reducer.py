@@ -1,7 +1,7 @@
 """The reducer actor: astrometry once per set, fast photometry of every frame, in a worker.
 
 The CPU work runs in one :class:`~mascara_actors.actors.worker.Worker` process, which
-receives a path and a small :class:`~mascara_actors.actors.messages.WorkerSpec` and keeps its
+receives a path and a small :class:`~mascara_actors.messages.WorkerSpec` and keeps its
 :class:`~mascara_actors.reduce.ReductionSession` (catalogue, masters, ephemeris) between
 jobs. A frame that fails is reported once and skipped; a worker that dies is replaced by a
 fresh one and the job is tried once more, so a frame that kills its worker twice fails alone.
@@ -22,7 +22,7 @@ failed) the set goes on with the previous solution, flagged, and the next frames
 try again (up to :data:`MAX_CHECKS_PER_SET`): one saturated frame never spoils its set.
 
 On a restart of a night, the astrometric solutions of the sets already on disk come back as
-:class:`~mascara_actors.actors.messages.StoredSolution` values: the first set reduced again is
+:class:`~mascara_actors.messages.StoredSolution` values: the first set reduced again is
 checked against the same model as in an uninterrupted run, so the output does not depend on
 where the run stopped. The frames of sets whose fast photometry is on disk but whose binned
 image is not are handed to the binner without being reduced again.
@@ -40,31 +40,32 @@ import anyio
 import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mascara_actors.actors.events import (
+from mascara_actors.actors.gate import PauseGate
+from mascara_actors.actors.worker import Worker, failure_reason
+from mascara_actors.errors import AstrometryFailed, MascaraError
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import (
+    REDUCE_JOB,
+    SOLVE_JOB,
     ActorFailed,
     AstrometryDone,
     Event,
     FrameFailed,
-    FrameReducedEvent,
-    WarningEvent,
-)
-from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.messages import (
-    REDUCE_JOB,
-    SOLVE_JOB,
     FrameForBinning,
-    FrameReady,
     FrameReduced,
+    FrameReducedEvent,
+    ReductionPaused,
+    ReductionResumed,
     StoredSolution,
+    WarningEvent,
     WorkerSpec,
 )
-from mascara_actors.actors.worker import Worker, failure_reason
-from mascara_actors.errors import AstrometryFailed, MascaraError
 from mascara_actors.photometry.flags import AFlag
 from mascara_actors.sidereal import SET_SIZE, set_index
 
 if TYPE_CHECKING:
     from mascara_actors.astrometry import AstrometricSolution
+    from mascara_actors.reduce import FrameResult
 
 __all__ = ["MAX_BROKEN_IN_A_ROW", "MAX_CHECKS_PER_SET", "SOLVE_EVERY", "run"]
 
@@ -187,6 +188,8 @@ async def run(
         msg: FrameReady, setidx: int, previous: AstrometricSolution | StoredSolution | None
     ) -> AstrometricSolution | None:
         """Solve or check the astrometry on ``msg``; None when the frame failed."""
+        new: AstrometricSolution
+        blind_note: str | None
         try:
             new, blind_note = await worker.run(SOLVE_JOB, spec, str(msg.path), previous)
         except AstrometryFailed as exc:
@@ -234,7 +237,7 @@ async def run(
         """Fast photometry of ``msg`` with ``solution``, sent on; a failure fails it alone."""
         nonlocal broken_in_a_row
         try:
-            result = await worker.run(REDUCE_JOB, spec, str(msg.path), solution)
+            result: FrameResult = await worker.run(REDUCE_JOB, spec, str(msg.path), solution)
         except Exception as exc:  # fault isolation: one bad frame must not stop the night
             if not isinstance(exc, MascaraError | anyio.BrokenWorkerProcess):
                 log.exception("reducing %s crashed", msg.path)
@@ -263,6 +266,7 @@ async def run(
                 timings=result.timings,
                 sky=float(np.median(sky)) if sky.size else float("nan"),
                 ccdtemp=float(result.station["ccdtemp"][0]),
+                path=str(msg.path),
             )
         )
 
@@ -287,8 +291,9 @@ async def run(
         async for msg in inbox:
             if given_up:
                 continue  # drain: the camera stops, these frames stay for the restart
-            if gate is not None:
-                await gate.passing(msg)
+            if gate is not None and gate.paused:
+                await events.send(ReductionPaused(lstseq=msg.lstseq))
+                await events.send(ReductionResumed(paused_s=await gate.wait_open()))
             setidx = int(set_index(msg.lstseq))
             if window is not None and not window[0] <= msg.lstseq < window[1]:
                 await fail(

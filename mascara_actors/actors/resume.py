@@ -23,12 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mascara_actors.actors.messages import StoredSolution
 from mascara_actors.errors import StorageError
+from mascara_actors.messages import StoredSolution
 from mascara_actors.sidereal import set_index
 from mascara_actors.storage import NightFile, SetFile, list_set_files, nightly_file_path
 
-__all__ = ["ResumePoint", "resume_point"]
+__all__ = [
+    "ResumePoint",
+    "missing_products",
+    "resume_point",
+]
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +163,20 @@ def resume_point(night_dir: Path, *, repair: bool = False) -> ResumePoint:
         frame_aflags=aflags,
         notes=tuple(notes),
     )
+
+
+def missing_products(night_dir: Path, reduced_sets: set[int]) -> tuple[str, ...]:
+    """What the night lacks, read back from the disk: the fast and slow side of each set of
+    ``reduced_sets`` (sets with at least one frame reduced), and the two nightly files."""
+    on_disk = resume_point(night_dir)
+    missing = [f"set {s}: fast photometry" for s in sorted(reduced_sets - on_disk.fast_sets)]
+    missing += [
+        f"set {s}: binned image and slow photometry"
+        for s in sorted(reduced_sets - on_disk.slow_sets)
+    ]
+    if reduced_sets or on_disk.fast_sets:
+        for kind in ("fast", "slow"):
+            path = nightly_file_path(night_dir, kind)
+            if not path.exists():
+                missing.append(f"the nightly {kind} file {path}")
+    return tuple(missing)

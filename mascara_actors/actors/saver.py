@@ -9,31 +9,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from mascara_actors.actors.events import Event, ProductFailed, SetSaved
-from mascara_actors.actors.messages import BinnedOutput, FrameReduced
 from mascara_actors.errors import StorageError
 from mascara_actors.faults import phase
+from mascara_actors.messages import (
+    BinnedOutput,
+    Event,
+    FrameReduced,
+    NightlyFileWritten,
+    ProductFailed,
+    SetSaved,
+)
 from mascara_actors.records import astrometry_dtype
 from mascara_actors.storage import CombineReport, SetWriter
 
-__all__ = ["SaverResult", "run", "run_slow"]
+__all__ = ["run", "run_slow"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SaverResult:
-    """What the saver wrote; filled in as it goes."""
-
-    sets_written: list[int] = field(default_factory=list)
-    combined: list[CombineReport] = field(default_factory=list)
 
 
 def _astrometry_row(frames: list[FrameReduced]) -> np.ndarray:
@@ -61,11 +60,11 @@ async def run(
     writer: SetWriter,
     star_rows: Callable[[np.ndarray], np.ndarray],  # records -> star_dtype rows
     stopping: anyio.Event,
-    combine_options: dict[str, object],
-    result: SaverResult,
+    combine_options: dict[str, Any],
     delay_s: float = 0.0,
-) -> None:
-    """Write every complete set of ``inbox``; at the end of the night, combine.
+) -> Path | None:
+    """Write every complete set of ``inbox``; at the end of the night, combine; returns the
+    nightly fast file (None when the night stopped early or it could not be written).
 
     ``delay_s`` makes the saver take that long per message: a slow disk, for the
     backpressure tests.
@@ -91,7 +90,6 @@ async def run(
             await events.send(ProductFailed(setidx=setidx, product="fast", reason=str(exc)))
             frames.clear()
             return
-        result.sets_written.append(setidx)
         phase("fast-saved", setidx)
         await events.send(
             SetSaved(
@@ -118,7 +116,7 @@ async def run(
                     frames[0].setidx,
                     len(frames),
                 )
-            return
+            return None
         if frames:
             await flush()
         try:
@@ -127,8 +125,8 @@ async def run(
             )
         except StorageError as exc:
             await events.send(ProductFailed(setidx=None, product="fast", reason=str(exc)))
-            return
-        result.combined.append(report)
+            return None
+        return await _combined(report, events)
 
 
 async def run_slow(
@@ -138,10 +136,11 @@ async def run_slow(
     writer: SetWriter,
     star_rows: Callable[[np.ndarray], np.ndarray],
     stopping: anyio.Event,
-    combine_options: dict[str, object],
-    result: SaverResult,
-) -> None:
-    """Write each binned set's slow photometry as a slow per-set file; combine at the end.
+    combine_options: dict[str, Any],
+) -> Path | None:
+    """Write each binned set's slow photometry as a slow per-set file; combine at the end;
+    returns the nightly slow file (None when the night stopped early or it could not be
+    written).
 
     A slow set is one record per star, so the nightly slow file keeps every star
     (``minobs`` 1), as the legacy slow files did. A set too short to bin is written too,
@@ -163,12 +162,20 @@ async def run_slow(
                     ProductFailed(setidx=out.setidx, product="slow", reason=str(exc))
                 )
         if stopping.is_set():
-            return
+            return None
         try:
             report = await anyio.to_thread.run_sync(
                 lambda: writer.combine("slow", **{**combine_options, "minobs": 1})
             )
         except StorageError as exc:
             await events.send(ProductFailed(setidx=None, product="slow", reason=str(exc)))
-            return
-        result.combined.append(report)
+            return None
+        return await _combined(report, events)
+
+
+async def _combined(report: CombineReport, events: ObjectSendStream[Event]) -> Path | None:
+    """Report the nightly file ``report`` wrote (None: there was nothing to combine)."""
+    if report.output is None:
+        return None
+    await events.send(NightlyFileWritten(kind_=report.kind, path=str(report.output)))
+    return report.output

@@ -27,7 +27,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -147,7 +147,7 @@ class Worker:
         request = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
         async with self._lock:
             try:
-                return await self._exchange(request)
+                return cast(R, await self._exchange(request))
             except anyio.BrokenWorkerProcess:
                 # The process died under the job: one more try on a fresh one; a job that
                 # kills it again fails alone.
@@ -157,7 +157,7 @@ class Worker:
                     self.name,
                     self.restarts,
                 )
-                return await self._exchange(request)
+                return cast(R, await self._exchange(request))
 
     async def warm_up(self, fn: Callable[..., Any] | str, *args: Any) -> None:
         """Start the process and run ``fn(*args)`` in it ahead of the real jobs (building

@@ -1,6 +1,7 @@
 """``mascara-actors console``: the operator console over a camera-night.
 
-By default the console drives a camera through a whole station night (:mod:`hw.station`):
+By default the console drives a camera through a whole station night
+(:mod:`mascara_actors.app.station`):
 the camera named in ``cameras.toml`` when its port exists on this machine, else the
 simulated camera device (10x real time), so anyone can try it. ``--replay DIR`` plays a
 recorded night as the camera instead. This module wires the camera, the pipeline and the
@@ -23,10 +24,11 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from hw.station import Station, StationReport
+from hw.recorded import paced_frames
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
-from mascara_actors.actors.summariser import NightState
+from mascara_actors.actors.pipeline import NightReport, run_night
+from mascara_actors.app.reports import StationReport
+from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.live import (
     add_camera_options,
@@ -37,10 +39,12 @@ from mascara_actors.cli.live import (
 from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import StorageError
+from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile, SetFile, list_set_files, nightly_file_path
 from mascara_actors.summary import summarise_night
-from tui.app import ConsoleFeed, make_console, run_console
+from tui.app import make_console, run_console
+from tui.feed import ConsoleFeed
 from tui.messages import LightCurve
 
 __all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run", "station_feed"]
@@ -135,7 +139,7 @@ def replay_feed(
     stop = anyio.Event()
     plan = job.plan
     first = job.frames[0][0] if job.frames else 0
-    night_t0 = lstseq2date(first, format="calendar")
+    night_t0: datetime = lstseq2date(first, format="calendar")
     if night_t0.tzinfo is None:
         night_t0 = night_t0.replace(tzinfo=UTC)
     wall0 = time.monotonic()
@@ -150,7 +154,7 @@ def replay_feed(
         )
 
     def latest() -> Path | None:
-        return None if gate.last is None else Path(gate.last.path)
+        return Path(state.last_frame) if state.last_frame else None
 
     return ConsoleFeed(
         state=state,
@@ -180,7 +184,7 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
 
     async def pipeline() -> StationReport:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(station.watch_camera)
+            tg.start_soon(station.watch.run)
             report = await station.run(catalogue)
             tg.cancel_scope.cancel()
         return report
@@ -197,7 +201,7 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
         state=station.state,
         camera=station.camera,
         out_dir=station.out_dir,
-        clock=station.camera_clock,
+        clock=station.watch.clock,
         wall=time.time,
         stop=station.stop,
         gate=station.gate,
@@ -208,7 +212,8 @@ def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
         latest_frame=latest,
         end_night=station.end_night,
         phase=lambda: station.phase,
-        camera_link=station.camera_link,
+        camera_link=station.watch.link,
+        camera_ccdtemp=station.watch.ccdtemp,
     )
 
 
@@ -304,7 +309,7 @@ def _print_outcome(report: NightReport, night_dir: Path) -> None:
     s = report.state
     print(
         f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed; sets written: "
-        f"{len(report.saved.sets_written)}; output {night_dir}",
+        f"{report.state.sets_saved}; output {night_dir}",
         file=sys.stderr,
     )
     if report.stopped_early:

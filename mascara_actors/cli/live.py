@@ -21,24 +21,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
-from hw.device import DeviceProcess
 from hw.driver import SerialCamera
-from hw.recording import choose_start_lstseq
-from hw.sky_device import sky_device_config
-from hw.station import Station, StationReport, calibration_start
-from mascara_actors.actors.summariser import NightState
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.process import DeviceProcess
+from hw.sim.sky_renderer import sky_device_config
+from mascara_actors.app.reports import StationReport, calibration_start
+from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
+from mascara_actors.night_state import NightState
 from mascara_actors.night_window import night_window
 from mascara_actors.progress import ProgressBar
 from mascara_actors.sidereal import lstseq2date
@@ -190,9 +193,16 @@ async def open_station(
         if real is None:
             sensor = config.sensor(args.sensor)
             start = await anyio.to_thread.run_sync(_simulated_start, args, config)
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mascara-cam-"))
-            device = DeviceProcess(
-                sky_device_config(
+            # a scratch directory for the device and its config: file work, in a thread
+            workdir = await anyio.to_thread.run_sync(
+                partial(tempfile.mkdtemp, prefix="mascara-cam-")
+            )
+            stack.push_async_callback(
+                anyio.to_thread.run_sync, partial(shutil.rmtree, workdir, ignore_errors=True)
+            )
+            device_config = await anyio.to_thread.run_sync(
+                partial(
+                    sky_device_config,
                     workdir,
                     camera_id=camera.id,
                     sensor=sensor.name,
@@ -200,9 +210,9 @@ async def open_station(
                     speed=args.speed,
                     start_jd=float(lstseq2date(start)),
                     render_options={"follow_ccdtemp": True},
-                ),
-                startup_timeout_s=180.0,
+                )
             )
+            device = DeviceProcess(device_config, startup_timeout_s=180.0)
             await stack.enter_async_context(device)
             tty, readout = device.tty_path, device.readout_address
         else:

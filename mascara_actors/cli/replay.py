@@ -21,21 +21,21 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from hw.recorded import RecordedNight
-from mascara_actors.actors.messages import FrameReady, WorkerSpec
+from hw.recorded import RecordedNight, paced_frames
 from mascara_actors.actors.pipeline import (
     NightPlan,
     NightReport,
-    paced_frames,
-    resume_point,
     run_night,
     stop_on_signals,
 )
-from mascara_actors.actors.summariser import NightState
+from mascara_actors.actors.resume import resume_point
+from mascara_actors.calibration import make_masters
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, FrameError
-from mascara_actors.masters import make_masters
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import WorkerSpec
+from mascara_actors.night_state import NightState
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.progress import ProgressBar
 from mascara_actors.rawframe import RawHeader, read_raw
@@ -324,7 +324,7 @@ def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -
         f"frames: {s.frames_reduced} reduced, {s.frames_failed} failed, "
         f"{skipped} already on disk, of {job.total}",
         f"stars: {s.stars_measured} measurements, {s.flags_raised} flagged",
-        f"sets written: {len(report.saved.sets_written)}; astrometry residual "
+        f"sets written: {report.state.sets_saved}; astrometry residual "
         f"{s.astrometry_dr:.3f} px",
         f"wall time: {report.wall_s:.1f} s ({real_s / max(report.wall_s, 1e-9):.1f} x real time)",
     ]

@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from hw.recording import choose_start_lstseq, record_night
-from hw.simulator import SimulationSettings, Transit, misaligned_model
+from hw.sim.effects import Transit
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import record_night
+from hw.sim.sky import SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
 from mascara_actors.progress import ProgressBar
-from mascara_actors.sidereal import set_index
+from mascara_actors.sidereal import SET_SIZE, set_index
 
 __all__ = ["add_parser", "run"]
 
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     true = misaligned_model(camera, sensor, args.pointing_error)
     start = choose_start_lstseq(camera, args.date, sun_alt_deg=args.sun_alt)
     if args.align_set:
-        start = (int(set_index(start)) + 1) * 50
+        start = (int(set_index(start)) + 1) * SET_SIZE
     settings = SimulationSettings(
         seed=args.seed,
         clouds=args.clouds,

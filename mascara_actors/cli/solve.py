@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mascara_actors.astrometry import astrometry_stars
+from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.blind_solve import BlindIndex, BlindSolution, BlindSolveFailed, blind_solve
 from mascara_actors.calibration import Calibrator
 from mascara_actors.camera_model import CameraModel
@@ -34,8 +35,7 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.rawframe import RawHeader, read_raw
-from mascara_actors.reduce import lst_mid_hours
-from mascara_actors.storage.atomic import atomic_write_bytes
+from mascara_actors.sidereal import lst_mid_hours
 
 __all__ = ["add_parser", "run", "update_camera_entry"]
 

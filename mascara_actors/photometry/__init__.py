@@ -2,8 +2,8 @@
 
 The public names are re-exported here from one module per job: :mod:`.apertures`
 (geometry: exact circle/pixel overlap, annulus pixel sets), :mod:`.sky` (robust sky
-estimators), :mod:`.flags` (the single table of pflag and aflag bits) and :mod:`.measure`
-(:func:`measure`, the measurement of one frame).
+estimators, on the sorted rows of :mod:`.sorted_rows`), :mod:`.flags` (the single table of
+pflag and aflag bits) and :mod:`.measure` (:func:`measure`, the measurement of one frame).
 """
 
 from mascara_actors.photometry.apertures import (
@@ -28,9 +28,9 @@ from mascara_actors.photometry.sky import (
     MMMSky,
     SkyEstimate,
     SkyEstimator,
-    SortedRows,
     sky_estimator,
 )
+from mascara_actors.photometry.sorted_rows import SortedRows
 
 __all__ = [
     "AFLAG_DEFINITIONS",

@@ -189,7 +189,8 @@ class AnnulusPixels:
         n = 2 * h + 1
         dx = np.concatenate([self.sure_dx, self.edge_dx])
         dy = np.concatenate([self.sure_dy, self.edge_dy])
-        return ((dy + h) * n + dx + h).astype(np.intp)
+        flat: NDArray[np.intp] = ((dy + h) * n + dx + h).astype(np.intp)
+        return flat
 
     def edge_outside(self, fx: ArrayLike, fy: ArrayLike) -> NDArray[np.bool_]:
         """Which edge pixels fall outside the annulus, per star.

@@ -44,7 +44,8 @@ from mascara_actors.photometry.apertures import (
     circle_overlap_last,
 )
 from mascara_actors.photometry.flags import PFlag
-from mascara_actors.photometry.sky import ClippedMedianSky, SkyEstimator, SortedRows
+from mascara_actors.photometry.sky import ClippedMedianSky, SkyEstimator
+from mascara_actors.photometry.sorted_rows import SortedRows
 
 __all__ = ["PhotometryResult", "measure"]
 

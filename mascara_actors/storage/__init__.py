@@ -5,32 +5,21 @@
 - :func:`write_star_fits`, :class:`StarFileFinaliser`, :func:`export_stars`: per-star FITS
   tables (``LCtable``, ``SaveItAll``, ``CombinePkl``).
 - :class:`NightFile`: reading API for users; :class:`SetFile` for a per-set file.
-- :func:`get_dark_filename`, :func:`update_dark_filename`: the dark table; JSON state files.
+- :func:`read_json_state`, :func:`write_json_state`: small JSON state files.
 - :class:`NightLock`: one writer per camera-night.
 """
 
 from mascara_actors.storage.atomic import (
     atomic_hdf5 as atomic_hdf5,
 )
-from mascara_actors.storage.atomic import (
-    atomic_write_bytes as atomic_write_bytes,
-)
-from mascara_actors.storage.atomic import (
-    atomic_write_text as atomic_write_text,
-)
-from mascara_actors.storage.atomic import (
-    remove_stale_tmp as remove_stale_tmp,
-)
 from mascara_actors.storage.combine import COMPRESSIONS as COMPRESSIONS
 from mascara_actors.storage.combine import CombineReport as CombineReport
 from mascara_actors.storage.combine import combine_night as combine_night
 from mascara_actors.storage.layout import FORMAT_VERSION as FORMAT_VERSION
 from mascara_actors.storage.layout import KINDS as KINDS
-from mascara_actors.storage.layout import SET_SIZE as SET_SIZE
 from mascara_actors.storage.layout import NightId as NightId
 from mascara_actors.storage.layout import nightly_file_path as nightly_file_path
 from mascara_actors.storage.layout import set_file_path as set_file_path
-from mascara_actors.storage.layout import set_index as set_index
 from mascara_actors.storage.locks import NightLock as NightLock
 from mascara_actors.storage.reader import NightFile as NightFile
 from mascara_actors.storage.reader import SetFile as SetFile
@@ -40,18 +29,13 @@ from mascara_actors.storage.starfiles import StarFileFinaliser as StarFileFinali
 from mascara_actors.storage.starfiles import export_stars as export_stars
 from mascara_actors.storage.starfiles import generic_header as generic_header
 from mascara_actors.storage.starfiles import write_star_fits as write_star_fits
-from mascara_actors.storage.state import dark_table_path as dark_table_path
-from mascara_actors.storage.state import get_dark_filename as get_dark_filename
-from mascara_actors.storage.state import read_dark_table as read_dark_table
 from mascara_actors.storage.state import read_json_state as read_json_state
-from mascara_actors.storage.state import update_dark_filename as update_dark_filename
 from mascara_actors.storage.state import write_json_state as write_json_state
 
 __all__ = [
     "COMPRESSIONS",
     "FORMAT_VERSION",
     "KINDS",
-    "SET_SIZE",
     "CombineReport",
     "NightFile",
     "NightId",
@@ -60,21 +44,13 @@ __all__ = [
     "SetWriter",
     "StarFileFinaliser",
     "atomic_hdf5",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "combine_night",
-    "dark_table_path",
     "export_stars",
     "generic_header",
-    "get_dark_filename",
     "list_set_files",
     "nightly_file_path",
-    "read_dark_table",
     "read_json_state",
-    "remove_stale_tmp",
     "set_file_path",
-    "set_index",
-    "update_dark_filename",
     "write_json_state",
     "write_star_fits",
 ]

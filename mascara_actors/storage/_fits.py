@@ -70,8 +70,8 @@ def _columns(records: np.ndarray, units: Mapping[str, str]
              ) -> tuple[list[tuple[str, object]], np.ndarray]:
     cards: list[tuple[str, object]] = []
     fields = []
-    for i, name in enumerate(records.dtype.names, start=1):
-        sub = records.dtype.fields[name][0]
+    for i, name in enumerate(records.dtype.names or (), start=1):
+        sub = records.dtype[name]
         base, shape = sub.base, sub.shape
         count = int(np.prod(shape)) if shape else 1
         if base.kind == "S":
@@ -133,7 +133,7 @@ def bintable_fits(records: np.ndarray, header: Iterable[tuple[str, object]], *,
     col_cards, table = _columns(records, units or {})
     ext = [_card("XTENSION", "BINTABLE"), _card("BITPIX", 8), _card("NAXIS", 2),
            _card("NAXIS1", table.dtype.itemsize), _card("NAXIS2", len(table)),
-           _card("PCOUNT", 0), _card("GCOUNT", 1), _card("TFIELDS", len(records.dtype.names))]
+           _card("PCOUNT", 0), _card("GCOUNT", 1), _card("TFIELDS", len(records.dtype.names or ()))]
     ext += [_card(k, v) for k, v in col_cards]
     ext.append(_card("EXTNAME", extname))
     ext += [_card(k, v) for k, v in header]

@@ -95,5 +95,5 @@ def star_counts(merged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 def drop_field(recs: np.ndarray, name: str) -> np.ndarray:
     """A packed copy of ``recs`` without field ``name``."""
-    names = [n for n in recs.dtype.names if n != name]
+    names = [n for n in recs.dtype.names or () if n != name]
     return rfn.repack_fields(recs[names])

@@ -146,9 +146,10 @@ class SetSource:
 
     def _read(self, name: str) -> np.ndarray:
         try:
-            return self.open()[name][()]
+            data: np.ndarray = self.open()[name][()]
         except (OSError, RuntimeError, KeyError) as exc:
             raise StorageError(f"cannot read {name} of {self.path}: {exc}") from exc
+        return data
 
     def read_stars(self) -> np.ndarray:
         return self._read(L.SET_STARS)
@@ -254,7 +255,8 @@ class NightlySource:
                         else np.empty(0, np.int64))
             self.counts = np.array([dataset_length(self.lc_group, str(i))
                                     for i in self.ids.tolist()], dtype=np.int64)
-            self.lc_dtype = (self.lc_group[str(self.ids[0])].dtype if len(self.ids) else None)
+            self.lc_dtype: np.dtype | None = (
+                self.lc_group[str(self.ids[0])].dtype if len(self.ids) else None)
         except StorageError:
             self._file.close()
             raise
@@ -266,7 +268,7 @@ class NightlySource:
     def read_ids(self, ids: np.ndarray, record_dtype: np.dtype) -> np.ndarray:
         """Records of ``ids`` with the ``id`` field put back, as ``record_dtype``."""
         present = self.ids[np.isin(self.ids, ids)]
-        if len(present) == 0:
+        if len(present) == 0 or self.lc_dtype is None:  # no ids: no light-curve dtype either
             return np.empty(0, dtype=record_dtype)
         try:
             curves = [read_dataset(self.lc_group, str(i), self.lc_dtype)
@@ -275,7 +277,7 @@ class NightlySource:
             raise StorageError(f"cannot read light curves of {self.path}: {exc}") from exc
         lc = np.concatenate(curves)
         out = np.empty(len(lc), dtype=record_dtype)
-        for name in lc.dtype.names:
+        for name in lc.dtype.names or ():
             out[name] = lc[name]
         out["id"] = np.repeat(present, [len(c) for c in curves])
         return out

@@ -1,7 +1,4 @@
-"""Write files whole or not at all: temporary name, fsync, atomic rename, directory fsync.
-
-A crash (kill -9, power cut) while writing leaves the old file, or no file, never half a
-file; a stray ``*.tmp`` may remain and is removed by :func:`remove_stale_tmp` at start-up.
+"""Write HDF5 files whole or not at all, as :mod:`mascara_actors.atomic_files` does any file.
 
 HDF5 files are written through :class:`_GuardedFile`, a file object that never lets an
 OSError (disk full, file too large) reach the HDF5 library: HDF5 does not recover from a
@@ -13,108 +10,16 @@ closed the file; the temporary file is then removed.
 from __future__ import annotations
 
 import contextlib
-import errno
-import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
 
+from mascara_actors.atomic_files import fsync_dir, remove_quietly, storage_error, tmp_path_for
 from mascara_actors.errors import StorageError
-from mascara_actors.storage.layout import TMP_SUFFIX
 
-__all__ = [
-    "atomic_hdf5",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "fsync_dir",
-    "remove_stale_tmp",
-    "tmp_path_for",
-]
-
-log = logging.getLogger(__name__)
-
-
-def tmp_path_for(path: Path) -> Path:
-    """The temporary name under which ``path`` is written: ``{path}.tmp``."""
-    return path.with_name(path.name + TMP_SUFFIX)
-
-
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory, so that a rename or unlink in it survives a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _storage_error(path: Path, exc: OSError) -> StorageError:
-    hint = ("free disk space (or raise the file size limit)"
-            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-            else "check the directory's permissions and the disk")
-    return StorageError(f"could not write {path}: {exc.strerror or exc}; "
-                        f"no partial file was left and earlier files are untouched; {hint} "
-                        "and run again")
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (tmp, fsync, rename, directory fsync).
-
-    With ``durable=False`` the fsyncs are skipped: the file is still whole or absent after
-    a process crash, but a power cut may lose it; batch writers then call ``os.sync()``
-    once for the batch.
-
-    Raises
-    ------
-    StorageError
-        The write failed (disk full, file too large, permissions); ``path`` is unchanged.
-    """
-    path = Path(path)
-    tmp = tmp_path_for(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        if durable:
-            fsync_dir(path.parent)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise _storage_error(path, exc) from exc
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str, *, durable: bool = True) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
-
-
-def remove_stale_tmp(directory: Path) -> list[Path]:
-    """Remove the ``*.tmp`` files a crashed writer left in ``directory``; return them.
-
-    Call it only while holding the night's lock: a live writer's tmp file looks the same.
-    """
-    removed = []
-    if not Path(directory).is_dir():
-        return removed
-    for p in sorted(Path(directory).glob("*" + TMP_SUFFIX)):
-        _remove_quietly(p)
-        removed.append(p)
-        log.warning("removed %s, left by an interrupted writer", p)
-    return removed
+__all__ = ["AtomicH5", "atomic_hdf5"]
 
 
 class _GuardedFile:
@@ -219,7 +124,7 @@ class AtomicH5:
     def check(self) -> None:
         """Raise StorageError now if a write already failed (lets long writers stop early)."""
         if self._guard.error is not None:
-            raise _storage_error(self.path, self._guard.error)
+            raise storage_error(self.path, self._guard.error)
 
 
 @contextlib.contextmanager
@@ -254,7 +159,7 @@ def atomic_hdf5(
     try:
         guard = _GuardedFile(tmp)
     except OSError as exc:
-        raise _storage_error(path, exc) from exc
+        raise storage_error(path, exc) from exc
     try:
         with h5py.File(guard, "w", track_order=True) as f:
             handle = AtomicH5(path, f, guard)
@@ -268,11 +173,11 @@ def atomic_hdf5(
         fsync_dir(path.parent)
     except BaseException as exc:
         guard.close()
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         if isinstance(exc, OSError):
-            raise _storage_error(path, exc) from exc
+            raise storage_error(path, exc) from exc
         if (isinstance(exc, Exception) and not isinstance(exc, StorageError)
                 and guard.error is not None):
             # HDF5 tripped over the failed write; report the cause, not the symptom
-            raise _storage_error(path, guard.error) from exc
+            raise storage_error(path, guard.error) from exc
         raise

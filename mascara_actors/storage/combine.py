@@ -28,11 +28,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import h5py
 import numpy as np
 
 from mascara_actors import __version__
+from mascara_actors.atomic_files import fsync_dir, remove_stale_tmp
 from mascara_actors.errors import StorageError
 from mascara_actors.faults import phase
 from mascara_actors.storage import layout as L
@@ -50,7 +52,7 @@ from mascara_actors.storage._merge import (
     star_counts,
 )
 from mascara_actors.storage._sources import NightlySource, SetSource, scan_sets
-from mascara_actors.storage.atomic import atomic_hdf5, fsync_dir, remove_stale_tmp
+from mascara_actors.storage.atomic import atomic_hdf5
 from mascara_actors.storage.layout import NightId
 from mascara_actors.storage.locks import NightLock
 
@@ -89,7 +91,16 @@ class CombineReport:
     """Per-set files deleted after the nightly file was verified."""
 
 
-def _filters(compression: str | None) -> dict[str, object]:
+class _Filters(TypedDict, total=False):
+    """Keyword arguments of :func:`create_dataset` that compress a dataset."""
+
+    chunks: tuple[int, ...]
+    compression: str
+    level: int
+    shuffle: bool
+
+
+def _filters(compression: str | None) -> _Filters:
     # shuffle groups the bytes of each field: noisy floats compress twice as well
     if compression is None:
         return {}
@@ -306,7 +317,7 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
     station = merge_rows(([nightly.station.astype(station_dtype)] if nightly else [])
                          + [s.read_station() for s in sources], "lstseq")
     star_rows = np.empty(0, dtype=stars_dtype)
-    astro_parts = []
+    astro_parts: list[np.ndarray | None] = []
     if nightly is not None and nightly.astrometry is not None:
         if astro_dtype is None:
             astro_dtype = nightly.astrometry.dtype
@@ -330,7 +341,9 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
 
     filters = _filters(compression)
     head = _header_attrs(nid, kind, minobs, nightly.header if nightly else sources[0].header)
-    kept_ids, kept_nobs, kept_bounds = [], [], []
+    kept_ids: list[np.ndarray] = []
+    kept_nobs: list[np.ndarray] = []
+    kept_bounds: list[np.ndarray] = []
     nrecords = nduplicates = nshort = 0
 
     def verify(tmp: Path) -> None:
@@ -390,7 +403,7 @@ def _final_stars(star_rows: np.ndarray, ids: np.ndarray, nobs: np.ndarray,
         raise StorageError(f"{out_path}: some stars with light curves have no star row; the "
                            "per-set files are inconsistent")
     stars = star_rows[pos] if len(ids) else star_rows[:0]
-    names = stars.dtype.names
+    names = stars.dtype.names or ()
     if "nobs" in names:
         stars["nobs"] = nobs
     if "lstseqmin" in names:

@@ -26,16 +26,13 @@ __all__ = [
     "LOCK_NAME",
     "NIGHTLY_FIXED_ATTRS",
     "SET_ATTRS",
-    "SET_SIZE",
     "SITE_NAMES",
-    "TMP_SUFFIX",
     "NightId",
     "check_kind",
     "lightcurve_dir",
     "nightly_file_path",
     "parse_set_file_name",
     "set_file_path",
-    "set_index",
     "star_file_name",
     "starfile_dir",
     "tmp_dir",
@@ -47,17 +44,11 @@ FORMAT_VERSION = 1
 KINDS = ("fast", "slow")
 """Light-curve kinds: per-exposure (fast) and per-set binned (slow) photometry."""
 
-SET_SIZE = 50
-"""Exposures per set; a set's number is ``lstseq // SET_SIZE``."""
-
 SITE_NAMES = {"LP": "LaPalma", "LS": "LaSilla"}
 """Two-letter site codes and their SITE-OBS names."""
 
 CAMERAS = "NESWC"
 """Camera letters: north, east, south, west, centre."""
-
-TMP_SUFFIX = ".tmp"
-"""Suffix of files being written; a file with it is never complete."""
 
 LOCK_NAME = "night.lock"
 """Lock file in the night directory held by the one writer of the camera-night."""
@@ -85,11 +76,6 @@ NIGHTLY_FIXED_ATTRS = ("site-obs", "cam-obs", "night", "site", "camera", "kind",
 
 _NIGHT_DIR_RE = re.compile(r"^(\d{8})([A-Z]{2})([A-Z])$")
 _SET_FILE_RE = re.compile(r"^(fast|slow)_(\d{9,})\.hdf5$")
-
-
-def set_index(lstseq: int) -> int:
-    """Number of the set of ``SET_SIZE`` exposures that holds exposure ``lstseq``."""
-    return int(lstseq) // SET_SIZE
 
 
 def check_kind(kind: str) -> str:

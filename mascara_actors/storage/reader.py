@@ -143,13 +143,13 @@ class NightFile:
         if self._lc_dtype is None:
             self._lc_dtype = group[key].dtype
         data = read_dataset(group, key, self._lc_dtype)
-        stored = list(data.dtype.names)
+        stored = list(data.dtype.names or ())
         wanted = [*stored, "jd"] if fields is None else list(fields)
         unknown = [f for f in wanted if f not in stored and f != "jd"]
         if unknown:
             raise StorageError(f"fields {unknown} are not in {self.path}; stored fields: "
                                f"{stored} (plus 'jd')")
-        dtype = [(f, data.dtype.fields[f][0]) if f in stored else (f, "f8") for f in wanted]
+        dtype = [(f, data.dtype[f]) if f in stored else (f, np.dtype("f8")) for f in wanted]
         out = np.empty(len(data), dtype=dtype)
         for f in wanted:
             out[f] = self._jd(data["lstseq"]) if f not in stored else data[f]
@@ -169,7 +169,7 @@ class NightFile:
     def _jd(self, lstseq: np.ndarray) -> np.ndarray:
         station = self.station
         jd = np.full(len(lstseq), np.nan)
-        if len(station) == 0 or "jd" not in station.dtype.names:
+        if len(station) == 0 or "jd" not in (station.dtype.names or ()):
             return jd
         pos = np.searchsorted(station["lstseq"], lstseq)
         inside = pos < len(station)

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+import anyio.to_thread
 import numpy as np
 
+from mascara_actors.atomic_files import remove_stale_tmp
 from mascara_actors.errors import StorageError
 from mascara_actors.storage import layout as L
-from mascara_actors.storage.atomic import atomic_hdf5, remove_stale_tmp
+from mascara_actors.storage.atomic import atomic_hdf5
 from mascara_actors.storage.combine import CombineReport, combine_night
 from mascara_actors.storage.layout import NightId
 from mascara_actors.storage.locks import NightLock
@@ -108,7 +110,7 @@ class SetWriter:
 
     async def aclose(self) -> None:
         """Async :meth:`close` (files are complete once written; nothing to flush)."""
-        self.close()
+        await anyio.to_thread.run_sync(self.close)
 
     def __enter__(self) -> SetWriter:
         return self.open()
@@ -118,7 +120,8 @@ class SetWriter:
         self.close()
 
     async def __aenter__(self) -> SetWriter:
-        return self.open()
+        # taking the lock makes directories and a file: not on the event loop
+        return await anyio.to_thread.run_sync(self.open)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -219,7 +222,6 @@ class SetWriter:
                               astrometry: np.ndarray | None = None,
                               overwrite: bool = False) -> Path:
         """:meth:`write_set` in a worker thread, so the event loop keeps running."""
-        import anyio.to_thread
 
         call = functools.partial(self.write_set, kind, setidx, records, stars=stars,
                                  station=station, astrometry=astrometry, overwrite=overwrite)

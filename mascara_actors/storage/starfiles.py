@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from mascara_actors import __version__
+from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import StorageError
+from mascara_actors.sidereal import set_index
 from mascara_actors.storage import layout as L
 from mascara_actors.storage._fits import bintable_fits
 from mascara_actors.storage._merge import drop_field, merge_records, merge_rows, merge_star_rows
 from mascara_actors.storage._sources import SetSource
-from mascara_actors.storage.atomic import atomic_write_bytes
 from mascara_actors.storage.layout import NightId
 from mascara_actors.storage.reader import NightFile, unit_string
 from mascara_actors.storage.setfiles import list_set_files
@@ -63,12 +64,22 @@ def _card_value(value: object) -> object:
     return value
 
 
+def _state_int(value: object, path: Path) -> int:
+    """A number of a JSON state file as an int (StorageError for anything else)."""
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise StorageError(f"state file {path} holds {value!r} where a number belongs; it was "
+                       "written atomically, so something else changed it: remove it")
+
+
 def generic_header(nid: NightId, kind: str, header: Mapping[str, object] | None = None
                    ) -> list[tuple[str, object]]:
     """The generic FITS cards of a star file: identity, then the writer's header values."""
-    cards = [("SITE-OBS", nid.site_obs), ("SITE", nid.site), ("CAMERA", nid.camera),
-             ("NIGHT", nid.night), ("KIND", kind), ("SOFTWARE", __version__)]
-    for key in sorted(header or {}):
+    cards: list[tuple[str, object]] = [
+        ("SITE-OBS", nid.site_obs), ("SITE", nid.site), ("CAMERA", nid.camera),
+        ("NIGHT", nid.night), ("KIND", kind), ("SOFTWARE", __version__)]
+    header = header or {}
+    for key in sorted(header):
         if key not in L.NIGHTLY_FIXED_ATTRS:
             cards.append((_keyword(key), header[key]))
     return cards
@@ -92,7 +103,7 @@ def write_star_fits(path: str | Path, star_row: np.ndarray | np.void, records: n
     header : mapping or iterable of (keyword, value)
         Generic cards (see :func:`generic_header`).
     durable : bool
-        fsync the file (see :func:`~mascara_actors.storage.atomic.atomic_write_bytes`);
+        fsync the file (see :func:`~mascara_actors.atomic_files.atomic_write_bytes`);
         batch writers pass False and sync once.
 
     Returns
@@ -101,14 +112,15 @@ def write_star_fits(path: str | Path, star_row: np.ndarray | np.void, records: n
     """
     path = Path(path)
     row = np.asarray(star_row).reshape(-1)
-    if len(row) != 1 or row.dtype.names is None or "id" not in row.dtype.names:
+    names = row.dtype.names
+    if len(row) != 1 or names is None or "id" not in names:
         raise StorageError(f"star_row for {path.name} must be one structured row with an 'id'")
     row = row.copy()
-    if records.dtype.names is None or "lstseq" not in records.dtype.names:
+    record_names = records.dtype.names
+    if record_names is None or "lstseq" not in record_names:
         raise StorageError(f"records for {path.name} must be structured with 'lstseq'")
-    recs = drop_field(records, "id") if "id" in records.dtype.names else records
+    recs = drop_field(records, "id") if "id" in record_names else records
     recs = merge_rows([recs], "lstseq")
-    names = row.dtype.names
     if len(recs):
         for name, value in (("nobs", len(recs)), ("lstseqmin", recs["lstseq"][0]),
                             ("lstseqmax", recs["lstseq"][-1])):
@@ -116,8 +128,8 @@ def write_star_fits(path: str | Path, star_row: np.ndarray | np.void, records: n
                 row[name] = value
     cards = list(header.items()) if isinstance(header, Mapping) else list(header)
     cards += [(_STAR_KEYS.get(n, _keyword(n)), _card_value(row[n][0])) for n in names
-              if row.dtype.fields[n][0].shape == ()]
-    units = {n: u for n in recs.dtype.names if (u := unit_string(n))}
+              if row.dtype[n].shape == ()]
+    units = {n: u for n in recs.dtype.names or () if (u := unit_string(n))}
     data = bintable_fits(recs, [(k, _card_value(v)) for k, v in cards], extname="LIGHTCURVE",
                          units=units)
     return atomic_write_bytes(path, data, durable=durable)
@@ -156,7 +168,8 @@ class StarFileFinaliser:
         self.outdir = Path(outdir) if outdir is not None else L.starfile_dir(self.night_dir)
         self._state_path = self.outdir / f"finalised_{kind}.json"
         state = read_json_state(self._state_path)
-        self._done: dict[int, int] = {int(k): int(v) for k, v in state.items()}
+        self._done: dict[int, int] = {int(k): _state_int(v, self._state_path)
+                                      for k, v in state.items()}
         self._sources: dict[Path, SetSource] = {}
         self._star_rows: dict[Path, np.ndarray] = {}
         self._bad: set[Path] = set()
@@ -209,7 +222,7 @@ class StarFileFinaliser:
         """
         sources = self._refresh()
         ids, last = self._last_seen(sources)
-        current = L.set_index(current_lstseq)
+        current = int(set_index(current_lstseq))
         due = (current - last > self.gap_sets) & self._pending(ids, last)
         return self._finalise(sources, ids[due], last[due])
 

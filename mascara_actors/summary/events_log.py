@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from mascara_actors.actors import events as ev
+from mascara_actors import messages as ev
 
 __all__ = ["EventLog", "read_event_log"]
 

@@ -74,7 +74,7 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain="mascara-actors")
     msg.set_content(text)
     msg.add_alternative(html_cid, subtype="html")
-    html_part = msg.get_payload()[1]
+    html_part = list(msg.iter_parts())[1]  # text/plain, then text/html
     for img in images:
         html_part.add_related(img.png, maintype="image", subtype="png", cid=f"<{img.cid}>",
                               filename=img.name)

@@ -97,9 +97,10 @@ class MailConfig:
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(names)}")
         kwargs: dict[str, Any] = {}
-        types = {"sender": str, "host": str, "port": int, "security": str,
-                 "timeout_s": (int, float), "retries": int, "backoff_s": (int, float),
-                 "subject": str, "cafile": str, "secrets_file": str}
+        types: dict[str, type | tuple[type, ...]] = {
+            "sender": str, "host": str, "port": int, "security": str,
+            "timeout_s": (int, float), "retries": int, "backoff_s": (int, float),
+            "subject": str, "cafile": str, "secrets_file": str}
         for key, value in table.items():
             if key == "recipients":
                 if isinstance(value, str):
@@ -111,7 +112,8 @@ class MailConfig:
             want = types[key]
             if isinstance(value, bool) or not isinstance(value, want):
                 raise ConfigError(f"{where}: {key}={value!r} has the wrong type")
-            kwargs[key] = float(value) if key in ("timeout_s", "backoff_s") else value
+            seconds = key in ("timeout_s", "backoff_s")
+            kwargs[key] = float(value) if seconds and isinstance(value, int | float) else value
         missing = [k for k in ("sender", "recipients", "host") if k not in kwargs]
         if missing:
             raise ConfigError(f"{where}: missing key(s) {missing}")

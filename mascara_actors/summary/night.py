@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
 from mascara_actors.errors import MascaraError, StorageError
-from mascara_actors.storage import NightFile, atomic_write_bytes, atomic_write_text
+from mascara_actors.storage import NightFile
 from mascara_actors.summary import plots
 from mascara_actors.summary.html import Image, render_html, render_text
 from mascara_actors.summary.mail import MailResult, build_message, send_summary

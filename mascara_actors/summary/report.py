@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mascara_actors.actors import events as ev
+from mascara_actors import messages as ev
 from mascara_actors.errors import StorageError
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
 from mascara_actors.storage import NightFile, NightId

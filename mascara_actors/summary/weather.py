@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -138,8 +139,17 @@ def cloud_proxy(
     )
 
 
+class CloudProxyOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`cloud_proxy`."""
+
+    extinction: float
+    threshold_mag: float
+    clear_percentile: float
+    min_stars: int
+
+
 def weather_from_nightfile(
-    nightfile: NightFile, *, max_stars: int = 400, **options: float
+    nightfile: NightFile, *, max_stars: int = 400, **options: Unpack[CloudProxyOptions]
 ) -> WeatherProxy | None:
     """:func:`cloud_proxy` from the unflagged, unblended points of a nightly file.
 
@@ -160,7 +170,7 @@ def weather_from_nightfile(
     stars = nightfile.stars
     if len(stars) == 0:
         return None
-    use = stars[stars["blend"] == 0] if "blend" in stars.dtype.names else stars
+    use = stars[stars["blend"] == 0] if "blend" in (stars.dtype.names or ()) else stars
     if len(use) == 0:
         return None
     use = use[np.argsort(use["vmag"], kind="stable")]

@@ -1,7 +1,7 @@
-"""The live frame source (hw/live.py) on the simulated camera device rendering the sky.
+"""The live frame source (hw/live/) on the simulated camera device rendering the sky.
 
-One device process (``hw.device.DeviceProcess``) renders the simulated sky of camera LPC on
-the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sky_device.sky_renderer`,
+One device process (``hw.sim.process.DeviceProcess``) renders the simulated sky of camera LPC on
+the ``crop512`` sensor (544 x 400 pixel frames) through :func:`hw.sim.sky_renderer.sky_renderer`,
 with a clock running ``SPEED`` times faster than real time from a dark hour of 2026-03-20 at
 La Palma. The tests drive it through the real :class:`hw.driver.SerialCamera` (a pty and a
 TCP socket) and check what :func:`hw.live.live_frames` writes into the raw archive: the
@@ -19,23 +19,28 @@ from contextlib import aclosing
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from hw.device import DeviceProcess, ExposureMeta
 from hw.driver import SerialCamera
-from hw.live import LiveStats, live_frames, raw_header
+from hw.live import LiveFrames, LiveStats, live_frames, raw_header
 from hw.readout import FrameHeader
-from hw.simulator import SimulatedSky, SimulationSettings
-from hw.sky_device import sky_device_config, sky_renderer
-from mascara_actors.actors.messages import FrameReady
+from hw.sim.exposure import ExposureMeta
+from hw.sim.process import DeviceProcess
+from hw.sim.sky import SimulatedSky, SimulationSettings
+from hw.sim.sky_renderer import sky_device_config, sky_renderer
+from hw.source import FrameSource
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config
 from mascara_actors.errors import ConfigError
+from mascara_actors.frames import FrameReady
 from mascara_actors.rawframe import raw_filename, read_raw
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
+
+pytestmark = pytest.mark.backends("asyncio", "trio")
 
 #: Device seconds per real second: one 6.38 s slot takes 0.32 s, several renders' worth.
 SPEED = 20.0
@@ -47,12 +52,6 @@ START_JD = 2461119.5 + 23.0 / 24.0
 AMBIENT_C = 12.5
 #: Real seconds without a frame before live_frames polls the camera.
 POLL_S = 0.5
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each async test on both anyio backends."""
-    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +114,7 @@ async def open_camera(dev: DeviceProcess) -> AsyncIterator[SerialCamera]:
         yield cam
 
 
-def live(
-    cam: SerialCamera, archive: Path, sensor: SensorConfig, **kw: object
-) -> AsyncIterator[FrameReady]:
+def live(cam: SerialCamera, archive: Path, sensor: SensorConfig, **kw: object) -> LiveFrames:
     """live_frames on the shared device with this module's camera, site and poll period."""
     return live_frames(
         cam,
@@ -130,10 +127,15 @@ def live(
     )
 
 
-def assert_frames_are_the_sky(
+async def assert_frames_are_the_sky(
     frames: list[FrameReady], sky: SimulatedSky, sensor: SensorConfig
 ) -> None:
-    """Every file is a readable raw frame of the right slot, holding exactly the sky."""
+    """Every file is a readable raw frame of the right slot, holding exactly the sky (read
+    in a worker thread: the event loop must not block)."""
+    await anyio.to_thread.run_sync(_frames_are_the_sky, frames, sky, sensor)
+
+
+def _frames_are_the_sky(frames: list[FrameReady], sky: SimulatedSky, sensor: SensorConfig) -> None:
     for f in frames:
         raw = read_raw(f.path)
         h = raw.header
@@ -170,6 +172,33 @@ def test_raw_header_follows_the_frame_and_the_sensor(sensor: SensorConfig) -> No
     assert abs((h.utc - utc).total_seconds()) < 1e-3
 
 
+def test_the_live_header_is_the_simulators_for_a_frame_opening_on_its_slot(
+    sky: SimulatedSky, sensor: SensorConfig
+) -> None:
+    """One builder (``RawHeader.of_exposure``) for both: a frame whose exposure opens on its
+    slot boundary, as the simulated camera's do, gets the simulator's header key for key
+    (LST and UTC-OBS to the bit), but MARGTIME (the simulator's fixed 0.1 s)."""
+    for lstseq in (35_123_456, 65_344_200, 65_344_259, 13_500 * 5000):
+        truth = sky.header(lstseq)
+        frame = FrameHeader(
+            lstseq, truth.jd, truth.exptime, truth.dwldtime, truth.ccdtemp, sensor.ny, sensor.nx
+        )
+        live = raw_header(frame, camera=truth.camera, site=truth.site, sensor=sensor)
+        assert dataclasses.replace(live, margtime=truth.margtime) == truth
+
+
+def test_a_late_exposure_start_moves_the_lst_at_the_sidereal_rate(sensor: SensorConfig) -> None:
+    lstseq = 65_344_200
+    start = float(lstseq2date(lstseq, format="jd"))
+    on_slot = (lstseq % 13500) * 6.4 / 3600.0
+    for late_s in (0.25, 3.0):
+        frame = FrameHeader(lstseq, start + late_s / 86400, 6.38, 0.9, -15.0, sensor.ny, sensor.nx)
+        h = raw_header(frame, camera="C", site="LaPalma", sensor=sensor)
+        # the sidereal time of the start itself, to the 40 us resolution of a float JD
+        assert h.lst == pytest.approx(REFERENCE_SITE.local_sidereal_time(h.jd).lst, abs=2e-8)
+        assert h.lst - on_slot == pytest.approx(late_s * 1.0027379 / 3600, abs=3e-8)
+
+
 def test_sky_renderer_follows_the_ccd_temperature_on_request(sky: SimulatedSky, sensor) -> None:
     """With ``follow_ccdtemp`` the dark current is that of the device's CCD temperature (the
     default renderer, the plain ``exposure(lstseq)``, is checked against the device below)."""
@@ -192,18 +221,78 @@ def test_sky_renderer_refuses_a_shape_that_is_not_the_full_readout() -> None:
         sky_renderer((384, 512), SEED, sensor="crop512")
 
 
+class _Untouchable:
+    """A driver that fails the test if the source speaks to it."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the source used driver.{name}")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"count": 0}, r"count=0 must be >= 1"),
+        ({"max_frames": 0}, r"max_frames=0 must be >= 1"),
+        ({"camera_timeout_s": float("nan")}, r"camera_timeout_s=nan must be > 0"),
+        ({"lead_slots": 0}, r"lead_slots=0 must be >= 1"),
+        ({"imagetyp": "light"}, r"imagetyp='light' is not one of"),
+        ({"ext": ".png"}, r"ext must be \.fits"),
+        ({"poll_s": 0.0}, r"poll_s=0.0 must be a positive number"),
+    ],
+)
+def test_bad_arguments_are_refused_when_the_source_is_made(
+    sensor: SensorConfig, tmp_path: Path, option: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        live_frames(
+            _Untouchable(),  # type: ignore[arg-type]
+            tmp_path,
+            camera="C",
+            site="LaPalma",
+            sensor=sensor,
+            stop=anyio.Event(),
+            **option,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.anyio
+async def test_a_source_not_iterated_sends_nothing_and_counts_nothing(
+    sensor: SensorConfig, tmp_path: Path
+) -> None:
+    """The source is a FrameSource with its own counters; made and closed without a frame
+    asked for, it never speaks to the camera and is over."""
+    source = live(_Untouchable(), tmp_path / "raw", sensor, stop=anyio.Event())  # type: ignore[arg-type]
+    assert isinstance(source, FrameSource)
+    assert source.stats == LiveStats()
+    await source.aclose()
+    await source.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await source.__anext__()
+    assert source.stats == LiveStats()
+    assert not (tmp_path / "raw").exists()
+
+
+def test_live_stats_are_snapshots_that_add_up() -> None:
+    a = LiveStats(frames=3, missing=1, arms=1)
+    b = LiveStats(frames=2, stale=1, arms=2, link_errors=4, existing=1)
+    assert a + b == LiveStats(frames=5, missing=1, stale=1, arms=3, link_errors=4, existing=1)
+    assert sum((a, b), LiveStats()) == a + b
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.frames = 0  # type: ignore[misc]
+
+
 # -- against the device ----------------------------------------------------------------------
 
 
 @pytest.mark.anyio
 async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path) -> None:
-    stats = LiveStats()
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
-            stream = live(cam, tmp_path, sensor, count=8, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=8, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 got = [f async for f in frames]
             status = await cam.status()
+    stats = stream.stats
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + 8))
     assert dataclasses.astuple(stats)[:5] == (8, 0, 0, 0, 0)  # frames, missing, ..., unwritten
@@ -216,21 +305,20 @@ async def test_live_frames_write_the_rendered_sky(device, sky, sensor, tmp_path)
     assert (status.state, status.readout_on) == ("IDLE", False)
     cards = fits.getheader(got[0].path)
     assert (cards["CAMSER"], cards["DWLDTIME"]) == (f"SIM{SEED:04d}", 0.5)
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
 async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> None:
     """Corrupt, short and cut-off frames (the last one closes the readout link) are dropped
     and counted; the frames between them arrive intact and the source goes on."""
-    stats = LiveStats()
     faults = {1: "corruptframe", 3: "shortframe", 5: "cutlink"}
     count = 10
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             before = cam.stats.readout
-            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 async for frame in frames:
                     got.append(frame)
@@ -245,6 +333,7 @@ async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> N
                     break
                 if event.args[0] == "DROPPED":
                     dropped[int(event.args[1])] = event.args[2]
+    stats = stream.stats
     first = got[0].lstseq
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == sorted(set(lstseqs))
@@ -256,7 +345,7 @@ async def test_a_damaged_frame_is_lost_alone(device, sky, sensor, tmp_path) -> N
     assert (stats.frames, stats.rejected, stats.write_failed) == (len(got), 0, 0)
     assert after.dropped - before.dropped == len(missing)
     assert after.disconnects - before.disconnects == 1  # the cut link, reconnected
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
@@ -266,13 +355,12 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
     """The camera's serial port vanishes for 1.5 s (about 5 slots) mid-sequence: frames keep
     coming on the readout link, the driver reopens the port, and the clean-up reaches the
     camera."""
-    stats = LiveStats()
     count = 6
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             before = cam.stats.control
-            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, count=count, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 async for frame in frames:
                     got.append(frame)
@@ -280,13 +368,14 @@ async def test_the_source_goes_on_while_the_control_line_is_away(
                         await cam.link.request("FAULT", "vanish", "1.5")
             status = await cam.status()
             after = cam.stats.control
+    stats = stream.stats
     lstseqs = [f.lstseq for f in got]
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + count))
     assert (stats.frames, stats.missing) == (count, 0)
     assert after.disconnects - before.disconnects >= 1
     assert after.connects - before.connects >= 1
     assert (status.state, status.readout_on) == ("IDLE", False)
-    assert_frames_are_the_sky(got[-1:], sky, sensor)
+    await assert_frames_are_the_sky(got[-1:], sky, sensor)
 
 
 @pytest.mark.anyio
@@ -294,7 +383,6 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
     """An ABORT from elsewhere (as a power cycle would) leaves the camera idle: the poll
     finds it so, arms it again ahead of its clock, and the slots in between are missing,
     reported once with the reason."""
-    stats = LiveStats()
     stop = anyio.Event()
     got: list[FrameReady] = []
     reported: list[tuple[int, int, str]] = []
@@ -302,16 +390,16 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
         async with (
             open_camera(device) as cam,
             aclosing(
-                live(cam, tmp_path, sensor, stop=stop, stats=stats,
-                     on_gap=lambda *gap: reported.append(gap))
+                live(cam, tmp_path, sensor, stop=stop, on_gap=lambda *gap: reported.append(gap))
             ) as frames,
         ):
             async for frame in frames:
                 got.append(frame)
                 if len(got) == 2:
                     await cam.abort()
-                if stats.arms == 2 and frame.lstseq > got[-2].lstseq + 1:
+                if frames.stats.arms == 2 and frame.lstseq > got[-2].lstseq + 1:
                     stop.set()  # the first frame after the gap
+    stats = frames.stats
     lstseqs = [f.lstseq for f in got]
     gaps = [b - a - 1 for a, b in itertools.pairwise(lstseqs) if b - a > 1]
     assert len(gaps) == 1
@@ -325,12 +413,11 @@ async def test_a_camera_that_loses_its_sequence_is_armed_again(device, sensor, t
 
 @pytest.mark.anyio
 async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> None:
-    stats = LiveStats()
     stop = anyio.Event()
     got: list[FrameReady] = []
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
-            async with aclosing(live(cam, tmp_path, sensor, stop=stop, stats=stats)) as frames:
+            async with aclosing(live(cam, tmp_path, sensor, stop=stop)) as frames:
                 async for frame in frames:
                     got.append(frame)
                     if len(got) == 3:
@@ -338,6 +425,7 @@ async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> No
                         stopped_at = time.monotonic()
             ended_after_s = time.monotonic() - stopped_at
             status = await cam.status()
+    stats = frames.stats
     lstseqs = [f.lstseq for f in got]
     assert len(got) >= 3
     assert lstseqs == list(range(lstseqs[0], lstseqs[0] + len(got)))
@@ -347,7 +435,7 @@ async def test_stop_ends_the_source_cleanly(device, sky, sensor, tmp_path) -> No
     assert (status.state, status.readout_on) == ("IDLE", False)
     # every file written is complete and was announced
     assert sorted(p.name for p in tmp_path.iterdir()) == [f.path.name for f in got]
-    assert_frames_are_the_sky(got[:1], sky, sensor)
+    await assert_frames_are_the_sky(got[:1], sky, sensor)
 
 
 @pytest.mark.anyio
@@ -355,28 +443,27 @@ async def test_a_raw_file_that_exists_is_never_overwritten(device, sky, sensor, 
     """The camera delivers a slot whose raw file is already in the archive (an earlier run):
     the file on disk is kept byte for byte, the new frame is left out and counted, and the
     frames around it are written as usual."""
-    stats = LiveStats()
     with anyio.fail_after(60):
         async with open_camera(device) as cam:
             first = (await cam.status()).lstseq + 3
             existing = tmp_path / raw_filename(first + 1, "C")
             existing.write_bytes(b"an earlier run's frame")
             before = existing.stat()
-            stream = live(cam, tmp_path, sensor, first_lstseq=first, count=3,
-                          stop=anyio.Event(), stats=stats)
+            stream = live(cam, tmp_path, sensor, first_lstseq=first, count=3, stop=anyio.Event())
             async with aclosing(stream) as frames:
                 got = [f async for f in frames]
+    stats = stream.stats
     assert [f.lstseq for f in got] == [first, first + 2]
     assert existing.read_bytes() == b"an earlier run's frame"
     after = existing.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert (stats.frames, stats.existing, stats.missing) == (2, 1, 0)
-    assert_frames_are_the_sky(got, sky, sensor)
+    await assert_frames_are_the_sky(got, sky, sensor)
 
 
 @pytest.mark.anyio
 async def test_a_camera_of_another_shape_is_refused(device, tmp_path) -> None:
-    crop1024 = load_config().sensor("crop1024")
+    crop1024 = await anyio.to_thread.run_sync(lambda: load_config().sensor("crop1024"))
     with anyio.fail_after(20):
         async with open_camera(device) as cam:
             stream = live(cam, tmp_path, crop1024, count=2, stop=anyio.Event())

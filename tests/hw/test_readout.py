@@ -23,11 +23,7 @@ from hw.readout import (
     send_frame,
 )
 
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each async test on both anyio backends."""
-    return request.param
+pytestmark = pytest.mark.backends("asyncio", "trio")
 
 
 # -- helpers and named strategies ------------------------------------------------------------

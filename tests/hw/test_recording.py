@@ -1,4 +1,5 @@
-"""Recorded nights: writing them (hw/recording.py) and replaying them (hw/recorded.py)."""
+"""Recorded nights: writing them (hw/sim/recording.py, hw/sim/truth.py) and replaying them
+(hw/recorded.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 import trio.lowlevel
@@ -16,32 +18,26 @@ import trio.testing
 from astropy.io import fits
 
 from hw.recorded import RecordedNight, ReplayStats
-from hw.recording import (
-    TRUTH_FILENAME,
-    RecordedNightInfo,
-    choose_start_lstseq,
-    read_truth,
-    record_night,
-)
-from hw.simulator import SimulatedSky, SimulationSettings, Transit
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import RecordedNightInfo, record_night
+from hw.sim.truth import TRUTH_FILENAME, read_truth
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config
 from mascara_actors.ephemeris import night_date, sun_altitude
 from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.rawframe import RawFrame, raw_filename, read_raw, write_raw
 from mascara_actors.sidereal import SiteReference, lstseq2date, slot_length_solar_s
+from tests.hw.conftest import (
+    N_BIAS,
+    N_DARK,
+    N_FLAT,
+    N_SCIENCE,
+    NIGHT_UTC,
+    Recorded,
+    mini_sensor,
+)
 
-NIGHT_UTC = "2026-03-20T23:00:00"
-N_SCIENCE, N_BIAS, N_DARK, N_FLAT = 12, 2, 2, 1
-
-
-@pytest.fixture
-def anyio_backend():
-    """Trio with a virtual clock that jumps once every task has waited 20 ms (fresh per test)."""
-    # Jump only after 20 ms of real idle time: with a threshold of 0 trio spins while a
-    # worker thread reads a frame, and starves that thread of the GIL (a 0.03 s read took
-    # 17 s). Virtual times are unaffected: the clock still jumps to each deadline exactly.
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)})
+pytestmark = pytest.mark.backends("trio-autojump")
 
 
 @pytest.fixture(scope="module")
@@ -52,60 +48,14 @@ def camera() -> CameraConfig:
 
 @pytest.fixture(scope="module")
 def sensor() -> SensorConfig:
-    """A 512 x 340 crop of the KAI-11002 with 20/12 px overscan strips (shared, immutable)."""
-    crop = load_config().sensor("crop1024")
-    return dataclasses.replace(
-        crop, name="mini", nx=552, ny=364, x0=20, y0=12, xsize=512, ysize=340
-    )
+    """The ``mini`` sensor of the shared recorded night (shared, immutable)."""
+    return mini_sensor()
 
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
     """Hipparcos 2 (shared, read-only)."""
     return Catalogue.load()
-
-
-@dataclasses.dataclass(frozen=True)
-class Recorded:
-    info: RecordedNightInfo
-    sky: SimulatedSky
-    settings: SimulationSettings
-    first_science: object
-    transit_hip: int
-    progress: tuple[tuple[int, int], ...]
-
-
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory, camera, sensor, catalogue) -> Recorded:
-    """One small recorded night (Rice-compressed) with a transit (shared: never modify its
-    directory; copy files out of it)."""
-    start = int(SiteReference().local_sidereal_time(NIGHT_UTC).lstseq)
-    plain = SimulatedSky(camera, catalogue, sensor=sensor)
-    first = plain.exposure(start)
-    hip = int(first.truth["id"][np.argmax(first.truth["flux"])])
-    transit = Transit(
-        hip=hip,
-        depth=0.02,
-        duration_h=3.5 * slot_length_solar_s() / 3600.0,
-        epoch_jd=plain.header(start + 6).jdmid,
-    )
-    settings = SimulationSettings(transits=(transit,))
-    calls: list[tuple[int, int]] = []
-    info = record_night(
-        tmp_path_factory.mktemp("recorded") / "night",
-        camera,
-        catalogue,
-        start_lstseq=start,
-        n_science=N_SCIENCE,
-        sensor=sensor,
-        settings=settings,
-        n_bias=N_BIAS,
-        n_dark=N_DARK,
-        n_flat=N_FLAT,
-        progress=lambda done, total: calls.append((done, total)),
-    )
-    sky = SimulatedSky(camera, catalogue, sensor=sensor, settings=settings)
-    return Recorded(info, sky, settings, first, hip, tuple(calls))
 
 
 def expected_plan(info: RecordedNightInfo) -> list[tuple[int, str]]:
@@ -424,9 +374,9 @@ async def test_realtime_replay_keeps_the_slot_cadence_in_virtual_time(recorded, 
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.backends("asyncio", "trio")
 async def test_fast_replay_runs_on_both_backends(recorded, anyio_backend):
-    night = RecordedNight(recorded.info.directory)
+    night = await anyio.to_thread.run_sync(RecordedNight, recorded.info.directory)
     seqs = [frame.header.lstseq async for frame in night.replay(kind="science")]
     assert seqs == list(range(recorded.info.start_lstseq, recorded.info.end_lstseq + 1))
     assert night.stats.yielded == N_SCIENCE

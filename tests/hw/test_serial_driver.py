@@ -1,6 +1,6 @@
 """The real driver against the simulated camera device, over a real pty and a real socket.
 
-Each test starts the device in its own process (``hw.device.DeviceProcess``) with a fast
+Each test starts the device in its own process (``hw.sim.process.DeviceProcess``) with a fast
 clock, drives it through :class:`hw.driver.SerialCamera` and checks values: identity,
 temperatures, frame lstseqs and pixels, and the counters after each injected fault.
 """
@@ -17,20 +17,16 @@ import anyio
 import numpy as np
 import pytest
 
-from hw.device import (
-    DeviceConfig,
-    DeviceProcess,
-    ExposureMeta,
-    decode_pattern_lstseq,
-    seeded_pattern,
-)
 from hw.driver import CameraStatus, SerialCamera
 from hw.protocol import EVT, CommandRejected, ErrorCode, FrameType, Message, parse_kv
 from hw.readout import ReadoutFrame
+from hw.sim.device_config import DeviceConfig
+from hw.sim.exposure import ExposureMeta, decode_pattern_lstseq, seeded_pattern
+from hw.sim.process import DeviceProcess
 from mascara_actors.errors import CameraDisconnected, CameraError, CameraTimeout
 from mascara_actors.sidereal import lstseq2date, slot_length_solar_s
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("asyncio", "trio")]
 
 #: Device seconds per real second: one 6.38 s slot takes 0.16 s of real time.
 SPEED = 40.0
@@ -39,12 +35,6 @@ TAU_S = 1.0
 AMBIENT_C = 15.0
 SHAPE = (48, 64)
 SEED = 7
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run each test on both anyio backends."""
-    return request.param
 
 
 @pytest.fixture(scope="module")

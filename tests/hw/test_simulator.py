@@ -1,4 +1,4 @@
-"""The simulated sky (hw/simulator.py, hw/render.py) against physics and the camera model.
+"""The simulated sky (hw/sim/sky.py, hw/sim/render.py) against physics and the camera model.
 
 Frames are rendered on the ``crop1024`` sensor (the central 1024 x 680 pixels of the real
 chip) of camera LPC at 2026-03-20 23:00 UTC, a dark night at La Palma.
@@ -11,7 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw.simulator import SimulatedSky, SimulationSettings, Transit
+from hw.sim.effects import Transit
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, SensorConfig, load_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.astrometry import (
     AFLAG_FAILED,
     AFLAG_TOO_BRIGHT,

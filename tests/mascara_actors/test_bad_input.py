@@ -19,13 +19,18 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mascara_actors.actors.events import FrameFailed, FrameReducedEvent, from_json
-from mascara_actors.calibration import master_dark, read_master, write_master
+from mascara_actors.calibration import (
+    make_masters,
+    master_dark,
+    read_master,
+    update_dark_filename,
+    write_master,
+)
 from mascara_actors.config import CalibrationConfig, default_config_dir, load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.masters import make_masters
+from mascara_actors.messages import FrameFailed, FrameReducedEvent, from_json
 from mascara_actors.rawframe import read_raw, write_raw
-from mascara_actors.storage import NightFile, update_dark_filename
+from mascara_actors.storage import NightFile
 from mascara_actors.summary import collect_summary, render_html, render_text
 from mascara_actors.summary.weather import WeatherProxy
 

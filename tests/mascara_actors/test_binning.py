@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.binned_file import binned_filename, read_binned, write_binned
 from mascara_actors.binning import (
     SetFlag,
@@ -26,13 +26,14 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.errors import FrameError
 from mascara_actors.photometry import measure
-from mascara_actors.sidereal import SiteReference, set_index
+from mascara_actors.rawframe import RawHeader
+from mascara_actors.sidereal import SiteReference, lst_mid_hours, set_index
 
 NFRAMES = 13
 
 
-def _lst_mid(h) -> float:  # type: ignore[no-untyped-def]
-    return (h.lst + (h.jdmid - h.jd) * 24.0 * 1.002737909350795) % 24.0
+def _lst_mid(h: RawHeader) -> float:
+    return lst_mid_hours(h.lst, h.jd, h.jdmid) % 24.0
 
 
 @pytest.fixture(scope="module")

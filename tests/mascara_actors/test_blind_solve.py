@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mascara_actors.blind_solve as blind
-from hw.render import RenderSettings, StarField, render_star_electrons
-from hw.simulator import SimulatedSky, SimulationSettings
+import mascara_actors.blind_solve.index as blind_index
+import mascara_actors.blind_solve.solve as blind
+from hw.sim.render import RenderSettings, StarField, render_star_electrons
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.astrometry import astrometry_stars
 from mascara_actors.blind_solve import BlindIndex, BlindSolution, BlindSolveFailed, blind_solve
 from mascara_actors.camera_model import CameraModel, legendre_terms
@@ -28,8 +29,8 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import AstrometryFailed
 from mascara_actors.rawframe import RawHeader, raw_filename, write_raw
-from mascara_actors.reduce import ReductionSession, lst_mid_hours
-from mascara_actors.sidereal import SiteReference
+from mascara_actors.reduce import ReductionSession
+from mascara_actors.sidereal import SiteReference, lst_mid_hours
 
 #: A dark hour at both sites (La Palma 04:00 local, La Silla 01:15 local).
 DARK_UTC = "2026-11-10T04:00:00"
@@ -389,7 +390,7 @@ def test_index_is_cached_as_npy_and_rebuilt_when_stale_or_corrupt(
     cat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = cat.select(vmax=4.5)  # a few hundred stars: a quick index
-    monkeypatch.setattr(blind, "_LOADED", {})
+    monkeypatch.setattr(blind_index, "_LOADED", {})
     built = BlindIndex.load(small, cache_dir=tmp_path)
     npy, sidecar = tmp_path / "blind_index.npy", tmp_path / "blind_index.json"
     assert npy.is_file()
@@ -398,7 +399,7 @@ def test_index_is_cached_as_npy_and_rebuilt_when_stale_or_corrupt(
     assert json.loads(sidecar.read_text())["n_triangles"] == len(built) > 100
 
     def reload() -> BlindIndex:
-        blind._LOADED.clear()
+        blind_index._LOADED.clear()
         return BlindIndex.load(small, cache_dir=tmp_path)
 
     again = reload()
@@ -408,9 +409,9 @@ def test_index_is_cached_as_npy_and_rebuilt_when_stale_or_corrupt(
     assert np.array_equal(reload().keys, built.keys)
     assert np.load(npy, allow_pickle=False).shape == (len(built),)
     fewer = cat.select(vmax=4.0)  # other stars: the fingerprint differs
-    blind._LOADED.clear()
+    blind_index._LOADED.clear()
     rebuilt = BlindIndex.load(fewer, cache_dir=tmp_path)
-    assert len(rebuilt.stars) == len(blind._index_stars(fewer)) < len(built.stars)
+    assert len(rebuilt.stars) == len(blind_index.index_stars(fewer)) < len(built.stars)
     assert json.loads(sidecar.read_text())["n_stars"] == len(rebuilt.stars)
 
 

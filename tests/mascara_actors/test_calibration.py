@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hw.render import RenderSettings
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.render import RenderSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors import calibration as cal
 from mascara_actors.calibration import (
     Calibrator,
@@ -30,6 +30,7 @@ from mascara_actors.calibration import (
     read_master,
     write_master,
 )
+from mascara_actors.calibration import combine as combine_module
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CalibrationConfig, SensorConfig, load_config
 from mascara_actors.errors import CalibrationError, FrameError
@@ -489,7 +490,7 @@ def test_masters_from_files_equal_masters_from_memory(tmp_path, darks, mdark, ca
     paths = [write_raw(tmp_path / raw_filename(d.header.lstseq, "C", "dark", ext=ext),
                        d.data, d.header) for d in darks[:N_DARK]]
     # Force many row blocks (7 rows each) to exercise the streaming.
-    monkeypatch.setattr(cal, "_BLOCK_BYTES", 4 * N_DARK * darks[0].data.shape[1] * 7)
+    monkeypatch.setattr(combine_module, "BLOCK_BYTES", 4 * N_DARK * darks[0].data.shape[1] * 7)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

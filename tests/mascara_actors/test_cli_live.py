@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mascara_actors.calibration import read_dark_table
 from mascara_actors.cli import main
 from mascara_actors.rawframe import parse_raw_filename, read_raw
-from mascara_actors.storage import NightFile, list_set_files, read_dark_table
-from tests.hw.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
+from mascara_actors.storage import NightFile, list_set_files
+from tests.app.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
 from tests.stations import N_CAL, short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def _device_pid(parent: int) -> int | None:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"hw.device" in cmdline:
+        if ppid == parent and b"hw.sim.device" in cmdline:
             return int(entry.name)
     return None
 

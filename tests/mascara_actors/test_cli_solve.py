@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mascara_actors.reduce as reduce_module
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli import main

@@ -30,9 +30,6 @@ def test_shipped_config_has_two_sites_and_ten_cameras() -> None:
     cfg = load_config()
     assert set(cfg.sites) == {"LaPalma", "LaSilla"}
     assert sorted(cfg.cameras) == sorted(f"{s}{c}" for s in ("LP", "LS") for c in "NESWC")
-    assert cfg.lstseq.reference_longitude_deg == -17.88
-    assert cfg.lstseq.epoch.isoformat() == "2013-01-01T00:00:00+00:00"
-    assert 86400 / cfg.lstseq.slot_sidereal_s == 13500
 
 
 def test_section4_defaults() -> None:
@@ -141,10 +138,26 @@ def test_unknown_camera_and_site_list_the_known_ones() -> None:
         ),
         pytest.param(
             "sites.toml",
-            "slot_sidereal_s = 6.4",
-            "slot_sidereal_s = 7.0",
-            r"whole number of slots",
-            id="slot-not-dividing-day",
+            "[sites.LaPalma]",
+            '[lstseq]\nslot_sidereal_s = 6.4\n\n[sites.LaPalma]',
+            r"sites\.toml: section 'lstseq' is gone: the lstseq clock is the contract of "
+            r"DESIGN\.md section 2, not a setting .*; delete it from the file",
+            id="lstseq-section-gone",
+        ),
+        pytest.param(
+            "reduction.toml",
+            "[binning]",
+            "[binning]\nset_size = 50",
+            r"reduction\.toml: key 'binning\.set_size' is gone: a set is 50 exposures by "
+            r"contract \(lstseq // 50",
+            id="set-size-gone",
+        ),
+        pytest.param(
+            "sites.toml",
+            "[sites.LaPalma]",
+            "[site]\nx = 1\n\n[sites.LaPalma]",
+            r"sites\.toml: unknown section\(s\) \['site'\]; known sections are \['sites'\]",
+            id="unknown-section",
         ),
         pytest.param(
             "reduction.toml",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.calibration import master_dark, write_master
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config

@@ -39,11 +39,13 @@ from mascara_actors.sidereal import (
     SiteReference,
     jd_now,
     jd_to_datetime,
+    lst_mid_hours,
     lstday,
     lstidx,
     lstseq2date,
     set_index,
     slot_length_solar_s,
+    unix_to_jd,
 )
 from tests.strategies import (
     JD_2013,
@@ -429,7 +431,7 @@ def test_jd_now_and_jd_to_datetime_follow_the_erfa_convention(
     # than the ERFA JD of the same instant; mixing them up shifts LST by up to 1 s there.
     clock = datetime(2016, 12, 31, 23, 0, tzinfo=UTC)
     erfa_jd = float(Time("2016-12-31T23:00:00", scale="utc").jd)
-    monkeypatch.setattr(sidereal, "time", SimpleNamespace(time=clock.timestamp))
+    monkeypatch.setattr(sidereal.utc, "time", SimpleNamespace(time=clock.timestamp))
     assert abs(jd_now() - erfa_jd) * 86400.0 < 1e-4
     assert abs(jd_to_datetime(erfa_jd) - clock) < timedelta(microseconds=50)
     assert abs(circular_hours(LST(jd_now()).lst, LST(clock).lst)) * 3600.0 < 1e-4
@@ -715,3 +717,25 @@ def test_configure_astropy_offline_is_idempotent() -> None:
     assert astropy_data.conf.allow_internet is False
     # pitfall 1 of reference/ecosystem.md: predictive UT1 must not fail on a stale table
     assert Time("2027-03-01T00:00:00", scale="utc").ut1.jd > 0
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def test_unix_to_jd_is_the_clock_jd() -> None:
+    assert unix_to_jd(0.0) == 2440587.5
+    noon = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    assert unix_to_jd(noon.timestamp()) == float(Time(noon).jd)
+    assert abs(unix_to_jd(noon.timestamp() + 3600.0) - unix_to_jd(noon.timestamp()) - 1 / 24) < 1e-9
+
+
+@given(lstseqs())
+@settings(max_examples=50)
+def test_lst_mid_hours_is_half_an_exposure_of_sidereal_time_later(s: int) -> None:
+    jd = float(lstseq2date(s))
+    start = LST(jd)
+    jdmid = jd + 3.19 / 86400.0
+    mid = lst_mid_hours(float(start.lst), jd, jdmid)
+    # not wrapped: the last slot of a day may pass 24 h
+    assert circular_hours(mid % 24.0, float(LST(jdmid).lst)) * 3600.0 == pytest.approx(0, abs=1e-3)
+    assert mid - float(start.lst) == pytest.approx((jdmid - jd) * 24.0 * 1.0027379, rel=1e-7)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from hw.simulator import SimulatedSky, SimulationSettings
+from hw.sim.sky import SimulatedSky, SimulationSettings
 from mascara_actors.binned_file import read_binned, write_binned
 from mascara_actors.binning import SetStack, reference_lstseq
 from mascara_actors.catalogue import Catalogue

@@ -11,22 +11,26 @@ import re
 import shutil
 from collections import deque
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import numpy as np
 import pytest
 
 from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.summariser import NightState
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.console import light_curve_so_far, replay_feed
 from mascara_actors.cli.replay import plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import CatalogueError
+from mascara_actors.messages import from_json
+from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import REFERENCE_SITE, lstidx, set_index
 from mascara_actors.storage import NightFile, SetFile, list_set_files
-from tui.app import ConsoleFeed, make_console, take_snapshot
+from tui.app import make_console
+from tui.feed import ConsoleFeed, take_snapshot
 from tui.screens.lookup import LookupScreen, parse_hip
 from tui.widgets import ErrorPane, plot_text, starfield_text
 from tui.widgets.errors import problem_detail
@@ -39,12 +43,6 @@ SPEED = 100.0
 #: A fixed instant for the snapshots: 2026-03-20 23:30 UTC, a dark hour at La Palma.
 FIXED_UTC = datetime(2026, 3, 20, 23, 30, 0, tzinfo=UTC)
 FIXED_WALL = 1_774_049_400.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Textual runs on asyncio only."""
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -138,25 +136,22 @@ def test_queue_text_shows_every_channel_with_its_depth() -> None:
 
 
 @pytest.mark.anyio
-async def test_pause_gate_holds_items_back() -> None:
+async def test_pause_gate_holds_the_reducer_until_resumed() -> None:
     gate = PauseGate()
-    got: list[int] = []
+    assert await gate.wait_open() == 0.0  # open: no wait
     gate.pause()
+    waited: list[float] = []
 
     async def consume() -> None:
-        for i in range(5):
-            await gate.passing(i)
-            got.append(i)
+        waited.append(await gate.wait_open())
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(consume)
         await anyio.sleep(0.05)
-        assert got == []
-        assert gate.passed == 0
+        assert waited == []
         gate.resume()
-    assert got == [0, 1, 2, 3, 4]
-    assert gate.passed == 5
-    assert gate.last == 4
+    assert len(waited) == 1
+    assert 0.04 < waited[0] < 5
 
 
 # --- snapshot of the fed state --------------------------------------------------------------
@@ -165,7 +160,7 @@ async def test_pause_gate_holds_items_back() -> None:
 @pytest.mark.anyio
 async def test_snapshot_reads_the_fed_state(config) -> None:
     feed = _fed_feed(config)
-    snap = take_snapshot(feed)
+    snap = await anyio.to_thread.run_sync(take_snapshot, feed)
     lst = REFERENCE_SITE.local_sidereal_time(FIXED_UTC.replace(tzinfo=None))
     assert snap.lstseq == int(lst.lstseq)
     assert snap.lstidx == int(lst.lstidx)
@@ -239,7 +234,9 @@ async def test_console_runs_the_night_shows_errors_and_looks_up_stars(
 ) -> None:
     night = _night_copy(tmp_path, truncate=12)
     bad_lstseq = int(sorted(night.glob("*C.fits.fz"))[12].name[:8])
-    job = plan_replay(night, tmp_path / "out", config=config, realtime=True)
+    job = await anyio.to_thread.run_sync(
+        partial(plan_replay, night, tmp_path / "out", config=config, realtime=True)
+    )
     feed = replay_feed(job, catalogue, speed=SPEED, in_process=True)
     app = make_console(feed, refresh_hz=10)
     async with anyio.create_task_group() as tg:
@@ -311,24 +308,28 @@ async def test_pause_resume_and_quit_mid_night_flush(
     tmp_path: Path, catalogue: Catalogue, config
 ) -> None:
     night = _night_copy(tmp_path)
-    job = plan_replay(night, tmp_path / "out", config=config, realtime=True)
+    job = await anyio.to_thread.run_sync(
+        partial(plan_replay, night, tmp_path / "out", config=config, realtime=True)
+    )
     feed = replay_feed(job, catalogue, speed=SPEED / 2, in_process=True)
     app = make_console(feed, refresh_hz=10)
     async with anyio.create_task_group() as tg:
         tg.start_soon(feed.run_pipeline)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _wait_for(lambda: feed.gate.passed >= 3, 30, pilot)
+            state = feed.state
+            await _wait_for(lambda: state.frames_done >= 3, 30, pilot)
             await pilot.press("p")
             assert feed.gate.paused
-            await pilot.pause(0.1)
-            held = feed.gate.passed
+            await _wait_for(lambda: state.paused, 30, pilot)  # the reducer's event
+            held = state.frames_done
             await pilot.pause(0.6)
-            assert feed.gate.passed == held  # nothing passes while paused
+            assert state.frames_done == held  # nothing is reduced while paused
             assert "PAUSED" in str(app.screen.query_one("#status").render())
             await pilot.press("p")
             assert not feed.gate.paused
+            await _wait_for(lambda: not state.paused, 30, pilot)
             # past the first set of 50 frames, so a set file must be flushed
-            await _wait_for(lambda: feed.gate.passed >= 52, 30, pilot)
+            await _wait_for(lambda: state.frames_done >= 52, 30, pilot)
             await pilot.press("q")
             with anyio.fail_after(30):
                 await feed.finished.wait()
@@ -336,19 +337,26 @@ async def test_pause_resume_and_quit_mid_night_flush(
     assert feed.stop.is_set()
     assert feed.result is not None
     assert feed.result.stopped_early
-    sets = list_set_files(job.plan.night_dir, "fast")
-    assert sets, "the complete set was not flushed before the console closed"
-    for setidx, path in sets.items():
-        with SetFile(path) as set_file:
-            station = set_file.station()
-            assert np.all(set_index(station["lstseq"]) == setidx)
-            in_set = sum(1 for s, _ in job.frames if int(set_index(s)) == setidx)
-            assert len(station) == in_set
-            hip = int(set_file.ids()[np.argmax(set_file.counts())])
-        # the star look-up reads the per-set files while there is no nightly file yet
-        curve = light_curve_so_far(job.plan.night_dir, catalogue, hip)
-        assert curve.lstseq.size == in_set
-        assert np.all(set_index(curve.lstseq) == setidx)
+
+    def check() -> None:  # reads the files: in a worker thread, not on the loop
+        sets = list_set_files(job.plan.night_dir, "fast")
+        assert sets, "the complete set was not flushed before the console closed"
+        log_lines = (job.plan.night_dir / "logs" / "events.jsonl").read_text().splitlines()
+        kinds = [from_json(line).kind for line in log_lines]
+        assert kinds.count("ReductionPaused") == kinds.count("ReductionResumed") == 1
+        for setidx, path in sets.items():
+            with SetFile(path) as set_file:
+                station = set_file.station()
+                assert np.all(set_index(station["lstseq"]) == setidx)
+                in_set = sum(1 for s, _ in job.frames if int(set_index(s)) == setidx)
+                assert len(station) == in_set
+                hip = int(set_file.ids()[np.argmax(set_file.counts())])
+            # the star look-up reads the per-set files while there is no nightly file yet
+            curve = light_curve_so_far(job.plan.night_dir, catalogue, hip)
+            assert curve.lstseq.size == in_set
+            assert np.all(set_index(curve.lstseq) == setidx)
+
+    await anyio.to_thread.run_sync(check)
 
 
 def test_light_curve_of_an_unknown_hip_says_so(tmp_path: Path, catalogue: Catalogue) -> None:
@@ -411,69 +419,73 @@ async def test_console_drives_a_station_night_on_the_simulated_camera(
     the frames keep coming, ``e`` ends the night with the dawn sequence, nightly files and
     summary, and ``q`` quits cleanly."""
     from hw.driver import SerialCamera
-    from hw.recording import choose_start_lstseq
+    from hw.sim.night_start import choose_start_lstseq
+    from mascara_actors.calibration import read_dark_table
     from mascara_actors.cli.console import station_feed
-    from mascara_actors.storage import read_dark_table
     from tests.stations import N_CAL, lpc_station, short_night_config, sky_device
 
-    config = load_config(short_night_config(tmp_path))
+    config = await anyio.to_thread.run_sync(lambda: load_config(short_night_config(tmp_path)))
     camera = config.camera("LPC")
     start = choose_start_lstseq(camera, "2026-03-20", sun_alt_deg=-18.0)
     out = tmp_path / "out"
-    with sky_device(tmp_path / "device", config.directory, start) as dev:
-        async with SerialCamera(dev.tty_path, dev.readout_address) as cam:
-            station = lpc_station(cam, config, out, worker_mode="thread")
-            feed = station_feed(station, catalogue)
-            app = make_console(feed, refresh_hz=10)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(feed.run_pipeline)
-                async with app.run_test(size=(100, 30)) as pilot:
-                    # no master dark yet: darks first, then science
-                    await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
-                    first = feed.state.frames_reduced
-                    await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
-                    await pilot.pause(0.3)
-                    status = str(app.screen.query_one("#status").render())
-                    assert "camera exposing, readout on   science" in status
-                    shown = int(re.search(r"frames (\d+)/", status).group(1))
-                    assert first + 3 <= shown <= feed.state.frames_reduced
-                    # d: a dark sequence in the night, then the science goes on
-                    await pilot.press("d")
-                    await _wait_for(
-                        lambda: any("took 10 darks" in str(n.message)
-                                    for n in app._notifications),
-                        60, pilot,
-                    )
-                    after_darks = feed.state.frames_reduced
-                    await _wait_for(
-                        lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
-                    )
-                    # the camera stops answering for 4 s: an error, then a warning it is back
-                    await cam.link.request("FAULT", "mute", "4")
-                    pane = app.screen.query_one("#errors", ErrorPane)
-                    await _wait_for(lambda: station.link_problem is not None, 20, pilot)
-                    await pilot.pause(0.3)
-                    assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
-                    await _wait_for(lambda: station.link_problem is None, 30, pilot)
-                    await pilot.pause(0.3)
-                    messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
-                    assert any(m.startswith("camera link lost") for m in messages)
-                    assert any(m.startswith("camera link back") for m in messages)
-                    during = feed.state.frames_reduced
-                    await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
-                    # e: the science ends now; the dawn sequence and the end chain follow
-                    await pilot.press("e")
-                    await _wait_for(feed.finished.is_set, 120, pilot)
-                    await pilot.pause(0.3)
-                    assert "FINISHED" in str(app.screen.query_one("#status").render())
-                    await pilot.press("q")
-                    await pilot.pause(0.2)
+    async with (
+        sky_device(tmp_path / "device", config.directory, start) as dev,
+        SerialCamera(dev.tty_path, dev.readout_address) as cam,
+    ):
+        station = lpc_station(cam, config, out, worker_mode="thread")
+        feed = station_feed(station, catalogue)
+        app = make_console(feed, refresh_hz=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed.run_pipeline)
+            async with app.run_test(size=(100, 30)) as pilot:
+                # no master dark yet: darks first, then science
+                await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
+                first = feed.state.frames_reduced
+                await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
+                await pilot.pause(0.3)
+                status = str(app.screen.query_one("#status").render())
+                assert "camera exposing, readout on   science" in status
+                shown = int(re.search(r"frames (\d+)/", status).group(1))
+                assert first + 3 <= shown <= feed.state.frames_reduced
+                # d: a dark sequence in the night, then the science goes on
+                await pilot.press("d")
+                await _wait_for(
+                    lambda: any("took 10 darks" in str(n.message)
+                                for n in app._notifications),
+                    60, pilot,
+                )
+                after_darks = feed.state.frames_reduced
+                await _wait_for(
+                    lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
+                )
+                # the camera stops answering for 4 s: an error, then a warning it is back
+                await cam.link.request("FAULT", "mute", "4")
+                pane = app.screen.query_one("#errors", ErrorPane)
+                await _wait_for(lambda: station.watch.link_problem is not None, 20, pilot)
+                await pilot.pause(0.3)
+                assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
+                await _wait_for(lambda: station.watch.link_problem is None, 30, pilot)
+                await pilot.pause(0.3)
+                messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
+                assert any(m.startswith("camera link lost") for m in messages)
+                assert any(m.startswith("camera link back") for m in messages)
+                during = feed.state.frames_reduced
+                await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
+                # e: the science ends now; the dawn sequence and the end chain follow
+                await pilot.press("e")
+                await _wait_for(feed.finished.is_set, 120, pilot)
+                await pilot.pause(0.3)
+                assert "FINISHED" in str(app.screen.query_one("#status").render())
+                await pilot.press("q")
+                await pilot.pause(0.2)
     assert app.return_code == 0
     report = feed.result
     assert report.ok
     assert [c.when for c in report.calibrations] == ["start", "operator", "dawn"]
     assert len(report.calibrations[1].frames["dark"]) == N_CAL
-    assert read_dark_table("C", out / "state")[0] == report.calibrations[2].masters.dark
+    assert (await anyio.to_thread.run_sync(read_dark_table, "C", out / "state"))[0] == (
+        report.calibrations[2].masters.dark
+    )
     assert report.science.state.frames_failed == 0
     assert report.science.state.frames_reduced == station.stats.frames
     assert report.summary_html.exists()

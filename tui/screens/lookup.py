@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import anyio.to_thread
 import numpy as np
@@ -13,11 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from mascara_actors.errors import MascaraError
+from tui.feed import ConsoleFeed
 from tui.messages import LightCurve, StarRequested
 from tui.widgets import LightCurvePlot
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleFeed
 
 __all__ = ["LookupScreen", "parse_hip"]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio.to_thread
 import numpy as np
@@ -18,12 +17,13 @@ from textual.widgets import Footer, Header
 
 from mascara_actors.errors import MascaraError
 from mascara_actors.rawframe import read_raw
+from tui.feed import ConsoleFeed, Sky, free_space, take_snapshot
 from tui.widgets import ErrorPane, LatencyPanel, QueuePanel, StarField, StatusPanel
 
-if TYPE_CHECKING:
-    from tui.app import ConsoleFeed, _Sky
-
 __all__ = ["MainScreen", "load_preview"]
+
+_DISK_EVERY_S = 5.0
+"""Seconds between two readings of the free disk space."""
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,20 @@ def load_preview(path: Path) -> np.ndarray:
         return data.astype(np.float32)
     ny, nx = (data.shape[0] // k) * k, (data.shape[1] // k) * k
     blocks = data[:ny, :nx].reshape(ny // k, k, nx // k, k)
-    return blocks.max(axis=(1, 3)).astype(np.float32)
+    preview: np.ndarray = blocks.max(axis=(1, 3)).astype(np.float32)
+    return preview
 
 
 class MainScreen(Screen[None]):
     """Everything the operator needs at a glance."""
 
-    def __init__(self, feed: ConsoleFeed, *, sky: _Sky, refresh_hz: float = 4.0) -> None:
+    def __init__(self, feed: ConsoleFeed, *, sky: Sky, refresh_hz: float = 4.0) -> None:
         super().__init__()
         self.feed = feed
         self.sky = sky
         self.refresh_hz = refresh_hz
         self._preview_path: Path | None = None
+        self._free_bytes = float("nan")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="*")
@@ -65,17 +67,23 @@ class MainScreen(Screen[None]):
         yield ErrorPane(id="errors")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.query_one("#errors", ErrorPane).border_title = "errors and warnings (0)"
         self.query_one("#starfield", StarField).border_title = "latest frame"
+        # the first snapshot computes the day's Sun and Moon table (astropy), and the free
+        # space is a system call: neither on the event loop
+        await anyio.to_thread.run_sync(take_snapshot, self.feed, self.sky)
+        await self._measure_disk()
         self.redraw()
         self.set_interval(1.0 / self.refresh_hz, self.redraw)
+        self.set_interval(_DISK_EVERY_S, self._measure_disk)
+
+    async def _measure_disk(self) -> None:
+        self._free_bytes = await anyio.to_thread.run_sync(free_space, self.feed)
 
     def redraw(self) -> None:
         """Read the feed once and draw every widget from that snapshot."""
-        from tui.app import take_snapshot
-
-        snap = take_snapshot(self.feed, self.sky)
+        snap = take_snapshot(self.feed, self.sky, free_bytes=self._free_bytes)
         self.query_one("#status", StatusPanel).show(snap)
         self.query_one("#queues", QueuePanel).show(snap)
         self.query_one("#latency", LatencyPanel).show(snap)

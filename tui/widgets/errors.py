@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from mascara_actors.sidereal import lstidx, set_index
@@ -24,7 +25,7 @@ def problem_detail(problem: tuple[float, str, int | None, str], camera: str = ""
             f"raw frame {seq:08d}{letter}.fits): {message}")
 
 
-class ErrorPane(DataTable):
+class ErrorPane(DataTable[str]):
     """A scrolling table of problems; select a row (Enter) for the frame it belongs to."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -59,7 +60,7 @@ class ErrorPane(DataTable):
             self.add_row(stamp, f"[{style}]{p[1]}[/]", "--" if p[2] is None else str(p[2]),
                          p[3], key=key)
         while self.row_count > _MAX_ROWS:
-            first = self.coordinate_to_cell_key((0, 0)).row_key
+            first = self.coordinate_to_cell_key(Coordinate(0, 0)).row_key
             self._problems.pop(str(first.value), None)
             self.remove_row(first)
         self._last = new[-1]

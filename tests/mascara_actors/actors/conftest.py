@@ -20,12 +20,13 @@ import anyio
 import numpy as np
 import pytest
 
-from mascara_actors.actors.events import Event, from_json
-from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
-from mascara_actors.actors.summariser import NightState
+from hw.recorded import paced_frames
+from mascara_actors.actors.pipeline import NightReport, run_night
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import Config, load_config
+from mascara_actors.messages import Event, from_json
+from mascara_actors.night_state import NightState
 
 REPO = Path(__file__).resolve().parents[3]
 NIGHT = REPO / "replay_data" / "night"

@@ -28,19 +28,21 @@ import pytest
 from astropy.io import fits
 from scipy.spatial import cKDTree
 
-from hw.recording import choose_start_lstseq, read_truth, record_night
-from hw.simulator import SimulationSettings
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import record_night
+from hw.sim.sky import SimulationSettings
+from hw.sim.truth import read_truth
 from mascara_actors import cli
-from mascara_actors.actors.events import (
+from mascara_actors.camera_model import CameraModel
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import Config, load_config
+from mascara_actors.messages import (
     AstrometryDone,
     Event,
     FrameFailed,
     FrameReducedEvent,
     WarningEvent,
 )
-from mascara_actors.camera_model import CameraModel
-from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import Config, load_config
 from mascara_actors.photometry.flags import AFlag
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import NIGHT, read_events, science_lstseqs

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mascara_actors.actors.events import FrameFailed, SetBinned
 from mascara_actors.binning import SetFlag
+from mascara_actors.messages import FrameFailed, SetBinned
 from mascara_actors.photometry.flags import AFlag
 from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
 from mascara_actors.storage import NightFile

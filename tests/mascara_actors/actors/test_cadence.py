@@ -15,34 +15,26 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-import trio.testing
 
-from mascara_actors.actors.events import (
+from hw.recorded import paced_frames
+from mascara_actors.actors.pipeline import run_night
+from mascara_actors.cli.replay import plan_replay
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import (
     FrameReducedEvent,
     QueueDepths,
     Spooled,
 )
-from mascara_actors.actors.messages import FrameReady
-from mascara_actors.actors.pipeline import paced_frames, run_night
-from mascara_actors.cli.replay import plan_replay
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import NIGHT, read_events, science_lstseqs
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("trio-autojump")]
 
 SLOT_S = slot_length_solar_s()
 """6.4 sidereal seconds in seconds: 6.3825..."""
 SAVER_DELAY_S = 20.0
 """A slow disk: the saver takes this long per frame, three slots."""
-
-
-@pytest.fixture
-def anyio_backend():
-    """Trio with a virtual clock that jumps once every task has waited 20 ms (fresh per test)."""
-    # Jump after 20 ms of real idle time, not at once: the saver writes in worker threads,
-    # and a zero threshold makes trio spin and starve them of the GIL.
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)})
 
 
 async def _stamped(

@@ -79,7 +79,7 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
 from mascara_actors.ephemeris import sun_altitude
 from mascara_actors.actors.jobs import session_for
-from mascara_actors.actors.messages import WorkerSpec
+from mascara_actors.messages import WorkerSpec
 import mascara_actors.summary.plots
 
 Catalogue.load()

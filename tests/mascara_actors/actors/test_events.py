@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from mascara_actors.actors import summariser
-from mascara_actors.actors.events import (
+from mascara_actors.actors.worker import Worker
+from mascara_actors.messages import (
     ActorFailed,
     AstrometryDone,
     Event,
@@ -21,12 +22,11 @@ from mascara_actors.actors.events import (
     SetSaved,
     Spooled,
     WarningEvent,
+    WorkerSpec,
     from_json,
     to_json,
 )
-from mascara_actors.actors.messages import WorkerSpec
-from mascara_actors.actors.summariser import NightState
-from mascara_actors.actors.worker import Worker
+from mascara_actors.night_state import NightState
 
 EXAMPLES: list[Event] = [
     NightStarted(night="20260320", camera="LPC", out_dir="/x", frames_expected=60),
@@ -82,7 +82,7 @@ def test_night_state_counts_events() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.backends("asyncio", "trio")
 async def test_summariser_appends_and_mends_a_torn_last_line(anyio_backend, tmp_path) -> None:
     log_path = tmp_path / "logs" / "events.jsonl"
     log_path.parent.mkdir()

@@ -19,8 +19,14 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from hw.recording import read_truth
-from mascara_actors.actors.events import (
+from hw.recorded import paced_frames
+from hw.sim.truth import read_truth
+from mascara_actors.actors.pipeline import NightReport, run_night
+from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
+from mascara_actors.cli.replay import plan_replay
+from mascara_actors.errors import CameraDisconnected
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import (
     ActorFailed,
     FrameFailed,
     FrameReducedEvent,
@@ -30,11 +36,6 @@ from mascara_actors.actors.events import (
     SetSaved,
     WarningEvent,
 )
-from mascara_actors.actors.messages import FrameReady
-from mascara_actors.actors.pipeline import NightReport, paced_frames, run_night
-from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
-from mascara_actors.cli.replay import plan_replay
-from mascara_actors.errors import CameraDisconnected
 from mascara_actors.sidereal import set_index
 from mascara_actors.storage import NightFile
 from tests.mascara_actors.actors.conftest import (

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mascara_actors.actors.pipeline import resume_point
+from mascara_actors.actors.resume import resume_point
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import AstrometryFailed
 from mascara_actors.rawframe import read_raw

@@ -12,13 +12,7 @@ from hypothesis import strategies as st
 
 from mascara_actors.actors.spool import Spool
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Both backends, plain clocks (fresh per test)."""
-    return request.param
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("asyncio", "trio")]
 
 
 def checkpoint_counts(max_size: int = 60) -> st.SearchStrategy[list[tuple[int, int]]]:

@@ -11,12 +11,8 @@ from astropy.stats import sigma_clipped_stats
 from photutils.background import MMMBackground
 
 from mascara_actors.errors import ConfigError
-from mascara_actors.photometry.sky import (
-    ClippedMedianSky,
-    MMMSky,
-    SortedRows,
-    sky_estimator,
-)
+from mascara_actors.photometry.sky import ClippedMedianSky, MMMSky, sky_estimator
+from mascara_actors.photometry.sorted_rows import SortedRows
 
 
 def _annuli(rng: np.random.Generator, n: int, m: int = 1300, *, level: float = 1000.0,

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from mascara_actors import records as R
-from mascara_actors.storage import SET_SIZE
+from mascara_actors.sidereal import SET_SIZE
 
 NIGHT = "20240315LPC"
 HEADER = {"lat": 28.76, "lon": -17.88, "height": 2396.0, "aper": np.array([2.5, 4.5]),

@@ -20,7 +20,8 @@ import json, resource, signal, sys
 from pathlib import Path
 import numpy as np
 from mascara_actors.errors import StorageError
-from mascara_actors.storage import SetWriter, update_dark_filename
+from mascara_actors.calibration import update_dark_filename
+from mascara_actors.storage import SetWriter
 from tests.mascara_actors.storage._data import HEADER, make_night, write_sets
 
 root = Path(sys.argv[1])

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from mascara_actors.errors import CalibrationError, StorageError
-from mascara_actors.storage import (
-    atomic_write_text,
+from mascara_actors.atomic_files import atomic_write_text
+from mascara_actors.calibration import (
     dark_table_path,
     get_dark_filename,
     read_dark_table,
-    read_json_state,
     update_dark_filename,
-    write_json_state,
 )
+from mascara_actors.errors import CalibrationError, StorageError
+from mascara_actors.storage import read_json_state, write_json_state
 
 
 def test_dark_table_newest_first_and_bounded(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mascara_actors.actors import events as ev
+from mascara_actors import messages as ev
 from mascara_actors.summary import collect_summary, render_html, render_text
 
 

@@ -1,0 +1,125 @@
+"""Star detection for the blind solve: peaks above a smooth background, centroided.
+
+Saturated stars are kept: the brightest stars are the best to hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from mascara_actors.centroids import windowed_centroids
+
+__all__ = ["Detections", "detect_stars"]
+
+
+def _background(image: np.ndarray, box: int = 64) -> np.ndarray:
+    """Smooth sky: medians of ``box`` x ``box`` blocks, bilinearly interpolated.
+
+    The same map as :func:`mascara_actors.centroids.background_map`, several times faster:
+    the medians come from every fourth pixel of each block (still 256 values, so the sky is
+    known to a tenth of the pixel noise) and the interpolation, separable, is two small
+    matrix products.
+    """
+    ny, nx = image.shape
+    by, bx = max(ny // box, 1), max(nx // box, 1)
+    step = 4 if box >= 32 else 1
+    m = box // step
+    core = image[: by * box : step, : bx * box : step].reshape(by, m, bx, m)
+    blocks = core.transpose(0, 2, 1, 3).reshape(by, bx, m * m)
+    med = np.nanmedian(blocks, axis=2) if np.isnan(blocks).any() else np.median(blocks, axis=2)
+
+    def weights(n: int, nb: int) -> np.ndarray:
+        t = np.clip((np.arange(n) + 0.5) / box - 0.5, 0, nb - 1)
+        i0 = np.floor(t).astype(int)
+        i1 = np.minimum(i0 + 1, nb - 1)
+        w = np.zeros((n, nb), np.float32)
+        np.add.at(w, (np.arange(n), i0), 1.0 - (t - i0))
+        np.add.at(w, (np.arange(n), i1), t - i0)
+        return w
+
+    background: np.ndarray = weights(ny, by) @ med.astype(np.float32) @ weights(nx, bx).T
+    return background
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Stars found on a frame, brightest first."""
+
+    xy: np.ndarray
+    """(n, 2) windowed centroids, pixels."""
+    height: np.ndarray
+    """(n,) smoothed peak height above the sky, ADU (the brightness order)."""
+    saturated: np.ndarray
+    """(n,) True where the star reaches the saturation level (centroid less precise)."""
+    shape: tuple[int, int]
+    """(ny, nx) of the image."""
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    @property
+    def density(self) -> float:
+        """Detections per square pixel."""
+        return len(self.xy) / float(self.shape[0] * self.shape[1])
+
+
+def _peaks(
+    sub: np.ndarray, *, nmax: int, threshold_sigma: float = 10.0, margin: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima (5 x 5) of the smoothed background-subtracted image above
+    ``threshold_sigma`` times its robust noise: the ``nmax`` highest, as
+    :func:`mascara_actors.centroids.find_peaks` finds them but testing only the pixels
+    above the threshold (a few per cent) for being a maximum."""
+    smooth = ndimage.gaussian_filter(sub, 1.0, truncate=3.0)
+    sample = smooth[::7, ::7]
+    med = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - med)))
+    above = smooth > med + threshold_sigma * max(noise, 1e-6)
+    above[:margin] = above[-margin:] = False
+    above[:, :margin] = above[:, -margin:] = False
+    y, x = np.nonzero(above)
+    h = smooth[y, x]
+    # The 8 nearest neighbours first: they leave few candidates for the outer 16.
+    for ring in (1, 2):
+        is_max = np.ones(h.shape, bool)
+        for dy in range(-ring, ring + 1):
+            for dx in range(-ring, ring + 1):
+                if max(abs(dy), abs(dx)) == ring:
+                    is_max &= h >= smooth[y + dy, x + dx]
+        x, y, h = x[is_max], y[is_max], h[is_max]
+    order = np.argsort(h)[::-1][:nmax]
+    return x[order], y[order], h[order]
+
+
+def detect_stars(image: np.ndarray, *, nmax: int = 5000, saturation: float = 63000.0) -> Detections:
+    """The ``nmax`` brightest star-like peaks of a calibrated image, saturated ones included.
+
+    Single-pixel spikes (hot pixels, cosmic rays) are dropped: a star's peak pixel is at
+    most ~2.5 times its smoothed height, a spike's about 6 times.
+    """
+    image = np.asarray(image, np.float32)
+    sub = image - _background(image)
+    x, y, h = _peaks(sub, nmax=nmax)
+    ny, nx = image.shape
+    # 3x3 and 5x5 neighbourhoods of each peak, gathered at once.
+    off5 = np.arange(-2, 3)
+    gy = np.clip(y[:, None, None] + off5[None, :, None], 0, ny - 1)
+    gx = np.clip(x[:, None, None] + off5[None, None, :], 0, nx - 1)
+    raw = image[gy, gx]
+    peak = sub[gy[:, 1:4, :], gx[:, :, 1:4]].max(axis=(1, 2))
+    saturated = raw.max(axis=(1, 2)) >= saturation
+    sharp = (peak > 3.5 * h) & ~saturated
+    x, y, h, saturated = x[~sharp], y[~sharp], h[~sharp], saturated[~sharp]
+    # Five iterations from the integer peak: within 0.001 px of eight for 99 % of stars.
+    xc, yc, ok = windowed_centroids(sub, x, y, iterations=5)
+    return Detections(
+        xy=np.column_stack([xc[ok], yc[ok]]),
+        height=h[ok].astype(float),
+        saturated=saturated[ok],
+        shape=(ny, nx),
+    )
+
+
