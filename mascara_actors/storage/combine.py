@@ -22,13 +22,11 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import h5py
 import numpy as np
@@ -38,12 +36,8 @@ from mascara_actors.atomic_files import fsync_dir, remove_stale_tmp
 from mascara_actors.errors import StorageError
 from mascara_actors.faults import phase
 from mascara_actors.storage import layout as L
-from mascara_actors.storage._h5 import (
-    create_dataset,
-    create_deflated_dataset,
-    dataset_length,
-    deflate_chunks,
-)
+from mascara_actors.storage._h5 import dataset_length
+from mascara_actors.storage._lightcurve_writes import star_chunks, write_curves, write_field_group
 from mascara_actors.storage._merge import (
     drop_field,
     merge_records,
@@ -63,9 +57,6 @@ log = logging.getLogger(__name__)
 COMPRESSIONS = ("gzip", "lzf", None)
 """Accepted ``compression`` values: gzip (level 1, shuffled; readable everywhere), lzf
 (faster, h5py only) or None."""
-
-_LC_CHUNK = 4096  # records per HDF5 chunk of a light curve (about 0.5 MB)
-_GZIP_LEVEL = 1  # level 4 gains 1 % in size for twice the time on noisy floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,44 +80,6 @@ class CombineReport:
     """Files left alone, with the reason."""
     removed: tuple[Path, ...]
     """Per-set files deleted after the nightly file was verified."""
-
-
-class _Filters(TypedDict, total=False):
-    """Keyword arguments of :func:`create_dataset` that compress a dataset."""
-
-    chunks: tuple[int, ...]
-    compression: str
-    level: int
-    shuffle: bool
-
-
-def _filters(compression: str | None) -> _Filters:
-    # shuffle groups the bytes of each field: noisy floats compress twice as well
-    if compression is None:
-        return {}
-    return {"chunks": (_LC_CHUNK,), "compression": compression, "level": _GZIP_LEVEL,
-            "shuffle": True}
-
-
-def _write_field_group(parent: h5py.Group, name: str, rows: np.ndarray) -> None:
-    # small tables (a row per exposure or star): uncompressed, one dataset per field
-    group = parent.create_group(name, track_order=True)
-    for field in rows.dtype.names or ():
-        create_dataset(group, field, rows[field])
-
-
-def _chunks(ids: np.ndarray, counts: np.ndarray, chunk_stars: int, chunk_records: int
-            ) -> list[np.ndarray]:
-    """Split sorted ids into runs of at most chunk_stars stars and about chunk_records records."""
-    out, start, total = [], 0, 0
-    for i, c in enumerate(counts.tolist()):
-        if i > start and (i - start >= chunk_stars or total + c > chunk_records):
-            out.append(ids[start:i])
-            start, total = i, 0
-        total += c
-    if len(ids) > start:
-        out.append(ids[start:])
-    return out
 
 
 def _header_attrs(nid: NightId, kind: str, minobs: int, user: dict[str, object]
@@ -337,9 +290,8 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
                                 + ([nightly.counts] if nightly else []))
     ids, inverse = np.unique(all_ids, return_inverse=True)
     counts = np.bincount(inverse, weights=all_counts, minlength=len(ids)).astype(np.int64)
-    chunks = _chunks(ids, counts, chunk_stars, chunk_records)
+    chunks = [ids[part] for part in star_chunks(counts, chunk_stars, chunk_records)]
 
-    filters = _filters(compression)
     head = _header_attrs(nid, kind, minobs, nightly.header if nightly else sources[0].header)
     kept_ids: list[np.ndarray] = []
     kept_nobs: list[np.ndarray] = []
@@ -354,7 +306,7 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
         header = f.create_group(L.GROUP_HEADER, track_order=True)
         for key, value in head:
             header.attrs[key] = value
-        _write_field_group(f, L.GROUP_STATION, station)
+        write_field_group(f, L.GROUP_STATION, station)
         lcs = f.create_group(L.GROUP_LIGHTCURVES, track_order=True)
         for chunk in chunks:
             parts = [nightly.read_ids(chunk, rec_dtype)] if nightly else []
@@ -367,17 +319,8 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
             curves = drop_field(merged, "id")
             stars_ok = list(zip(cid[ok].tolist(), start[ok].tolist(), count[ok].tolist(),
                                 strict=True))
-            if pool is not None:
-                # gzip in worker threads, HDF5 writes in this one
-                deflate = functools.partial(deflate_chunks, chunk=_LC_CHUNK, level=_GZIP_LEVEL,
-                                            shuffle=True)
-                packed = pool.map(deflate, (curves[a:a + n] for _, a, n in stars_ok))
-                for (i, _, n), payload in zip(stars_ok, packed, strict=True):
-                    create_deflated_dataset(lcs, str(i), curves.dtype, n, payload,
-                                            chunk=_LC_CHUNK, level=_GZIP_LEVEL, shuffle=True)
-            else:
-                for i, a, n in stars_ok:
-                    create_dataset(lcs, str(i), curves[a:a + n], **filters)
+            write_curves(lcs, [(i, curves[a:a + n]) for i, a, n in stars_ok], compression,
+                         pool)
             kept_ids.append(cid[ok])
             kept_nobs.append(count[ok])
             kept_bounds.append(bounds[ok])
@@ -389,9 +332,9 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
                              else np.empty(0, np.int64),
                              np.concatenate(kept_bounds) if kept_bounds
                              else np.empty((0, 2), np.uint64), out_path)
-        _write_field_group(f, L.GROUP_STARS, stars)
+        write_field_group(f, L.GROUP_STARS, stars)
         if astrometry is not None:
-            _write_field_group(f, L.GROUP_ASTROMETRY, astrometry)
+            write_field_group(f, L.GROUP_ASTROMETRY, astrometry)
     return len(ids_out), nrecords, nduplicates, nshort
 
 

@@ -15,7 +15,6 @@ Each function returns the PNG as bytes; writing files is the caller's business.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mascara_actors.errors import StorageError
+from mascara_actors.figures import png_bytes
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile
 from mascara_actors.summary.report import NightSummary
@@ -65,12 +65,6 @@ def _utc(lstseq: np.ndarray) -> np.ndarray:
     if len(lstseq) == 0:
         return np.empty(0, dtype="datetime64[us]")
     return np.asarray(lstseq2date(np.asarray(lstseq, dtype=np.int64), format="calendar"))
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
-    return buf.getvalue()
 
 
 def _time_axis(ax: Axes) -> None:
@@ -139,8 +133,9 @@ def light_curve_overview(
                  + (" (fallback range)" if note and len(chosen) else ""))
     _time_axis(ax)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.11)
-    return Overview(png=_png(fig), star_ids=tuple(int(stars[i]["id"]) for i in chosen),
-                    mag_range=shown, note=note)
+    return Overview(png=png_bytes(fig, dpi=_DPI),
+                    star_ids=tuple(int(stars[i]["id"]) for i in chosen), mag_range=shown,
+                    note=note)
 
 
 def night_diagnostics(summary: NightSummary) -> bytes:
@@ -192,7 +187,7 @@ def night_diagnostics(summary: NightSummary) -> bytes:
     fig.suptitle(f"Night diagnostics {s.tag}")
     # fixed margins: tight_layout would draw the six date axes once more (twice the time)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.05, hspace=0.12)
-    return _png(fig)
+    return png_bytes(fig, dpi=_DPI)
 
 
 def find_transmission_map(night_dir: str | Path) -> Path | None:
@@ -247,4 +242,4 @@ def transmission_map(path: str | Path) -> bytes:
     ax.set_title(f"Transmission map ({path.name})")
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
-    return _png(fig)
+    return png_bytes(fig, dpi=_DPI)
