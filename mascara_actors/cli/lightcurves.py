@@ -13,7 +13,6 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from mascara_actors.errors import ConfigError
 from mascara_actors.progress import ProgressBar
 
 __all__ = ["add_baseline", "add_calibrate", "add_simulate", "run_baseline", "run_calibrate",
@@ -32,7 +31,7 @@ def _weather(text: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in text.split(",") if w.strip())
 
 
-def add_simulate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``simulate-lightcurves``."""
     p = sub.add_parser(
         "simulate-lightcurves",
@@ -61,9 +60,11 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="clear, cloudy or overcast for each night (default at random)")
     p.add_argument("--sensor", default=None,
                    help="sensor from config/cameras.toml (default the camera's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes simulating nights (default: 2, one per core)")
 
 
-def add_baseline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_baseline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``baseline``."""
     p = sub.add_parser(
         "baseline",
@@ -81,7 +82,7 @@ def add_baseline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="compression of the light curves (default gzip)")
 
 
-def add_calibrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``calibrate``."""
     p = sub.add_parser(
         "calibrate",
@@ -110,8 +111,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     from mascara_actors.config import load_config
     from mascara_actors.lcsim import LightCurveSimulation, simulate_lightcurves
 
-    if args.nights < 1:
-        raise ConfigError(f"--nights {args.nights}: simulate at least one night")
     config = load_config(args.config)
     sim = LightCurveSimulation(camera=args.camera, nights=args.nights, start=args.start,
                                stars=args.stars, seed=args.seed, hours=args.hours,
@@ -123,8 +122,11 @@ def run_simulate(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done)
 
-    report = simulate_lightcurves(args.outdir, sim, config=config, progress=progress)
-    bar.close()
+    try:
+        report = simulate_lightcurves(args.outdir, sim, config=config, workers=args.workers,
+                                      progress=progress)
+    finally:
+        bar.close()
     print(f"simulated {len(report.nightly_files)} nights of {report.nstars} stars "
           f"({report.nrecords} points) into {report.outdir}; truth: {report.truth_file}\n"
           f"next: mascara-actors baseline {report.outdir}/*/lightcurves/fast_*.hdf5 "
@@ -141,10 +143,12 @@ def run_baseline(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done)
 
-    report = build_baseline(args.files, args.out,
-                            compression=None if args.compression == "none" else
-                            args.compression, progress=progress)
-    bar.close()
+    try:
+        report = build_baseline(args.files, args.out,
+                                compression=None if args.compression == "none" else
+                                args.compression, progress=progress)
+    finally:
+        bar.close()
     print(f"baseline {report.output}: {len(report.nights)} nights ({report.nights[0]} to "
           f"{report.nights[-1]}), {report.nstars} stars, {report.nrecords} points\n"
           f"next: mascara-actors calibrate {report.output} --out calibration", file=sys.stderr)
@@ -153,6 +157,7 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from mascara_actors.decorrelation import (
+        CalibrationResult,
         DecorrelationSettings,
         NotConverged,
         calibrate_baseline,
@@ -166,13 +171,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done, note)
 
+    result: CalibrationResult | NotConverged
     try:
         result = calibrate_baseline(args.baseline, args.out, settings, progress=progress)
     except NotConverged as exc:
+        result = exc
+    finally:
         bar.close()
-        print(f"mascara-actors: {exc}", file=sys.stderr)
+    if isinstance(result, NotConverged):
+        print(f"mascara-actors: {result}", file=sys.stderr)
         return 1
-    bar.close()
     print(result.summary(), file=sys.stderr)
     print(f"calibrated light curves: {result.calibrated_file}\nmaps: {result.maps_file}\n"
           f"plots: {result.outdir / 'plots'}\nreport: {result.report_file}", file=sys.stderr)

@@ -1,7 +1,7 @@
-"""The grids of the coarse decorrelation: sky patches, transmission nodes, intrapixel cells.
+"""The grids of the camera maps: transmission nodes, intrapixel cells, the pixel-phase basis.
 
-- Sky patches: HEALPix ``nside = 8`` (768 pixels of about 54 deg2, ring order), indexed by the
-  star's catalogue position, as the legacy clouds grid (legacy-pipeline.md section 10.4).
+(The cloud patches are in :mod:`.sky`.)
+
 - Transmission: values on nodes in (hour angle, declination), bilinear between nodes, the HA
   axis periodic (a north camera sees stars below the pole at HA 180 deg).
 - Intrapixel: four amplitudes (``sin 2 pi x, cos 2 pi x, sin 2 pi y, cos 2 pi y``) per cell
@@ -16,42 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "NSIDE",
-    "IntrapixelGrid",
-    "TransmissionGrid",
-    "patch_centres",
-    "patch_of",
-    "pixel_basis",
-    "wrap_ha",
-]
+from mascara_actors.decorrelation.sky import wrap_ha
 
-NSIDE = 8
-"""HEALPix resolution of the cloud patches (768 pixels, ring order)."""
-NPATCH = 12 * NSIDE * NSIDE
-
-
-def wrap_ha(ha_deg: np.ndarray) -> np.ndarray:
-    """Hour angle wrapped to [-180, 180) degrees."""
-    return (np.asarray(ha_deg, float) + 180.0) % 360.0 - 180.0
-
-
-def patch_of(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    """HEALPix nside-8 pixel (ring order) of sky positions in degrees, as int64."""
-    import astropy.units as u
-    from astropy_healpix import lonlat_to_healpix
-
-    ra = np.asarray(ra_deg, float) % 360.0
-    dec = np.clip(np.asarray(dec_deg, float), -90.0, 90.0)
-    return np.asarray(lonlat_to_healpix(ra * u.deg, dec * u.deg, NSIDE, order="ring"), np.int64)
-
-
-def patch_centres(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(RA, dec) of the centres of HEALPix nside-8 pixels (ring order), degrees."""
-    from astropy_healpix import healpix_to_lonlat
-
-    lon, lat = healpix_to_lonlat(np.asarray(patches, np.int64), NSIDE, order="ring")
-    return np.asarray(lon.deg, float), np.asarray(lat.deg, float)
+__all__ = ["IntrapixelGrid", "TransmissionGrid", "pixel_basis"]
 
 
 def pixel_basis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -63,6 +30,13 @@ def pixel_basis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     px = 2.0 * np.pi * np.asarray(x, np.float64)
     py = 2.0 * np.pi * np.asarray(y, np.float64)
     return np.stack([np.sin(px), np.cos(px), np.sin(py), np.cos(py)])
+
+
+def _number(attrs: dict[str, object], key: str) -> float:
+    value = attrs[key]
+    if not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"grid attribute {key}={value!r} is not a number")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +66,12 @@ class TransmissionGrid:
         top = min(90.0, np.ceil(dec_max / dec_step) * dec_step + dec_step)
         return cls(float(ha_step), float(dec_step), float(dec0),
                    round((top - dec0) / dec_step) + 1)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, object]) -> TransmissionGrid:
+        """The grid of :meth:`attrs` (as stored in a maps file)."""
+        return cls(_number(attrs, "ha_step"), _number(attrs, "dec_step"),
+                   _number(attrs, "dec0"), int(_number(attrs, "ndec")))
 
     @property
     def nha(self) -> int:
@@ -145,8 +125,9 @@ class TransmissionGrid:
     def evaluate(self, values: np.ndarray, ha: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Bilinear interpolation of node ``values`` (flat or (ndec, nha)) at (HA, dec)."""
         flat = np.asarray(values, float).reshape(-1)
-        idx, wts = self.corners(ha, dec)
-        return sum(flat[i] * w for i, w in zip(idx, wts, strict=True))
+        (n00, n10, n01, n11), (b00, b10, b01, b11) = self.corners(ha, dec)
+        out: np.ndarray = flat[n00] * b00 + flat[n10] * b10 + flat[n01] * b01 + flat[n11] * b11
+        return out
 
     def attrs(self) -> dict[str, float | int]:
         """The grid as file attributes."""
@@ -163,9 +144,13 @@ class IntrapixelGrid:
     """
 
     ha_step: float
+    """Cell width in HA, degrees."""
     dec_step: float
+    """Cell height in declination, degrees."""
     dec0: float
+    """Declination of the lower edge of the first row, degrees."""
     ndec: int
+    """Rows of cells."""
 
     @classmethod
     def on(cls, grid: TransmissionGrid, *, ha_ratio: int = 2, dec_ratio: int = 2
@@ -179,12 +164,20 @@ class IntrapixelGrid:
         ndec = max(1, -(-(grid.ndec - 1) // int(dec_ratio)))
         return cls(grid.ha_step * ha_ratio, grid.dec_step * dec_ratio, grid.dec0, ndec)
 
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, object]) -> IntrapixelGrid:
+        """The grid of :meth:`attrs` (as stored in a maps file)."""
+        return cls(_number(attrs, "ha_step"), _number(attrs, "dec_step"),
+                   _number(attrs, "dec0"), int(_number(attrs, "ndec")))
+
     @property
     def nha(self) -> int:
+        """Cells along HA."""
         return round(360.0 / self.ha_step)
 
     @property
     def size(self) -> int:
+        """Number of cells."""
         return self.nha * self.ndec
 
     @property
@@ -211,9 +204,10 @@ class IntrapixelGrid:
                  x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The intrapixel term ``sum_i a_i(cell) * basis_i(x, y)``, magnitudes."""
         amp = np.asarray(amplitudes, float).reshape(-1, 4)
-        cell = self.cell(ha, dec)
-        return np.einsum("in,ni->n", pixel_basis(x, y), amp[cell])
+        out: np.ndarray = np.einsum("in,ni->n", pixel_basis(x, y), amp[self.cell(ha, dec)])
+        return out
 
     def attrs(self) -> dict[str, float | int]:
+        """The grid as file attributes."""
         return {"ha_step": self.ha_step, "dec_step": self.dec_step, "dec0": self.dec0,
                 "ndec": self.ndec, "nha": self.nha}

@@ -1,4 +1,4 @@
-"""Files of the coarse decorrelation: calibrated light curves, fitted maps, a JSON report.
+"""Files of the coarse decorrelation: calibrated light curves and fitted maps.
 
 ``calibrated_{stem}.hdf5`` (binned calibrated light curves, legacy "red" files, 7.6)
     ``header`` attributes: the baseline's (site-obs, cam-obs, site, camera, lat, lon ...)
@@ -21,36 +21,107 @@
     baseline), ``values`` and ``sigma`` (nexp, npatch) mag, NaN where no star was measured,
     ``nstars``); ``magnitudes`` (``id``, ``vmag``, ``mag``, ``sigma``, ``npoints``,
     ``patch``).
-``report_{stem}.json``
-    converged or not, iterations and their history, what was dropped and why, timings.
+(The JSON report is :mod:`mascara_actors.decorrelation.report`.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Self
 
 import h5py
 import numpy as np
 
 from mascara_actors import __version__
 from mascara_actors.errors import StorageError
+from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage import layout as L
 from mascara_actors.storage._h5 import create_dataset, read_dataset
 from mascara_actors.storage._sources import attr_value, read_field_group
-from mascara_actors.storage.atomic import atomic_hdf5, atomic_write_text
+from mascara_actors.storage.atomic import atomic_hdf5
 
 __all__ = [
+    "STAR_FIT_DTYPE",
     "CalibratedFile",
+    "CellGrid",
+    "FittedMaps",
     "MapsFile",
+    "NodeGrid",
+    "PatchClouds",
     "write_calibrated",
     "write_maps",
-    "write_report",
 ]
+
+STAR_FIT_DTYPE = np.dtype([("id", "i8"), ("mag", "f8"), ("sigma", "f8"), ("npoints", "i8"),
+                           ("patch", "i8")])
+"""The fit of one star: HIP number, fitted magnitude, extra scatter (mag), good points and
+its HEALPix nside-8 sky patch."""
+
+
+class NodeGrid(Protocol):
+    """The transmission grid as the maps file needs it."""
+
+    @property
+    def nha(self) -> int: ...
+    @property
+    def ndec(self) -> int: ...
+    @property
+    def ha_nodes(self) -> np.ndarray: ...
+    @property
+    def dec_nodes(self) -> np.ndarray: ...
+    def attrs(self) -> dict[str, float | int]: ...
+
+
+class CellGrid(Protocol):
+    """The intrapixel grid as the maps file needs it."""
+
+    @property
+    def nha(self) -> int: ...
+    @property
+    def ndec(self) -> int: ...
+    @property
+    def ha_edges(self) -> np.ndarray: ...
+    @property
+    def dec_edges(self) -> np.ndarray: ...
+    def attrs(self) -> dict[str, float | int]: ...
+
+
+@dataclass(frozen=True)
+class PatchClouds:
+    """The fitted clouds of one sky patch, per exposure where its stars were measured."""
+
+    patch: int
+    lstseq: np.ndarray
+    values: np.ndarray
+    """Clouds, mag."""
+    sigma: np.ndarray
+    """Extra sigma of the cloud cell, mag."""
+    nstars: np.ndarray
+    """Stars measured."""
+
+
+@dataclass(frozen=True)
+class FittedMaps:
+    """What a calibration fitted, for :func:`write_maps`."""
+
+    grid: NodeGrid
+    T: np.ndarray
+    """Transmission at the nodes (flat), mag."""
+    t_weight: np.ndarray
+    t_sampled: np.ndarray
+    ipx_grid: CellGrid
+    ipx: np.ndarray
+    """Intrapixel amplitudes (cells, 4), mag."""
+    ipx_weight: np.ndarray
+    ipx_sampled: np.ndarray
+    clouds: Sequence[PatchClouds]
+    star_fit: np.ndarray
+    """Rows of :data:`STAR_FIT_DTYPE`."""
+
 
 MODEL = ("mag = m_star + T(HA, dec) + sum_i a_i(HA, dec) b_i(x, y) + clouds(patch, lstseq); "
          "b = [sin 2 pi x, cos 2 pi x, sin 2 pi y, cos 2 pi y]; "
@@ -69,49 +140,50 @@ def _attrs(group: h5py.Group, values: dict[str, Any]) -> None:
 
 
 def _copy_header(header: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in header.items():
-        if key in ("baseline", "kind", "format_version", "software_version"):
-            continue
-        out[key] = value
-    return out
+    skip = ("baseline", "kind", "format_version", "software_version")
+    return {key: value for key, value in header.items() if key not in skip}
+
+
+def _write_table(parent: h5py.Group, name: str, *tables: np.ndarray) -> None:
+    """A group with one dataset per field of ``tables`` (rows aligned)."""
+    group = parent.create_group(name, track_order=True)
+    for rows in tables:
+        for field in rows.dtype.names or ():
+            create_dataset(group, field, rows[field])
+
+
+def _filelist(f: h5py.File, filelist: Sequence[str]) -> None:
+    create_dataset(f, "filelist", np.array([p.encode() for p in filelist], dtype="S1024"))
 
 
 def write_calibrated(path: str | Path, *, provenance: dict[str, Any], header: dict[str, Any],
-                     filelist: Sequence[str], stars: np.ndarray, star_par: np.ndarray,
+                     filelist: Sequence[str], stars: np.ndarray, star_fit: np.ndarray,
                      curves: Sequence[tuple[int, np.ndarray]],
                      flags: dict[int, tuple[str, str]]) -> Path:
     """Write the calibrated light curves (see the module docstring).
 
-    ``star_par`` rows are id, fitted magnitude, extra sigma, good points, patch (one column
-    per star); ``curves`` are (id, binned records) sorted by id.
+    ``stars`` are the baseline's star rows (sorted by id), ``star_fit`` the fitted stars
+    (:data:`STAR_FIT_DTYPE`), ``curves`` (id, binned records) sorted by id.
     """
     path = Path(path)
     ids = np.array([i for i, _ in curves], np.int64)
-    pos = np.searchsorted(stars["id"], ids)
-    rows = stars[pos]
-    par_ids = star_par[0].astype(np.int64)
-    order = np.argsort(par_ids)
-    ppos = order[np.searchsorted(par_ids[order], ids)]
+    rows = stars[np.searchsorted(stars["id"], ids)]
+    order = np.argsort(star_fit["id"])
+    fit = star_fit[order[np.searchsorted(star_fit["id"][order], ids)]]
     extra = np.zeros(len(ids), [("mag", "f4"), ("sigma", "f4"), ("npoints", "u4"),
                                 ("nbins", "u4")])
-    extra["mag"] = star_par[1][ppos]
-    extra["sigma"] = star_par[2][ppos]
-    extra["npoints"] = star_par[3][ppos]
+    for name in ("mag", "sigma", "npoints"):
+        extra[name] = fit[name]
     extra["nbins"] = [len(c) for _, c in curves]
     attrs = {**_copy_header(header), **provenance, "kind": "calibrated",
              "format_version": L.FORMAT_VERSION, "software_version": __version__,
-             "set_size": L.SET_SIZE,
+             "set_size": SET_SIZE,
              "cflag_bits": json.dumps({str(k): list(v) for k, v in flags.items()})}
     with atomic_hdf5(path) as ah:
         f = ah.file
         _attrs(f.create_group(L.GROUP_HEADER, track_order=True), attrs)
-        create_dataset(f, "filelist", np.array([p.encode() for p in filelist], dtype="S1024"))
-        group = f.create_group(L.GROUP_STARS, track_order=True)
-        for name in rows.dtype.names or ():
-            create_dataset(group, name, rows[name])
-        for name in extra.dtype.names or ():
-            create_dataset(group, name, extra[name])
+        _filelist(f, filelist)
+        _write_table(f, L.GROUP_STARS, rows, extra)
         lcs = f.create_group(L.GROUP_LIGHTCURVES, track_order=True)
         for i, records in curves:
             create_dataset(lcs, str(int(i)), records)
@@ -119,46 +191,53 @@ def write_calibrated(path: str | Path, *, provenance: dict[str, Any], header: di
     return path
 
 
-def write_maps(path: str | Path, *, provenance: dict[str, Any], header: dict[str, Any],
-               filelist: Sequence[str], settings: dict[str, Any],
-               history: list[dict[str, float]], grid: Any, ipx_grid: Any, T: np.ndarray,
-               t_weight: np.ndarray, t_sampled: np.ndarray, ipx: np.ndarray,
-               ipx_weight: np.ndarray, ipx_sampled: np.ndarray,
-               clouds: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-               station_lstseq: np.ndarray, star_par: np.ndarray, stars: np.ndarray) -> Path:
-    """Write the fitted maps (see the module docstring).
+def _cloud_images(clouds: Sequence[PatchClouds], lstseq: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Patches and (exposure, patch) images of the clouds, their sigma and star counts."""
+    patches = np.array(sorted(c.patch for c in clouds), np.int64)
+    shape = (len(lstseq), len(patches))
+    values = np.full(shape, np.nan, np.float32)
+    sigma = np.full(shape, np.nan, np.float32)
+    nstars = np.zeros(shape, np.uint16)
+    for c in clouds:
+        col = int(np.searchsorted(patches, c.patch))
+        row = np.searchsorted(lstseq, c.lstseq)
+        values[row, col], sigma[row, col], nstars[row, col] = c.values, c.sigma, c.nstars
+    return patches, values, sigma, nstars
 
-    ``grid`` and ``ipx_grid`` are the node and cell grids (``attrs()``, ``ha_nodes``,
-    ``dec_nodes``, ``ha_edges``, ``dec_edges``); ``clouds`` holds per patch (patch, lstseq,
-    clouds, sigma, nstars).
-    """
-    path = Path(path)
-    nha, ndec = grid.nha, grid.ndec
-    values = np.where(t_sampled, T, np.nan).reshape(ndec, nha)
-    amp = np.where(ipx_sampled[:, None], ipx, np.nan).reshape(ipx_grid.ndec, ipx_grid.nha, 4)
-    patches = np.array(sorted(q for q, *_ in clouds), np.int64)
-    lstseq = np.asarray(station_lstseq, np.int64)
-    cvals = np.full((len(lstseq), len(patches)), np.nan, np.float32)
-    csig = np.full((len(lstseq), len(patches)), np.nan, np.float32)
-    cnst = np.zeros((len(lstseq), len(patches)), np.uint16)
-    for q, seq, c, sig, nst in clouds:
-        col = int(np.searchsorted(patches, q))
-        row = np.searchsorted(lstseq, seq)
-        cvals[row, col], csig[row, col], cnst[row, col] = c, sig, nst
-    mags = np.zeros(star_par.shape[1], [("id", "i4"), ("vmag", "f4"), ("mag", "f4"),
-                                       ("sigma", "f4"), ("npoints", "u4"), ("patch", "i4")])
-    order = np.argsort(star_par[0])
-    mags["id"] = star_par[0][order]
-    mags["mag"] = star_par[1][order]
-    mags["sigma"] = star_par[2][order]
-    mags["npoints"] = star_par[3][order]
-    mags["patch"] = star_par[4][order]
-    spos = np.searchsorted(stars["id"], mags["id"])
-    mags["vmag"] = stars["vmag"][spos]
+
+def _magnitudes(star_fit: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    mags = np.zeros(len(star_fit), [("id", "i4"), ("vmag", "f4"), ("mag", "f4"),
+                                    ("sigma", "f4"), ("npoints", "u4"), ("patch", "i4")])
+    fit = star_fit[np.argsort(star_fit["id"])]
+    for name in ("id", "mag", "sigma", "npoints", "patch"):
+        mags[name] = fit[name]
+    mags["vmag"] = stars["vmag"][np.searchsorted(stars["id"], mags["id"])]
+    return mags
+
+
+def _history(history: list[dict[str, float]]) -> np.ndarray:
     hist = np.zeros(len(history), [(k, "f8") for k in (history[0] if history else {})])
     for n, row in enumerate(history):
         for k, v in row.items():
             hist[n][k] = v
+    return hist
+
+
+def write_maps(path: str | Path, *, provenance: dict[str, Any], header: dict[str, Any],
+               filelist: Sequence[str], settings: dict[str, Any],
+               history: list[dict[str, float]], maps: FittedMaps, station_lstseq: np.ndarray,
+               stars: np.ndarray) -> Path:
+    """Write the fitted maps (see the module docstring); the clouds are given on every
+    exposure ``station_lstseq`` of the baseline."""
+    path = Path(path)
+    grid, ipx_grid = maps.grid, maps.ipx_grid
+    values = np.where(maps.t_sampled, maps.T, np.nan).reshape(grid.ndec, grid.nha)
+    amp = np.where(maps.ipx_sampled[:, None], maps.ipx, np.nan).reshape(
+        ipx_grid.ndec, ipx_grid.nha, 4)
+    lstseq = np.asarray(station_lstseq, np.int64)
+    patches, cvals, csig, cnst = _cloud_images(maps.clouds, lstseq)
+    hist = _history(history)
     attrs = {**{k: v for k, v in _copy_header(header).items()
                 if k in ("site-obs", "cam-obs", "site", "camera", "lat", "lon", "height")},
              **provenance, "kind": "maps", "model": MODEL,
@@ -168,7 +247,7 @@ def write_maps(path: str | Path, *, provenance: dict[str, Any], header: dict[str
     with atomic_hdf5(path) as ah:
         f = ah.file
         _attrs(f.create_group(L.GROUP_HEADER, track_order=True), attrs)
-        create_dataset(f, "filelist", np.array([p.encode() for p in filelist], dtype="S1024"))
+        _filelist(f, filelist)
         if len(hist):
             create_dataset(f, "history", hist)
         g = f.create_group("transmission", track_order=True)
@@ -176,13 +255,14 @@ def write_maps(path: str | Path, *, provenance: dict[str, Any], header: dict[str
         create_dataset(g, "ha", grid.ha_nodes)
         create_dataset(g, "dec", grid.dec_nodes)
         create_dataset(g, "values", values)
-        create_dataset(g, "weight", np.asarray(t_weight).reshape(ndec, nha))
+        create_dataset(g, "weight", np.asarray(maps.t_weight).reshape(grid.ndec, grid.nha))
         g = f.create_group("intrapix", track_order=True)
         _attrs(g, ipx_grid.attrs())
         create_dataset(g, "ha_edges", ipx_grid.ha_edges)
         create_dataset(g, "dec_edges", ipx_grid.dec_edges)
         create_dataset(g, "amplitudes", amp)
-        create_dataset(g, "weight", np.asarray(ipx_weight).reshape(ipx_grid.ndec, ipx_grid.nha))
+        create_dataset(g, "weight", np.asarray(maps.ipx_weight).reshape(ipx_grid.ndec,
+                                                                        ipx_grid.nha))
         g = f.create_group("clouds", track_order=True)
         _attrs(g, {"nside": 8, "order": "ring"})
         create_dataset(g, "patch", patches)
@@ -191,46 +271,13 @@ def write_maps(path: str | Path, *, provenance: dict[str, Any], header: dict[str
         for name, arr in (("values", cvals), ("sigma", csig), ("nstars", cnst)):
             create_dataset(g, name, arr, chunks=chunks if arr.size else None,
                            compression="gzip" if arr.size else None, level=4, shuffle=True)
-        g = f.create_group("magnitudes", track_order=True)
-        for name in mags.dtype.names or ():
-            create_dataset(g, name, mags[name])
+        _write_table(f, "magnitudes", _magnitudes(maps.star_fit, stars))
     return path
 
 
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def write_report(path: str | Path, result: Any, settings: Any) -> Path:
-    """The calibration report as JSON: status, iterations, what was dropped, files."""
-    r = result
-    doc = {
-        "status": "converged" if r.converged else "not converged",
-        "baseline": str(r.baseline), "iterations": r.iterations, "history": r.history,
-        "nstars": r.nstars, "npoints": r.npoints, "seconds": round(r.seconds, 1),
-        "dropped": r.dropped,
-        "dropped_stars": {k: {"count": len(v), "ids": v[:1000]}
-                          for k, v in r.dropped_stars.items()},
-        "files": {"calibrated": r.calibrated_file, "maps": r.maps_file, "plots": r.plots},
-        "settings": settings,
-        "software_version": __version__,
-    }
-    return atomic_write_text(Path(path), json.dumps(_jsonable(doc), indent=1) + "\n")
-
-
 class _Reader:
+    """A file of one ``kind`` opened for reading (a context manager)."""
+
     kind = ""
 
     def __init__(self, path: str | Path) -> None:
@@ -248,16 +295,19 @@ class _Reader:
 
     @property
     def header(self) -> dict[str, Any]:
+        """The ``header`` attributes."""
         return {k: attr_value(v) for k, v in self._file[L.GROUP_HEADER].attrs.items()}
 
     @property
     def filelist(self) -> list[str]:
+        """The nightly files of the baseline."""
         return [p.decode() for p in self._file["filelist"][()]]
 
     def close(self) -> None:
+        """Close the file; closing twice is a no-op."""
         self._file.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -272,10 +322,14 @@ class CalibratedFile(_Reader):
 
     @property
     def stars(self) -> np.ndarray:
+        """The calibrated stars (baseline rows plus ``mag``, ``sigma``, ``npoints``,
+        ``nbins``)."""
         return read_field_group(self._file[L.GROUP_STARS])
 
     def ids(self) -> np.ndarray:
-        return self._file[L.GROUP_STARS]["id"][()].astype(np.int64)
+        """HIP numbers of the calibrated stars, ascending."""
+        out: np.ndarray = self._file[L.GROUP_STARS]["id"][()].astype(np.int64)
+        return out
 
     def lightcurve(self, star_id: int) -> np.ndarray:
         """The binned calibrated points of one star, sorted by set index."""
@@ -301,4 +355,8 @@ class MapsFile(_Reader):
 
     @property
     def history(self) -> np.ndarray:
-        return self._file["history"][()] if "history" in self._file else np.empty(0)
+        """One row per iteration of the fit."""
+        if "history" not in self._file:
+            return np.empty(0)
+        out: np.ndarray = self._file["history"][()]
+        return out

@@ -15,22 +15,13 @@ import pytest
 from mascara_actors.cli import main
 from mascara_actors.decorrelation import DecorrelationError, NotConverged, calibrate_baseline
 from mascara_actors.errors import StorageError
-from mascara_actors.lcsim import LightCurveSimulation, simulate_lightcurves
-from mascara_actors.storage.baseline import build_baseline
+from mascara_actors.lcsim import LightCurveSimulation, read_truth, simulate_lightcurves
+from mascara_actors.storage.baseline import BaselineReport, build_baseline
+from mascara_actors.storage.calibrated import CalibratedFile
 
-from .conftest import Small, quick_settings
+from .conftest import Calibrated, Damaged, Small, quick_settings
 
 pytestmark = pytest.mark.slow
-
-
-def _copy(small: Small, tmp_path: Path) -> list[Path]:
-    out = []
-    for f in small.sim.nightly_files:
-        dest = tmp_path / f.parent.parent.name / "lightcurves" / f.name
-        dest.parent.mkdir(parents=True)
-        shutil.copy(f, dest)
-        out.append(dest)
-    return out
 
 
 def test_a_baseline_of_one_night_is_refused(small: Small, tmp_path: Path) -> None:
@@ -38,7 +29,7 @@ def test_a_baseline_of_one_night_is_refused(small: Small, tmp_path: Path) -> Non
         build_baseline(small.sim.nightly_files[:1], tmp_path / "b.hdf5")
     with pytest.raises(DecorrelationError, match=r"1 night\(s\).*mascara-actors baseline"):
         calibrate_baseline(small.sim.nightly_files[0], tmp_path / "out", quick_settings())
-    assert not (tmp_path / "out" / "calibrated_fast_20260108LPC.hdf5").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_nights_of_two_cameras_are_refused_naming_the_file(small: Small,
@@ -54,7 +45,7 @@ def test_nights_of_two_cameras_are_refused_naming_the_file(small: Small,
 
 
 def test_an_older_layout_and_a_foreign_file_are_named(small: Small, tmp_path: Path) -> None:
-    files = _copy(small, tmp_path)
+    files = small.copy_nights(tmp_path)
     with h5py.File(files[1], "r+") as f:
         f["header"].attrs["format_version"] = 0
     with pytest.raises(StorageError) as info:
@@ -74,49 +65,43 @@ def test_an_older_layout_and_a_foreign_file_are_named(small: Small, tmp_path: Pa
         build_baseline([files[0], tmp_path / "text.hdf5"], tmp_path / "b.hdf5")
 
 
-def test_nan_negative_and_flagged_points_are_dropped_and_counted(small: Small,
-                                                                 tmp_path: Path) -> None:
-    files = _copy(small, tmp_path)
-    with h5py.File(files[1], "r+") as f:
-        lcs = f["lightcurves"]
-        for k, name in enumerate(list(lcs)[:30]):
-            data = lcs[name][()]
-            data["flux0"][::7] = np.nan if k % 2 else -5.0
-            data["pflag"][1::9] = 16
-            lcs[name][...] = data
-    base = build_baseline(files, tmp_path / "b.hdf5", compression=None)
-    result = calibrate_baseline(base.output, tmp_path / "out", quick_settings())
+def test_nan_negative_and_flagged_points_are_dropped_and_counted(damaged: Damaged) -> None:
+    result, expected = damaged.result, damaged.expected
     assert result.converged
-    assert result.dropped["points with NaN or infinite flux"] > 0
-    assert result.dropped["points with flux or error <= 0"] > 0
-    assert result.dropped["flagged points"] > 0
+    assert expected["nan"] > 0
+    assert expected["non_positive"] > 0
+    assert result.dropped["points with NaN or infinite flux"] == expected["nan"]
+    assert result.dropped["points with flux or error <= 0"] == expected["non_positive"]
+    assert result.dropped["flagged points"] == expected["flagged"]
+    assert result.report_file is not None
+    assert result.calibrated_file is not None
     report = json.loads(result.report_file.read_text())
-    assert report["dropped"]["points with NaN or infinite flux"] == \
-        result.dropped["points with NaN or infinite flux"]
-    assert result.calibrated_file.exists()
+    assert report["dropped"] == result.dropped
+    with CalibratedFile(result.calibrated_file) as cf:
+        # stars whose every point lacked cloud stars are fitted but have no bin
+        assert 100 < len(cf.ids()) <= result.nstars
+        lc = cf.lightcurve(int(cf.ids()[0]))
+        assert np.all(np.isfinite(lc["mag"]))
 
 
-def test_a_star_seen_only_a_few_times_is_left_out_and_listed(small: Small,
-                                                             tmp_path: Path) -> None:
-    base = build_baseline(small.sim.nightly_files, tmp_path / "b.hdf5", compression=None)
-    result = calibrate_baseline(base.output, tmp_path / "out", quick_settings(min_points=120))
+def test_a_star_seen_only_a_few_times_is_left_out_and_listed(damaged: Damaged) -> None:
+    result = damaged.result
     few = result.dropped_stars["stars with fewer than 120 good points"]
     assert few
-    from mascara_actors.storage.calibrated import CalibratedFile
-
+    assert result.calibrated_file is not None
+    assert result.report_file is not None
     with CalibratedFile(result.calibrated_file) as cf:
         assert not set(few) & set(cf.ids().tolist())
+        assert np.all(cf.stars["npoints"] >= 120)
     report = json.loads(result.report_file.read_text())
     assert report["dropped_stars"]["stars with fewer than 120 good points"]["count"] == len(few)
 
 
-def test_an_overcast_night_is_dropped_or_flagged(calibrated) -> None:  # type: ignore[no-untyped-def]
-    from mascara_actors.lcsim import read_truth
-    from mascara_actors.storage.calibrated import CalibratedFile
-
+def test_an_overcast_night_is_dropped_or_flagged(calibrated: Calibrated) -> None:
     truth = read_truth(calibrated.sim.truth_file)
     night = truth.nights[truth.nights["weather"] == "overcast"][0]
     assert calibrated.result.converged
+    assert calibrated.result.calibrated_file is not None
     flagged = total = 0
     with CalibratedFile(calibrated.result.calibrated_file) as cf:
         for hip in cf.ids()[::10].tolist():
@@ -130,18 +115,31 @@ def test_an_overcast_night_is_dropped_or_flagged(calibrated) -> None:  # type: i
 
 
 def test_a_calibration_that_does_not_converge_says_so_and_writes_nothing(
-        small: Small, tmp_path: Path) -> None:
-    base = build_baseline(small.sim.nightly_files, tmp_path / "b.hdf5", compression=None)
-    before = base.output.read_bytes()
+        small_baseline: BaselineReport, tmp_path: Path) -> None:
+    base = tmp_path / "b.hdf5"
+    shutil.copy(small_baseline.output, base)
+    before = base.read_bytes()
     with pytest.raises(NotConverged, match="did not converge") as info:
-        calibrate_baseline(base.output, tmp_path / "out",
+        calibrate_baseline(base, tmp_path / "out",
                            quick_settings(max_iter=2, min_iter=1, tol=1e-9))
     assert "baseline is untouched" in str(info.value)
     assert not list((tmp_path / "out").glob("calibrated_*"))
+    assert not list((tmp_path / "out").glob("maps_*"))
     report = json.loads((tmp_path / "out" / "report_b.json").read_text())
     assert report["status"] == "not converged"
-    assert base.output.read_bytes() == before
+    assert report["iterations"] == 2
+    assert base.read_bytes() == before
     assert not list((tmp_path / "out").glob(".calibrate-*"))  # scratch removed
+
+
+def test_settings_that_cannot_work_are_named(small_baseline: BaselineReport,
+                                             tmp_path: Path) -> None:
+    for bad, name in ((quick_settings(aperture=2), "aperture=2"),
+                      (quick_settings(ipx_ha_step=1.5), "whole number"),
+                      (quick_settings(max_iter=0), "max_iter=0")):
+        with pytest.raises(DecorrelationError, match=name):
+            calibrate_baseline(small_baseline.output, tmp_path / "out", bad)
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_commands_have_help_and_clear_errors(small: Small, tmp_path: Path,
@@ -161,3 +159,5 @@ def test_the_commands_have_help_and_clear_errors(small: Small, tmp_path: Path,
     assert main(["calibrate", str(tmp_path / "b.hdf5"), "--out", str(tmp_path / "o"),
                  "--workers", "1", "--max-iter", "1", "--tol", "1e-12"]) == 1
     assert "did not converge" in capsys.readouterr().err
+    assert main(["simulate-lightcurves", str(tmp_path / "sim"), "--nights", "0"]) == 2
+    assert "nights=0" in capsys.readouterr().err

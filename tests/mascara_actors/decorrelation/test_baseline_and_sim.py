@@ -12,7 +12,8 @@ from mascara_actors.config import load_config
 from mascara_actors.lcsim import read_truth
 from mascara_actors.night_window import night_window
 from mascara_actors.storage import NightFile
-from mascara_actors.storage.baseline import BaselineFile, build_baseline
+from mascara_actors.storage.baseline import build_baseline
+from mascara_actors.storage.baseline_file import BaselineFile
 
 from .conftest import Small
 
@@ -65,3 +66,33 @@ def test_a_baseline_keeps_the_nightly_layout_and_its_sources(small: Small,
     with NightFile(report.output) as nf:  # the nightly reader reads a baseline
         assert int(nf.stars["nobs"][nf.ids() == star][0]) == len(expected) == count[0]
         assert np.all(np.diff(nf.station["lstseq"].astype(np.int64)) > 0)
+
+
+def test_the_truth_file_holds_what_was_injected(small: Small) -> None:
+    """The raw magnitudes of constant stars minus the truth (V, offset, transmission,
+    intrapixel, clouds) scatter as the noise the truth file says was injected."""
+    truth = read_truth(small.sim.truth_file)
+    ts, noise, model = truth.stars, truth.noise, truth.model
+    quiet = ts[(ts["var_amp"] == 0) & (ts["transit"] == 0)]
+    chi2, nsets = [], 0
+    for path in small.sim.nightly_files:
+        with NightFile(path) as nf:
+            for hip in np.intersect1d(nf.ids(), quiet["id"])[:60].tolist():
+                star = quiet[quiet["id"] == hip][0]
+                lc = nf.lightcurve(hip, ["lstseq", "flux0", "x", "y", "alt", "pflag"])
+                lc = lc[lc["pflag"] == 0]
+                # aperture 0 holds flux_v84_e electrons of a V = 8.4 star
+                mag = 8.4 - 2.5 * np.log10(lc["flux0"] * noise.gain / noise.flux_v84_e)
+                true = (star["vmag"] + star["offset"]
+                        + model.transmission_mag(lc["x"], lc["y"], lc["alt"])
+                        + model.intrapixel_mag(lc["x"], lc["y"], 0)
+                        + truth.cloud_at(lc["lstseq"], np.full(len(lc), star["patch"])))
+                sets = lc["lstseq"].astype(np.int64) // 50
+                for s in np.unique(sets).tolist():
+                    n, var = truth.set_noise(hip, np.array([s]), 0)
+                    inside = sets == s
+                    assert n[0] == inside.sum()
+                    chi2.append(np.sum((mag - true)[inside] ** 2) / (var[0] * n[0]))
+                    nsets += 1
+    assert nsets > 200
+    assert np.mean(chi2) == pytest.approx(1.0, abs=0.1)
