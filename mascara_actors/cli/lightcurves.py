@@ -54,6 +54,9 @@ def add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--hours", type=float, default=None,
                    help="simulate only this many hours of each night (default all of it)")
+    p.add_argument("--offset-hours", type=float, default=0.0, metavar="H",
+                   help="with --hours: start this long after the night starts (default 0: "
+                        "the night starts at sunset, so its first hour is bright twilight)")
     p.add_argument("--every-set", type=int, default=1, metavar="K",
                    help="simulate one set of 50 exposures in K (default 1: every set)")
     p.add_argument("--weather", type=_weather, default=None, metavar="W,W,...",
@@ -114,6 +117,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sim = LightCurveSimulation(camera=args.camera, nights=args.nights, start=args.start,
                                stars=args.stars, seed=args.seed, hours=args.hours,
+                               offset_hours=args.offset_hours,
                                every_set=args.every_set, weather=args.weather,
                                sensor=args.sensor)
     bar = ProgressBar(1, unit="sets")

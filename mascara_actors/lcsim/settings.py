@@ -75,6 +75,8 @@ class LightCurveSimulation:
             raise ConfigError(f"every_set={self.every_set}: must be a positive whole number")
         if self.hours is not None and self.hours <= 0:
             raise ConfigError(f"hours={self.hours}: must be positive")
+        if self.offset_hours < 0:
+            raise ConfigError(f"offset_hours={self.offset_hours}: must not be negative")
         if self.stars is not None and self.stars < 1:
             raise ConfigError(f"stars={self.stars}: simulate at least one star")
 
