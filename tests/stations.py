@@ -25,12 +25,14 @@ from mascara_actors.app.station import Station
 from mascara_actors.config import Config, load_config
 from mascara_actors.sidereal import lstseq2date
 
+NOON_JD = 2461119.5 + 0.5
+"""Noon UTC of 2026-03-20: the station tests' night is the one after it."""
 SPEED = 20.0
 SEED = 3
 #: Stars to V 8.4 only (the fast-photometry limit): renders take 0.07 s instead of 0.35 s.
 VMAX = 8.4
 SUN_ALT = -10.0
-N_CAL = 10
+N_CAL = 4
 GAP = 3
 
 
@@ -40,9 +42,7 @@ def short_night_config(directory: Path) -> Path:
     shutil.copytree(load_config().directory, dst)
     text = (dst / "reduction.toml").read_text()
     for key, value in {
-        "n_bias": N_CAL,
-        "n_dark": N_CAL,
-        "n_flat": N_CAL,
+        **{f"{p}_{k}": N_CAL for p in ("n", "min") for k in ("bias", "dark", "flat")},
         "calibration_gap_slots": GAP,
         "sun_alt_start_deg": SUN_ALT,
         "sun_alt_stop_deg": SUN_ALT,

@@ -42,6 +42,7 @@ def test_records_doc_matches_the_dtypes() -> None:
         ["--help"],
         ["simulate", "--help"],
         ["demo", "--help"],
+        ["station", "--help"],
         ["export", "--help"],
         ["summary", "--help"],
     ],

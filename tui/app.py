@@ -1,9 +1,10 @@
-"""The console application: a thin App over a :class:`~tui.feed.ConsoleFeed`.
+"""The console of a night run in this process (a recorded night played as the camera): a
+thin App over a :class:`~tui.feed.ConsoleFeed`.
 
 The feed is everything the console reads (the night's state, a clock) and every command it
-can send (pause, stop, take darks); :func:`make_console` builds the app for the CLI and the
-tests alike, and :func:`run_console` runs it beside the pipeline in one task group, so
-quitting waits for the pipeline's last flush.
+can send (pause, stop); :func:`make_console` builds the app for the CLI and the tests alike,
+and :func:`run_console` runs it beside the pipeline in one task group, so quitting waits for
+the pipeline's last flush. A station's console is :mod:`tui.station_app`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ __all__ = ["ConsoleApp", "make_console", "run_console"]
 
 
 class ConsoleApp(App[int]):
-    """The operator console of one camera."""
+    """The operator console of one camera-night run here."""
 
     CSS_PATH = Path(__file__).with_name("console.tcss")  # absolute: Textual resolves nothing
     TITLE = "mascara-actors console"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "Pause/resume"),
-        Binding("d", "darks", "Take darks"),
-        Binding("e", "end_night", "End night"),
+        Binding("e", "end_night", "Stop night"),
         Binding("l", "lookup", "Star look-up"),
         Binding("q", "quit", "Quit"),
     ]
@@ -59,23 +59,8 @@ class ConsoleApp(App[int]):
             gate.pause()
             self.notify("reduction paused: frames wait at the camera edge (p resumes)")
 
-    async def action_darks(self) -> None:
-        if self.feed.take_darks is None or self.feed.recorded:
-            self.notify("take darks: not available on a recorded night (the darks of a "
-                        "replay come from its files)", severity="warning", timeout=6)
-            return
-        self.notify(await self.feed.take_darks())
-
     def action_end_night(self) -> None:
-        feed = self.feed
-        if feed.end_night is not None and not self.quitting:
-            feed.gate.resume()
-            if feed.end_night():
-                self.notify("ending the night: the science stops now; the dawn calibration, "
-                            "final set, nightly files and summary follow", timeout=8)
-            else:
-                self.notify("the night is already ending", severity="warning")
-            return
+        """Stop the night for a restart (a recorded night has no dawn)."""
         self._stop()
 
     def _stop(self) -> None:
@@ -87,7 +72,7 @@ class ConsoleApp(App[int]):
 
     def action_lookup(self) -> None:
         if not isinstance(self.screen, LookupScreen):
-            self.push_screen(LookupScreen(self.feed))
+            self.push_screen(LookupScreen(self.feed.lookup))
 
     async def action_quit(self) -> None:
         """Stop the night, wait until the pipeline has saved what it had, then exit."""

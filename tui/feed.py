@@ -26,7 +26,7 @@ from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SiteReference, set_index, unix_to_jd
 from tui.messages import LightCurve, Snapshot
 
-__all__ = ["ConsoleFeed", "Sky", "free_space", "take_snapshot"]
+__all__ = ["ConsoleFeed", "Sky", "clock_fields", "free_space", "night_word", "take_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,6 @@ class ConsoleFeed:
     """Runs the night to its end (``run_night`` with this feed's state, stop and gate)."""
     lookup: Callable[[int], LightCurve] | None = None
     """HIP number -> light curve so far (blocking: run in a thread). Raises MascaraError."""
-    take_darks: Callable[[], Awaitable[str]] | None = None
-    """Take a series of darks (live camera only); returns what was done."""
-    end_night: Callable[[], bool] | None = None
-    """End the science now, as at dawn (live camera); False when it is already ending.
-    Without it, ending the night stops it for a restart."""
-    phase: Callable[[], str] = lambda: ""
-    """What the station is doing (waiting for dusk, calibration, science ...)."""
-    camera_link: Callable[[], str] = lambda: ""
-    camera_ccdtemp: Callable[[], float] = lambda: float("nan")
-    """The camera's latest CCD reading, degrees Celsius (NaN: none; the frames' is shown)."""
-    """The camera link in a few words (empty for a recorded night)."""
-    recorded: bool = True
-    """The frames come from a recorded night (no darks can be taken)."""
     latest_frame: Callable[[], Path | None] = lambda: None
     disk_free: Callable[[Path], float] = lambda p: float(shutil.disk_usage(p).free)
     """Free bytes on the disk holding a path (fixed in snapshot tests)."""
@@ -70,6 +57,14 @@ class ConsoleFeed:
     """What ``pipeline`` returned (a NightReport)."""
     forced: bool = False
     """The operator quit without waiting for the pipeline (it is cancelled)."""
+
+    def snapshot(self, sky: Sky | None, *, free_bytes: float) -> Snapshot:
+        """:func:`take_snapshot` of this feed (the main screen's source)."""
+        return take_snapshot(self, sky, free_bytes=free_bytes)
+
+    def free_space(self) -> float:
+        """:func:`free_space` of this feed."""
+        return free_space(self)
 
     async def run_pipeline(self) -> None:
         """Run ``pipeline`` (if any); a crash is shown as the night's fatal error."""
@@ -85,7 +80,7 @@ class ConsoleFeed:
             self.finished.set()
 
 
-def _night_state(sun_alt: float) -> str:
+def night_word(sun_alt: float) -> str:
     if not math.isfinite(sun_alt):
         return "unknown"
     if sun_alt >= -0.833:
@@ -119,6 +114,21 @@ class Sky:
         return self._value
 
 
+def clock_fields(sky: Sky | None, utc: datetime) -> dict[str, Any]:
+    """The snapshot's clock fields at ``utc``: its text, LST, slot, set, the Sun and the night
+    state (NaN and slot 0 without a site to compute them for)."""
+    lst, seq, idx, sun = sky.at(utc) if sky is not None else (math.nan, 0, 0, math.nan)
+    return {
+        "utc": utc.strftime("%Y-%m-%d %H:%M:%S"),
+        "lst_hours": lst,
+        "lstseq": seq,
+        "lstidx": idx,
+        "setidx": int(set_index(seq)),
+        "sun_alt_deg": sun,
+        "night_state": night_word(sun),
+    }
+
+
 def free_space(feed: ConsoleFeed) -> float:
     """Free bytes on the disk the night is written to (NaN when it cannot be read); a
     system call: call it from a worker thread."""
@@ -140,20 +150,13 @@ def take_snapshot(
     utc = feed.clock()
     if utc.tzinfo is None:
         utc = utc.replace(tzinfo=UTC)
-    lst, seq, idx, sun = sky.at(utc)
     free = free_space(feed) if free_bytes is None else free_bytes
     elapsed = feed.wall() - s.started
     return Snapshot(
         site=feed.camera.site.name,
         camera=feed.camera.id,
         night=s.night,
-        utc=utc.strftime("%Y-%m-%d %H:%M:%S"),
-        lst_hours=lst,
-        lstseq=seq,
-        lstidx=idx,
-        setidx=int(set_index(seq)),
-        sun_alt_deg=sun,
-        night_state=_night_state(sun),
+        **clock_fields(sky, utc),
         frames_reduced=s.frames_reduced,
         frames_failed=s.frames_failed,
         frames_expected=s.frames_expected,
@@ -164,7 +167,7 @@ def take_snapshot(
         last_nflagged=s.last_nflagged,
         astrometry_dr=s.astrometry_dr,
         aflag=s.aflag,
-        ccdtemp=ccd if math.isfinite(ccd := feed.camera_ccdtemp()) else s.ccdtemp,
+        ccdtemp=s.ccdtemp,
         disk_free_gb=free / 1e9,
         spooled=s.spooled,
         queue_depths=dict(s.queue_depths),
@@ -175,6 +178,4 @@ def take_snapshot(
         finished=feed.finished.is_set(),
         fatal=s.fatal,
         latest_frame=feed.latest_frame(),
-        phase=feed.phase(),
-        camera_link=feed.camera_link(),
     )

@@ -61,9 +61,9 @@ from mascara_actors.messages import (
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.star_rows import star_table
-from mascara_actors.storage import NightId, SetWriter
+from mascara_actors.storage import NightId, SetWriter, event_log_path
 
-__all__ = ["NightPlan", "NightReport", "run_night", "stop_on_signals"]
+__all__ = ["NightPlan", "NightReport", "run_night", "stop_on_signals", "waiting_events"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class NightPlan:
 
     @property
     def log_path(self) -> Path:
-        return self.night_dir / "logs" / "events.jsonl"
+        return event_log_path(self.night_dir)
 
 
 @dataclass
@@ -351,7 +351,7 @@ async def run_night(
                 if spool.spooled:
                     await ev_send.send(Spooled(spooled=spool.spooled, caught_up=spool.caught_up))
                 if outside_events is not None:
-                    for ev in _waiting(outside_events):
+                    for ev in waiting_events(outside_events):
                         await ev_send.send(ev)
                 files = [f for f in (nightly.get("fast"), nightly.get("slow")) if f is not None]
                 if not stop.is_set():
@@ -389,8 +389,8 @@ async def _forward(
         await outbox.send(ev)
 
 
-def _waiting(inbox: MemoryObjectReceiveStream[Event]) -> list[Event]:
-    """The events ``inbox`` holds now."""
+def waiting_events(inbox: MemoryObjectReceiveStream[Event]) -> list[Event]:
+    """The events ``inbox`` holds now (none once it is closed), without waiting."""
     out: list[Event] = []
     while True:
         try:

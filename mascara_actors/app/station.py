@@ -69,6 +69,7 @@ from mascara_actors.actors.pipeline import (
     NightPlan,
     run_night,
     stop_on_signals,
+    waiting_events,
 )
 from mascara_actors.actors.resume import resume_point
 from mascara_actors.app.camera_watch import CameraWatch
@@ -97,7 +98,7 @@ from mascara_actors.night_state import NightState
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import SET_SIZE
-from mascara_actors.storage import NightId
+from mascara_actors.storage import NightId, event_log_path
 from mascara_actors.summary import summarise_night
 
 __all__ = ["Station"]
@@ -214,6 +215,13 @@ class Station:
 
     # -- operator actions --------------------------------------------------------------------
 
+    @property
+    def night_over(self) -> bool:
+        """The science ended as at dawn and the dawn sequence was taken: this night is over
+        (started again, the station would wait for the next one)."""
+        report = self.report
+        return report is not None and any(c.when == "dawn" for c in report.calibrations)
+
     def end_night(self) -> bool:
         """End the science now, as if dawn had come; False if it is not running."""
         if self._ended or self.stop.is_set():
@@ -267,15 +275,9 @@ class Station:
     async def _record_late_events(self) -> None:
         """Station events no night pipeline took (the camera lost during a calibration,
         say): to the night's log and state, through the summariser."""
-        late: list[Event] = []
-        while True:
-            try:
-                late.append(self._events_in.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        late = waiting_events(self._events_in)
         if late and self.night_dir is not None:
-            await summariser.record(late, log_path=self.night_dir / "logs" / "events.jsonl",
-                                    state=self.state)
+            await summariser.record(late, log_path=event_log_path(self.night_dir), state=self.state)
 
     async def _run(self, catalogue: Catalogue) -> StationReport:
         setpoint = self.config.reduction.night.ccd_setpoint_c

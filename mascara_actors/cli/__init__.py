@@ -1,8 +1,9 @@
 """The ``mascara-actors`` command: the one place that wires hw, the science and the UI.
 
 ``mascara-actors --replay DIR`` reduces a recorded night headless; ``simulate`` records a
-simulated night; ``live`` and ``console`` run a station night on a camera (the simulated one
-by default); ``demo`` opens the console on a terminal, else replays ``replay_data/``.
+simulated night; ``live`` runs a camera's night (the simulated camera by default), ``station``
+every camera of a site under one supervisor, ``console`` attaches to a station (starting one
+when none runs); ``demo`` opens the console on a terminal, else replays ``replay_data/``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COMMANDS = {
     "console": "mascara_actors.cli.console",
     "simulate": "mascara_actors.cli.simulate",
     "live": "mascara_actors.cli.live",
+    "station": "mascara_actors.cli.station",
     "summary": "mascara_actors.cli.summary",
     "export": "mascara_actors.cli.export",
     "solve": "mascara_actors.cli.solve",
@@ -76,12 +78,14 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         importlib.import_module(COMMANDS[name]).add_parser(sub)
     demo = sub.add_parser(
         "demo",
-        help="try it: the console on the simulated camera (on a terminal), else a replay",
+        help="try it: the console on a station of five simulated cameras (on a terminal), "
+        "else a replay",
         description=(
-            "On a terminal, open the operator console over a station night on the simulated "
-            "camera (its clock at 10x real time; q quits, saving first). Otherwise, or with "
-            "--headless, reduce the small recorded night shipped in replay_data/ headless, "
-            "with a progress bar and a report."
+            "On a terminal, start a station of the five simulated cameras of La Palma (their "
+            "clocks at 5x real time, 150 science frames each, then the dawn sequence) in "
+            "OUT/station-{time}/ and open its console (q detaches; the station finishes its "
+            "nights by itself). Otherwise, or with --headless, reduce the small recorded night "
+            "shipped in replay_data/ headless, with a progress bar and a report."
         ),
     )
     demo.add_argument("--headless", action="store_true", help="never open the console")
@@ -130,15 +134,23 @@ def _add_replay_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
 
 
+_DEMO_FRAMES = 150
+"""Science frames of each camera of the demo station (about 3 minutes at 5x), so that it
+ends by itself, with its dawn calibration, nightly files and summaries."""
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """``demo``: the console over the replay night on a terminal, else a headless replay."""
+    """``demo``: the console over a station of five simulated cameras on a terminal, else a
+    headless replay."""
     if not args.headless and sys.stdin.isatty() and sys.stdout.isatty():
         from mascara_actors.cli import console
 
-        # a fresh directory each time: the simulated night would otherwise resume (and skip)
+        # a fresh directory each time: the simulated nights would otherwise resume (and skip)
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        out = args.out / f"console-{stamp}"
-        console_args = build_parser().parse_args(["console", "--out", str(out)])
+        out = args.out / f"station-{stamp}"
+        console_args = build_parser().parse_args(
+            ["console", "--out", str(out), "--frames", str(_DEMO_FRAMES)]
+        )
         console_args.config = args.config
         return console.run(console_args)
     from mascara_actors.cli import replay

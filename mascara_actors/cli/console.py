@@ -1,23 +1,27 @@
-"""``mascara-actors console``: the operator console over a camera-night.
+"""``mascara-actors console``: the operator console of a station, or of a recorded night.
 
-By default the console drives a camera through a whole station night
-(:mod:`mascara_actors.app.station`):
-the camera named in ``cameras.toml`` when its port exists on this machine, else the
-simulated camera device (10x real time), so anyone can try it. ``--replay DIR`` plays a
-recorded night as the camera instead. This module wires the camera, the pipeline and the
-Textual console (``tui/``) together.
+By default the console attaches to the station running on ``--out`` through its control
+socket (``OUT/state/station/control.sock``), and starts one first when none runs there (the
+``station`` command, with the station options given here, in a session of its own: closing
+the console or its terminal never stops it). ``q`` detaches; the station goes on, and
+``mascara-actors console --out OUT`` attaches again, from any terminal of the station's user.
+
+``--replay DIR`` instead plays a recorded night as the camera, in this process, with the
+console of one camera (the night stops for a restart when it quits).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -27,18 +31,13 @@ import numpy as np
 from hw.recorded import paced_frames
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.pipeline import NightReport, run_night
-from mascara_actors.app.reports import StationReport
-from mascara_actors.app.station import Station
+from mascara_actors.app.supervisor import station_state_dir
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.live import (
-    add_camera_options,
-    open_station,
-    print_station_report,
-    real_camera,
-)
 from mascara_actors.cli.replay import ReplayJob, plan_replay
-from mascara_actors.config import load_config
-from mascara_actors.errors import StorageError
+from mascara_actors.cli.station import add_station_options, station_argv
+from mascara_actors.config import Config, load_config
+from mascara_actors.control import ControlClient, ControlError
+from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile, SetFile, list_set_files, nightly_file_path
@@ -46,35 +45,54 @@ from mascara_actors.summary import summarise_night
 from tui.app import make_console, run_console
 from tui.feed import ConsoleFeed
 from tui.messages import LightCurve
+from tui.station_app import StationConsole
+from tui.station_link import StationLink
 
-__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run", "station_feed"]
+__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run"]
 
 _SPEED = 10.0
+"""Times real time of a replayed night's clock, by default."""
+
+_STATION_SPEED = 5.0
+"""Times real time of the simulated cameras' clocks of a station the console starts, by
+default: five cameras keep up on two cores (at 10x a busy moment drops frames)."""
+
+_STATION_START_S = 180.0
+"""Seconds a station started by the console has to open its control socket."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``console`` on the CLI's sub-commands."""
     p = sub.add_parser(
         "console",
-        help="the operator console (Textual) over a camera (default: the simulated camera)",
+        help="the operator console (Textual): attaches to the station on --out, starting one "
+        "if none runs",
         description=(
-            "Open the operator console over a station night: the camera of cameras.toml when "
-            "its port exists here, else the simulated camera (its clock at SPEED x real time, "
-            f"default {_SPEED:g}x). --replay DIR plays a recorded night as the camera instead. "
-            "Keys: p pause/resume the reduction, d take darks, e end the night (dawn sequence, "
-            "nightly files, summary), l star look-up, q quit (saves first; run again to resume)."
+            "Open the operator console of the station running on --out (its control socket "
+            "OUT/state/station/control.sock; only the station's user may use it). When no "
+            "station runs there, one is started first with the station options below, in the "
+            "background: closing the console, or its terminal, never stops it. Station view: "
+            "one panel per camera; Tab moves, Enter opens a camera's detailed view (Esc goes "
+            "back); p pause/resume its reduction, d take darks, e end its night as at dawn, "
+            "l star look-up, s stop the station (both asked first), q detach (the station goes "
+            "on). --replay DIR plays a recorded night as the camera instead, in this process "
+            "(q stops it, saving first; run again to resume)."
         ),
     )
-    add_camera_options(p, speed=_SPEED)
-    p.add_argument(
+    add_station_options(
+        p, speed=None, speed_help=f"{_STATION_SPEED:g}; a recorded night {_SPEED:g}"
+    )
+    replay = p.add_argument_group("a recorded night instead of a station")
+    replay.add_argument(
         "--replay",
         type=Path,
         default=None,
         metavar="DIR",
-        help="instead of a camera, replay this recorded night (e.g. replay_data/night)",
+        help="replay this recorded night (e.g. replay_data/night) as the camera",
     )
-    p.add_argument(
-        "--mail", action="store_true", help="e-mail the night summary (settings: config/mail.toml)"
+    replay.add_argument(
+        "--camera", default=None, metavar="ID", help="the camera of the recorded night "
+        "(default: from its frames)"
     )
 
 
@@ -165,55 +183,8 @@ def replay_feed(
         stop=stop,
         gate=gate,
         pipeline=pipeline,
-        lookup=partial(light_curve_so_far, plan.night_dir, catalogue),
-        take_darks=None,
-        recorded=True,
+        lookup=functools.partial(light_curve_so_far, plan.night_dir, catalogue),
         latest_frame=latest,
-    )
-
-
-def station_feed(station: Station, catalogue: Catalogue) -> ConsoleFeed:
-    """A console feed over a station night on a live (or simulated) camera.
-
-    The console's clock is the camera's; ``d`` takes a dark sequence and ``e`` ends the
-    science as at dawn (the end-of-night chain follows); the camera is polled every two
-    seconds, so a camera that stops answering shows at once.
-    """
-    if station.gate is None:  # the console's p key pauses the station's reduction
-        station.gate = PauseGate()
-
-    async def pipeline() -> StationReport:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(station.watch.run)
-            report = await station.run(catalogue)
-            tg.cancel_scope.cancel()
-        return report
-
-    def lookup(hip: int) -> LightCurve:
-        if station.night_dir is None:
-            raise StorageError("nothing is written yet: the night has not started")
-        return light_curve_so_far(station.night_dir, catalogue, hip)
-
-    def latest() -> Path | None:
-        return None if station.latest is None else station.latest.path
-
-    return ConsoleFeed(
-        state=station.state,
-        camera=station.camera,
-        out_dir=station.out_dir,
-        clock=station.watch.clock,
-        wall=time.time,
-        stop=station.stop,
-        gate=station.gate,
-        pipeline=pipeline,
-        lookup=lookup,
-        take_darks=station.take_darks,
-        recorded=False,
-        latest_frame=latest,
-        end_night=station.end_night,
-        phase=lambda: station.phase,
-        camera_link=station.watch.link,
-        camera_ccdtemp=station.watch.ccdtemp,
     )
 
 
@@ -239,38 +210,92 @@ def _log_to_file(path: Path) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the console; returns the exit code (0 after a clean quit)."""
+    """Open the console; returns the exit code (0 after detaching, or a clean quit)."""
     config = load_config(args.config)
+    if args.speed is None:
+        args.speed = _SPEED if args.replay is not None else _STATION_SPEED
     if args.replay is not None:
         return _run_replay(args, config)
-    camera = config.camera(args.camera)
-    what = "the camera" if real_camera(args, camera) else "the simulated camera"
-    print(f"starting {what} {camera.id} (a few seconds) ...", file=sys.stderr)
-    feeds: list[ConsoleFeed] = []
-
-    async def main() -> int:
-        catalogue = await anyio.to_thread.run_sync(Catalogue.load)
-        state, stop = NightState(), anyio.Event()
-        async with open_station(args, config, state=state, stop=stop) as station:
-            feeds.append(station_feed(station, catalogue))
-            return await run_console(make_console(feeds[0]))
-
-    with _log_to_file(Path(args.out) / "logs" / "console.log"):
-        code = anyio.run(main, backend="asyncio")
-    report = feeds[0].result if feeds else None
-    if not isinstance(report, StationReport):
+    socket_path = station_state_dir(args.out) / "control.sock"
+    started = None
+    if not anyio.run(_answers, socket_path):
+        started = _start_station(args, socket_path)
+    link = StationLink(socket_path, dict(config.cameras))
+    app = StationConsole(link, lookup=_lookup)
+    with _log_to_file(socket_path.parent / "console.log"):
+        code = anyio.run(app.run_async, backend="asyncio") or 0
+    pid = link.station.get("pid") or started or "?"
+    if link.lost is None:
         print(
-            "the night was not finished (quit without waiting, or the station failed; see "
-            f"{Path(args.out) / 'logs' / 'console.log'}): run the same command again to go on",
+            f"detached: the station goes on (pid {pid}); `mascara-actors console --out "
+            f"{args.out}` attaches again, s in the console or SIGTERM to {pid} stops it",
             file=sys.stderr,
         )
-        return code or 1
-    print_station_report(report, feeds[0].state)
-    incomplete = report.science is not None and report.science.reduced and not report.ok
-    return code or int(report.camera_lost is not None or incomplete)
+    else:
+        print(f"the station is gone: {link.lost}", file=sys.stderr)
+    return code
 
 
-def _run_replay(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+async def _answers(socket_path: Path) -> bool:
+    """Whether a station answers on ``socket_path``."""
+    try:
+        async with ControlClient(socket_path):
+            return True
+    except ControlError:
+        return False
+
+
+def _start_station(args: argparse.Namespace, socket_path: Path) -> int:
+    """Start ``mascara-actors station`` with the console's station options, in a session
+    of its own, and wait until its socket answers; its pid.
+
+    Raises
+    ------
+    ConfigError
+        The station ended, or its socket did not answer in time (its log is named).
+    """
+    state_dir = socket_path.parent
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_path = state_dir / "started-by-console.log"
+    argv = station_argv(args)
+    print(f"no station runs on {args.out}: starting one ({' '.join(argv[3:])}) ...",
+          file=sys.stderr)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + _STATION_START_S
+    while not anyio.run(_answers, socket_path):
+        code = proc.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise ConfigError(
+                f"the station did not start (exit status {code}): {' / '.join(tail)} "
+                f"(whole output: {log_path})"
+            )
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"the station started (pid {proc.pid}) but its control socket {socket_path} "
+                f"did not answer within {_STATION_START_S:g} s: see {log_path}"
+            )
+        time.sleep(0.2)
+    print(f"station started (pid {proc.pid}; its output: {log_path})", file=sys.stderr)
+    return proc.pid
+
+
+@functools.cache
+def _catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+def _lookup(night_dir: Path, hip: int) -> LightCurve:
+    """A star's light curve so far in a camera's night (blocking: the console calls it in
+    a worker thread)."""
+    return light_curve_so_far(night_dir, _catalogue(), hip)
+
+
+def _run_replay(args: argparse.Namespace, config: Config) -> int:
     """The console over a recorded night replayed as the camera."""
     job = plan_replay(
         args.replay, args.out, config=config, camera_id=args.camera, realtime=True

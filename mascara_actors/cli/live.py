@@ -15,6 +15,10 @@ Exit status of ``live``:
   files and summary written; or the night could not be reduced to its nightly files;
 * 2: a configuration or input error (one line says what to fix);
 * 130 / 143: stopped by SIGINT / SIGTERM for a restart (run the same command again).
+
+``mascara-actors station`` runs ``live`` as each camera's process, with the hidden option
+``--supervisor-fd FD``: the night's events go to the supervisor and its commands come back
+over that descriptor (:mod:`mascara_actors.app.camera_uplink`); no progress bar.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from hw.driver import SerialCamera
 from hw.sim.night_start import choose_start_lstseq
 from hw.sim.process import DeviceProcess
 from hw.sim.sky_renderer import sky_device_config
+from mascara_actors.app.camera_uplink import ForwardingState, run_supervised
 from mascara_actors.app.reports import StationReport, calibration_start
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
@@ -129,6 +134,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--mail", action="store_true", help="e-mail the night summary (settings: config/mail.toml)"
     )
+    # the camera process of a station: the channel to its supervisor (mascara_actors.app.
+    # camera_uplink); set by `mascara-actors station`, not by hand
+    p.add_argument("--supervisor-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -239,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the station night; the exit status (see the module docstring)."""
     config = load_config(args.config)
     _check(args)
-    state = NightState()
+    state = NightState() if args.supervisor_fd is None else ForwardingState()
     report = anyio.run(_live, args, config, state)
     print_station_report(report, state)
     if report.stopped_by is not None:
@@ -279,6 +287,8 @@ async def _live(args: argparse.Namespace, config: Config, state: NightState) -> 
     catalogue = await anyio.to_thread.run_sync(Catalogue.load)
     stop = anyio.Event()
     async with open_station(args, config, state=state, stop=stop, handle_signals=True) as station:
+        if args.supervisor_fd is not None:  # a camera process of `mascara-actors station`
+            return await run_supervised(station, catalogue, args.supervisor_fd)
         bar = ProgressBar(args.frames or 0)
         result: list[StationReport] = []
 

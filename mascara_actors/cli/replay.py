@@ -143,17 +143,18 @@ def plan_replay(
     out = Path(out)
     night_dir = nid.night_dir(out)
     # Refuse a second replay of the same night before touching its masters or dark table.
+    calibration, calibration_note = _calibration_frames(night, first_science=science[0][0])
     with NightLock(night_dir):
         masters = make_masters(
-            bias=[f.path for f in night.frames("bias")],
-            dark=[f.path for f in night.frames("dark")],
-            flat=[f.path for f in night.frames("flat")],
+            bias=calibration["bias"],
+            dark=calibration["dark"],
+            flat=calibration["flat"],
             camera_letter=camera.letter,
             calibration=config.reduction.calibration,
             binned_dir=night_dir / "binned",
             state_dir=out / "state",
         )
-    notes = list(masters.notes)
+    notes = [*([calibration_note] if calibration_note else []), *masters.notes]
     resume = resume_point(night_dir)
     todo = tuple(f for f in science if not resume.skips(f[0]) and not resume.rebins(f[0]))
     rebin = tuple(f for f in science if resume.rebins(f[0]))
@@ -187,6 +188,30 @@ def plan_replay(
         skipped=len(science) - len(todo) - len(rebin),
         notes=tuple(notes),
     )
+
+
+def _calibration_frames(
+    night: RecordedNight, *, first_science: int
+) -> tuple[dict[str, list[Path]], str | None]:
+    """The calibration frames the night's masters are made from, by kind, and a note.
+
+    A station makes its masters from the calibration taken before its science (dusk) and
+    keeps them all night; the later ones (a dark sequence, the dawn calibration) are for
+    the next night's dark table. So a replay of a station's raw archive uses the frames
+    before ``first_science`` (an lstseq) and reduces the frames as the station did, byte for
+    byte. A recording with no calibration before its science uses all of its frames.
+    """
+    frames = [f for f in night.frames() if f.kind in ("bias", "dark", "flat")]
+    before = [f for f in frames if f.lstseq < first_science]
+    chosen = before or frames
+    note = None
+    if before and len(before) < len(frames):
+        note = (
+            f"masters from the {len(before)} calibration frames taken before the science, as "
+            f"the station did; the {len(frames) - len(before)} taken later (a dark sequence, "
+            "the dawn calibration) are left out"
+        )
+    return {k: [f.path for f in chosen if f.kind == k] for k in ("bias", "dark", "flat")}, note
 
 
 REPLAY_SUN_ALT_DEG = 10.0

@@ -29,6 +29,7 @@ __all__ = [
     "SITE_NAMES",
     "NightId",
     "check_kind",
+    "event_log_path",
     "lightcurve_dir",
     "nightly_file_path",
     "parse_set_file_name",
@@ -171,6 +172,11 @@ def nightly_file_path(night_dir: Path, kind: str) -> Path:
     """``{night_dir}/lightcurves/{kind}_{night}{SITE}{CAM}.hdf5``."""
     nid = NightId.from_dir(night_dir)
     return lightcurve_dir(night_dir) / f"{check_kind(kind)}_{nid.name}.hdf5"
+
+
+def event_log_path(night_dir: str | Path) -> Path:
+    """``{night_dir}/logs/events.jsonl``: the night's event log."""
+    return Path(night_dir) / "logs" / "events.jsonl"
 
 
 def star_file_name(kind: str, star_id: int, nid: NightId) -> str:

@@ -20,11 +20,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
+from mascara_actors.errors import MascaraError
 from mascara_actors.summary.html import Image
-from mascara_actors.summary.mailconfig import Credentials, MailConfig
+from mascara_actors.summary.mailconfig import (
+    Credentials,
+    MailConfig,
+    load_credentials,
+    load_mail_config,
+)
 
-__all__ = ["MailResult", "build_message", "send_summary"]
+__all__ = ["MailResult", "build_message", "mail_report", "send_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +207,46 @@ def send_summary(
     log.warning("summary mail %r NOT sent via %s after %d attempt(s): %s", msg["Subject"],
                 target, attempts, reason)
     return MailResult(ok=False, attempts=attempts, error=reason, permanent=permanent)
+
+
+def mail_report(
+    subject: Callable[[MailConfig], str],
+    text: str,
+    html_cid: str,
+    images: Sequence[Image] = (),
+    *,
+    mail_config: MailConfig | str | Path | None = None,
+    secrets_file: str | Path | None = None,
+) -> MailResult:
+    """Load the mail settings and the SMTP login, build the message and send it.
+
+    Parameters
+    ----------
+    subject : callable
+        The subject, given the mail settings (their ``subject`` template, e.g.
+        ``config.subject_for(...)``).
+    text, html_cid, images
+        As for :func:`build_message`.
+    mail_config : MailConfig or path-like, optional
+        Mail settings, or the path of a ``mail.toml`` (default ``config/mail.toml``).
+    secrets_file : path-like, optional
+        SMTP credentials file (mode 600); default the settings' ``secrets_file``, then the
+        environment (``MASCARA_SMTP_USER`` / ``MASCARA_SMTP_PASSWORD``).
+
+    Returns
+    -------
+    MailResult
+        Never raises: bad settings or credentials come back as a permanent failure.
+    """
+    try:
+        config = (mail_config if isinstance(mail_config, MailConfig)
+                  else load_mail_config(mail_config))
+        credentials = load_credentials(secrets_file or config.secrets_file or None)
+        title = subject(config)
+    except (MascaraError, KeyError, ValueError) as exc:
+        # KeyError/ValueError: a subject template with an unknown {field} or a stray brace
+        log.warning("summary mail NOT sent: %s", exc)
+        return MailResult(ok=False, attempts=0, error=str(exc), permanent=True)
+    msg = build_message(title, text, html_cid, images, sender=config.sender,
+                        recipients=config.recipients)
+    return send_summary(msg, config, credentials=credentials)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
-from mascara_actors.errors import MascaraError, StorageError
+from mascara_actors.errors import StorageError
 from mascara_actors.storage import NightFile
 from mascara_actors.summary import plots
 from mascara_actors.summary.html import Image, render_html, render_text
-from mascara_actors.summary.mail import MailResult, build_message, send_summary
-from mascara_actors.summary.mailconfig import MailConfig, load_credentials, load_mail_config
+from mascara_actors.summary.mail import MailResult, mail_report
+from mascara_actors.summary.mailconfig import MailConfig
 from mascara_actors.summary.report import NightSummary, collect_summary
 
 __all__ = ["SummaryOutcome", "make_images", "summarise_night", "summary_dir"]
@@ -151,15 +151,8 @@ def summarise_night(
 def _mail(summary: NightSummary, images: list[Image],
           mail_config: MailConfig | str | Path | None,
           secrets_file: str | Path | None) -> MailResult:
-    try:
-        config = (mail_config if isinstance(mail_config, MailConfig)
-                  else load_mail_config(mail_config))
-        credentials = load_credentials(secrets_file or config.secrets_file or None)
-    except MascaraError as exc:
-        log.warning("summary mail of %s NOT sent: %s", summary.tag, exc)
-        return MailResult(ok=False, attempts=0, error=str(exc), permanent=True)
-    msg = build_message(
-        config.subject_for(night=summary.night, site=summary.site, camera=summary.camera),
+    return mail_report(
+        lambda config: config.subject_for(
+            night=summary.night, site=summary.site, camera=summary.camera),
         render_text(summary, images), render_html(summary, images, embed="cid"), images,
-        sender=config.sender, recipients=config.recipients)
-    return send_summary(msg, config, credentials=credentials)
+        mail_config=mail_config, secrets_file=secrets_file)

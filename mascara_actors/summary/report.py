@@ -19,7 +19,7 @@ import numpy as np
 from mascara_actors import messages as ev
 from mascara_actors.errors import StorageError
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
-from mascara_actors.storage import NightFile, NightId
+from mascara_actors.storage import NightFile, NightId, event_log_path
 from mascara_actors.summary.events_log import EventLog, read_event_log
 from mascara_actors.summary.weather import WeatherProxy, weather_from_nightfile
 
@@ -34,11 +34,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
-
-
-def event_log_path(night_dir: str | Path) -> Path:
-    """``{night_dir}/logs/events.jsonl``."""
-    return Path(night_dir) / "logs" / "events.jsonl"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

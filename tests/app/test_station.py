@@ -6,7 +6,7 @@ than real time, and runs :class:`mascara_actors.app.station.Station` on it with 
 repository's
 configuration whose night starts and ends at a Sun altitude of -10 degrees (the default +5
 degrees saturates the first frames in the simulated twilight) and whose calibration
-sequences hold 10 frames of each kind. The Sun's altitude at the slot boundaries is checked
+sequences hold ``N_CAL`` frames of each kind. The Sun's altitude at the slot boundaries is checked
 with astropy directly, and the calibration frames against the simulator's own rendering.
 """
 
@@ -27,14 +27,17 @@ from hw.sim.sky_renderer import build_sky
 from mascara_actors.app.reports import StationReport, calibration_start
 from mascara_actors.calibration import read_dark_table
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import Config, load_config
+from mascara_actors.config import Config
 from mascara_actors.ephemeris import site_location
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename, read_raw
 from mascara_actors.sidereal import lstseq2date
+
+#: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
 from tests.stations import (
     GAP,
     N_CAL,
+    NOON_JD,
     SEED,
     SUN_ALT,
     VMAX,
@@ -43,9 +46,6 @@ from tests.stations import (
     sky_device,
 )
 
-#: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
-NOON_JD = 2461119.5 + 0.5
-
 pytestmark = pytest.mark.anyio
 
 
@@ -53,21 +53,6 @@ pytestmark = pytest.mark.anyio
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's config with the night at -10 deg and short calibration sequences."""
     return short_night_config(tmp_path_factory.mktemp("config"))
-
-
-@pytest.fixture(scope="module")
-def config(config_dir: Path) -> Config:
-    return load_config(config_dir)
-
-
-@pytest.fixture(scope="module")
-def window(config: Config) -> NightWindow:
-    return night_window(config.camera("LPC").site, NOON_JD, config.reduction.night)
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.load()
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +115,9 @@ async def test_dusk_calibration_then_science_from_the_sun(
         kinds = frames_of(report.night_dir)
         science, darks = kinds["science"], kinds["dark"]
         dusk, operator_run, dawn = report.calibrations
-        # the dusk sequence: 10 of each kind, all before the gap that precedes the night
-        assert {k: len(v) for k, v in dusk.frames.items()} == {"bias": 10, "dark": 10, "flat": 10}
+        # the dusk sequence: N_CAL of each kind, all before the gap that precedes the night
+        assert {k: len(v) for k, v in dusk.frames.items()} == dict.fromkeys(
+            ("bias", "dark", "flat"), N_CAL)
         assert dusk.lstseqs[1] < window.start_lstseq - GAP
         # science starts with the first slot that starts with the Sun below -10 deg
         assert science[0] == window.start_lstseq
@@ -139,16 +125,16 @@ async def test_dusk_calibration_then_science_from_the_sun(
         assert len(science) == 25
         # the operator's darks sit between science frames, and science went on after them
         op_first, op_last = operator_run.lstseqs
-        assert len(operator_run.frames["dark"]) == 10
+        assert len(operator_run.frames["dark"]) == N_CAL
         assert science[7] < op_first
         assert op_last < science[-1]
         assert not set(range(op_first, op_last + 1)) & set(science)
         assert replies
-        assert replies[0].startswith("took 10 darks")
+        assert replies[0].startswith(f"took {N_CAL} darks")
         assert "dark table" in replies[0]
         # dawn: after the last science frame; its master dark tops the table, then the others
         assert dawn.lstseqs[0] > science[-1]
-        assert len(darks) == 30
+        assert len(darks) == 3 * N_CAL
         table = read_dark_table("C", out / "state")
         assert table == [dawn.masters.dark, operator_run.masters.dark, dusk.masters.dark]
         assert all(Path(p).parent == report.night_dir / "binned" for p in table)
@@ -181,7 +167,7 @@ async def test_science_stops_at_dawn_from_the_sun(
     dawn = await anyio.to_thread.run_sync(
         night_window, camera.site, NOON_JD + 0.5, config.reduction.night
     )
-    start = dawn.stop_lstseq - 60
+    start = dawn.stop_lstseq - 40
     async with (
         sky_device(workdir, config_dir, start) as dev,
         SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam,
@@ -204,17 +190,14 @@ async def test_science_stops_at_dawn_from_the_sun(
         assert [c.when for c in report.calibrations] == ["start", "dawn"]
         first_darks = report.calibrations[0]
         assert list(first_darks.frames) == ["dark"]
-        assert len(first_darks.frames["dark"]) == 10
+        assert len(first_darks.frames["dark"]) == N_CAL
         assert first_darks.lstseqs[1] < science[0]
         # the last science slot is the last to start with the Sun below -10 deg
         assert science[-1] == dawn.stop_lstseq - 1
         assert sun_alt(config, science[-1]) < SUN_ALT <= sun_alt(config, science[-1] + 1)
         assert report.calibrations[1].lstseqs[0] > science[-1]
-        assert {k: len(v) for k, v in report.calibrations[1].frames.items()} == {
-            "bias": 10,
-            "dark": 10,
-            "flat": 10,
-        }
+        assert {k: len(v) for k, v in report.calibrations[1].frames.items()} == dict.fromkeys(
+            ("bias", "dark", "flat"), N_CAL)
         assert report.ok
         assert report.science.state.frames_reduced == len(science)
         assert [p.name[:5] for p in report.science.nightly_files][:1] == ["fast_"]

@@ -25,13 +25,13 @@ from mascara_actors.app.reports import StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.night_window import NightWindow
 from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.storage import NightFile, list_set_files
-from tests.stations import lpc_station, short_night_config, sky_device
 
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
-NOON_JD = 2461119.5 + 0.5
+from tests.stations import lpc_station, short_night_config, sky_device
+
 #: Frames per calibration kind (and the fewest a master needs).
 N_QUICK = 3
 #: ``[night] camera_timeout_s`` of the quick config, seconds of camera time: 3 s at 20 x.
@@ -58,21 +58,6 @@ def quick_night_config(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return quick_night_config(tmp_path_factory.mktemp("config"))
-
-
-@pytest.fixture(scope="module")
-def config(config_dir: Path) -> Config:
-    return load_config(config_dir)
-
-
-@pytest.fixture(scope="module")
-def window(config: Config) -> NightWindow:
-    return night_window(config.camera("LPC").site, NOON_JD, config.reduction.night)
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.load()
 
 
 def science_of(night_dir: Path) -> list[int]:

@@ -1,7 +1,8 @@
-"""`mascara-actors live` on the simulated camera device: the whole station chain end to end.
+"""`mascara-actors live` on the simulated camera device: stopped by Ctrl-C, and a camera
+that dies. (A whole night of `live`, darks to dawn, is what each camera process of the
+station test does: ``tests/app/test_station_service.py``.)
 
-The runs use the short-night configuration of :mod:`tests.stations` (10 frames per
-calibration kind), so each takes well under a minute.
+The runs use the short-night configuration of :mod:`tests.stations`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mascara_actors.calibration import read_dark_table
-from mascara_actors.cli import main
-from mascara_actors.rawframe import parse_raw_filename, read_raw
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.storage import NightFile, list_set_files
 from tests.app.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
-from tests.stations import N_CAL, short_night_config
+from tests.stations import short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,38 +38,6 @@ def _raw(night: Path) -> dict[str, list[int]]:
         lstseq, _, kind = parse_raw_filename(p.name)
         kinds.setdefault(kind, []).append(lstseq)
     return {k: sorted(v) for k, v in kinds.items()}
-
-
-def test_live_simulated_camera_reduces_a_night(tmp_path: Path, config_dir: Path, capsys) -> None:
-    out = tmp_path / "out"
-    code = main(["--config", str(config_dir), "live", "--frames", "55", "--speed", "20",
-                 "--out", str(out)])
-    assert code == 0
-    night = out / "20260320LPC"
-    raw = _raw(night)
-    science = raw["science"]
-    assert len(science) == 55
-    assert np.all(np.diff(science) == 1)  # one frame per slot, none lost
-    # no master dark at the start: darks first; the dawn sequence after the last frame
-    assert len(raw["dark"]) == 2 * N_CAL
-    assert raw["dark"][N_CAL - 1] < science[0] < science[-1] < raw["bias"][0]
-    assert len(raw["bias"]) == len(raw["flat"]) == N_CAL
-    header = read_raw(night / "raw" / f"{science[0]:08d}C.fits").header
-    assert (header.camera, header.site, header.xsize, header.ysize) == ("C", "LaPalma", 512, 384)
-    with NightFile(night / "lightcurves" / "fast_20260320LPC.hdf5") as nf:
-        assert np.array_equal(nf.station["lstseq"], science)
-        assert len(nf.ids()) > 20
-    assert (night / "lightcurves" / "slow_20260320LPC.hdf5").is_file()
-    assert len(list((night / "binned").glob("bin_*.fits"))) >= 1
-    table = read_dark_table("C", out / "state")
-    assert [Path(p).name for p in table] == [
-        f"{raw['dark'][N_CAL]:08d}Cmasterdark.fits",
-        f"{raw['dark'][0]:08d}Cmasterdark.fits",
-    ]
-    err = capsys.readouterr().err
-    assert "start calibration: 10 dark frames -> dark" in err
-    assert "dawn calibration: 10 bias, 10 dark, 10 flat frames -> bias, dark, flat" in err
-    assert "summary: " in err
 
 
 def test_sigint_stops_the_night_for_a_restart(tmp_path: Path, config_dir: Path) -> None:

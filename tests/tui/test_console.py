@@ -72,8 +72,7 @@ def _fed_feed(config, *, latest: Path | None = None) -> ConsoleFeed:
     feed = ConsoleFeed(state=state, camera=config.camera("LPC"), out_dir=Path("/"),
                        clock=lambda: FIXED_UTC, wall=lambda: FIXED_WALL,
                        disk_free=lambda p: 123.4e9, latest_frame=lambda: latest,
-                       recorded=False, phase=lambda: "science",
-                       camera_link=lambda: "exposing, readout on")
+)
     feed.finished.set()
     return feed
 
@@ -254,11 +253,6 @@ async def test_console_runs_the_night_shows_errors_and_looks_up_stars(
             await _wait_for(lambda: pane.row_count >= 1, 30, pilot)
             cells = [pane.get_row_at(i) for i in range(pane.row_count)]
             assert any(row[2] == str(bad_lstseq) for row in cells)
-            # darks on a recorded night: a notice, nothing else
-            await pilot.press("d")
-            await pilot.pause(0.1)
-            assert any("not available on a recorded night" in str(n.message)
-                       for n in app._notifications)
             # wait for the end of the night, then look up stars
             await _wait_for(feed.finished.is_set, 60, pilot)
             assert feed.result is not None
@@ -296,7 +290,7 @@ async def test_console_runs_the_night_shows_errors_and_looks_up_stars(
 
 def _some_star(*, night_dir: Path, catalogue: Catalogue) -> int:
     """A HIP number measured in more than half the frames of the night (from the file)."""
-    from mascara_actors.storage import NightFile, nightly_file_path
+    from mascara_actors.storage import nightly_file_path
 
     with NightFile(nightly_file_path(night_dir, "fast")) as nf:
         stars = nf.stars
@@ -392,102 +386,24 @@ def test_console_command_line() -> None:
     import argparse
 
     from mascara_actors.cli.console import add_parser
-    from mascara_actors.cli.live import real_camera
+    from mascara_actors.cli.station import station_argv
 
     parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default=None)
+    parser.add_argument("-v", dest="verbose", action="count", default=0)
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["console"])
-    # by default: the camera of cameras.toml, which has no port on this machine -> simulated
+    # by default: attach to (or start) the station of ./night_out
     assert args.replay is None
-    assert (args.camera, args.speed, args.out) == ("LPC", 10.0, Path("night_out"))
-    assert real_camera(args, load_config().camera("LPC")) is None
+    assert (args.cameras, args.speed, args.out) == (None, None, Path("night_out"))
+    args.speed = 5.0  # what run() makes of it for a station
+    argv = station_argv(args)
+    assert argv[1:4] == ["-m", "mascara_actors.cli", "-v"]
+    assert argv[4:] == ["station", "--out", str(Path("night_out").resolve()), "--speed",
+                        "5.0", "--sensor", "crop512", "--date", "2026-03-20", "--start",
+                        "night"]
     args = parser.parse_args(["console", "--replay", "x", "--speed", "2.5", "--out", "o"])
     assert (args.replay, args.speed, args.out) == (Path("x"), 2.5, Path("o"))
-    args = parser.parse_args(["console", "--tty", "/dev/ttyUSB3", "--readout", "h:5000"])
-    assert real_camera(args, load_config().camera("LPC")) == ("/dev/ttyUSB3", "h:5000")
-
-
-# --- against a station night on the simulated camera ----------------------------------------
-
-
-@pytest.mark.anyio
-async def test_console_drives_a_station_night_on_the_simulated_camera(
-    tmp_path: Path, catalogue: Catalogue
-) -> None:
-    """The console over the live station: counters advance, ``d`` takes a dark sequence, a
-    camera that stops answering shows up as an error (and its return as a warning) while
-    the frames keep coming, ``e`` ends the night with the dawn sequence, nightly files and
-    summary, and ``q`` quits cleanly."""
-    from hw.driver import SerialCamera
-    from hw.sim.night_start import choose_start_lstseq
-    from mascara_actors.calibration import read_dark_table
-    from mascara_actors.cli.console import station_feed
-    from tests.stations import N_CAL, lpc_station, short_night_config, sky_device
-
-    config = await anyio.to_thread.run_sync(lambda: load_config(short_night_config(tmp_path)))
-    camera = config.camera("LPC")
-    start = choose_start_lstseq(camera, "2026-03-20", sun_alt_deg=-18.0)
-    out = tmp_path / "out"
-    async with (
-        sky_device(tmp_path / "device", config.directory, start) as dev,
-        SerialCamera(dev.tty_path, dev.readout_address) as cam,
-    ):
-        station = lpc_station(cam, config, out, worker_mode="thread")
-        feed = station_feed(station, catalogue)
-        app = make_console(feed, refresh_hz=10)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(feed.run_pipeline)
-            async with app.run_test(size=(100, 30)) as pilot:
-                # no master dark yet: darks first, then science
-                await _wait_for(lambda: feed.state.frames_reduced >= 3, 90, pilot)
-                first = feed.state.frames_reduced
-                await _wait_for(lambda: feed.state.frames_reduced >= first + 3, 30, pilot)
-                await pilot.pause(0.3)
-                status = str(app.screen.query_one("#status").render())
-                assert "camera exposing, readout on   science" in status
-                shown = int(re.search(r"frames (\d+)/", status).group(1))
-                assert first + 3 <= shown <= feed.state.frames_reduced
-                # d: a dark sequence in the night, then the science goes on
-                await pilot.press("d")
-                await _wait_for(
-                    lambda: any("took 10 darks" in str(n.message)
-                                for n in app._notifications),
-                    60, pilot,
-                )
-                after_darks = feed.state.frames_reduced
-                await _wait_for(
-                    lambda: feed.state.frames_reduced >= after_darks + 3, 30, pilot
-                )
-                # the camera stops answering for 4 s: an error, then a warning it is back
-                await cam.link.request("FAULT", "mute", "4")
-                pane = app.screen.query_one("#errors", ErrorPane)
-                await _wait_for(lambda: station.watch.link_problem is not None, 20, pilot)
-                await pilot.pause(0.3)
-                assert "NOT ANSWERING" in str(app.screen.query_one("#status").render())
-                await _wait_for(lambda: station.watch.link_problem is None, 30, pilot)
-                await pilot.pause(0.3)
-                messages = [str(pane.get_row_at(i)[3]) for i in range(pane.row_count)]
-                assert any(m.startswith("camera link lost") for m in messages)
-                assert any(m.startswith("camera link back") for m in messages)
-                during = feed.state.frames_reduced
-                await _wait_for(lambda: feed.state.frames_reduced >= during + 2, 30, pilot)
-                # e: the science ends now; the dawn sequence and the end chain follow
-                await pilot.press("e")
-                await _wait_for(feed.finished.is_set, 120, pilot)
-                await pilot.pause(0.3)
-                assert "FINISHED" in str(app.screen.query_one("#status").render())
-                await pilot.press("q")
-                await pilot.pause(0.2)
-    assert app.return_code == 0
-    report = feed.result
-    assert report.ok
-    assert [c.when for c in report.calibrations] == ["start", "operator", "dawn"]
-    assert len(report.calibrations[1].frames["dark"]) == N_CAL
-    assert (await anyio.to_thread.run_sync(read_dark_table, "C", out / "state"))[0] == (
-        report.calibrations[2].masters.dark
-    )
-    assert report.science.state.frames_failed == 0
-    assert report.science.state.frames_reduced == station.stats.frames
-    assert report.summary_html.exists()
-    with NightFile(report.science.nightly_files[0]) as nf:
-        assert len(nf.station) == station.stats.frames
+    args = parser.parse_args(["console", "--cameras", "LPN,LPC", "--frames", "20", "--mail"])
+    args.speed = 5.0
+    assert station_argv(args)[-5:] == ["--cameras", "LPN,LPC", "--frames", "20", "--mail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import anyio.to_thread
@@ -13,7 +14,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from mascara_actors.errors import MascaraError
-from tui.feed import ConsoleFeed
 from tui.messages import LightCurve, StarRequested
 from tui.widgets import LightCurvePlot
 
@@ -40,9 +40,10 @@ class LookupScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
-    def __init__(self, feed: ConsoleFeed) -> None:
+    def __init__(self, lookup: Callable[[int], LightCurve] | None) -> None:
         super().__init__()
-        self.feed = feed
+        self.lookup = lookup
+        """HIP number -> the light curve so far (blocking); None: no look-up here."""
         self.last: LightCurve | None = None
 
     def compose(self) -> ComposeResult:
@@ -68,13 +69,13 @@ class LookupScreen(ModalScreen[None]):
             label.set_class(True, "-error")
             plot.set_curve(None)
             return
-        if self.feed.lookup is None:
+        if self.lookup is None:
             label.update("star look-up is not available in this console")
             label.set_class(True, "-error")
             return
         label.update(f"HIP {hip}: reading...")
         try:
-            curve = await anyio.to_thread.run_sync(self.feed.lookup, hip)
+            curve = await anyio.to_thread.run_sync(self.lookup, hip)
         except MascaraError as exc:
             label.update(f"HIP {hip}: {exc}")
             label.set_class(True, "-error")

@@ -6,7 +6,9 @@ Redrawn on a timer from a :class:`~tui.messages.Snapshot` of the feed, never per
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import anyio.to_thread
 import numpy as np
@@ -17,10 +19,11 @@ from textual.widgets import Footer, Header
 
 from mascara_actors.errors import MascaraError
 from mascara_actors.rawframe import read_raw
-from tui.feed import ConsoleFeed, Sky, free_space, take_snapshot
+from tui.feed import Sky
+from tui.messages import Snapshot
 from tui.widgets import ErrorPane, LatencyPanel, QueuePanel, StarField, StatusPanel
 
-__all__ = ["MainScreen", "load_preview"]
+__all__ = ["MainScreen", "SnapshotSource", "load_preview"]
 
 _DISK_EVERY_S = 5.0
 """Seconds between two readings of the free disk space."""
@@ -45,12 +48,28 @@ def load_preview(path: Path) -> np.ndarray:
     return preview
 
 
-class MainScreen(Screen[None]):
-    """Everything the operator needs at a glance."""
+class SnapshotSource(Protocol):
+    """What the main screen draws from: a camera-night run here
+    (:class:`~tui.feed.ConsoleFeed`) or one of a station's cameras
+    (:class:`~tui.station_link.RemoteCamera`)."""
 
-    def __init__(self, feed: ConsoleFeed, *, sky: Sky, refresh_hz: float = 4.0) -> None:
+    def snapshot(self, sky: Sky | None, *, free_bytes: float) -> Snapshot:
+        """Read the night once (``free_bytes``: the latest free space of its disk)."""
+        ...
+
+    def free_space(self) -> float:
+        """Free bytes on the night's disk, NaN when unknown (a system call: in a thread)."""
+        ...
+
+
+class MainScreen(Screen[None]):
+    """Everything the operator needs at a glance, about one camera."""
+
+    def __init__(
+        self, source: SnapshotSource, *, sky: Sky | None, refresh_hz: float = 4.0
+    ) -> None:
         super().__init__()
-        self.feed = feed
+        self.source = source
         self.sky = sky
         self.refresh_hz = refresh_hz
         self._preview_path: Path | None = None
@@ -72,18 +91,20 @@ class MainScreen(Screen[None]):
         self.query_one("#starfield", StarField).border_title = "latest frame"
         # the first snapshot computes the day's Sun and Moon table (astropy), and the free
         # space is a system call: neither on the event loop
-        await anyio.to_thread.run_sync(take_snapshot, self.feed, self.sky)
+        await anyio.to_thread.run_sync(
+            partial(self.source.snapshot, self.sky, free_bytes=float("nan"))
+        )
         await self._measure_disk()
         self.redraw()
         self.set_interval(1.0 / self.refresh_hz, self.redraw)
         self.set_interval(_DISK_EVERY_S, self._measure_disk)
 
     async def _measure_disk(self) -> None:
-        self._free_bytes = await anyio.to_thread.run_sync(free_space, self.feed)
+        self._free_bytes = await anyio.to_thread.run_sync(self.source.free_space)
 
     def redraw(self) -> None:
         """Read the feed once and draw every widget from that snapshot."""
-        snap = take_snapshot(self.feed, self.sky, free_bytes=self._free_bytes)
+        snap = self.source.snapshot(self.sky, free_bytes=self._free_bytes)
         self.query_one("#status", StatusPanel).show(snap)
         self.query_one("#queues", QueuePanel).show(snap)
         self.query_one("#latency", LatencyPanel).show(snap)

@@ -1,0 +1,280 @@
+"""A client of the control socket: send commands, read the station's events.
+
+::
+
+    async with ControlClient(state_dir / "control.sock") as client:
+        status = (await client.send("status")).unwrap()
+        await client.send("pause", camera="LPC")
+        async for item in client.events():   # EventNotice or Dropped
+            ...
+
+Replies are matched to commands by id, so commands may be sent from several tasks at once
+while another task reads the events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from mascara_actors.control.errors import ControlError, Disconnected, ProtocolError
+from mascara_actors.control.protocol import (
+    MAX_LINE_BYTES,
+    Command,
+    CommandName,
+    Dropped,
+    EventNotice,
+    Reply,
+    decode_server_line,
+    encode_command,
+)
+
+__all__ = ["ControlClient", "ReplyWaiter"]
+
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class ReplyWaiter(Generic[R]):
+    """A command waiting for its reply: ``reply`` is set, then ``done``."""
+
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.reply: R | None = None
+
+
+class ControlClient:
+    """One connection to a station's control socket, an async context manager.
+
+    Parameters
+    ----------
+    path
+        The station's socket file.
+    event_buffer
+        Events held for :meth:`events` before the oldest are dropped (reported there as
+        :class:`~mascara_actors.control.protocol.Dropped`), so a caller that never reads
+        events still gets its replies.
+
+    Raises (on entering)
+    --------------------
+    ControlError
+        No station listens at ``path``, or this user may not use its socket.
+    """
+
+    def __init__(self, path: Path | str, *, event_buffer: int = 10_000) -> None:
+        if event_buffer < 1:
+            raise ValueError("event_buffer must be >= 1")
+        self.path = Path(path)
+        self._event_buffer = event_buffer
+        self._events: deque[EventNotice | Dropped] = deque()
+        self._dropped = 0
+        self._dropped_total = 0
+        self._events_wake: anyio.Event | None = None
+        self._waiting: dict[int, ReplyWaiter[Reply]] = {}
+        self._ids = itertools.count(1)
+        self._closed_because = ""
+        self._gone = False
+        self._stream: SocketStream | None = None
+        self._send_lock: anyio.Lock | None = None
+        self._stack: AsyncExitStack | None = None
+        self._reader_done = anyio.Event()
+
+    async def __aenter__(self) -> Self:
+        try:
+            stream = await anyio.connect_unix(self.path)
+        except FileNotFoundError:
+            raise ControlError(
+                f"no control socket at {self.path}: is the station running? "
+                "(start it with `mascara-actors station`)"
+            ) from None
+        except ConnectionRefusedError:
+            raise ControlError(
+                f"nobody listens on {self.path} (a stale socket of a station that was "
+                "killed): start the station again"
+            ) from None
+        except PermissionError:
+            raise ControlError(
+                f"permission denied on {self.path}: only the station's own user may use its "
+                "control socket"
+            ) from None
+        self._stream = stream
+        self._send_lock = anyio.Lock()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(stream.aclose)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            tg.start_soon(self._read_loop, stream)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Close the connection (the station goes on)."""
+        assert self._stack is not None, "ControlClient was not entered"
+        assert self._stream is not None
+        # Shut the socket down rather than cancel the reader: a cancelled receive on an
+        # asyncio Unix socket may report InvalidStateError (anyio 4.16), an ended one not.
+        with contextlib.suppress(OSError):
+            self._stream.extra(SocketAttribute.raw_socket).shutdown(socket.SHUT_RDWR)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+            await self._reader_done.wait()
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events this client missed so far: dropped by the station (it fell behind on the
+        socket) or here (more than ``event_buffer`` were waiting)."""
+        return self._dropped_total
+
+    @property
+    def connected(self) -> bool:
+        """False once the station closed the connection."""
+        return self._stream is not None and not self._gone
+
+    async def send(
+        self, cmd: CommandName, camera: str | None = None, *, timeout_s: float = 30.0
+    ) -> Reply:
+        """Send a command and wait for its reply (``ok`` or not: see :meth:`Reply.unwrap`).
+
+        Raises
+        ------
+        Disconnected
+            The connection ended before the reply came.
+        TimeoutError
+            No reply within ``timeout_s`` seconds.
+        """
+        if self._stream is None or self._send_lock is None:
+            raise RuntimeError("enter the ControlClient (async with) before sending")
+        if self._gone:
+            raise Disconnected(self._disconnected_message())
+        request_id = next(self._ids)
+        waiter = self._waiting[request_id] = ReplyWaiter[Reply]()
+        line = encode_command(Command(id=request_id, cmd=cmd, camera=camera))
+        try:
+            with anyio.fail_after(timeout_s):
+                async with self._send_lock:
+                    await self._stream.send(line)
+                await waiter.done.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise Disconnected(self._disconnected_message()) from exc
+        finally:
+            del self._waiting[request_id]
+        if waiter.reply is None:
+            raise Disconnected(self._disconnected_message())
+        return waiter.reply
+
+    def events(self) -> AsyncIterator[EventNotice | Dropped]:
+        """The station's events as they come, until the connection ends.
+
+        A :class:`Dropped` item says how many events were left out just before it (by the
+        station, or here when the caller fell more than ``event_buffer`` behind). One
+        consumer at a time; leaving the loop early needs no clean-up.
+        """
+        return _Events(self)
+
+    async def next_event(self) -> EventNotice | Dropped | None:
+        """The next event or drop notice, waiting for it; None once the connection ended."""
+        while True:
+            if self._dropped:
+                count, self._dropped = self._dropped, 0
+                return Dropped(count=count)
+            if self._events:
+                return self._events.popleft()
+            if self._gone:
+                return None
+            self._events_wake = anyio.Event()
+            await self._events_wake.wait()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _disconnected_message(self) -> str:
+        reason = f": {self._closed_because}" if self._closed_because else ""
+        return f"the station closed the control connection at {self.path}{reason}"
+
+    def _push(self, item: EventNotice | Dropped) -> None:
+        if isinstance(item, Dropped):
+            self._dropped_total += item.count
+        if len(self._events) >= self._event_buffer:
+            lost = self._events.popleft()
+            self._dropped += lost.count if isinstance(lost, Dropped) else 1
+            self._dropped_total += 0 if isinstance(lost, Dropped) else 1
+        self._events.append(item)
+        if self._events_wake is not None:
+            self._events_wake.set()
+
+    def _route(self, reply: Reply) -> None:
+        waiter = self._waiting.get(reply.id) if isinstance(reply.id, int) else None
+        if waiter is not None:
+            waiter.reply = reply
+            waiter.done.set()
+        elif reply.id is None:  # the station refusing the connection (too many clients)
+            log.warning("control: the station says: %s", reply.error)
+            self._closed_because = reply.error
+        else:  # the reply to a command that timed out
+            log.info("control: late reply to command %r ignored", reply.id)
+
+    async def _read_loop(self, stream: SocketStream) -> None:
+        receiver = BufferedByteReceiveStream(stream)
+        try:
+            while True:
+                line = await receiver.receive_until(b"\n", MAX_LINE_BYTES + 1)
+                try:
+                    item = decode_server_line(line)
+                except ProtocolError as exc:
+                    log.warning("control: ignoring a line from the station: %s", exc)
+                    continue
+                if isinstance(item, Reply):
+                    self._route(item)
+                else:
+                    self._push(item)
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ):
+            pass
+        except anyio.DelimiterNotFound:
+            log.warning("control: the station sent a line over %d bytes; closing", MAX_LINE_BYTES)
+        finally:
+            self._gone = True
+            self._reader_done.set()
+            for waiter in self._waiting.values():
+                waiter.done.set()
+            if self._events_wake is not None:
+                self._events_wake.set()
+
+
+class _Events:
+    """The async iterator of :meth:`ControlClient.events` (a class, not an async generator,
+    so that breaking out of the loop leaves nothing to close)."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self._client = client
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> EventNotice | Dropped:
+        item = await self._client.next_event()
+        if item is None:
+            raise StopAsyncIteration
+        return item
