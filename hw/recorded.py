@@ -102,7 +102,11 @@ class RecordedNight:
     Parameters
     ----------
     directory
-        A directory of raw frames (``{lstseq:08d}{CAM}[kind].fits[.gz|.fz]``).
+        A directory of raw frames (``{lstseq:08d}{CAM}[kind].fits[.gz|.fz]``); with
+        ``files``, only a name for them (an archive's root).
+    files
+        The night's frame files, when they are not a directory of their own (an archive
+        whose directories mix cameras and nights); the directory is then not scanned.
 
     Raises
     ------
@@ -111,8 +115,13 @@ class RecordedNight:
         frames of more than one camera.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, files: Sequence[Path] | None = None
+    ) -> None:
         self.directory = Path(directory)
+        if files is not None:
+            self._setup(files, ignored=0)
+            return
         if not self.directory.exists():
             raise ConfigError(
                 f"recorded night {self.directory} does not exist: pass the directory of a "
@@ -123,16 +132,20 @@ class RecordedNight:
                 f"recorded night {self.directory} is not a directory: pass the directory "
                 "that holds the raw frames, not a file"
             )
+        with os.scandir(self.directory) as scan:
+            entries = list(scan)
+        paths = [Path(e.path) for e in entries if e.is_file()]
+        self._setup(paths, ignored=len(entries) - len(paths))
+
+    def _setup(self, paths: Sequence[Path], *, ignored: int) -> None:
         found: list[FrameFile] = []
-        ignored = 0
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                parsed = parse_raw_filename(entry.name) if entry.is_file() else None
-                if parsed is None:
-                    ignored += 1
-                    continue
-                lstseq, camera, kind = parsed
-                found.append(FrameFile(Path(entry.path), lstseq, camera, kind))
+        for path in paths:
+            parsed = parse_raw_filename(path.name)
+            if parsed is None:
+                ignored += 1
+                continue
+            lstseq, camera, kind = parsed
+            found.append(FrameFile(path, lstseq, camera, kind))
         if not found:
             raise ConfigError(
                 f"recorded night {self.directory} holds no raw frames (names like "

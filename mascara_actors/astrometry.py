@@ -26,7 +26,12 @@ from scipy.spatial import cKDTree
 
 from mascara_actors.camera_model import CameraModel, legendre_terms
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.centroids import background_map, find_peaks, windowed_centroids
+from mascara_actors.centroids import (
+    BlockBackground,
+    background_map,
+    find_peaks,
+    windowed_centroids,
+)
 from mascara_actors.errors import AstrometryFailed
 from mascara_actors.photometry.flags import AFlag
 
@@ -372,8 +377,10 @@ def _assess(
     """Residuals of ``model`` on the frame: centroids of predicted stars vs the predictions."""
     pred = _predict(model, ha, dec)
     on = model.on_chip(pred[:, 0], pred[:, 1], margin=20)
-    sub = image - background_map(image)
-    xc, yc, ok = windowed_centroids(sub, pred[on, 0], pred[on, 1])
+    # The background is needed only under the centroid windows: not the whole map.
+    xc, yc, ok = windowed_centroids(
+        image, pred[on, 0], pred[on, 1], background=BlockBackground(image)
+    )
     d = np.column_stack([xc - pred[on, 0], yc - pred[on, 1]])
     good = ok & (np.hypot(*d.T) < 1.5)
     nstars = int(on.sum())

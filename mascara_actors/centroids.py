@@ -9,27 +9,58 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["background_map", "find_peaks", "windowed_centroids"]
+__all__ = ["BlockBackground", "background_map", "find_peaks", "windowed_centroids"]
+
+
+class BlockBackground:
+    """A smooth background: medians of ``box`` x ``box`` blocks, bilinearly interpolated.
+
+    Stars cover a tiny fraction of each block, so the block median is the sky. The map is
+    interpolated along the rows once (a column per block); :meth:`image` finishes the whole
+    map and :meth:`at` gives its values at chosen pixels only, the same values bit for bit
+    (each interpolated value depends on its own coordinates alone).
+    """
+
+    def __init__(self, image: np.ndarray, *, box: int = 64) -> None:
+        ny, nx = image.shape
+        by, bx = max(ny // box, 1), max(nx // box, 1)
+        core = image[: by * box, : bx * box].reshape(by, box, bx, box)
+        blocks = core.transpose(0, 2, 1, 3).reshape(by, bx, box * box)
+        # Without NaN, np.median gives nanmedian's values (the same two order statistics,
+        # averaged alike) in one call instead of one call per block.
+        med = np.nanmedian(blocks, axis=2) if np.isnan(blocks).any() else np.median(blocks, axis=2)
+        yy = (np.arange(ny) + 0.5) / box - 0.5
+        xx = (np.arange(nx) + 0.5) / box - 0.5
+        self.shape = (ny, nx)
+        self._rows = ndimage.map_coordinates(
+            med, np.meshgrid(np.clip(yy, 0, by - 1), np.arange(bx), indexing="ij"), order=1
+        )
+        self._xx = np.clip(xx, 0, bx - 1)
+
+    def image(self) -> np.ndarray:
+        """The whole map, float32, the shape of the image."""
+        ny, nx = self.shape
+        return self.at(np.arange(ny)[:, None], np.arange(nx)[None, :])
+
+    def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The map at pixels ``(y, x)`` (integer arrays, broadcast together), float32."""
+        y, x = np.broadcast_arrays(y, x)
+        coords = np.empty((2, *y.shape))
+        coords[0] = y
+        coords[1] = self._xx[x]
+        values: np.ndarray = ndimage.map_coordinates(self._rows, coords, order=1).astype(
+            np.float32
+        )
+        return values
 
 
 def background_map(image: np.ndarray, *, box: int = 64) -> np.ndarray:
     """A smooth background: medians of ``box`` x ``box`` blocks, bilinearly interpolated.
 
-    Stars cover a tiny fraction of each block, so the block median is the sky.
+    Stars cover a tiny fraction of each block, so the block median is the sky. (Where only
+    some pixels are needed, :class:`BlockBackground` gives them at a fraction of the cost.)
     """
-    ny, nx = image.shape
-    by, bx = max(ny // box, 1), max(nx // box, 1)
-    core = image[: by * box, : bx * box].reshape(by, box, bx, box)
-    med = np.nanmedian(core.transpose(0, 2, 1, 3).reshape(by, bx, box * box), axis=2)
-    yy = (np.arange(ny) + 0.5) / box - 0.5
-    xx = (np.arange(nx) + 0.5) / box - 0.5
-    rows = ndimage.map_coordinates(
-        med, np.meshgrid(np.clip(yy, 0, by - 1), np.arange(bx), indexing="ij"), order=1
-    )
-    background: np.ndarray = ndimage.map_coordinates(
-        rows, np.meshgrid(np.arange(ny), np.clip(xx, 0, bx - 1), indexing="ij"), order=1
-    ).astype(np.float32)
-    return background
+    return BlockBackground(image, box=box).image()
 
 
 def find_peaks(
@@ -85,6 +116,7 @@ def windowed_centroids(
     sigma: float = 1.2,
     half: int = 5,
     iterations: int = 8,
+    background: BlockBackground | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-windowed centroids (as SExtractor's XWIN), vectorised over stars.
 
@@ -97,6 +129,10 @@ def windowed_centroids(
         Background-subtracted image, ADU.
     x, y
         Starting positions, pixels.
+    background
+        When given, ``image`` is not background-subtracted: this background is subtracted
+        from the pixels gathered (the same values as with ``image - background.image()``,
+        without making the whole map).
     sigma
         Window width, pixels (about the PSF sigma).
     half
@@ -122,7 +158,10 @@ def windowed_centroids(
         yi = np.clip(yi, half, ny - 1 - half)
         gx = xi[:, None, None] + offs[None, None, :]
         gy = yi[:, None, None] + offs[None, :, None]
-        cut = image[gy, gx].astype(float)
+        if background is None:
+            cut = image[gy, gx].astype(float)
+        else:
+            cut = (image[gy, gx] - background.at(gy, gx)).astype(float)
         dx = gx - xc[:, None, None]
         dy = gy - yc[:, None, None]
         w = np.exp(-(dx * dx + dy * dy) / (2.0 * sigma * sigma)) * cut

@@ -391,7 +391,7 @@ class ReductionPaused(Event):
     """The operator paused the reduction; frames wait (spooled), none is lost."""
 
     lstseq: int
-    """The frame held at the gate."""
+    """The last frame the reducer took before the pause (-1: none yet)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

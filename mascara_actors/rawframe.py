@@ -44,6 +44,7 @@ __all__ = [
     "parse_raw_filename",
     "raw_filename",
     "read_raw",
+    "read_raw_header",
     "write_raw",
 ]
 
@@ -380,21 +381,8 @@ def read_raw(path: str | Path) -> RawFrame:
     see :func:`check_name_agrees`).
     """
     path = Path(path)
-    check_fits_layout(path)
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
-            if hdu is None:
-                raise FrameError(f"{path}: no image data in the file")
-            header = hdu.header.copy()
-            check_raw_pixels(header, str(path))
-            data = np.asarray(hdu.data)
-    except FrameError:
-        raise
-    except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError) as exc:
-        raise FrameError(f"{path}: unreadable FITS file ({exc})") from None
-    raw = RawHeader.from_fits(header, source=str(path))
-    check_name_agrees(path, raw)
+    raw, data = _read(path, pixels=True)
+    assert data is not None
     if data.ndim != 2:
         raise FrameError(f"{path}: image must be 2-D, got shape {data.shape}")
     if data.dtype != np.uint16:  # the header said uint16; astropy must agree
@@ -405,6 +393,33 @@ def read_raw(path: str | Path) -> RawFrame:
             f"does not fit the {data.shape[1]} x {data.shape[0]} image"
         )
     return RawFrame(data=data, header=raw, path=path)
+
+
+def read_raw_header(path: str | Path) -> RawHeader:
+    """The header of a raw frame, its pixels not read (to scan an archive); refused as
+    :func:`read_raw` refuses, but for what only the pixels show."""
+    return _read(Path(path), pixels=False)[0]
+
+
+def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
+    check_fits_layout(path)
+    data = None
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
+            if hdu is None:
+                raise FrameError(f"{path}: no image data in the file")
+            header = hdu.header.copy()
+            check_raw_pixels(header, str(path))
+            if pixels:
+                data = np.asarray(hdu.data)
+    except FrameError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError) as exc:
+        raise FrameError(f"{path}: unreadable FITS file ({exc})") from None
+    raw = RawHeader.from_fits(header, source=str(path))
+    check_name_agrees(path, raw)
+    return raw, data
 
 
 def write_raw(

@@ -23,11 +23,12 @@ from hw.sim.process import DeviceProcess
 from hw.sim.sky_renderer import sky_device_config
 from mascara_actors.app.station import Station
 from mascara_actors.config import Config, load_config
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import lstseq2date
 
 NOON_JD = 2461119.5 + 0.5
 """Noon UTC of 2026-03-20: the station tests' night is the one after it."""
-SPEED = 20.0
+SPEED = 25.0
 SEED = 3
 #: Stars to V 8.4 only (the fast-photometry limit): renders take 0.07 s instead of 0.35 s.
 VMAX = 8.4
@@ -92,3 +93,15 @@ def lpc_station(cam: CameraDriver, config: Config, out: Path, **options: Any) ->
         poll_s=0.5,
         **options,
     )
+
+
+def raw_frames(night_dir: Path) -> dict[str, list[int]]:
+    """lstseqs of the frames in a night's raw archive, by kind (``science``, ``dark``,
+    ``bias``, ``flat``; each key present), in order; none while the archive is not made."""
+    kinds: dict[str, list[int]] = {"science": [], "dark": [], "bias": [], "flat": []}
+    raw = night_dir / "raw"
+    for path in raw.iterdir() if raw.is_dir() else ():
+        parsed = parse_raw_filename(path.name)
+        if parsed is not None:  # a file being written has another name
+            kinds[parsed[2]].append(parsed[0])
+    return {k: sorted(v) for k, v in kinds.items()}

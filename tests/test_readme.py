@@ -45,6 +45,7 @@ def test_records_doc_matches_the_dtypes() -> None:
         ["station", "--help"],
         ["export", "--help"],
         ["summary", "--help"],
+        ["archive", "--help"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,11 +78,15 @@ class RemoteCamera:
         return str(process.get("state") or "")
 
     @property
+    def link_lost(self) -> bool:
+        """The station says the camera does not answer."""
+        return (self.status.get("link") or {}).get("answering") is False
+
+    @property
     def link(self) -> str:
         """The camera link in a few words."""
-        link = self.status.get("link") or {}
-        detail = link.get("detail") or ""
-        if link.get("answering") is False:
+        detail = (self.status.get("link") or {}).get("detail") or ""
+        if self.link_lost:
             return f"NOT ANSWERING {detail}".strip()
         return str(detail or "--")
 

@@ -1,7 +1,8 @@
 """A pause switch for the reducer: while paused, frames wait at the camera edge (spooled).
 
 The console's pause and resume commands act on it; the reducer reports each pause and resume
-as events, so the night's state and log see them like anything else.
+as events when they happen (not when the next frame comes), so the night's state and log see
+even a pause shorter than a frame.
 """
 
 from __future__ import annotations
@@ -21,16 +22,25 @@ class PauseGate:
     def __init__(self) -> None:
         self._open = anyio.Event()
         self._open.set()
+        self._closed = anyio.Event()
         self.paused = False
 
     def pause(self) -> None:
         if not self.paused:
             self.paused = True
             self._open = anyio.Event()
+            self._closed.set()
 
     def resume(self) -> None:
-        self.paused = False
-        self._open.set()
+        if self.paused:
+            self.paused = False
+            self._closed = anyio.Event()
+            self._open.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the gate is paused (returns at once if it is)."""
+        while not self.paused:
+            await self._closed.wait()
 
     async def wait_open(self) -> float:
         """Wait while paused; returns the seconds waited (0.0 when it was open)."""

@@ -287,13 +287,25 @@ async def run(
         for msg in frames:
             await reduce(msg, int(set_index(msg.lstseq)), flagged)
 
-    async with inbox, outbox, events:
+    last_taken = -1
+
+    async def report_pauses(gate: PauseGate) -> None:
+        """Each pause and resume as an event when the operator gives it, even between
+        two frames."""
+        while True:
+            await gate.wait_closed()
+            await events.send(ReductionPaused(lstseq=last_taken))
+            await events.send(ReductionResumed(paused_s=await gate.wait_open()))
+
+    async with inbox, outbox, events, anyio.create_task_group() as reporting:
+        if gate is not None:
+            reporting.start_soon(report_pauses, gate)
         async for msg in inbox:
+            last_taken = msg.lstseq
             if given_up:
                 continue  # drain: the camera stops, these frames stay for the restart
-            if gate is not None and gate.paused:
-                await events.send(ReductionPaused(lstseq=msg.lstseq))
-                await events.send(ReductionResumed(paused_s=await gate.wait_open()))
+            if gate is not None:
+                await gate.wait_open()
             setidx = int(set_index(msg.lstseq))
             if window is not None and not window[0] <= msg.lstseq < window[1]:
                 await fail(
@@ -349,3 +361,4 @@ async def run(
                 f"`mascara-actors solve {msg.path} --camera {spec.camera_id}`",
                 None,
             )
+        reporting.cancel_scope.cancel()

@@ -1,8 +1,9 @@
 """The saver actor: collect each set's records, write it whole, combine at the end.
 
 A set is written when the first frame of the next set arrives, or when the night ends. On a
-graceful stop before the end (SIGINT, SIGTERM) the open set is *not* written: its raw frames
-are in the archive and a restart reduces the set again, so no frame is lost or doubled.
+graceful stop before the end (SIGINT, SIGTERM) the open set is *not* written, unless its last
+slot has come (then it is complete, and written as it would have been): its raw frames are in
+the archive and a restart reduces the set again, so no frame is lost or doubled.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mascara_actors.messages import (
     SetSaved,
 )
 from mascara_actors.records import astrometry_dtype
+from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage import CombineReport, SetWriter
 
 __all__ = ["run", "run_slow"]
@@ -110,7 +112,10 @@ async def run(
                 await flush()
             frames.append(msg)
         if stopping.is_set():
-            if frames:
+            # A set whose last slot has come is complete: saved, as it would be later.
+            if frames and frames[-1].lstseq % SET_SIZE == SET_SIZE - 1:
+                await flush()
+            elif frames:
                 log.info(
                     "stopped mid-set %d: %d frames are left for the restart",
                     frames[0].setidx,

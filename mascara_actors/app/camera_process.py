@@ -60,7 +60,7 @@ from mascara_actors.app.camera_channel import (
     encode_command,
     finite,
 )
-from mascara_actors.control.client import ReplyWaiter
+from mascara_actors.control.client import STREAM_ENDED, ReplyWaiter
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event, FrameFailed, FrameReducedEvent, WarningEvent
 from mascara_actors.night_state import NightState
@@ -509,12 +509,7 @@ class CameraProcess:
         except anyio.DelimiterNotFound:
             log.error("camera %s: a line over %d bytes; no longer heard until it restarts",
                       self.camera, MAX_LINE_BYTES)
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-        ):
+        except STREAM_ENDED:
             pass
         finally:
             heard.set()

@@ -43,6 +43,7 @@ from mascara_actors.app.camera_channel import (
 from mascara_actors.app.reports import StationReport
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.control.client import STREAM_ENDED
 from mascara_actors.messages import Event
 from mascara_actors.night_state import NightState
 
@@ -152,13 +153,7 @@ class _Uplink:
                     log.error("supervisor: %s", exc)
                     continue
                 tg.start_soon(self._carry_out, command)
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.DelimiterNotFound,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-        ):
+        except (anyio.DelimiterNotFound, *STREAM_ENDED):
             pass
         if not self.station.stop.is_set():
             log.warning(

@@ -129,20 +129,55 @@ class BinnedSet:
         return sum(n for _, n in self.refused)
 
 
-def _half_shift(a: np.ndarray, axis: int) -> np.ndarray:
-    """``a`` resampled half a pixel forward along ``axis`` with the Keys cubic kernel.
+_SHIFT_ROWS = 32
+"""Image rows per block of :func:`_half_shift`: the block's operands stay in the cache."""
 
-    ``out[i] = (-a[i-1] + 9 a[i] + 9 a[i+1] - a[i+2]) / 16``, zeros beyond the edges.
+
+def _half_shift(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` (2-D) resampled half a pixel forward along ``axis`` with the Keys cubic kernel.
+
+    ``out[i] = (-a[i-1] + 9 a[i] + 9 a[i+1] - a[i+2]) / 16``, zeros beyond the edges,
+    computed as ``(((a[i] + a[i+1]) * 9 - a[i-1]) - a[i+2]) / 16`` in ``a``'s type, block by
+    block of rows.
     """
-    a = np.moveaxis(a, axis, 0)
     out = np.empty_like(a)
-    np.add(a[:-1], a[1:], out=out[:-1])
-    out[-1] = a[-1]
+    n = a.shape[0]
+    for r0 in range(0, n, _SHIFT_ROWS):
+        r1 = min(r0 + _SHIFT_ROWS, n)
+        if axis == 0:
+            _half_shift_rows(a, out, r0, r1)
+        else:
+            _half_shift_columns(a[r0:r1], out[r0:r1])
+    return out
+
+
+def _half_shift_columns(a: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_half_shift` along the columns (axis 1) of a block of whole rows."""
+    np.add(a[:, :-1], a[:, 1:], out=out[:, :-1])
+    out[:, -1] = a[:, -1]
     out *= 9.0
-    out[1:] -= a[:-1]
-    out[:-2] -= a[2:]
+    out[:, 1:] -= a[:, :-1]
+    out[:, :-2] -= a[:, 2:]
     out *= 1.0 / 16.0
-    return np.moveaxis(out, 0, axis)
+
+
+def _half_shift_rows(a: np.ndarray, out: np.ndarray, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`_half_shift` along the rows (axis 0) of ``a``."""
+    n = a.shape[0]
+    hi = min(r1, n - 1)  # rows with a next row
+    if hi > r0:
+        np.add(a[r0:hi], a[r0 + 1:hi + 1], out=out[r0:hi])
+    if r1 == n:
+        out[n - 1] = a[n - 1]
+    block = out[r0:r1]
+    block *= 9.0
+    lo = max(r0, 1)  # rows with a previous row
+    if r1 > lo:
+        out[lo:r1] -= a[lo - 1:r1 - 1]
+    hi = min(r1, n - 2)  # rows with the row after next
+    if hi > r0:
+        out[r0:hi] -= a[r0 + 2:hi + 2]
+    block *= 1.0 / 16.0
 
 
 class SetStack:
@@ -283,8 +318,9 @@ class SetStack:
         if len(self._headers) >= 255:
             raise FrameError(f"set {self.setidx}: more than 255 frames; sets hold {SET_SIZE}")
         frame = np.asarray(image, np.float32)
-        # One cheap sum tells whether the per-pixel NaN mask is needed at all.
-        nan = np.isnan(frame) if not np.isfinite(frame.sum(dtype=np.float64)) else None
+        # One cheap max tells whether the per-pixel NaN mask is needed at all (max is NaN
+        # when any pixel is).
+        nan = np.isnan(frame) if frame.size and np.isnan(frame.max()) else None
         if nan is not None:
             frame = np.where(nan, np.float32(0.0), frame)
         kdx, kdy = displacement_at_hadec(

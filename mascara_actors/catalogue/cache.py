@@ -46,11 +46,8 @@ _SIDECAR_KEYS = {
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_npy_cache(npy_path: Path, sidecar_path: Path, array: np.ndarray,

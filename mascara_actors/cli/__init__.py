@@ -30,6 +30,7 @@ DEFAULT_REPLAY = REPO_ROOT / "replay_data" / "night"
 
 
 COMMANDS = {
+    "archive": "mascara_actors.cli.archive",
     "console": "mascara_actors.cli.console",
     "simulate": "mascara_actors.cli.simulate",
     "live": "mascara_actors.cli.live",

@@ -31,9 +31,9 @@ import numpy as np
 from hw.recorded import paced_frames
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.pipeline import NightReport, run_night
+from mascara_actors.app.replay import ReplayJob, plan_replay
 from mascara_actors.app.supervisor import station_state_dir
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.cli.station import add_station_options, station_argv
 from mascara_actors.config import Config, load_config
 from mascara_actors.control import ControlClient, ControlError

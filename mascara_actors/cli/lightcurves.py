@@ -13,7 +13,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from mascara_actors.progress import ProgressBar
+from mascara_actors.cli.progress import progress_bar
 
 __all__ = ["add_baseline", "add_calibrate", "add_simulate", "run_baseline", "run_calibrate",
            "run_simulate"]
@@ -120,17 +120,14 @@ def run_simulate(args: argparse.Namespace) -> int:
                                offset_hours=args.offset_hours,
                                every_set=args.every_set, weather=args.weather,
                                sensor=args.sensor)
-    bar = ProgressBar(1, unit="sets")
+    with progress_bar() as bar:
+        task = bar.add_task(f"simulate {args.camera}", total=None, unit="sets", note="")
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-    try:
         report = simulate_lightcurves(args.outdir, sim, config=config, workers=args.workers,
                                       progress=progress)
-    finally:
-        bar.close()
     print(f"simulated {len(report.nightly_files)} nights of {report.nstars} stars "
           f"({report.nrecords} points) into {report.outdir}; truth: {report.truth_file}\n"
           f"next: mascara-actors baseline {report.outdir}/*/lightcurves/fast_*.hdf5 "
@@ -141,18 +138,15 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_baseline(args: argparse.Namespace) -> int:
     from mascara_actors.storage.baseline import build_baseline
 
-    bar = ProgressBar(1, unit="stars")
+    with progress_bar() as bar:
+        task = bar.add_task("baseline", total=None, unit="stars", note="")
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-    try:
         report = build_baseline(args.files, args.out,
                                 compression=None if args.compression == "none" else
                                 args.compression, progress=progress)
-    finally:
-        bar.close()
     print(f"baseline {report.output}: {len(report.nights)} nights ({report.nights[0]} to "
           f"{report.nights[-1]}), {report.nstars} stars, {report.nrecords} points\n"
           f"next: mascara-actors calibrate {report.output} --out calibration", file=sys.stderr)
@@ -169,19 +163,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     settings = DecorrelationSettings(aperture=args.aperture, workers=args.workers,
                                      max_iter=args.max_iter, tol=args.tol, vmax=args.vmax)
-    bar = ProgressBar(1, unit="patches")
-
-    def progress(stage: str, done: int, total: int, note: str) -> None:
-        bar.total = total
-        bar.update(done, note)
-
     result: CalibrationResult | NotConverged
-    try:
-        result = calibrate_baseline(args.baseline, args.out, settings, progress=progress)
-    except NotConverged as exc:
-        result = exc
-    finally:
-        bar.close()
+    with progress_bar() as bar:
+        task = bar.add_task("calibrate", total=None, unit="patches", note="")
+
+        def progress(stage: str, done: int, total: int, note: str) -> None:
+            bar.update(task, description=f"calibrate: {stage}", completed=done, total=total,
+                       note=note)
+
+        try:
+            result = calibrate_baseline(args.baseline, args.out, settings, progress=progress)
+        except NotConverged as exc:
+            result = exc
     if isinstance(result, NotConverged):
         print(f"mascara-actors: {result}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -44,12 +45,14 @@ from mascara_actors.app.camera_uplink import ForwardingState, run_supervised
 from mascara_actors.app.reports import StationReport, calibration_start
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
 from mascara_actors.night_state import NightState
 from mascara_actors.night_window import night_window
-from mascara_actors.progress import ProgressBar
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import lstseq2date
+from mascara_actors.storage import NightId
 
 __all__ = [
     "add_camera_options",
@@ -174,14 +177,34 @@ def _readout_address(text: str) -> tuple[str, int]:
 
 
 def _simulated_start(args: argparse.Namespace, config: Config) -> int:
-    """The slot the simulated camera clock starts in."""
+    """The slot the simulated camera clock starts in (blocking: reads the raw archive).
+
+    The start of the night of ``--date`` (or just before its dusk calibration); but when that
+    night's raw archive already holds frames (a restart), just before the slot after the
+    last of them: a restarted camera neither waits through the slots already taken nor
+    loses any, as if its clock had gone on while its pipeline was away.
+    """
     camera = config.camera(args.camera)
     if args.start == "night":
-        return choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
-    # the night of --date: its dusk is after noon UTC of that date at both sites
-    noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
-    window = night_window(camera.site, noon, config.reduction.night)
-    return calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
+        start = choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
+        window = night_window(camera.site, float(lstseq2date(start)), config.reduction.night)
+    else:
+        # the night of --date: its dusk is after noon UTC of that date at both sites
+        noon = float(lstseq2date(choose_start_lstseq(camera, args.date, sun_alt_deg=0.0))) - 0.3
+        window = night_window(camera.site, noon, config.reduction.night)
+        start = calibration_start(window, config, lead_slots=_LEAD_SLOTS) - 10
+    nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
+    names = _names(nid.night_dir(Path(args.out)) / "raw")
+    taken = [parsed[0] for parsed in map(parse_raw_filename, names) if parsed is not None]
+    return max(start, max(taken, default=start) - _LEAD_SLOTS)
+
+
+def _names(directory: Path) -> list[str]:
+    """The file names in ``directory`` (none when it does not exist)."""
+    try:
+        return [entry.name for entry in os.scandir(directory)]
+    except FileNotFoundError:
+        return []
 
 
 @contextlib.asynccontextmanager
@@ -289,17 +312,17 @@ async def _live(args: argparse.Namespace, config: Config, state: NightState) -> 
     async with open_station(args, config, state=state, stop=stop, handle_signals=True) as station:
         if args.supervisor_fd is not None:  # a camera process of `mascara-actors station`
             return await run_supervised(station, catalogue, args.supervisor_fd)
-        bar = ProgressBar(args.frames or 0)
         result: list[StationReport] = []
 
         async def main() -> None:
             result.append(await station.run(catalogue))
             tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(main)
-            while True:
-                bar.update(state.frames_done, station.phase)
-                await anyio.sleep(0.5)
-        bar.close()
+        with progress_bar() as bar:
+            task = bar.add_task(args.camera, total=args.frames or None, unit="frames", note="")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(main)
+                while True:
+                    bar.update(task, completed=state.frames_done, note=station.phase)
+                    await anyio.sleep(0.5)
         return result[0]

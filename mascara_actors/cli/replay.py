@@ -11,224 +11,23 @@ again finishes the night.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
-from hw.recorded import RecordedNight, paced_frames
-from mascara_actors.actors.pipeline import (
-    NightPlan,
-    NightReport,
-    run_night,
-    stop_on_signals,
-)
-from mascara_actors.actors.resume import resume_point
-from mascara_actors.calibration import make_masters
+from mascara_actors.actors.pipeline import NightReport, run_night, stop_on_signals
+from mascara_actors.app.replay import ReplayJob, plan_replay, record_complete, replay_frames
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import CameraConfig, Config, load_config
-from mascara_actors.errors import ConfigError, FrameError
-from mascara_actors.frames import FrameReady
-from mascara_actors.messages import WorkerSpec
+from mascara_actors.cli.progress import progress_bar
+from mascara_actors.config import load_config
 from mascara_actors.night_state import NightState
-from mascara_actors.night_window import NightWindow, night_window
-from mascara_actors.progress import ProgressBar
-from mascara_actors.rawframe import RawHeader, read_raw
-from mascara_actors.sidereal import lstseq2date, slot_length_solar_s
-from mascara_actors.storage import NightId, NightLock
+from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.summary import summarise_night
 
-__all__ = ["ReplayJob", "plan_replay", "run"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayJob:
-    """A recorded night, ready to replay (what :func:`plan_replay` found)."""
-
-    plan: NightPlan
-    frames: tuple[tuple[int, Path], ...]
-    """(lstseq, path) of the science frames still to reduce, in lstseq order."""
-    rebin: tuple[tuple[int, Path], ...]
-    """(lstseq, path) of the frames whose fast photometry is on disk but whose set's binned
-    image is not: binned again, not reduced (and not paced)."""
-    total: int
-    """Science frames in the recorded night."""
-    skipped: int
-    """Science frames of sets already on disk from an earlier run (not reduced again)."""
-    notes: tuple[str, ...]
-    """Remarks for the user (which master dark is used, ...)."""
-
-
-def _first_header(night: RecordedNight) -> tuple[Path, RawHeader]:
-    """The header of the first frame that reads (a bad frame fails alone, later)."""
-    problems = []
-    for frame in night.frames():
-        try:
-            return frame.path, read_raw(frame.path).header
-        except FrameError as exc:
-            problems.append(str(exc))
-    raise ConfigError(
-        f"recorded night {night.directory}: no frame can be read ({len(problems)} tried; "
-        f"first: {problems[0] if problems else 'none'})"
-    )
-
-
-def _camera(config: Config, night: RecordedNight, camera_id: str | None) -> CameraConfig:
-    first = night.frames()[0]
-    path, header = _first_header(night)
-    if camera_id is None:
-        sites = [s for s in config.sites.values() if s.name == header.site]
-        if not sites:
-            raise ConfigError(
-                f"{path}: SITE-OBS {header.site!r} is not a configured site "
-                f"({sorted(config.sites)}); pass --camera"
-            )
-        camera_id = sites[0].code + header.camera
-    camera = config.camera(camera_id)
-    if camera.letter != first.camera:
-        raise ConfigError(
-            f"--camera {camera_id} but the frames in {night.directory} are of camera "
-            f"{first.camera}: pass the id of camera {first.camera} or leave --camera out"
-        )
-    return camera
-
-
-def plan_replay(
-    directory: str | Path,
-    out: str | Path,
-    *,
-    config: Config,
-    camera_id: str | None = None,
-    realtime: bool = False,
-) -> ReplayJob:
-    """Scan a recorded night, make its masters and plan its replay into ``out``.
-
-    Frames are taken in lstseq order whatever the order of the files; frames of sets that
-    an earlier run already wrote are left out (the night resumes).
-
-    Parameters
-    ----------
-    directory
-        The recorded night (raw FITS files named by lstseq).
-    out
-        Output directory; the night goes to ``out/{night}{SITE}{CAM}/``.
-    config
-        The configuration.
-    camera_id
-        Camera id such as ``"LPC"``; default from the frames' headers.
-    realtime
-        The replay will be paced at the real cadence (the camera edge then never waits).
-
-    Raises
-    ------
-    ConfigError
-        Directory missing, empty, mixing cameras, without science frames, or a camera that
-        does not match the frames.
-    """
-    night = RecordedNight(directory)
-    camera = _camera(config, night, camera_id)
-    science = [(f.lstseq, f.path) for f in night.frames("science")]
-    if not science:
-        raise ConfigError(
-            f"recorded night {directory} holds no science frames (only "
-            f"{len(night)} calibration frames): nothing to reduce"
-        )
-    window = replay_window(config, camera, [lstseq for lstseq, _ in science])
-    nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
-    out = Path(out)
-    night_dir = nid.night_dir(out)
-    # Refuse a second replay of the same night before touching its masters or dark table.
-    calibration, calibration_note = _calibration_frames(night, first_science=science[0][0])
-    with NightLock(night_dir):
-        masters = make_masters(
-            bias=calibration["bias"],
-            dark=calibration["dark"],
-            flat=calibration["flat"],
-            camera_letter=camera.letter,
-            calibration=config.reduction.calibration,
-            binned_dir=night_dir / "binned",
-            state_dir=out / "state",
-        )
-    notes = [*([calibration_note] if calibration_note else []), *masters.notes]
-    resume = resume_point(night_dir)
-    todo = tuple(f for f in science if not resume.skips(f[0]) and not resume.rebins(f[0]))
-    rebin = tuple(f for f in science if resume.rebins(f[0]))
-    notes.extend(resume.notes)
-    if rebin:
-        notes.append(
-            f"resuming: {len(resume.rebin_sets)} sets have their fast photometry on disk but "
-            f"not their binned image: their {len(rebin)} frames are binned again"
-        )
-    if len(todo) + len(rebin) < len(science):
-        notes.append(
-            f"resuming: {len(science) - len(todo) - len(rebin)} frames of "
-            f"{len(resume.done_sets)} sets are "
-            f"already on disk in {night_dir}"
-        )
-    plan = NightPlan(
-        config=config,
-        camera=camera,
-        night=nid,
-        out_dir=out,
-        worker=WorkerSpec(camera.id, str(config.directory), masters.dark, masters.flat),
-        frames_expected=len(todo),
-        live=realtime,
-        window=(window.start_lstseq, window.stop_lstseq),
-    )
-    return ReplayJob(
-        plan=plan,
-        frames=todo,
-        rebin=rebin,
-        total=len(science),
-        skipped=len(science) - len(todo) - len(rebin),
-        notes=tuple(notes),
-    )
-
-
-def _calibration_frames(
-    night: RecordedNight, *, first_science: int
-) -> tuple[dict[str, list[Path]], str | None]:
-    """The calibration frames the night's masters are made from, by kind, and a note.
-
-    A station makes its masters from the calibration taken before its science (dusk) and
-    keeps them all night; the later ones (a dark sequence, the dawn calibration) are for
-    the next night's dark table. So a replay of a station's raw archive uses the frames
-    before ``first_science`` (an lstseq) and reduces the frames as the station did, byte for
-    byte. A recording with no calibration before its science uses all of its frames.
-    """
-    frames = [f for f in night.frames() if f.kind in ("bias", "dark", "flat")]
-    before = [f for f in frames if f.lstseq < first_science]
-    chosen = before or frames
-    note = None
-    if before and len(before) < len(frames):
-        note = (
-            f"masters from the {len(before)} calibration frames taken before the science, as "
-            f"the station did; the {len(frames) - len(before)} taken later (a dark sequence, "
-            "the dawn calibration) are left out"
-        )
-    return {k: [f.path for f in chosen if f.kind == k] for k in ("bias", "dark", "flat")}, note
-
-
-REPLAY_SUN_ALT_DEG = 10.0
-"""The replay accepts the frames taken with the Sun below this altitude (the highest a
-station may be configured to observe at) in the night of most of the frames."""
-
-
-def replay_window(config: Config, camera: CameraConfig, lstseqs: list[int]) -> NightWindow:
-    """The night most of ``lstseqs`` belong to, from Sun +10 deg at dusk to +10 deg at dawn:
-    a frame outside it is of another night."""
-    middle = sorted(lstseqs)[len(lstseqs) // 2]
-    wide = dataclasses.replace(
-        config.reduction.night,
-        sun_alt_start_deg=REPLAY_SUN_ALT_DEG,
-        sun_alt_stop_deg=REPLAY_SUN_ALT_DEG,
-    )
-    return night_window(camera.site, float(lstseq2date(middle, format="jd")), wide)
+__all__ = ["run"]
 
 
 def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
@@ -280,6 +79,8 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
         return 1
     # The end-of-night chain: the summary is written always (it lists what is missing),
     # mailed only when asked.
+    if not report.missing:
+        record_complete(job)
     outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)))
     print(f"summary: {outcome.html_path}", file=sys.stderr)
     for problem in outcome.problems:
@@ -303,7 +104,6 @@ async def _replay(
     """The replay under this process's signal handling (first SIGINT/SIGTERM: stop
     gracefully; second: at once); None when stopped before the night began."""
     stop = anyio.Event()
-    bar = ProgressBar(job.plan.frames_expected)
     result: list[NightReport] = []
 
     async def main() -> None:
@@ -312,7 +112,7 @@ async def _replay(
             result.append(
                 await run_night(
                     job.plan,
-                    _frames(job, realtime=realtime, speed=speed),
+                    replay_frames(job, realtime=realtime, speed=speed),
                     catalogue,
                     state=state,
                     stop=stop,
@@ -321,24 +121,19 @@ async def _replay(
             )
         tg.cancel_scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
-        tg.start_soon(main)
-        while True:
-            note = f"errors {state.frames_failed}" if state.frames_failed else ""
-            bar.update(state.frames_done, note)
-            await anyio.sleep(0.25)
-    bar.update(state.frames_done)
-    bar.close()
+    with progress_bar() as bar:
+        task = bar.add_task(
+            job.plan.camera.id, total=job.plan.frames_expected, unit="frames", note=""
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
+            tg.start_soon(main)
+            while True:
+                note = f"errors {state.frames_failed}" if state.frames_failed else ""
+                bar.update(task, completed=state.frames_done, note=note)
+                await anyio.sleep(0.25)
+        bar.update(task, completed=state.frames_done)
     return result[0] if result else None
-
-
-async def _frames(job: ReplayJob, *, realtime: bool, speed: float) -> AsyncIterator[FrameReady]:
-    """The frames to bin again at once, then the frames to reduce (paced when asked)."""
-    for source in (paced_frames(job.rebin), paced_frames(job.frames, realtime=realtime,
-                                                        speed=speed)):
-        async for frame in source:
-            yield frame
 
 
 def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -> None:

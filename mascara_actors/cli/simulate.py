@@ -11,9 +11,9 @@ from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
 from hw.sim.sky import SimulationSettings, misaligned_model
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.progress import ProgressBar
 from mascara_actors.sidereal import SET_SIZE, set_index
 
 __all__ = ["add_parser", "run"]
@@ -114,23 +114,23 @@ def run(args: argparse.Namespace) -> int:
         transits=tuple(args.transit),
     )
     total = args.frames + args.darks + args.bias + args.flats
-    bar = ProgressBar(total)
-    info = record_night(
-        args.outdir,
-        camera,
-        catalogue,
-        start_lstseq=start,
-        n_science=args.frames,
-        sensor=sensor,
-        true_model=true,
-        settings=settings,
-        n_bias=args.bias,
-        n_dark=args.darks,
-        n_flat=args.flats,
-        compression=args.compression,
-        progress=lambda done, _total: bar.update(done),
-    )
-    bar.close()
+    with progress_bar() as bar:
+        task = bar.add_task(camera.id, total=total, unit="frames", note="")
+        info = record_night(
+            args.outdir,
+            camera,
+            catalogue,
+            start_lstseq=start,
+            n_science=args.frames,
+            sensor=sensor,
+            true_model=true,
+            settings=settings,
+            n_bias=args.bias,
+            n_dark=args.darks,
+            n_flat=args.flats,
+            compression=args.compression,
+            progress=lambda done, _total: bar.update(task, completed=done),
+        )
     print(
         f"recorded {info.n_frames} frames of {camera.id} into {args.outdir} "
         f"(science lstseq {start}..{start + args.frames - 1}); replay it with\n"

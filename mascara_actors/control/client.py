@@ -41,9 +41,18 @@ from mascara_actors.control.protocol import (
     encode_command,
 )
 
-__all__ = ["ControlClient", "ReplyWaiter"]
+__all__ = ["STREAM_ENDED", "ControlClient", "ReplyWaiter"]
 
 R = TypeVar("R")
+
+STREAM_ENDED = (
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+"""What a reader of a line stream gets when its peer has gone: the stream closed, cut
+inside a line, or reset. (A line over the limit is ``anyio.DelimiterNotFound``.)"""
 
 log = logging.getLogger(__name__)
 
@@ -245,12 +254,7 @@ class ControlClient:
                     self._route(item)
                 else:
                     self._push(item)
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-        ):
+        except STREAM_ENDED:
             pass
         except anyio.DelimiterNotFound:
             log.warning("control: the station sent a line over %d bytes; closing", MAX_LINE_BYTES)

@@ -31,11 +31,22 @@ def _h5type(dtype: np.dtype) -> h5t.TypeID:
 
 def _dcpl(shape: tuple[int, ...], chunks: tuple[int, ...] | None,
           compression: str | None, level: int, shuffle: bool) -> h5p.PropDCID:
+    if chunks is None or not all(shape):
+        return _make_dcpl(None, None, level, False)
+    return _make_dcpl(tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)),
+                      compression, level, shuffle)
+
+
+@functools.lru_cache(maxsize=256)
+def _make_dcpl(chunk: tuple[int, ...] | None, compression: str | None, level: int,
+               shuffle: bool) -> h5p.PropDCID:
+    # One property list per layout, reused: a night's file has thousands of datasets of a
+    # few layouts (HDF5 copies the list into each dataset; it is never modified here).
     dcpl = h5p.create(h5p.DATASET_CREATE)
     # no timestamps: two runs over the same data give the same bytes
     dcpl.set_obj_track_times(False)
-    if chunks is not None and all(shape):
-        dcpl.set_chunk(tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)))
+    if chunk is not None:
+        dcpl.set_chunk(chunk)
         if shuffle:
             dcpl.set_shuffle()
         if compression == "gzip":

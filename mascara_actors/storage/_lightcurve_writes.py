@@ -7,7 +7,6 @@ night or the nights; light curves are compressed in worker threads when a pool i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypedDict
@@ -66,17 +65,39 @@ def star_chunks(counts: np.ndarray, chunk_stars: int, chunk_records: int) -> lis
     return out
 
 
+DEFLATE_BATCH = 1 << 20
+"""Bytes of light curves per compression task of the thread pool (a short light curve is
+compressed faster than a task is handed over)."""
+
+
+def _batches(curves: Sequence[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+    """Consecutive light curves in batches of about :data:`DEFLATE_BATCH` bytes (a curve
+    alone when it holds more)."""
+    out: list[list[tuple[int, np.ndarray]]] = []
+    size = DEFLATE_BATCH
+    for curve in curves:
+        if size >= DEFLATE_BATCH:
+            out.append([])
+            size = 0
+        out[-1].append(curve)
+        size += curve[1].nbytes
+    return out
+
+
+def _deflate_batch(batch: list[tuple[int, np.ndarray]]) -> list[list[bytes]]:
+    return [deflate_chunks(c, chunk=LC_CHUNK, level=GZIP_LEVEL, shuffle=True) for _, c in batch]
+
+
 def write_curves(group: h5py.Group, curves: Sequence[tuple[int, np.ndarray]],
                  compression: str | None, pool: ThreadPoolExecutor | None) -> None:
-    """``group[str(id)]`` for each (id, records); gzip in the pool's threads when given
-    (HDF5 writes stay in this thread)."""
+    """``group[str(id)]`` for each (id, records); gzip in the pool's threads when given, by
+    batches of about :data:`DEFLATE_BATCH` bytes (HDF5 writes stay in this thread)."""
     if pool is not None:
-        deflate = functools.partial(deflate_chunks, chunk=LC_CHUNK, level=GZIP_LEVEL,
-                                    shuffle=True)
-        packed = pool.map(deflate, (c for _, c in curves))
-        for (i, c), payload in zip(curves, packed, strict=True):
-            create_deflated_dataset(group, str(i), c.dtype, len(c), payload, chunk=LC_CHUNK,
-                                    level=GZIP_LEVEL, shuffle=True)
+        batches = _batches(curves)
+        for batch, payloads in zip(batches, pool.map(_deflate_batch, batches), strict=True):
+            for (i, c), payload in zip(batch, payloads, strict=True):
+                create_deflated_dataset(group, str(i), c.dtype, len(c), payload,
+                                        chunk=LC_CHUNK, level=GZIP_LEVEL, shuffle=True)
         return
     kwargs = filters(compression)
     for i, c in curves:

@@ -21,7 +21,7 @@ from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
 from mascara_actors.summary.report import NightSummary, collect_summary
 
-__all__ = ["SummaryOutcome", "make_images", "summarise_night", "summary_dir"]
+__all__ = ["SummaryOutcome", "make_images", "report_path", "summarise_night", "summary_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 def summary_dir(night_dir: str | Path) -> Path:
     """``{night_dir}/summary``, where the report files go."""
     return Path(night_dir) / "summary"
+
+
+def report_path(directory: Path, tag: str, suffix: str) -> Path:
+    """The report page ``{directory}/summary_{tag}{suffix}`` (``.html`` or ``.txt``) of a
+    camera-night (tag ``20260320LPC``) or of a station's night (``20260320LP``)."""
+    return directory / f"summary_{tag}{suffix}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,9 +134,9 @@ def summarise_night(
     image_paths: list[Path] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
-        html_path = atomic_write_text(out / f"summary_{summary.tag}.html",
+        html_path = atomic_write_text(report_path(out, summary.tag, ".html"),
                                       render_html(summary, images, embed="data"))
-        text_path = atomic_write_text(out / f"summary_{summary.tag}.txt",
+        text_path = atomic_write_text(report_path(out, summary.tag, ".txt"),
                                       render_text(summary, images))
         image_paths = [atomic_write_bytes(out / img.name, img.png) for img in images]
         log.info("summary of %s written to %s", summary.tag, html_path)

@@ -36,6 +36,7 @@ from mascara_actors.storage import NightId, read_json_state, write_json_state
 from mascara_actors.summary.html import Image
 from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
+from mascara_actors.summary.night import report_path
 from mascara_actors.summary.station_html import render_station_html, render_station_text
 from mascara_actors.summary.station_plots import CameraSky, station_sky_map
 from mascara_actors.summary.station_report import CameraRow, camera_row
@@ -168,10 +169,10 @@ def summarise_station(
     try:
         target.mkdir(parents=True, exist_ok=True)
         html_path = atomic_write_text(
-            target / f"summary_{tag}.html",
+            report_path(target, tag, ".html"),
             render_station_html(tag, rows, images, generated=generated, base=target))
         text_path = atomic_write_text(
-            target / f"summary_{tag}.txt",
+            report_path(target, tag, ".txt"),
             render_station_text(tag, rows, images, generated=generated))
         image_paths = [atomic_write_bytes(target / img.name, img.png) for img in images]
         log.info("station summary of %s written to %s", tag, html_path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mascara_actors.errors import StorageError
 from mascara_actors.storage import NightFile, NightId, nightly_file_path
-from mascara_actors.summary.night import summary_dir
+from mascara_actors.summary.night import report_path, summary_dir
 from mascara_actors.summary.report import NightSummary, collect_summary
 from mascara_actors.summary.station_plots import CameraSky
 
@@ -92,7 +92,7 @@ def camera_row(out_dir: str | Path, night: str, site: str, camera: str, *,
                          note=f"not read: {type(exc).__name__}: {exc}")
     files = tuple((kind, nightly_file_path(night_dir, kind).is_file())
                   for kind in ("fast", "slow"))
-    page = summary_dir(night_dir) / f"summary_{summary.tag}.html"
+    page = report_path(summary_dir(night_dir), summary.tag, ".html")
     sky, sky_note = None, ""
     if summary.nightly_file is not None:
         try:

@@ -30,7 +30,7 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config
 from mascara_actors.ephemeris import site_location
 from mascara_actors.night_window import NightWindow, night_window
-from mascara_actors.rawframe import parse_raw_filename, read_raw
+from mascara_actors.rawframe import read_raw
 from mascara_actors.sidereal import lstseq2date
 
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
@@ -42,6 +42,7 @@ from tests.stations import (
     SUN_ALT,
     VMAX,
     lpc_station,
+    raw_frames,
     short_night_config,
     sky_device,
 )
@@ -67,15 +68,6 @@ def sun_alt(config: Config, lstseq: int) -> float:
     loc = site_location(config.camera("LPC").site)
     return float(get_body("sun", t, loc).transform_to(AltAz(obstime=t, location=loc)).alt.deg)
 
-
-def frames_of(night_dir: Path) -> dict[str, list[int]]:
-    """lstseqs of the raw frames in the night's archive, by kind."""
-    kinds: dict[str, list[int]] = {"science": [], "bias": [], "dark": [], "flat": []}
-    for path in (night_dir / "raw").iterdir():
-        parsed = parse_raw_filename(path.name)
-        assert parsed is not None, path
-        kinds[parsed[2]].append(parsed[0])
-    return {k: sorted(v) for k, v in kinds.items()}
 
 
 @pytest.fixture
@@ -112,7 +104,7 @@ async def test_dusk_calibration_then_science_from_the_sun(
     def check() -> None:  # reads the files: in a worker thread, not on the loop
         assert report.window == window
         assert [c.when for c in report.calibrations] == ["dusk", "operator", "dawn"]
-        kinds = frames_of(report.night_dir)
+        kinds = raw_frames(report.night_dir)
         science, darks = kinds["science"], kinds["dark"]
         dusk, operator_run, dawn = report.calibrations
         # the dusk sequence: N_CAL of each kind, all before the gap that precedes the night
@@ -179,7 +171,7 @@ async def test_science_stops_at_dawn_from_the_sun(
 
     def check() -> None:  # reads the files: in a worker thread, not on the loop
         assert report.window == dawn
-        kinds = frames_of(report.night_dir)
+        kinds = raw_frames(report.night_dir)
         science = kinds["science"]
         # the station switched the cooler on at the configured set-point: the CCD cools down
         assert cooling.cooler_on

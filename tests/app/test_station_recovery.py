@@ -26,11 +26,10 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import ConfigError
 from mascara_actors.night_window import NightWindow
-from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.storage import NightFile, list_set_files
 
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
-from tests.stations import lpc_station, short_night_config, sky_device
+from tests.stations import lpc_station, raw_frames, short_night_config, sky_device
 
 #: Frames per calibration kind (and the fewest a master needs).
 N_QUICK = 3
@@ -59,11 +58,6 @@ def quick_night_config(directory: Path) -> Path:
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return quick_night_config(tmp_path_factory.mktemp("config"))
 
-
-def science_of(night_dir: Path) -> list[int]:
-    """lstseqs of the science frames in the night's raw archive."""
-    parsed = [parse_raw_filename(p.name) for p in (night_dir / "raw").iterdir()]
-    return sorted(p[0] for p in parsed if p is not None and p[2] == "science")
 
 
 def events_of(night_dir: Path, kind: str) -> list[dict]:
@@ -108,7 +102,7 @@ async def test_a_lost_frame_is_replaced_by_the_next_slot_and_reported(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(corrupt_one)
                 report: StationReport = await station.run(catalogue)
-    science = science_of(report.night_dir)
+    science = raw_frames(report.night_dir)["science"]
     assert len(science) == 12
     first = science[0]
     lost = sorted(set(range(first, first + 13)) - set(science))
@@ -172,7 +166,7 @@ async def test_a_restarted_night_goes_on_after_the_frames_on_disk(
 
     done = set(await anyio.to_thread.run_sync(list_set_files, night, "fast"))
     before = await anyio.to_thread.run_sync(raw_files)
-    science1 = await anyio.to_thread.run_sync(science_of, night)
+    science1 = (await anyio.to_thread.run_sync(raw_frames, night))["science"]
     assert len(science1) >= 12
     open_set = [s for s in science1 if s // 50 not in done]
     assert open_set  # frames of the open set are on disk, not saved yet
@@ -191,7 +185,7 @@ async def test_a_restarted_night_goes_on_after_the_frames_on_disk(
         assert after[name] == seen, name
     assert station.stats.existing == 0
     # the camera was armed right after the frames on disk: one run of consecutive slots
-    science = await anyio.to_thread.run_sync(science_of, night)
+    science = (await anyio.to_thread.run_sync(raw_frames, night))["science"]
     assert science == list(range(science1[0], science1[0] + total))
     assert station.stats.frames == total - len(science1)
     assert f"camera LPC armed from lstseq {science1[-1] + 1}" in caplog.text

@@ -6,10 +6,10 @@ it runs, the scenario
 
 1. kills one camera's pipeline with SIGKILL early in its science, closes the station's
    terminal (SIGHUP) and starts a second station on the same output directory;
-2. attaches a console (Textual Pilot, through the control socket only), reads the panels,
-   opens a camera's detailed view and detaches (``q``): the station goes on;
-3. attaches a second console beside a plain client, pauses and resumes a camera and takes
-   darks on it from the keyboard;
+2. attaches a console (Textual Pilot, through the control socket only) beside a plain
+   client, pauses and resumes a camera and takes darks on it from the keyboard;
+3. attaches a second console, reads the panels, opens a camera's detailed view and
+   detaches (``q``): the station goes on;
 4. feeds the socket arbitrary byte streams (hypothesis), each on a connection of its own;
 
 then waits for the night to end. The killed camera's nightly files are compared, byte for
@@ -43,10 +43,11 @@ from hypothesis import strategies as st
 from mascara_actors.calibration import read_dark_table
 from mascara_actors.config import load_config
 from mascara_actors.control import ControlClient, EventNotice
-from mascara_actors.rawframe import parse_raw_filename, read_raw
+from mascara_actors.rawframe import read_raw
 from mascara_actors.storage import NightFile
 from tests.app.test_station_recovery import N_QUICK, quick_night_config
 from tests.app.test_supervisor import ENV
+from tests.stations import raw_frames
 from tui.screens.station import CameraScreen, StationScreen
 from tui.station_app import StationConsole
 from tui.station_link import StationLink
@@ -55,7 +56,7 @@ from tui.widgets.camera_panel import CameraPanel
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CAMERAS = ("LPN", "LPE", "LPS", "LPW", "LPC")
-FRAMES = 30
+FRAMES = 24
 SPEED = 5
 NIGHT = "20260320"
 KILLED = "LPN"
@@ -177,8 +178,39 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
             partial(subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=ENV)
         )
 
-        # 2. a console attaches: the other cameras in science, the killed one restarted; a
-        # detailed view; q detaches
+        # 2. a console: pause, resume and take darks on one camera (first: the operator's darks
+        # must come while that camera's science goes on)
+        second = console()
+        async with second.run_test(size=(120, 40)) as pilot:
+            with anyio.fail_after(30):
+                while len(second.link.cameras) < 5:
+                    await pilot.pause(0.1)
+            await pilot.pause(0.3)
+            await pilot.press("tab")  # LPN has the focus first; LPE is next
+            assert second.selected() == PAUSED
+            await pilot.press("p")
+            with anyio.fail_after(30):
+                while not (await status(PAUSED))["paused"]:
+                    await pilot.pause(0.1)
+            night.paused_seen_by_other = True
+            await pilot.pause(1.0)
+            await pilot.press("p")
+            with anyio.fail_after(30):
+                while (await status(PAUSED))["paused"]:
+                    await pilot.pause(0.1)
+            with anyio.fail_after(60):  # darks are taken between science frames
+                while (await status(PAUSED))["phase"] != "science":
+                    await pilot.pause(0.1)
+            await pilot.press("d")
+            with anyio.fail_after(120):
+                while len(second.said) < 3:
+                    await pilot.pause(0.2)
+            night.said = list(second.said)
+            mark("darks taken")
+            await pilot.press("q")
+
+        # 3. another console attaches: the other cameras in science, the killed one restarted;
+        # a detailed view; q detaches
         first = console()
         async with first.run_test(size=(200, 50)) as pilot:
             with anyio.fail_after(180):
@@ -211,33 +243,6 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
         night.frames_after_detach = (before, after)
 
         mark("detached")
-        # 3. a second console: pause, resume and take darks on one camera
-        second = console()
-        async with second.run_test(size=(120, 40)) as pilot:
-            with anyio.fail_after(30):
-                while len(second.link.cameras) < 5:
-                    await pilot.pause(0.1)
-            await pilot.pause(0.3)
-            await pilot.press("tab")  # LPN has the focus first; LPE is next
-            assert second.selected() == PAUSED
-            await pilot.press("p")
-            with anyio.fail_after(30):
-                while not (await status(PAUSED))["paused"]:
-                    await pilot.pause(0.1)
-            night.paused_seen_by_other = True
-            await pilot.pause(1.0)
-            await pilot.press("p")
-            with anyio.fail_after(30):
-                while (await status(PAUSED))["paused"]:
-                    await pilot.pause(0.1)
-            await pilot.press("d")
-            with anyio.fail_after(120):
-                while len(second.said) < 3:
-                    await pilot.pause(0.2)
-            night.said = list(second.said)
-            mark("darks taken")
-            await pilot.press("q")
-
         # 4. arbitrary bytes on the socket while the cameras observe
         await anyio.to_thread.run_sync(_fuzz, sock, night)
         night.status_after_fuzz = (await client.send("status")).unwrap()
@@ -277,14 +282,6 @@ def station_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
     return night
 
 
-def _raw(night_dir: Path) -> dict[str, list[int]]:
-    kinds: dict[str, list[int]] = {"science": [], "dark": [], "bias": [], "flat": []}
-    for path in (night_dir / "raw").iterdir():
-        parsed = parse_raw_filename(path.name)
-        assert parsed is not None, path
-        kinds[parsed[2]].append(parsed[0])
-    return {k: sorted(v) for k, v in kinds.items()}
-
 
 def test_consoles_attach_detach_and_command_the_station(station_night: Night) -> None:
     night = station_night
@@ -311,7 +308,7 @@ def test_consoles_attach_detach_and_command_the_station(station_night: Night) ->
     assert night.said[2].startswith(f"{PAUSED}: took {N_QUICK} darks"), (night.said, night.marks)
     kinds = [e["kind"] for c, e in night.events if c == PAUSED]
     assert kinds.index("ReductionPaused") < kinds.index("ReductionResumed")
-    darks = _raw(night.out / f"{NIGHT}{PAUSED}")
+    darks = raw_frames(night.out / f"{NIGHT}{PAUSED}")
     science = darks["science"]
     operator = [d for d in darks["dark"] if science[0] < d < science[-1]]
     assert len(operator) == N_QUICK
@@ -327,7 +324,7 @@ def test_arbitrary_bytes_on_the_socket_cost_no_frame(station_night: Night) -> No
     assert night.code == 0, night.log
     for camera in CAMERAS:
         night_dir = night.out / f"{NIGHT}{camera}"
-        kinds = _raw(night_dir)
+        kinds = raw_frames(night_dir)
         science = kinds["science"]
         assert len(science) == FRAMES, camera
         # every slot from the first science frame to the last holds a frame, but the (up to
@@ -401,7 +398,7 @@ def test_each_camera_runs_its_night_from_darks_to_dawn(station_night: Night) -> 
     assert night.code == 0, night.log
     for camera in CAMERAS:
         night_dir = night.out / f"{NIGHT}{camera}"
-        raw = _raw(night_dir)
+        raw = raw_frames(night_dir)
         science = raw["science"]
         dusk, dawn = raw["dark"][:N_QUICK], raw["dark"][-N_QUICK:]
         assert dusk[-1] < science[0] < science[-1] < raw["bias"][0] < dawn[0], camera

@@ -25,9 +25,8 @@ from mascara_actors.app.camera_process import CameraProcess, RestartPolicy
 from mascara_actors.app.supervisor import StationInUse, StationSupervisor
 from mascara_actors.control import ControlClient, EventNotice
 from mascara_actors.messages import Event
-from mascara_actors.rawframe import parse_raw_filename
 from tests.app.test_station_recovery import quick_night_config
-from tests.stations import short_night_config
+from tests.stations import raw_frames, short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_camera.py")
@@ -252,10 +251,6 @@ async def test_a_camera_that_never_answers_is_retried_while_the_others_observe(
 SPEED = 20
 
 
-def _science(night: Path) -> list[int]:
-    parsed = [parse_raw_filename(p.name) for p in (night / "raw").iterdir()]
-    return sorted(p[0] for p in parsed if p is not None and p[2] == "science")
-
 
 @pytest.mark.slow
 def test_sigterm_stops_every_night_for_a_restart(tmp_path: Path) -> None:
@@ -270,7 +265,7 @@ def test_sigterm_stops_every_night_for_a_restart(tmp_path: Path) -> None:
     night = out / "20260320LPC"
     try:
         deadline = time.monotonic() + 120
-        while not (night / "raw").is_dir() or not _science(night):
+        while not raw_frames(night)["science"]:
             assert time.monotonic() < deadline, "no science frame within 120 s"
             assert proc.poll() is None
             time.sleep(0.1)

@@ -15,6 +15,7 @@ from mascara_actors.astrometry import (
 )
 from mascara_actors.camera_model import CameraModel, legendre_terms
 from mascara_actors.catalogue import Catalogue
+from mascara_actors.centroids import BlockBackground, background_map, windowed_centroids
 from mascara_actors.config import load_config
 from mascara_actors.errors import AstrometryFailed
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, SiteReference
@@ -202,3 +203,20 @@ def test_unsolvable_frame_keeps_previous_model_with_aflag(scene, solution) -> No
     )
     assert kept.aflag & AFLAG_FAILED
     assert kept.model is solution.model
+
+
+def test_background_at_chosen_pixels_is_the_whole_map_there(scene) -> None:
+    """The verification subtracts the background under the centroid windows only: the
+    values must be the whole map's, bit for bit, and so must the centroids."""
+    image = scene["images"][0]
+    whole = background_map(image)
+    bg = BlockBackground(image)
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, image.shape[0], 5000)
+    x = rng.integers(0, image.shape[1], 5000)
+    assert np.array_equal(bg.at(y, x), whole[y, x])
+    xs = rng.uniform(8, image.shape[1] - 8, 2000)
+    ys = rng.uniform(8, image.shape[0] - 8, 2000)
+    for a, b in zip(windowed_centroids(image - whole, xs, ys),
+                    windowed_centroids(image, xs, ys, background=bg), strict=True):
+        assert np.array_equal(a, b)

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.storage import NightFile, list_set_files
 from tests.app.test_station_recovery import CAMERA_TIMEOUT_S, quick_night_config
-from tests.stations import short_night_config
+from tests.stations import raw_frames, short_night_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,13 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 def config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return short_night_config(tmp_path_factory.mktemp("config"))
 
-
-def _raw(night: Path) -> dict[str, list[int]]:
-    kinds: dict[str, list[int]] = {}
-    for p in (night / "raw").glob("*.fits"):
-        lstseq, _, kind = parse_raw_filename(p.name)
-        kinds.setdefault(kind, []).append(lstseq)
-    return {k: sorted(v) for k, v in kinds.items()}
 
 
 def test_sigint_stops_the_night_for_a_restart(tmp_path: Path, config_dir: Path) -> None:
@@ -61,18 +53,13 @@ def test_sigint_stops_the_night_for_a_restart(tmp_path: Path, config_dir: Path) 
     assert proc.returncode == 130, err
     assert "stopped: run the same command again to resume the night" in err
     assert "Traceback" not in err
-    raw = _raw(night)
-    assert "bias" not in raw  # no dawn sequence
+    raw = raw_frames(night)
+    assert not raw["bias"]  # no dawn sequence
     assert not (night / "lightcurves" / "fast_20260320LPC.hdf5").exists()
     for setidx, path in list_set_files(night, "fast").items():
         assert path.stat().st_size > 0
         assert setidx * 50 <= raw["science"][-1]
 
-
-def _science_on_disk(night: Path) -> int:
-    """Science frames in the night's raw archive so far (partial files left out)."""
-    names = [p.name for p in (night / "raw").glob("*")] if (night / "raw").is_dir() else []
-    return sum(1 for n in names if (parsed := parse_raw_filename(n)) and parsed[2] == "science")
 
 
 def _device_pid(parent: int) -> int | None:
@@ -107,7 +94,7 @@ def test_a_dead_camera_ends_the_night_with_what_was_measured(tmp_path: Path) -> 
     night = out / "20260320LPC"
     try:
         deadline = time.monotonic() + 120
-        while _science_on_disk(night) < 10:
+        while len(raw_frames(night)["science"]) < 10:
             assert time.monotonic() < deadline, "fewer than 10 science frames within 120 s"
             time.sleep(0.1)
         device = _device_pid(proc.pid)
@@ -136,10 +123,10 @@ def test_a_dead_camera_ends_the_night_with_what_was_measured(tmp_path: Path) -> 
     last_heard = datetime.fromisoformat(since[1]).replace(tzinfo=UTC).timestamp()
     assert killed - 2.0 < last_heard <= killed
     # every frame received before the kill is in the nightly file, and nothing else
-    raw = _raw(night)
+    raw = raw_frames(night)
     science = raw["science"]
     assert 10 <= len(science) < 60
     with NightFile(night / "lightcurves" / "fast_20260320LPC.hdf5") as nf:
         assert nf.station["lstseq"].tolist() == science
-    assert "bias" not in raw  # no dawn sequence on a dead camera
+    assert not raw["bias"]  # no dawn sequence on a dead camera
     assert list((night / "summary").glob("summary_*.html"))

@@ -13,19 +13,29 @@ from collections import deque
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 import pytest
 
+from mascara_actors.actors import reducer
 from mascara_actors.actors.gate import PauseGate
+from mascara_actors.actors.worker import Worker
+from mascara_actors.app.replay import plan_replay
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.console import light_curve_so_far, replay_feed
-from mascara_actors.cli.replay import plan_replay
 from mascara_actors.config import load_config
 from mascara_actors.errors import CatalogueError
-from mascara_actors.messages import from_json
+from mascara_actors.frames import FrameReady
+from mascara_actors.messages import (
+    Event,
+    ReductionPaused,
+    ReductionResumed,
+    WorkerSpec,
+    from_json,
+)
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import REFERENCE_SITE, lstidx, set_index
 from mascara_actors.storage import NightFile, SetFile, list_set_files
@@ -151,6 +161,35 @@ async def test_pause_gate_holds_the_reducer_until_resumed() -> None:
         gate.resume()
     assert len(waited) == 1
     assert 0.04 < waited[0] < 5
+
+
+@pytest.mark.anyio
+async def test_a_pause_between_two_frames_is_reported_when_given() -> None:
+    """The operator's pause and resume are events at once, though no frame comes between."""
+    gate = PauseGate()
+    frames_in, inbox = anyio.create_memory_object_stream[FrameReady](1)
+    outbox, reduced = anyio.create_memory_object_stream[Any](1)
+    reduced.close()  # no frame is reduced
+    events_out, events_in = anyio.create_memory_object_stream[Event](10)
+    seen: list[Event] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(reducer.run, inbox=inbox, outbox=outbox, events=events_out,
+                              worker=Worker("reducer", mode="inline"),
+                              spec=WorkerSpec(camera_id="LSC"), gate=gate))
+        gate.pause()
+        with anyio.fail_after(5):
+            seen.append(await events_in.receive())
+        await anyio.sleep(0.05)
+        gate.resume()
+        with anyio.fail_after(5):
+            seen.append(await events_in.receive())
+        await frames_in.aclose()  # the night ends: the reducer returns
+    assert isinstance(seen[0], ReductionPaused)
+    assert seen[0].lstseq == -1
+    assert isinstance(seen[1], ReductionResumed)
+    assert 0.04 < seen[1].paused_s < 5
+    async with events_in:
+        assert [e async for e in events_in] == []
 
 
 # --- snapshot of the fed state --------------------------------------------------------------

@@ -20,8 +20,7 @@ def panel_state(camera: RemoteCamera) -> str:
     ``paused``, ``done``, ``stopped`` or ``running``."""
     if camera.status.get("fatal"):
         return "failed"
-    link = camera.status.get("link") or {}
-    if link.get("answering") is False:
+    if camera.link_lost:
         return "lost"
     state = camera.process_state
     if state in ("restarting", "done", "stopped"):

@@ -22,8 +22,8 @@ import pytest
 
 from hw.recorded import paced_frames
 from mascara_actors.actors.pipeline import NightReport, run_night
+from mascara_actors.app.replay import ReplayJob, plan_replay
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.replay import ReplayJob, plan_replay
 from mascara_actors.config import Config, load_config
 from mascara_actors.messages import Event, from_json
 from mascara_actors.night_state import NightState

@@ -18,7 +18,7 @@ import pytest
 
 from hw.recorded import paced_frames
 from mascara_actors.actors.pipeline import run_night
-from mascara_actors.cli.replay import plan_replay
+from mascara_actors.app.replay import plan_replay
 from mascara_actors.frames import FrameReady
 from mascara_actors.messages import (
     FrameReducedEvent,

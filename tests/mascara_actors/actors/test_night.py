@@ -23,7 +23,7 @@ from hw.recorded import paced_frames
 from hw.sim.truth import read_truth
 from mascara_actors.actors.pipeline import NightReport, run_night
 from mascara_actors.actors.reducer import MAX_BROKEN_IN_A_ROW
-from mascara_actors.cli.replay import plan_replay
+from mascara_actors.app.replay import plan_replay
 from mascara_actors.errors import CameraDisconnected
 from mascara_actors.frames import FrameReady
 from mascara_actors.messages import (

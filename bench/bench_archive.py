@@ -1,0 +1,97 @@
+"""Archive re-reduction of full-size camera-nights through ``mascara-actors archive``.
+
+Four full-size simulated camera-nights (LPC and LPN, nights of 2026-03-20 and -21, from
+astronomical dusk; 10 darks and ``BENCH_ARCHIVE_FRAMES`` science frames each, default 120)
+are recorded once into ``BENCH_CACHE`` (default ``~/.cache/mascara-actors-bench``; 1-2 s a
+frame, two at a time, not timed) and kept for later runs. Then the command runs as a child
+process, exactly as an observer would run it, on a LocalCluster of two workers and of one;
+the wall time of each whole command (cluster start, scan, reduction, provenance, summaries,
+manifest) is timed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from bench._core import bench, figure
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import record_night
+from hw.sim.sky import SimulationSettings
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.config import load_config
+from mascara_actors.sidereal import slot_length_solar_s
+
+_NIGHTS = (("LPC", "2026-03-20"), ("LPN", "2026-03-20"), ("LPC", "2026-03-21"),
+           ("LPN", "2026-03-21"))
+_DEFAULT_FRAMES = 120
+
+
+def _record(camera_id: str, date: str, frames: int, out: Path) -> Path:
+    """Record one night into ``out`` unless it is there already (written whole: renamed)."""
+    if out.is_dir():
+        return out
+    camera = load_config().camera(camera_id)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        for p in partial.iterdir():
+            p.unlink()
+        partial.rmdir()
+    record_night(partial, camera, Catalogue.load(),
+                 start_lstseq=choose_start_lstseq(camera, date, sun_alt_deg=-18.0),
+                 n_science=frames, n_bias=0, n_dark=10, settings=SimulationSettings(seed=6))
+    partial.rename(out)
+    return out
+
+
+def archive_nights(frames: int) -> Path:
+    """The root of the four recorded nights (recorded now when missing)."""
+    cache = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "mascara-actors-bench"))
+    root = cache / f"archive-{frames}"
+    root.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(2) as pool:
+        jobs = [pool.submit(_record, cam, date, frames, root / f"{cam}-{date}")
+                for cam, date in _NIGHTS]
+        for job in jobs:
+            job.result()
+    return root
+
+
+def _archive(root: Path, out: Path, workers: int) -> tuple[float, str]:
+    script = Path(sys.executable).parent / "mascara-actors"
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [str(script), "archive", str(root), "--out", str(out), "--workers", str(workers)],
+        capture_output=True, text=True,
+    )
+    wall_s = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"the archive run failed (exit {done.returncode}):\n"
+                           f"{done.stderr[-3000:]}")
+    return wall_s, done.stderr
+
+
+@bench("archive_x_realtime_per_core")
+def run():
+    """Figure: archive_x_realtime_per_core (x) - science frames x 6.38 s over the wall time
+    of ``mascara-actors archive`` with two workers, divided by the two workers (bar 30);
+    figure: archive_scaling_2_workers (x) - its throughput over that of one worker
+    (bar 1.8)."""
+    frames = int(os.environ.get("BENCH_ARCHIVE_FRAMES", _DEFAULT_FRAMES))
+    root = archive_nights(frames)
+    total = frames * len(_NIGHTS)
+    with tempfile.TemporaryDirectory(prefix="bench_archive_") as tmp:
+        two_s, stderr = _archive(root, Path(tmp) / "two", 2)
+        one_s, _ = _archive(root, Path(tmp) / "one", 1)
+    summary = [line for line in stderr.splitlines() if "real time per worker" in line]
+    context = {"nights": len(_NIGHTS), "frames": total, "frames_per_night": frames,
+               "wall_2_workers_s": round(two_s, 1), "wall_1_worker_s": round(one_s, 1),
+               "cpu_count": os.cpu_count(), "summary": summary[0] if summary else ""}
+    yield figure("archive_x_realtime_per_core",
+                 round(total * slot_length_solar_s() / two_s / 2, 2), "x", bar=30, **context)
+    yield figure("archive_scaling_2_workers", round(one_s / two_s, 2), "x", bar=1.8, **context)

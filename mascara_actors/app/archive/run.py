@@ -1,0 +1,301 @@
+"""Running an archive's camera-nights on Dask distributed: one task per camera-night.
+
+:func:`archive_client` gives a client of a ``LocalCluster`` on this machine (one worker
+process per core, one thread each: a night's reduction is one core's work) or of the
+scheduler at an address. The local cluster speaks TLS with a certificate made for this run
+and held in memory, so only this process and its workers can join it; its HTTP listeners
+serve nothing unless the dashboard is asked for (which any user of the machine can read).
+
+:class:`ArchiveRun` submits the nights, follows them (camera-nights done, frames reduced
+from each night's event log), writes the manifest as each night ends, and stops: the first
+SIGINT or SIGTERM asks every running night to finish its current set (the stop file), the
+second abandons them (their complete sets are on disk, nothing is half-written).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import dask
+from distributed import Client, Future, LocalCluster, as_completed
+from distributed.security import Security
+
+from mascara_actors.app.archive.manifest import manifest_path, write_manifest
+from mascara_actors.app.archive.scan import CameraNight
+from mascara_actors.app.archive.task import NightOutcome, NightTask, reduce_camera_night
+from mascara_actors.errors import ConfigError
+from mascara_actors.storage import event_log_path
+from mascara_actors.storage.provenance import SOFTWARE
+
+__all__ = ["SCHEDULER_TIMEOUT_S", "ArchiveRun", "Progress", "archive_client"]
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_TIMEOUT_S = 3.0
+"""How long a scheduler address has to answer."""
+
+_POLL_S = 0.5
+_FRAME_EVENTS = (b'"kind":"FrameReducedEvent"', b'"kind":"FrameFailed"')
+
+
+def _software() -> str:
+    return SOFTWARE
+
+
+@contextmanager
+def archive_client(
+    scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    retries: int = 2,
+    dashboard: bool = False,
+) -> Iterator[Client]:
+    """A client of the scheduler at ``scheduler``, or of a new local cluster of ``workers``
+    processes (default: one per core); checks that every worker runs this software.
+
+    Raises
+    ------
+    ConfigError
+        The scheduler does not answer within :data:`SCHEDULER_TIMEOUT_S`, or a worker runs
+        another version of the software.
+    """
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT_S:.0f} s "
+                f"({exc}): start one with `dask scheduler`, its workers with `dask worker "
+                "ADDRESS`, and pass the address it prints; leave --scheduler out to run on "
+                "this machine"
+            ) from None
+        with client:
+            _check_workers(client)
+            yield client
+        return
+    security = Security.temporary()
+    settings: dict[str, Any] = {
+        "distributed.scheduler.allowed-failures": retries,
+        # A worker reduces frame after frame, each tens of MB of arrays: glibc keeps the
+        # freed memory for the next frame instead of unmapping it (page faults cost a tenth
+        # of the CPU), in one arena for the reduction's threads.
+        "distributed.nanny.pre-spawn-environ": {
+            **dask.config.get("distributed.nanny.pre-spawn-environ"),
+            "MALLOC_ARENA_MAX": 1,
+            "MALLOC_MMAP_MAX_": 0,
+            "MALLOC_TRIM_THRESHOLD_": 2**31 - 1,
+        },
+    }
+    if not dashboard:
+        settings |= {"distributed.scheduler.http.routes": [],
+                     "distributed.worker.http.routes": []}
+    # The workers ignore the terminal's Ctrl-C (sent to the whole process group): this
+    # process alone decides how a run stops. Ignored signals stay ignored in a child.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with dask.config.set(settings):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                security=security,
+                dashboard_address="127.0.0.1:0" if dashboard else None,
+                # the scheduler listens for HTTP even without a dashboard: on loopback, on a
+                # free port (not Dask's 8787, which another run may hold)
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with cluster, Client(cluster, security=security, set_as_default=False) as client:
+        _check_workers(client)
+        yield client
+
+
+def _check_workers(client: Client) -> None:
+    versions = client.run(_software)
+    other = {addr: v for addr, v in versions.items() if v != SOFTWARE}
+    if other:
+        listed = ", ".join(f"{addr} runs {v}" for addr, v in sorted(other.items()))
+        raise ConfigError(
+            f"workers run another version of the software ({listed}); this is {SOFTWARE}: "
+            "install the same version on every worker, or their nights would mix versions"
+        )
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the run has done so far (read by the progress bar)."""
+
+    nights: int
+    frames: int
+    nights_done: int = 0
+    frames_done: int = 0
+    """Frames reduced or failed by this run, from the nights' event logs."""
+    stopping: bool = False
+
+
+class _FrameCounter:
+    """Frames reduced in this run, counted from the new lines of each night's event log."""
+
+    def __init__(self, out: Path, nights: Sequence[CameraNight]) -> None:
+        self._logs = [event_log_path(out / n.key) for n in nights]
+        self._offsets = [self._size(p) for p in self._logs]
+        self.count = 0
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    def poll(self, finished: set[int], *, limit: int | None = None) -> int:
+        """The count, after reading what the first ``limit`` unfinished nights (in the order
+        they were submitted, roughly the order they run in) logged since the last poll."""
+        running = [i for i in range(len(self._logs)) if i not in finished][:limit]
+        for i in running:
+            path = self._logs[i]
+            if self._size(path) <= self._offsets[i]:
+                continue
+            with path.open("rb") as f:
+                f.seek(self._offsets[i])
+                chunk = f.read()
+            end = chunk.rfind(b"\n") + 1  # a line being written is counted next time
+            self._offsets[i] += end
+            self.count += sum(chunk[:end].count(e) for e in _FRAME_EVENTS)
+        return self.count
+
+
+class ArchiveRun:
+    """One run over the chosen camera-nights of an archive into ``out``."""
+
+    def __init__(
+        self,
+        nights: Sequence[CameraNight],
+        *,
+        root: Path,
+        out: Path,
+        config_dir: Path,
+        command: Sequence[str],
+        retries: int = 2,
+    ) -> None:
+        self.nights = tuple(nights)
+        self.out = out
+        self.retries = retries
+        started = datetime.now(UTC)
+        self.manifest = manifest_path(out, started)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stop_file = out / "state" / "archive" / f"stop-{self.run_id}"
+        self._tasks = [
+            NightTask(n, out, config_dir, tuple(command), self.stop_file, root) for n in nights
+        ]
+        self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
+        self._signals = 0
+
+    def run(self, client: Client, on_progress: Callable[[Progress], None]) -> list[NightOutcome]:
+        """Reduce every night on ``client``'s cluster; returns an outcome per night (nights
+        abandoned by a second signal are ``failed`` with the reason)."""
+        self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+        counter = _FrameCounter(self.out, self.nights)
+        futures: dict[Future[NightOutcome], NightTask] = {
+            client.submit(
+                reduce_camera_night,
+                task,
+                key=f"night-{task.night.key}-{self.run_id}",
+                retries=self.retries,
+                pure=False,
+            ): task
+            for task in self._tasks
+        }
+        done: dict[str, NightOutcome] = {}
+        finished: set[int] = set()
+        index = {t.night.key: i for i, t in enumerate(self._tasks)}
+        pending = as_completed(futures, loop=client.loop)
+        workers = max(len(client.scheduler_info()["workers"]), 1)
+        with self._signal_handlers():
+            while not pending.is_empty() and self._signals < 2:
+                batch = pending.next_batch(block=False)
+                # read the logs before the nights just ended leave the poll: their last lines
+                self.progress.frames_done = counter.poll(finished, limit=4 * workers)
+                for future in batch:
+                    outcome = self._outcome(future, futures[future])
+                    done[outcome.key] = outcome
+                    finished.add(index[outcome.key])
+                    write_manifest(self.manifest, done.values())
+                self.progress.nights_done = len(done)
+                on_progress(self.progress)
+                if not pending.is_empty():
+                    time.sleep(_POLL_S)
+        if self._signals >= 2:
+            client.cancel(list(futures))
+            for task in self._tasks:
+                if task.night.key not in done:
+                    done[task.night.key] = _abandoned(task)
+            write_manifest(self.manifest, done.values())
+        self.progress.frames_done = counter.poll(set())
+        self.stop_file.unlink(missing_ok=True)
+        return sorted(done.values(), key=lambda o: (o.night, o.camera))
+
+    @property
+    def interrupted(self) -> bool:
+        """A signal stopped the run."""
+        return self._signals > 0
+
+    def _ask_stop(self) -> None:
+        self.progress.stopping = True
+        self.stop_file.touch()
+
+    @contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                self._ask_stop()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _outcome(self, future: Future[NightOutcome], task: NightTask) -> NightOutcome:
+        """The night's outcome; a task that kept failing (its worker died, an error) too."""
+        n = task.night
+        if future.status == "finished":
+            result: NightOutcome = future.result()
+            return result
+        try:
+            exc = future.exception()
+        except Exception as err:  # a cancelled future raises its cancellation
+            exc = err
+        return NightOutcome(
+            night=n.night,
+            camera=n.camera_id,
+            status="failed",
+            frames=n.science,
+            error=f"{type(exc).__name__}: {exc} (after {self.retries} retries)",
+        )
+
+
+def _abandoned(task: NightTask) -> NightOutcome:
+    return NightOutcome(
+        night=task.night.night,
+        camera=task.night.camera_id,
+        status="failed",
+        frames=task.night.science,
+        error="abandoned by a second signal: its complete sets are on disk; run the same "
+        "command again to finish it",
+    )

@@ -1,0 +1,237 @@
+"""Finding the camera-nights of a raw archive: every frame under a root, grouped by camera and
+night, whatever the directories.
+
+A raw frame's name gives its lstseq, camera letter and kind (``00123456C.fits``,
+``00123456Cdark.fits.fz``); its header gives the site (``SITE-OBS``), so the camera id
+(``LPC``). Frames of one camera letter in one directory are split into runs where they are
+more than :data:`NIGHT_GAP_SLOTS` apart (a day lies between two nights); one header per run
+names its site, and the run's night is the one :func:`~mascara_actors.app.replay.replay_window`
+gives, as for ``--replay`` (once per site and local day). Runs of the same camera and night
+in other directories join.
+
+Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
+whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
+or truncated further in a run are found by the reduction, which goes on without them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from mascara_actors.app.replay import BorrowedDarks, replay_window
+from mascara_actors.config import CameraConfig, Config
+from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
+from mascara_actors.sidereal import lstseq2date
+
+__all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "scan_archive"]
+
+NIGHT_GAP_SLOTS = 1500
+"""Frames of a camera further apart than this many slots (2.7 h) are of different nights."""
+
+_FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz", ".fit", ".fts")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraNight:
+    """One camera's night in the archive: its raw frames, wherever they lie."""
+
+    camera_id: str
+    """Site code and letter, e.g. ``LPC``."""
+    night: str
+    """``YYYYMMDD``, the date the night began (as the output directory names it)."""
+    frames: tuple[Path, ...]
+    """Every raw frame of the night (science and calibration), sorted."""
+    science: int
+    """Science frames among them."""
+    darks: tuple[Path, ...]
+    """Dark frames among them taken before the science (what its master dark is made of),
+    else all of its darks."""
+    borrowed: BorrowedDarks | None = None
+    """Another night's darks, when this night has too few (set by :func:`scan_archive`)."""
+
+    @property
+    def key(self) -> str:
+        """``{night}{camera}``, e.g. ``20260320LPC``: the name of its output directory."""
+        return f"{self.night}{self.camera_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveScan:
+    """What :func:`scan_archive` found."""
+
+    nights: tuple[CameraNight, ...]
+    """Camera-nights with science frames, by night then camera."""
+    problems: tuple[str, ...]
+    """Files and runs left out, one line each, naming the file."""
+    files: int
+    """Raw frames found."""
+
+
+@dataclass(slots=True)
+class _Run:
+    directory: Path
+    letter: str
+    frames: list[tuple[int, str, Path]]  # lstseq, kind, path
+
+
+def scan_archive(
+    root: str | os.PathLike[str],
+    config: Config,
+    *,
+    nights: str | None = None,
+    cameras: Iterable[str] | None = None,
+) -> ArchiveScan:
+    """Every camera-night under ``root`` (any depth), those of ``nights`` (a pattern on
+    ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only.
+
+    A night with fewer darks than ``min_dark`` borrows those of the camera's nearest night
+    that has enough (the earlier one on a tie), as a station would use its dark table.
+
+    Raises
+    ------
+    ConfigError
+        If ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
+    wanted = {c.upper() for c in cameras} if cameras is not None else None
+    problems: list[str] = []
+    runs, nfiles = _runs(root, problems)
+    by_night: dict[tuple[str, str], list[tuple[int, str, Path]]] = defaultdict(list)
+    nights_of: dict[tuple[str, int], str] = {}
+    for run in runs:
+        camera = _camera(run, config, problems)
+        if camera is None:
+            continue
+        lstseqs = [lstseq for lstseq, kind, _ in run.frames if kind == "science"]
+        lstseqs = lstseqs or [f[0] for f in run.frames]
+        # The night's window takes 0.4 s to compute: once per site and local day (noon to
+        # noon), which every camera's runs of that night share.
+        middle = sorted(lstseqs)[len(lstseqs) // 2]
+        day = int(float(lstseq2date(middle, format="jd")) + camera.site.longitude_deg / 360.0)
+        key = (camera.site.name, day)
+        if key not in nights_of:
+            window = replay_window(config, camera, lstseqs)
+            nights_of[key] = window.night.strftime("%Y%m%d")
+        by_night[(camera.id, nights_of[key])].extend(run.frames)
+    found = []
+    for (camera_id, night), frames in sorted(by_night.items(), key=lambda kv: kv[0][::-1]):
+        science = [f for f in frames if f[1] == "science"]
+        if not science:
+            problems.append(
+                f"{camera_id} night {night}: {len(frames)} calibration frames and no science "
+                f"(e.g. {frames[0][2]}): nothing to reduce; its darks can serve other nights"
+            )
+        first = min(lstseq for lstseq, _, _ in science) if science else None
+        darks = sorted(p for lstseq, kind, p in frames if kind == "dark")
+        before = sorted(p for lstseq, kind, p in frames
+                        if kind == "dark" and first is not None and lstseq < first)
+        found.append(CameraNight(
+            camera_id=camera_id,
+            night=night,
+            frames=tuple(sorted(p for _, _, p in frames)),
+            science=len(science),
+            darks=tuple(before or darks),
+        ))
+    found = _lend_darks(found, config.reduction.calibration.min_dark)
+    chosen = tuple(
+        n for n in found
+        if n.science
+        and (wanted is None or n.camera_id in wanted)
+        and (nights is None or fnmatch.fnmatchcase(n.night, nights))
+    )
+    return ArchiveScan(nights=chosen, problems=tuple(problems), files=nfiles)
+
+
+def _runs(root: Path, problems: list[str]) -> tuple[list[_Run], int]:
+    """Raw frames by directory and camera letter, split at day-long gaps."""
+    runs: list[_Run] = []
+    nfiles = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        by_letter: dict[str, list[tuple[int, str, Path]]] = defaultdict(list)
+        for name in sorted(filenames):
+            parsed = parse_raw_filename(name)
+            if parsed is None:
+                if name.lower().endswith(_FITS_SUFFIXES):
+                    problems.append(
+                        f"{Path(dirpath) / name}: a FITS file whose name is not a raw frame's "
+                        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz]): left out"
+                    )
+                continue
+            lstseq, letter, kind = parsed
+            by_letter[letter].append((lstseq, kind, Path(dirpath) / name))
+            nfiles += 1
+        for letter, frames in sorted(by_letter.items()):
+            frames.sort()
+            start = 0
+            for i in range(1, len(frames) + 1):
+                if i == len(frames) or frames[i][0] - frames[i - 1][0] > NIGHT_GAP_SLOTS:
+                    runs.append(_Run(Path(dirpath), letter, frames[start:i]))
+                    start = i
+    return runs, nfiles
+
+
+def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | None:
+    """The run's camera, from the first header that reads, or None (reported)."""
+    header: RawHeader | None = None
+    errors: list[str] = []
+    for _, _, path in run.frames:
+        try:
+            header = read_raw_header(path)
+            break
+        except FrameError as exc:
+            errors.append(str(exc))
+            if len(errors) >= 5:
+                break
+    if header is None:
+        problems.append(
+            f"{run.directory}: {_count(run.frames)} of camera {run.letter} left out: none of "
+            f"the first {len(errors)} can be read (first: {errors[0]})"
+        )
+        return None
+    sites = [s for s in config.sites.values() if s.name == header.site]
+    if not sites:
+        problems.append(
+            f"{run.directory}: {_count(run.frames)} of camera {run.letter} left out: site "
+            f"{header.site!r} is not in the configuration ({sorted(config.sites)})"
+        )
+        return None
+    try:
+        return config.camera(sites[0].code + run.letter)
+    except ConfigError as exc:
+        problems.append(f"{run.directory}: {_count(run.frames)} left out: {exc}")
+        return None
+
+
+def _count(frames: Sequence[object]) -> str:
+    return f"{len(frames)} frame{'s' if len(frames) != 1 else ''}"
+
+
+def _lend_darks(nights: Sequence[CameraNight], min_dark: int) -> list[CameraNight]:
+    """Each night with too few darks borrows the camera's nearest night's (earlier first)."""
+    out = []
+    for n in nights:
+        if len(n.darks) >= min_dark:
+            out.append(n)
+            continue
+        donors = [d for d in nights if d.camera_id == n.camera_id and len(d.darks) >= min_dark]
+        if not donors:
+            out.append(n)
+            continue
+        day = _day(n.night)
+        donor = min(donors, key=lambda d: (abs(_day(d.night) - day), d.night))
+        out.append(replace(n, borrowed=BorrowedDarks(donor.night, donor.darks)))
+    return out
+
+
+def _day(night: str) -> int:
+    return datetime.strptime(night, "%Y%m%d").toordinal()

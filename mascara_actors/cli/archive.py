@@ -1,0 +1,210 @@
+"""``mascara-actors archive ROOT --out DIR``: re-reduce an archive of raw frames on Dask.
+
+Every camera-night under ROOT (:mod:`mascara_actors.app.archive.scan`) is one task on a
+``LocalCluster`` of this machine or on the scheduler at ``--scheduler``; each gives the
+bytes a ``--replay`` of the night gives. Nights already complete are verified, not reduced
+again; interrupted ones resume. The manifest of the run is ``DIR/manifests/archive-*.csv``.
+
+Exit codes: 0 every chosen night is reduced (now or before, verified); 1 some night failed,
+stopped or is incomplete (the table and the manifest say which and why; run the same
+command again); 2 bad input (no such ROOT, no scheduler at the address, nothing to reduce);
+130/143 when a signal stopped the run (its running nights finished their current set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mascara_actors.app.archive.run import ArchiveRun, Progress, archive_client
+from mascara_actors.app.archive.scan import ArchiveScan, CameraNight, scan_archive
+from mascara_actors.app.archive.task import NightOutcome
+from mascara_actors.cli.progress import progress_bar
+from mascara_actors.config import load_config
+from mascara_actors.errors import ConfigError, StorageError
+from mascara_actors.sidereal import slot_length_solar_s
+from mascara_actors.storage.provenance import config_hash, read_provenance
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "archive",
+        help="re-reduce an archive of raw frames, every camera-night a task on Dask",
+        description=(
+            "Find every camera-night under ROOT (any depth; raw frames named "
+            "{lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz], grouped by camera and night from "
+            "their names and headers) and reduce each as one task on Dask distributed: a "
+            "LocalCluster of this machine (one worker process per core) or the scheduler at "
+            "--scheduler. Each night's products are those of `mascara-actors --replay` of "
+            "that night, in DIR/{night}{SITE}{CAM}/ with a provenance.json. Nights already "
+            "complete are verified and skipped; interrupted ones resume. Ctrl-C: the running "
+            "nights finish their current set; a second Ctrl-C abandons them."
+        ),
+        epilog=(
+            "Examples: `mascara-actors archive /data/raw --out /data/reduced --dry-run`; "
+            "`mascara-actors archive /data/raw --out /data/reduced --nights '2026*' "
+            "--cameras LPC,LPN`; on a cluster: `dask scheduler` on one machine, `dask worker "
+            "tcp://HOST:8786` on each, then `mascara-actors archive ROOT --out DIR "
+            "--scheduler tcp://HOST:8786` (ROOT and DIR on a disk every worker sees). "
+            "Exit status: 0 all reduced, 1 some night not, 2 bad input, 130 interrupted."
+        ),
+    )
+    p.add_argument("root", type=Path, metavar="ROOT", help="the archive of raw frames")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="where the reduced nights go (one directory per camera-night)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster "
+                   "on this machine)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the LocalCluster (default: one per core)")
+    p.add_argument("--nights", default=None, metavar="PATTERN",
+                   help="only nights whose YYYYMMDD matches, e.g. '202603*'")
+    p.add_argument("--cameras", default=None, metavar="IDS",
+                   help="only these cameras, e.g. LPC,LPN")
+    p.add_argument("--retries", type=int, default=2, metavar="K",
+                   help="times a night is tried again after its task failed or its worker "
+                   "died (default 2)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the camera-nights and what would be done with each, reduce none")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the Dask dashboard of the LocalCluster on 127.0.0.1 (any user "
+                   "of this machine can read it, so it is off by default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; the exit code is in the module docstring."""
+    if args.retries < 0:
+        raise ConfigError(f"--retries {args.retries}: give 0 or more")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more")
+    if args.workers is not None and args.scheduler is not None:
+        raise ConfigError("--workers is for the LocalCluster: with --scheduler, start the "
+                          "workers with `dask worker ADDRESS`")
+    config = load_config(args.config)
+    cameras = args.cameras.split(",") if args.cameras else None
+    console = Console(stderr=True, soft_wrap=True)
+    scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras)
+    _print_scan(console, scan, args, config.reduction.calibration.min_dark)
+    if not scan.nights:
+        raise ConfigError(
+            f"no camera-night to reduce under {args.root}"
+            + (" with these --nights/--cameras" if args.nights or cameras else "")
+            + ": check the path and the filters"
+        )
+    if args.dry_run:
+        console.print(_plan_table(scan.nights, args.out, config.directory))
+        return 0
+    archive = ArchiveRun(
+        scan.nights,
+        root=args.root,
+        out=args.out,
+        config_dir=config.directory,
+        command=sys.argv,
+        retries=args.retries,
+    )
+    with archive_client(args.scheduler, workers=args.workers, retries=args.retries,
+                        dashboard=args.dashboard) as client:
+        info = client.scheduler_info()
+        workers = len(info["workers"])
+        console.print(f"Dask: scheduler {info['address']}, {workers} workers")
+        console.print("dashboard: " + (client.dashboard_link if args.dashboard or args.scheduler
+                                       else "off (--dashboard to serve it on 127.0.0.1)"))
+        console.print(f"manifest: {archive.manifest}")
+        with progress_bar(console=console) as bar:
+            nights = bar.add_task("camera-nights", total=len(scan.nights), unit="nights",
+                                  note="")
+            frames = bar.add_task("frames", total=archive.progress.frames, unit="frames", note="")
+
+            def show(p: Progress) -> None:
+                note = "stopping: running nights finish their set" if p.stopping else ""
+                bar.update(nights, completed=p.nights_done, note=note)
+                bar.update(frames, completed=p.frames_done)
+
+            outcomes = archive.run(client, show)
+    console.print(_outcome_table(outcomes))
+    _print_totals(console, outcomes, workers)
+    console.print(f"manifest: {archive.manifest}")
+    if archive.interrupted:
+        console.print("stopped: run the same command again to finish the nights")
+        return 128 + signal.SIGINT
+    return 0 if all(o.status in ("reduced", "verified") for o in outcomes) else 1
+
+
+def _print_scan(
+    console: Console, scan: ArchiveScan, args: argparse.Namespace, min_dark: int
+) -> None:
+    cams = sorted({n.camera_id for n in scan.nights})
+    nights = sorted({n.night for n in scan.nights})
+    console.print(
+        f"{args.root}: {scan.files} raw frames; {len(scan.nights)} camera-nights chosen"
+        + (f" ({', '.join(cams)}; nights {nights[0]} to {nights[-1]})" if nights else "")
+    )
+    for n in scan.nights:
+        if n.borrowed is not None:
+            console.print(f"note: {n.key} has {len(n.darks)} darks: it borrows the "
+                          f"{len(n.borrowed.paths)} of night {n.borrowed.night}")
+        elif len(n.darks) < min_dark:
+            console.print(
+                f"note: {n.key} has {len(n.darks)} darks and no night of {n.camera_id} in the "
+                f"archive has {min_dark}: its master dark is the newest of the dark table in "
+                f"{args.out / 'state'}, if it has one (else the overscan level is subtracted)"
+            )
+    for problem in scan.problems:
+        console.print(f"left out: {problem}", markup=False, highlight=False)
+
+
+def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) -> Table:
+    """What a run would do with each night (from the records on disk; products are verified
+    by the run itself)."""
+    here = config_hash(config_dir)
+    table = Table(title=f"would reduce into {out}")
+    for column in ("night", "camera", "frames", "darks", "would"):
+        table.add_column(column)
+    for n in nights:
+        try:
+            record = read_provenance(out / n.key)
+        except StorageError as exc:
+            action = f"refuse: {exc}"
+        else:
+            if record is None:
+                action = "reduce"
+            elif not record.made_here(here):
+                action = f"refuse: holds a reduction by {record.describe()}"
+            elif record.status == "complete":
+                action = "verify (complete)"
+            else:
+                action = "resume"
+        darks = f"{len(n.darks)}" + (f" (+{len(n.borrowed.paths)} of {n.borrowed.night})"
+                                     if n.borrowed else "")
+        table.add_row(n.night, n.camera_id, str(n.science), darks, action)
+    return table
+
+
+def _outcome_table(outcomes: list[NightOutcome]) -> Table:
+    table = Table(title="camera-nights")
+    for column in ("night", "camera", "status", "reduced", "failed", "wall s", "worker",
+                   "error"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        table.add_row(o.night, o.camera, o.status, f"{o.reduced}/{o.frames}", str(o.failed),
+                      f"{o.wall_s:.1f}", o.worker, o.error)
+    return table
+
+
+def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) -> None:
+    reduced = sum(o.reduced for o in outcomes)
+    busy = sum(o.wall_s for o in outcomes if o.reduced)
+    counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if busy > 0:
+        console.print(
+            f"{reduced} frames reduced, {reduced * slot_length_solar_s() / busy:.1f} x real "
+            f"time per worker ({workers} workers)"
+        )

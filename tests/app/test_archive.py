@@ -1,0 +1,406 @@
+"""The archive re-reduction on real Dask clusters: a LocalCluster, and a `dask scheduler` with
+two `dask worker` processes on loopback.
+
+Four small simulated camera-nights of two cameras (LPC, LPN; 2026-03-20 and -21; the crop512
+sensor, 30 science frames in two sets of 15) lie in one archive, mixed: two cameras in one
+directory, the others at other depths, plain, gzip and Rice-compressed frames, a truncated
+and a corrupt frame, a foreign FITS file, a file with a raw frame's name that is not one,
+and a night with no darks (it borrows the camera's other night's). Every night the archive
+reduces is compared, byte for byte, with the real `mascara-actors --replay` of that night.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from hw.sim.night_start import choose_start_lstseq
+from hw.sim.recording import record_night
+from hw.sim.sky import SimulationSettings
+from mascara_actors.app.archive.manifest import read_manifest
+from mascara_actors.app.archive.scan import scan_archive
+from mascara_actors.app.archive.task import NightTask, reduce_camera_night
+from mascara_actors.catalogue import Catalogue
+from mascara_actors.cli import main
+from mascara_actors.config import load_config
+from mascara_actors.rawframe import raw_filename
+from mascara_actors.sidereal import SET_SIZE
+from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
+from tests.stations import N_CAL, VMAX, short_night_config
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "mascara_actors.cli"]
+DASK = str(Path(sys.executable).parent / "dask")
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+FRAMES = 30
+FIRST_SLOT = 35
+"""The science starts at slot 35 of a set: two sets of 15 frames."""
+TWENTIETH = ["20260320LPC", "20260320LPN"]
+
+
+@dataclass(frozen=True)
+class Archive:
+    root: Path
+    config: Path
+    nights: dict[str, Path]
+    """Night key (``20260320LPC``) -> a directory holding that night's frames alone (for
+    20260321LPN, its own: the darks it borrows are not there)."""
+    references: Path
+    """Where the `--replay` of each night went."""
+    broken: dict[str, str]
+    """Night key -> the name of its truncated or corrupt frame."""
+
+
+def _record(out: Path, camera_id: str, date: str, darks: int, compression: str,
+            catalogue: Catalogue) -> Path:
+    camera = load_config().camera(camera_id)
+    start = choose_start_lstseq(camera, date, sun_alt_deg=-18.0)
+    start = (start // SET_SIZE + 1) * SET_SIZE + FIRST_SLOT
+    record_night(out, camera, catalogue, start_lstseq=start, n_science=FRAMES,
+                 sensor=load_config().sensor("crop512"), n_bias=0, n_dark=darks,
+                 compression=compression, settings=SimulationSettings(seed=5, vmax=VMAX))
+    (out / "truth.fits").unlink()
+    return out
+
+
+def _science(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if re.fullmatch(r"\d{8}[A-Z]\.fits.*", p.name))
+
+
+def _run(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    tmp = tmp_path_factory.mktemp("archive")
+    config = short_night_config(tmp)
+    reduction = config / "reduction.toml"
+    reduction.write_text(re.sub(r"(?m)^minobs\s*=\s*[0-9]+", "minobs = 15",
+                                reduction.read_text()))
+    catalogue = Catalogue.load()
+    made = tmp / "made"
+    references = tmp / "replayed"
+    nights: dict[str, Path] = {}
+    broken: dict[str, str] = {}
+    replays = []
+    # each night is replayed (the real command, in the background) as soon as it is made
+    for key, darks, compression in (("20260320LPC", N_CAL, ".fits.fz"),
+                                    ("20260320LPN", N_CAL, ".fits.gz"),
+                                    ("20260321LPC", N_CAL, ".fits"),
+                                    ("20260321LPN", 0, ".fits.fz")):
+        date = f"{key[:4]}-{key[4:6]}-{key[6:8]}"
+        night = nights[key] = _record(made / key, key[8:], date, darks, compression, catalogue)
+        replayed = night
+        if key == "20260320LPN":  # a frame whose header is garbage: the night goes on
+            corrupt = _science(night)[7]
+            corrupt.write_bytes(b"\x00garbage" * 400)
+            broken[key] = corrupt.name
+        if key == "20260321LPC":  # a truncated frame: the night goes on
+            truncated = _science(night)[5]
+            truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+            broken[key] = truncated.name
+        if key == "20260321LPN":
+            # the night without darks is the night with the darks it borrows: what
+            # `--replay` of it would be, had they been taken with it
+            replayed = made / f"{key}-with-borrowed-darks"
+            replayed.mkdir()
+            for path in [*night.iterdir(), *nights["20260320LPN"].glob("*dark*")]:
+                os.link(path, replayed / path.name)
+        # the real command; the first in its worker processes, the others in its threads
+        # (the bytes are the same, and a worker process start costs seconds)
+        threads = ["--in-process"] if replays else []
+        replays.append(subprocess.Popen(
+            [*CLI, "--config", str(config), "--replay", str(replayed), "--out",
+             str(references), *threads],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV))
+
+    root = tmp / "raw"
+    layout = {
+        "20260320LPC": root / "mixed",
+        "20260320LPN": root / "mixed",
+        "20260321LPC": root / "2026" / "03" / "21",
+        "20260321LPN": root / "deep" / "er" / "still",
+    }
+    for key, directory in layout.items():
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in nights[key].iterdir():
+            os.link(path, directory / path.name)
+    fits.PrimaryHDU(np.zeros((4, 4), np.float32)).writeto(root / "mixed" / "notes.fits")
+    (root / "mixed" / raw_filename(1, "C")).write_bytes(b"SIMPLE  = not a frame at all")
+    (root / "mixed" / "observing-log.txt").write_text("clear all night\n")
+
+    for replay in replays:
+        _, err = replay.communicate(timeout=240)
+        assert replay.returncode == 0, err
+    for key in nights:
+        assert len(product_files(references / key)) >= 4, key
+    return Archive(root, config, nights, references, broken)
+
+
+def _same_products(out: Path, references: Path, keys: list[str]) -> None:
+    for key in keys:
+        expected = product_files(references / key)
+        got = product_files(out / key)
+        assert [p.name for p in got] == [p.name for p in expected], key
+        for a, b in zip(got, expected, strict=True):
+            assert a.read_bytes() == b.read_bytes(), f"{key}: {a.name} differs from --replay"
+
+
+def _frame_events(night_dir: Path) -> Counter[int]:
+    """How many times each lstseq was reduced, over every run of the night."""
+    log = night_dir / "logs" / "events.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(int(m.group(1)) for line in lines
+                   if (m := re.search(r'"kind":"FrameReducedEvent".*?"lstseq":(\d+)', line)))
+
+
+def _manifest(out: Path) -> dict[str, dict[str, str]]:
+    (path,) = sorted((out / "manifests").glob("archive-*.csv"))[-1:]
+    return {row["night"] + row["camera"]: row for row in read_manifest(path)}
+
+
+@dataclass(frozen=True)
+class Run:
+    """The whole archive on a LocalCluster of two workers: interrupted (Ctrl-C) as soon as
+    a night has reduced a frame, then run again to the end."""
+
+    out: Path
+    first: subprocess.CompletedProcess[str]
+    first_manifest: dict[str, dict[str, str]]
+    first_reduced: dict[str, Counter[int]]
+    """Night -> how many times each lstseq was reduced, after the first run."""
+    second: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def local_run(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    out = tmp_path_factory.mktemp("local") / "out"
+    args = [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
+            str(out), "--workers", "2"]
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env=ENV, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            sum(_frame_events(out / k).values()) >= 1 for k in archive.nights):
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C at the terminal: the whole process group
+    _, err = run.communicate(timeout=120)
+    first = subprocess.CompletedProcess(args, run.returncode, "", err)
+    first_manifest = _manifest(out)
+    first_reduced = {k: _frame_events(out / k) for k in archive.nights}
+    second = subprocess.run(args, capture_output=True, text=True, timeout=240, env=ENV)
+    return Run(out, first, first_manifest, first_reduced, second)
+
+
+def test_the_dry_run_lists_the_nights_and_reduces_none(archive: Archive, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    out = tmp_path / "out"
+    assert main(["--config", str(archive.config), "archive", str(archive.root), "--out",
+                 str(out), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    for key in archive.nights:
+        assert re.search(rf"{key[:8]}\s.*{key[8:]}\s.*{FRAMES}\s.*reduce", err), key
+    assert re.search(r"20260321\s.*LPN\s.*0 \(\+4 of 20260320\)", err)
+    assert not out.exists()
+
+
+def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
+                                                           local_run: Run) -> None:
+    out, err = local_run.out, local_run.second.stderr
+    assert local_run.second.returncode == 0, err
+    # what was left out is said, file by file
+    assert "notes.fits: a FITS file whose name is not a raw frame's" in err
+    assert f"{raw_filename(1, 'C')}" in err
+    assert "20260321LPN has 0 darks: it borrows the 4 of night 20260320" in err
+    assert "dashboard: off" in err
+    rows = _manifest(out)
+    assert sorted(rows) == sorted(archive.nights)
+    for key, row in rows.items():
+        earlier = local_run.first_manifest[key]
+        reduced = int(row["reduced"]) + int(earlier["reduced"])
+        # a broken frame fails in each run that reads it (a set binned again reads it too)
+        assert reduced + (key in archive.broken) == FRAMES, (row, earlier)
+        if key not in archive.broken:
+            assert int(row["failed"]) + int(earlier["failed"]) == 0, (row, earlier)
+        assert row["worker"].startswith("tls://127.0.0.1:"), row
+    _same_products(out, archive.references, list(archive.nights))
+    record = read_provenance(out / "20260321LPN")
+    assert record is not None
+    assert record.status == "complete"
+    reference = read_provenance(archive.references / "20260321LPN")
+    assert reference is not None
+    assert record.config_hash == reference.config_hash
+    (dark,) = [p.name for p in product_files(out / "20260321LPN") if "masterdark" in p.name]
+    assert record.masters == {"dark": dark}
+    assert record.command[-4:] == ("--out", str(out), "--workers", "2")
+    for key, name in archive.broken.items():
+        failed_log = (out / key / "logs" / "events.jsonl").read_text()
+        assert re.search(rf'"kind":"FrameFailed".*{name}', failed_log), key
+
+
+def test_an_interrupted_run_resumes_and_reduces_nothing_twice(archive: Archive,
+                                                             local_run: Run) -> None:
+    out, first = local_run.out, local_run.first_manifest
+    assert local_run.first.returncode == 130, local_run.first.stderr
+    assert sorted(first) == sorted(archive.nights)
+    statuses = Counter(row["status"] for row in first.values())
+    assert statuses["stopped"] >= 1, first
+    assert statuses["not started"] >= 1, first  # two workers, four nights
+    for key, row in first.items():
+        if row["status"] == "stopped":  # it finished its current set, and saved it
+            assert int(row["reduced"]) > 0, row
+            assert (max(local_run.first_reduced[key]) + 1) % SET_SIZE == 0, row
+    second = _manifest(out)
+    for key, row in second.items():
+        expected = "verified" if first[key]["status"] == "reduced" else "reduced"
+        assert row["status"] == expected, (key, first[key], row)
+        counts = _frame_events(out / key)
+        assert max(counts.values()) == 1, f"{key}: a frame reduced twice"
+        assert len(counts) == FRAMES - (key in archive.broken), key
+
+
+def test_a_complete_night_is_verified_and_another_version_refused(
+        archive: Archive, local_run: Run, tmp_path: Path) -> None:
+    """The task a worker runs, run here: idempotent, and never mixing versions."""
+    (night,) = scan_archive(archive.root, load_config(archive.config),
+                            nights="20260320", cameras=["LPC"]).nights
+    out = tmp_path / "out"
+    shutil.copytree(local_run.out / night.key, out / night.key)
+    task = NightTask(night, out, archive.config, ("test",), tmp_path / "stop", archive.root)
+    log = out / night.key / "logs" / "events.jsonl"
+    size = log.stat().st_size
+    outcome = reduce_camera_night(task)
+    assert (outcome.status, outcome.reduced, outcome.error) == ("verified", 0, "")
+    assert log.stat().st_size == size
+
+    provenance = out / night.key / "provenance.json"
+    provenance.write_text(provenance.read_text().replace(SOFTWARE, "mascara-actors 0.0.9"))
+    outcome = reduce_camera_night(task)
+    assert outcome.status == "failed"
+    assert "holds a reduction by mascara-actors 0.0.9" in outcome.error
+    assert "never mixed" in outcome.error
+    assert log.stat().st_size == size
+    _same_products(out, archive.references, [night.key])
+
+    (tmp_path / "stop").touch()
+    assert reduce_camera_night(task).status == "not started"
+
+
+def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
+        archive: Archive) -> None:
+    scan = scan_archive(archive.root, load_config(archive.config))
+    assert {n.key: (n.science, len(n.darks)) for n in scan.nights} == {
+        "20260320LPC": (FRAMES, N_CAL), "20260320LPN": (FRAMES, N_CAL),
+        "20260321LPC": (FRAMES, N_CAL), "20260321LPN": (FRAMES, 0)}
+    for n in scan.nights:
+        assert sorted(p.name for p in n.frames) == sorted(
+            p.name for p in archive.nights[n.key].iterdir())
+    borrowed = {n.key: n.borrowed for n in scan.nights if n.borrowed is not None}
+    assert list(borrowed) == ["20260321LPN"]
+    assert borrowed["20260321LPN"].night == "20260320"
+    assert [p.name for p in borrowed["20260321LPN"].paths] == sorted(
+        p.name for p in archive.nights["20260320LPN"].iterdir() if "dark" in p.name)
+    assert len(scan.problems) == 2
+    assert scan.files == 4 * FRAMES + 3 * N_CAL + 1
+    assert [n.key for n in scan_archive(archive.root, load_config(archive.config),
+                                        nights="202603[2]1", cameras=["lpn"]).nights] == [
+        "20260321LPN"]
+
+
+def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archive,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scheduler_file = tmp_path / "scheduler.json"
+    daemons = [subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)]
+    try:
+        for _ in range(2):
+            daemons.append(subprocess.Popen(
+                [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                 "--no-dashboard", "--host", "127.0.0.1"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+                start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = re.search(r'"address": "([^"]+)"', scheduler_file.read_text()).group(1)
+        daemons.append(run := subprocess.Popen(
+            [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
+             str(out), "--scheduler", address, "--retries", "2", "--nights", "20260320"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+            start_new_session=True))
+        # both workers busy with a night: kill the first worker's process (its nanny
+        # starts a new one; the scheduler gives the night to a worker again)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = [k for k in TWENTIETH
+                    if sum(_frame_events(out / k).values()) >= 3
+                    and '"NightFinished"' not in _log(out / k)]
+            if len(busy) == 2:
+                break
+            time.sleep(0.1)
+        assert len(busy) == 2, "two nights never ran at once"
+        os.kill(_worker_process(daemons[1].pid), signal.SIGKILL)
+        _, err = run.communicate(timeout=240)
+        assert run.returncode == 0, err
+    finally:
+        for d in daemons:
+            if d.poll() is None:
+                os.killpg(d.pid, signal.SIGKILL)
+            d.communicate()
+    rows = _manifest(out)
+    assert sorted(rows) == TWENTIETH
+    assert {row["status"] for row in rows.values()} == {"reduced"}
+    starts = {k: _log(out / k).count('"kind":"NightStarted"') for k in TWENTIETH}
+    assert sorted(starts.values()) == [1, 2], starts
+    _same_products(out, archive.references, TWENTIETH)
+
+
+def test_a_scheduler_that_does_not_answer_is_said_within_seconds(
+        archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = time.monotonic()
+    code = main(["--config", str(archive.config), "archive", str(archive.root), "--out",
+                 str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert time.monotonic() - t0 < 10
+    assert ("no Dask scheduler answers at tcp://127.0.0.1:9 within 3 s"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "manifests").exists()
+
+
+def _log(night_dir: Path) -> str:
+    log = night_dir / "logs" / "events.jsonl"
+    return log.read_text() if log.exists() else ""
+
+
+def _worker_process(pid: int) -> int:
+    """The worker process a `dask worker` (its nanny) started (not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    (worker,) = found
+    return worker

@@ -1,0 +1,48 @@
+"""The archive's local cluster lets in only its owner; its dashboard only when asked for."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+
+from mascara_actors.app.archive.run import archive_client
+
+
+def _http_status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _handshake(address: str) -> None:
+    """A TLS handshake with the scheduler, as anyone without the run's certificate would."""
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw) as tls:
+        tls.sendall(b"\0" * 16)
+        tls.recv(16)
+
+
+@pytest.mark.parametrize("dashboard", [False, True])
+def test_only_the_run_joins_the_local_cluster_and_http_serves_nothing_unasked(
+        dashboard: bool) -> None:
+    with archive_client(workers=1, dashboard=dashboard) as client:
+        info = client.scheduler_info()
+        assert info["address"].startswith("tls://127.0.0.1:")
+        assert len(info["workers"]) == 1
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _handshake(info["address"])
+        port = info["services"]["dashboard"]
+        assert _http_status(port, "/info/main/workers.html") == (200 if dashboard else 404)
+        assert _http_status(port, "/health") == (200 if dashboard else 404)
+        if dashboard:
+            assert client.dashboard_link.startswith("http://127.0.0.1:")

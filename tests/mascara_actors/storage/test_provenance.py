@@ -1,0 +1,123 @@
+"""A night's provenance record: what may reduce into a night directory, and what verifies."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mascara_actors.errors import StorageError
+from mascara_actors.storage.provenance import (
+    PROVENANCE_NAME,
+    SOFTWARE,
+    complete_provenance,
+    config_hash,
+    read_provenance,
+    record_masters,
+    start_provenance,
+    verify_products,
+)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "config"
+    d.mkdir()
+    (d / "reduction.toml").write_text("minobs = 51\n")
+    (d / "sites.toml").write_text("[LaPalma]\n")
+    return d
+
+
+def _products(night: Path) -> None:
+    (night / "lightcurves").mkdir(parents=True)
+    (night / "binned").mkdir()
+    (night / "lightcurves" / "fast_20260320LPC.hdf5").write_bytes(b"fast")
+    (night / "binned" / "bin_65344225C.fits").write_bytes(b"binned")
+    (night / "binned" / "65344190Cmasterdark.fits").write_bytes(b"dark")
+
+
+def test_config_hash_follows_every_byte_and_name(config_dir: Path) -> None:
+    before = config_hash(config_dir)
+    assert before == config_hash(config_dir)
+    assert len(before) == 64
+    (config_dir / "reduction.toml").write_text("minobs = 52\n")
+    changed = config_hash(config_dir)
+    (config_dir / "reduction.toml").rename(config_dir / "other.toml")
+    assert len({before, changed, config_hash(config_dir)}) == 3
+
+
+def test_a_night_is_recorded_from_start_to_complete(tmp_path: Path, config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=["mascara-actors", "x"])
+    assert read_provenance(night) == record
+    assert (record.software, record.status, record.command) == (
+        SOFTWARE, "started", ("mascara-actors", "x"))
+    assert verify_products(night, record) == [f"{night}: the reduction did not complete"]
+    record = record_masters(night, record, {"dark": "65344190Cmasterdark.fits"})
+    _products(night)
+    done = complete_provenance(night, record, raw_frames=60)
+    assert read_provenance(night) == done
+    assert (done.status, done.raw_frames) == ("complete", 60)
+    assert done.masters == {"dark": "65344190Cmasterdark.fits"}
+    assert sorted(done.products) == [
+        "binned/65344190Cmasterdark.fits", "binned/bin_65344225C.fits",
+        "lightcurves/fast_20260320LPC.hdf5"]
+    assert done.products["lightcurves/fast_20260320LPC.hdf5"] == hashlib.sha256(b"fast").hexdigest()
+    assert verify_products(night, done) == []
+
+    # a second start (a resume) keeps the first start time and the masters
+    again = start_provenance(night, config_dir=config_dir, command=["again"])
+    assert (again.started_utc, again.masters) == (record.started_utc, record.masters)
+
+
+def test_changed_missing_and_extra_products_do_not_verify(tmp_path: Path,
+                                                           config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=[])
+    _products(night)
+    done = complete_provenance(night, record, raw_frames=60)
+    (night / "binned" / "bin_65344225C.fits").write_bytes(b"binnex")
+    (night / "lightcurves" / "fast_20260320LPC.hdf5").unlink()
+    (night / "binned" / "bin_65344275C.fits").write_bytes(b"new")
+    assert verify_products(night, done) == [
+        f"{night}/binned/bin_65344275C.fits: not in the record",
+        f"{night}/binned/bin_65344225C.fits: changed since it was made",
+        f"{night}/lightcurves/fast_20260320LPC.hdf5: missing",
+    ]
+
+
+def test_another_version_or_configuration_is_never_mixed_in(tmp_path: Path,
+                                                            config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=[])
+    old = dataclasses.replace(record, software="mascara-actors 0.0.9")
+    (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(old)))
+    with pytest.raises(StorageError, match=r"holds a reduction by mascara-actors 0\.0\.9.*"
+                       r"never mixed.*another --out, or move .* away"):
+        start_provenance(night, config_dir=config_dir, command=[])
+    (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(record)))
+    (config_dir / "reduction.toml").write_text("minobs = 20\n")
+    with pytest.raises(StorageError, match="configuration"):
+        start_provenance(night, config_dir=config_dir, command=[])
+
+
+def test_products_without_a_record_are_refused_an_empty_directory_is_not(
+        tmp_path: Path, config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    (night / "logs").mkdir(parents=True)
+    start_provenance(night, config_dir=config_dir, command=[])
+    other = tmp_path / "20260321LPC"
+    _products(other)
+    with pytest.raises(StorageError, match=r"holds reduced products but no provenance\.json"):
+        start_provenance(other, config_dir=config_dir, command=[])
+    assert not (other / PROVENANCE_NAME).exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"software": "x"}', "[]"])
+def test_a_damaged_record_is_an_error_naming_the_file(tmp_path: Path, text: str) -> None:
+    (tmp_path / PROVENANCE_NAME).write_text(text)
+    with pytest.raises(StorageError, match=PROVENANCE_NAME):
+        read_provenance(tmp_path)
