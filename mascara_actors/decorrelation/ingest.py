@@ -21,10 +21,12 @@ from mascara_actors.storage.baseline_file import BaselineFile
 
 __all__ = [
     "MAG_ZERO_POINT",
+    "POINT_REASONS",
     "SATURATED",
     "IngestedPatch",
     "PatchAssignment",
     "flux_to_mag",
+    "good_points",
     "ingest_patch",
 ]
 
@@ -34,7 +36,7 @@ SATURATED = 8
 """The photometry's saturation bit (pflag)."""
 _MAG = 2.5 / np.log(10.0)
 _FIELDS = ("lstseq", "x", "y", "pflag", "aflag")
-_POINT_REASONS = ("flagged points", "points with NaN or infinite flux",
+POINT_REASONS = ("flagged points", "points with NaN or infinite flux",
                   "points with flux or error <= 0", "points below S/N 10",
                   "points of stars with too few good points")
 
@@ -66,7 +68,7 @@ class IngestedPatch:
     """The good points of a patch (None when it has none) and what was left out."""
 
     points: PatchPoints | None
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_POINT_REASONS, 0))
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POINT_REASONS, 0))
     few_points: list[int] = field(default_factory=list)
     """Stars with too few good points."""
     mostly_saturated: list[int] = field(default_factory=list)
@@ -88,7 +90,7 @@ def ingest_patch(bf: BaselineFile, item: PatchAssignment, settings: Decorrelatio
     else:
         exptime = station.exptime[station.rows(data["lstseq"])]
     out = IngestedPatch(None)
-    good, mag, emag = _good_points(data, exptime, a, settings.max_emag, out.dropped)
+    good, mag, emag = good_points(data, exptime, a, settings.max_emag, out.dropped)
     ok_star = _usable_stars(item, star, good, data["pflag"], counts, settings, out)
     out.dropped["points of stars with too few good points"] += int(
         np.bincount(star[good], minlength=len(item.ids))[~ok_star].sum())
@@ -108,9 +110,10 @@ def ingest_patch(bf: BaselineFile, item: PatchAssignment, settings: Decorrelatio
     return out
 
 
-def _good_points(data: np.ndarray, exptime: np.ndarray, aperture: int, max_emag: float,
-                 dropped: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which points are good, and the magnitudes; counts the others in ``dropped``."""
+def good_points(data: np.ndarray, exptime: np.ndarray, aperture: int, max_emag: float,
+                dropped: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which points are good, and their magnitudes and errors (mag); counts the others in
+    ``dropped`` (by the reasons of :data:`POINT_REASONS`)."""
     flux = data[f"flux{aperture}"].astype(float)
     eflux = data[f"eflux{aperture}"].astype(float)
     flagged = (data["pflag"] != 0) | (data["aflag"] != 0)

@@ -21,13 +21,13 @@ set), :mod:`.truth_file` (what was injected, written and read back), :mod:`.simu
 whole run) and :mod:`.scoring` (how well a calibration recovers the truth).
 """
 
+from mascara_actors.atmosphere import airmass as airmass
 from mascara_actors.lcsim.clouds import WEATHER as WEATHER
 from mascara_actors.lcsim.noise import NoiseModel as NoiseModel
 from mascara_actors.lcsim.settings import LightCurveSimulation as LightCurveSimulation
 from mascara_actors.lcsim.settings import SimulationReport as SimulationReport
 from mascara_actors.lcsim.simulate import simulate_lightcurves as simulate_lightcurves
 from mascara_actors.lcsim.systematics import TruthModel as TruthModel
-from mascara_actors.lcsim.systematics import airmass as airmass
 from mascara_actors.lcsim.transits import TransitSpec as TransitSpec
 from mascara_actors.lcsim.transits import transit_shape as transit_shape
 from mascara_actors.lcsim.truth_file import Truth as Truth

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mascara_actors.atmosphere import airmass
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.config import CameraConfig
 from mascara_actors.decorrelation.sky import slot_hour_angle
@@ -22,7 +23,7 @@ from mascara_actors.lcsim.noise import Photometry, measure
 from mascara_actors.lcsim.schedule import NightSlots
 from mascara_actors.lcsim.settings import LightCurveSimulation
 from mascara_actors.lcsim.stars import EDGE_MARGIN_PX, SimulatedStars
-from mascara_actors.lcsim.systematics import TruthModel, airmass
+from mascara_actors.lcsim.systematics import TruthModel
 from mascara_actors.records import empty_records, fast_record_dtype, star_dtype, station_dtype
 from mascara_actors.reduce import star_altaz
 from mascara_actors.sidereal import (

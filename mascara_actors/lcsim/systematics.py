@@ -15,19 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from mascara_actors.atmosphere import airmass
 from mascara_actors.decorrelation.grids import pixel_basis
 
-__all__ = ["HeaderCard", "TruthModel", "airmass"]
+__all__ = ["HeaderCard", "TruthModel"]
 
 HeaderCard = tuple[str, object, str]
 """A FITS header card: key, value, comment."""
-
-
-def airmass(alt_deg: np.ndarray) -> np.ndarray:
-    """Relative airmass at true altitude ``alt_deg`` (Kasten & Young 1989); alt >= 0."""
-    alt = np.maximum(np.asarray(alt_deg, float), 0.0)
-    out: np.ndarray = 1.0 / (np.sin(np.radians(alt)) + 0.50572 * (alt + 6.07995) ** -1.6364)
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,6 +221,10 @@ class SetFile:
         """The station rows (one per exposure)."""
         return self._source.read_station()
 
+    def stars(self) -> np.ndarray:
+        """The star rows (catalogue: ``id``, ``ra``, ``dec``, ``vmag`` ...), by id."""
+        return self._source.read_stars()
+
     def astrometry(self) -> np.ndarray | None:
         """The set's astrometry rows, None when it has none."""
         return self._source.read_astrometry()

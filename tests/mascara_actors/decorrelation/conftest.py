@@ -24,9 +24,10 @@ from mascara_actors.decorrelation import (
 from mascara_actors.lcsim import LightCurveSimulation, SimulationReport, simulate_lightcurves
 from mascara_actors.storage.baseline import BaselineReport, build_baseline
 
-# 15 nights, mostly clear, some cloudy, one overcast in the middle
+# 15 nights, mostly clear, some cloudy, one overcast in the middle; then the night the live
+# calibration is tried on, cloudy
 WEATHER = ("clear", "cloudy", "clear", "clear", "clear", "clear", "cloudy", "overcast",
-           "clear", "clear", "cloudy", "clear", "clear", "clear", "clear")
+           "clear", "clear", "cloudy", "clear", "clear", "clear", "clear", "cloudy")
 
 
 @dataclasses.dataclass
@@ -35,6 +36,8 @@ class Calibrated:
     baseline: Path
     out: Path
     result: CalibrationResult
+    next_night: Path
+    """The nightly file of the night after the baseline's (not in it)."""
 
 
 @pytest.fixture(scope="session")
@@ -42,16 +45,18 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     """A 15-night LPC baseline: every star of the camera with dec 26-34 (full star density,
     > 2,000 stars), one set of 50 exposures in 25 simulated over whole nights (so the stars
     cross the whole field), 4 % of the stars with 1 % transits; calibrated on two workers
-    with the default settings (but for the points a star needs: it has 25 times fewer)."""
+    with the default settings (but for the points a star needs: it has 25 times fewer).
+    A 16th night is simulated with them, for the live calibration."""
     root = tmp_path_factory.mktemp("calib")
-    sim = LightCurveSimulation(camera="LPC", nights=15, seed=11, every_set=25,
+    sim = LightCurveSimulation(camera="LPC", nights=16, seed=11, every_set=25,
                                dec_range=(26.0, 34.0), weather=WEATHER, compression=None,
                                transit_fraction=0.04, transit_depth=(0.01, 0.01))
     report = simulate_lightcurves(root / "nights", sim)
-    base = build_baseline(report.nightly_files, root / "baseline.hdf5", compression=None)
+    nights = sorted(report.nightly_files)
+    base = build_baseline(nights[:15], root / "baseline.hdf5", compression=None)
     result = calibrate_baseline(base.output, root / "out",
                                 DecorrelationSettings(workers=2, min_points=40))
-    return Calibrated(report, base.output, root / "out", result)
+    return Calibrated(report, base.output, root / "out", result, nights[15])
 
 
 @dataclasses.dataclass

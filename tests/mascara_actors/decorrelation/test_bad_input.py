@@ -12,14 +12,17 @@ import h5py
 import numpy as np
 import pytest
 
+from mascara_actors.actors.calibrator import load_calibration
 from mascara_actors.cli import main
+from mascara_actors.config import load_config
 from mascara_actors.decorrelation import DecorrelationError, NotConverged, calibrate_baseline
+from mascara_actors.decorrelation.live import LiveCalibration, calibration_dir
 from mascara_actors.errors import StorageError
-from mascara_actors.lcsim import LightCurveSimulation, read_truth, simulate_lightcurves
+from mascara_actors.lcsim import LightCurveSimulation, simulate_lightcurves
 from mascara_actors.storage.baseline import BaselineReport, build_baseline
 from mascara_actors.storage.calibrated import CalibratedFile
 
-from .conftest import Calibrated, Damaged, Small, quick_settings
+from .conftest import Damaged, Small, quick_settings
 
 pytestmark = pytest.mark.slow
 
@@ -97,23 +100,6 @@ def test_a_star_seen_only_a_few_times_is_left_out_and_listed(damaged: Damaged) -
     assert report["dropped_stars"]["stars with fewer than 120 good points"]["count"] == len(few)
 
 
-def test_an_overcast_night_is_dropped_or_flagged(calibrated: Calibrated) -> None:
-    truth = read_truth(calibrated.sim.truth_file)
-    night = truth.nights[truth.nights["weather"] == "overcast"][0]
-    assert calibrated.result.converged
-    assert calibrated.result.calibrated_file is not None
-    flagged = total = 0
-    with CalibratedFile(calibrated.result.calibrated_file) as cf:
-        for hip in cf.ids()[::10].tolist():
-            lc = cf.lightcurve(hip)
-            first = lc["setidx"].astype(np.int64) * 50
-            inside = (first >= night["lstseq0"]) & (first < night["lstseq0"] + night["nexp"])
-            total += int(inside.sum())
-            flagged += int(np.count_nonzero(lc["cflag"][inside] & 2))
-    # most overcast points were too faint to use; what is left is flagged cloudy
-    assert total == 0 or flagged / total > 0.9
-
-
 def test_a_calibration_that_does_not_converge_says_so_and_writes_nothing(
         small_baseline: BaselineReport, tmp_path: Path) -> None:
     base = tmp_path / "b.hdf5"
@@ -161,3 +147,66 @@ def test_the_commands_have_help_and_clear_errors(small: Small, tmp_path: Path,
     assert "did not converge" in capsys.readouterr().err
     assert main(["simulate-lightcurves", str(tmp_path / "sim"), "--nights", "0"]) == 2
     assert "nights=0" in capsys.readouterr().err
+
+
+# --- the live calibration: a night never stops for its calibration --------------------------
+
+
+def test_a_night_finds_its_camera_calibration_or_says_why_not(damaged: Damaged,
+                                                              tmp_path: Path) -> None:
+    camera = load_config(None).camera("LPC")
+    assert damaged.result.maps_file is not None
+    assert load_calibration(tmp_path, camera) == (None, "")  # none: raw, said in the log
+    where = calibration_dir(tmp_path, "LPC")
+    where.mkdir(parents=True)
+    good = where / "maps_good.hdf5"
+    shutil.copy(damaged.result.maps_file, good)
+    found, problem = load_calibration(tmp_path, camera)
+    assert found is not None
+    assert (found.path, problem) == (good, "")
+    assert len(found.ids) > 100
+    # another camera's maps, newer: refused, naming it and where it belongs
+    other = where / "maps_other.hdf5"
+    shutil.copy(good, other)
+    with h5py.File(other, "r+") as f:
+        f["header"].attrs["camera"] = "LPN"
+    found, problem = load_calibration(tmp_path, camera)
+    assert found is None
+    assert str(other) in problem
+    assert "camera LPN, not of LPC" in problem
+    assert str(calibration_dir(tmp_path, "LPN")) in problem
+    # a damaged or foreign file: refused, naming it
+    for damage in (b"not hdf5 at all", None):
+        other.unlink()
+        if damage is None:
+            with h5py.File(other, "w") as f:
+                f.create_group("header").attrs["kind"] = "maps"
+        else:
+            other.write_bytes(damage)
+        found, problem = load_calibration(tmp_path, camera)
+        assert found is None
+        assert str(other) in problem
+        assert problem.endswith("the light curves stay raw tonight")
+
+
+def test_a_set_with_no_usable_point_is_calibrated_empty(damaged: Damaged) -> None:
+    """NaN, flagged and unknown stars: the set gives no point and says why, nothing raises."""
+    assert damaged.result.maps_file is not None
+    cal = LiveCalibration.load(damaged.result.maps_file, pupil_m=0.0171)
+    records = np.zeros(6, [("id", "i4"), ("lstseq", "i8"), ("flux0", "f8"), ("eflux0", "f8"),
+                           ("x", "f4"), ("y", "f4"), ("pflag", "u1"), ("aflag", "u1")])
+    records["id"] = [int(cal.ids[0])] * 3 + [1, 2, 3]  # three stars not in the calibration
+    records["lstseq"] = 50 * 1_300_000 + np.arange(6)
+    records["flux0"] = [np.nan, 1000.0, -5.0, 1000.0, 1000.0, 1000.0]
+    records["eflux0"] = 10.0
+    records["pflag"][1] = 8
+    stars = np.zeros(4, [("id", "i4"), ("ra", "f8"), ("dec", "f8"), ("vmag", "f4")])
+    stars["id"] = sorted([1, 2, 3, int(cal.ids[0])])
+    station = np.zeros(6, [("lstseq", "i8"), ("jd", "f8"), ("lst", "f8"), ("exptime", "f4")])
+    station["lstseq"], station["exptime"] = records["lstseq"], 6.38
+    live = cal.calibrate(1_300_000, records, stars, station)
+    assert len(live.points) == len(live.bins) == len(live.clouds) == 0
+    assert live.dropped["points with NaN or infinite flux"] == 1
+    assert live.dropped["flagged points"] == 1
+    assert live.dropped["points with flux or error <= 0"] == 1
+    assert live.dropped["points of stars not in the calibration"] == 3
