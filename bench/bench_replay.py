@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._core import bench, figure
+from bench._core import bench, figure, tree_rss_mb
 from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
 from hw.sim.sky import SimulationSettings
@@ -31,25 +31,6 @@ _CAMERA = "LPC"
 _NIGHT = "2026-03-20"
 _DEFAULT_FRAMES = 500
 _SAMPLE_S = 0.5
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` plus its children's, MB (0 once it is gone)."""
-    total_kb = 0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        return 0.0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            continue
-    return total_kb / 1024.0
 
 
 def _summary(stderr: str) -> list[str]:
@@ -98,7 +79,7 @@ def run():
                 stderr=log,
             )
             while proc.poll() is None:
-                sampled_mb = max(sampled_mb, _rss_mb(proc.pid))
+                sampled_mb = max(sampled_mb, tree_rss_mb(proc.pid))
                 time.sleep(_SAMPLE_S)
         wall_s = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0

@@ -108,23 +108,31 @@ class EphemerisTable:
     """Sun and Moon on a 5-minute grid, interpolated: cheap per-frame look-ups.
 
     The Moon moves about 2.5 arcmin in 5 minutes, so linear interpolation is good to far
-    better than a pixel; the grid is extended on demand, a day at a time.
+    better than a pixel; the grid is extended on demand, a day at a time. A coarser grid
+    (``step_minutes``, a divisor of a day) costs less to build, for simulations.
     """
 
-    step_days = 5.0 / 1440.0
-
-    def __init__(self, site: SiteConfig) -> None:
+    def __init__(self, site: SiteConfig, *, step_minutes: float = 5.0) -> None:
+        per_day = 1440.0 / step_minutes
+        if not per_day.is_integer():
+            raise ValueError(f"step_minutes={step_minutes} must divide a day (1440 minutes)")
         self.site = site
+        self.step_days = step_minutes / 1440.0
+        self._per_day = int(per_day)
         self._jd = np.empty(0)
         self._table: SunMoon | None = None
 
-    def at(self, jd_utc: float) -> SunMoon:
-        """Interpolated Sun and Moon at ``jd_utc`` (one-element arrays)."""
-        if self._table is None or not (self._jd[0] <= jd_utc <= self._jd[-1]):
+    def at(self, jd_utc: float | np.ndarray) -> SunMoon:
+        """Interpolated Sun and Moon at ``jd_utc`` (a scalar gives one-element arrays)."""
+        jd = np.atleast_1d(np.asarray(jd_utc, dtype=float))
+        lo, hi = float(jd.min()), float(jd.max())
+        if self._table is None or not (self._jd[0] <= lo and hi <= self._jd[-1]):
             # The grid is anchored to whole days of steps, not to the first time asked for,
             # so a restarted process interpolates between the very same points.
-            n0 = np.floor(jd_utc / self.step_days) // 288 * 288
-            self._jd = (n0 + np.arange(-2, 290)) * self.step_days
+            per_day = self._per_day
+            n0 = np.floor(lo / self.step_days) // per_day * per_day
+            n1 = np.floor(hi / self.step_days) // per_day * per_day
+            self._jd = (n0 + np.arange(-2, n1 - n0 + per_day + 2)) * self.step_days
             self._table = sun_moon(self._jd, self.site)
         table = self._table
         out = {}
@@ -133,7 +141,7 @@ class EphemerisTable:
             if name.endswith("ra"):
                 # unwrap RA so interpolation across 0/360 deg stays continuous
                 values = np.degrees(np.unwrap(np.radians(values)))
-                out[name] = np.atleast_1d(np.interp(jd_utc, self._jd, values) % 360.0)
+                out[name] = np.interp(jd, self._jd, values) % 360.0
             else:
-                out[name] = np.atleast_1d(np.interp(jd_utc, self._jd, values))
+                out[name] = np.interp(jd, self._jd, values)
         return SunMoon(**{k: v.astype(np.float32) for k, v in out.items()})

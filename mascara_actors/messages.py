@@ -49,6 +49,8 @@ __all__ = [
     "ReductionPaused",
     "ReductionResumed",
     "SetBinned",
+    "SetCalibrated",
+    "SetRecords",
     "SetSaved",
     "Spooled",
     "StoredSolution",
@@ -93,6 +95,19 @@ class FrameReduced:
     def aflag(self) -> int:
         """Astrometry flag of the solution this frame was measured with."""
         return self.solution.aflag
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRecords:
+    """A set as the saver wrote it, for the live calibration (in-process only)."""
+
+    setidx: int
+    records: np.ndarray
+    """Fast records with ``id``."""
+    stars: np.ndarray
+    """Star rows of the set (``id``, ``ra``, ``dec``, ``vmag`` ...)."""
+    station: np.ndarray
+    """One station row per exposure."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +272,9 @@ class NightStarted(Event):
     """Science frames the source will deliver (0 when unknown, live)."""
     resumed_sets: int = 0
     """Sets already on disk from an earlier run of the same night."""
+    calibration: str = ""
+    """The calibration of earlier nights each set is calibrated with as it is saved (a maps
+    file), "" when the camera has none: the light curves stay raw."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +342,29 @@ class SetSaved(Event):
     nrecords: int
     """Photometry records written."""
     path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetCalibrated(Event):
+    """A set calibrated live with the camera's calibration of earlier nights: its clouds are
+    solved and its calibrated points are on disk."""
+
+    setidx: int
+    path: str
+    """The set's calibrated points (``{night}/calibrated/set_{setidx}.hdf5``)."""
+    nstars: int
+    """Stars with a calibrated bin in the set."""
+    patches: tuple[int, ...]
+    """Sky patches (HEALPix nside 8, ring order) whose clouds were measured."""
+    clouds: tuple[float, ...]
+    """Median clouds of each of those patches over the set, mag (0 clear, positive
+    cloudier)."""
+    seconds: float
+    """Time the calibration of the set took."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patches", tuple(int(q) for q in self.patches))
+        object.__setattr__(self, "clouds", tuple(float(c) for c in self.clouds))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -457,6 +498,7 @@ _TYPES: dict[str, type[Event]] = {
         FrameFailed,
         AstrometryDone,
         SetSaved,
+        SetCalibrated,
         SetBinned,
         ProductFailed,
         NightlyFileWritten,

@@ -26,6 +26,7 @@ from mascara_actors.messages import (
     ReductionPaused,
     ReductionResumed,
     SetBinned,
+    SetCalibrated,
     SetSaved,
     Spooled,
     WarningEvent,
@@ -66,6 +67,13 @@ class NightState:
     caught_up: int = 0
     paused: bool = False
     """The operator paused the reduction (frames wait on disk)."""
+    calibration: str = ""
+    """The calibration of earlier nights each set is calibrated with ("" none: raw)."""
+    sets_calibrated: int = 0
+    clouds_setidx: int | None = None
+    """The set of :attr:`clouds`."""
+    clouds: dict[int, float] = field(default_factory=dict)
+    """Median clouds (mag) per sky patch of the latest calibrated set."""
     camera_answering: bool = True
     queue_depths: dict[str, int] = field(default_factory=dict)
     stars_measured: int = 0
@@ -98,6 +106,7 @@ class NightState:
         if isinstance(ev, NightStarted):
             self.night, self.camera = ev.night, ev.camera
             self.frames_expected = ev.frames_expected
+            self.calibration = ev.calibration
         elif isinstance(ev, FrameReducedEvent):
             self.frames_reduced += 1
             self.last_lstseq, self.last_frame = ev.lstseq, ev.path
@@ -114,6 +123,10 @@ class NightState:
             self.astrometry_dr, self.aflag = ev.dr, ev.aflag
         elif isinstance(ev, SetSaved):
             self.sets_saved += 1
+        elif isinstance(ev, SetCalibrated):
+            self.sets_calibrated += 1
+            self.clouds_setidx = ev.setidx
+            self.clouds = dict(zip(ev.patches, ev.clouds, strict=True))
         elif isinstance(ev, SetBinned):
             self.sets_binned += 1
             if ev.reason:

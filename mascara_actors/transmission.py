@@ -144,6 +144,8 @@ def plot_transmission_map(tmap: TransmissionMap, path: str | Path, *, title: str
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    from mascara_actors.figures import write_png
+
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     extent = (tmap.x_edges[0], tmap.x_edges[-1], tmap.y_edges[0], tmap.y_edges[-1])
@@ -153,6 +155,4 @@ def plot_transmission_map(tmap: TransmissionMap, path: str | Path, *, title: str
     ax.set_xlabel("x (pixel)")
     ax.set_ylabel("y (pixel)")
     ax.set_title(title or "camera transmission")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return write_png(fig, path)

@@ -178,4 +178,7 @@ def take_snapshot(
         finished=feed.finished.is_set(),
         fatal=s.fatal,
         latest_frame=feed.latest_frame(),
+        calibration=s.calibration,
+        clouds_setidx=s.clouds_setidx,
+        clouds=tuple(s.clouds.items()),
     )

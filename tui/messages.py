@@ -68,6 +68,11 @@ class Snapshot:
     """What the station is doing (live camera)."""
     camera_link: str = ""
     """The camera link in a few words (live camera)."""
+    calibration: str = ""
+    """The calibration the sets are calibrated with as they are saved ("" none)."""
+    clouds_setidx: int | None = None
+    clouds: tuple[tuple[int, float], ...] = ()
+    """(sky patch, median clouds in mag) of the latest calibrated set."""
 
 
 @dataclass(frozen=True, slots=True)

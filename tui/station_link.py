@@ -149,6 +149,9 @@ class RemoteCamera:
             latest_frame=Path(s.last_frame) if s.last_frame else None,
             phase=self.phase,
             camera_link=self.link,
+            calibration=str(self.status.get("calibration") or s.calibration),
+            clouds_setidx=s.clouds_setidx,
+            clouds=tuple(s.clouds.items()),
         )
 
 

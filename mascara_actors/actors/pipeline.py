@@ -33,10 +33,10 @@ import anyio
 import anyio.to_thread
 import numpy as np
 from anyio.abc import ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from mascara_actors import __version__
-from mascara_actors.actors import binner, camera, reducer, saver, summariser
+from mascara_actors.actors import binner, calibrator, camera, reducer, saver, summariser
 from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.resume import ResumePoint, missing_products, resume_point
 from mascara_actors.actors.spool import Spool
@@ -54,6 +54,7 @@ from mascara_actors.messages import (
     NightFinished,
     NightStarted,
     QueueDepths,
+    SetRecords,
     Spooled,
     WarningEvent,
     WorkerSpec,
@@ -66,6 +67,10 @@ from mascara_actors.storage import NightId, SetWriter, event_log_path
 __all__ = ["NightPlan", "NightReport", "run_night", "stop_on_signals", "waiting_events"]
 
 log = logging.getLogger(__name__)
+
+_CALIBRATE_QUEUE = 2
+"""Sets waiting for the live calibration (each is a few tens of MB at full size; one takes
+well under the 320 s of a set)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +266,9 @@ async def run_night(
                 len(resume.done_sets),
                 len(resume.rebin_sets),
             )
+        calibration, calibration_problem = await anyio.to_thread.run_sync(
+            calibrator.load_calibration, plan.out_dir, plan.camera
+        )
         async with anyio.create_task_group() as tg_all:
             tg_all.start_soon(
                 lambda: summariser.run(inbox=ev_recv, log_path=plan.log_path, state=state)
@@ -273,10 +281,20 @@ async def run_night(
                         out_dir=str(plan.night_dir),
                         frames_expected=plan.frames_expected,
                         resumed_sets=len(resume.done_sets),
+                        calibration=str(calibration.path) if calibration else "",
                     )
                 )
                 for note in resume.notes:
                     await ev_send.send(WarningEvent(source="resume", message=note))
+                if calibration_problem:
+                    await ev_send.send(
+                        WarningEvent(source="calibrator", message=calibration_problem)
+                    )
+                calibrate_send: MemoryObjectSendStream[SetRecords] | None = None
+                if calibration is not None:
+                    calibrate_send, calibrate_recv = anyio.create_memory_object_stream[
+                        SetRecords
+                    ](_CALIBRATE_QUEUE)
                 async with anyio.create_task_group() as side:
                     side.start_soon(_monitor, ev_send.clone(), spool, frames_recv, reduced_recv)
                     if outside_events is not None:
@@ -345,8 +363,19 @@ async def run_night(
                                 star_rows=lambda records: star_table(catalogue, records),
                                 stopping=stop,
                                 combine_options=combine_options,
+                                calibrate=calibrate_send,
                             ),
                         )
+                        if calibration is not None:
+                            tg.start_soon(
+                                lambda: calibrator.run(
+                                    inbox=calibrate_recv,
+                                    events=ev_send.clone(),
+                                    calibration=calibration,
+                                    night_dir=plan.night_dir,
+                                    camera=plan.camera.id,
+                                )
+                            )
                     side.cancel_scope.cancel()
                 if spool.spooled:
                     await ev_send.send(Spooled(spooled=spool.spooled, caught_up=spool.caught_up))

@@ -8,6 +8,7 @@ the archive and a restart reduces the set again, so no frame is lost or doubled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from mascara_actors.messages import (
     FrameReduced,
     NightlyFileWritten,
     ProductFailed,
+    SetRecords,
     SetSaved,
 )
 from mascara_actors.records import astrometry_dtype
@@ -64,12 +66,14 @@ async def run(
     stopping: anyio.Event,
     combine_options: dict[str, Any],
     delay_s: float = 0.0,
+    calibrate: ObjectSendStream[SetRecords] | None = None,
 ) -> Path | None:
     """Write every complete set of ``inbox``; at the end of the night, combine; returns the
     nightly fast file (None when the night stopped early or it could not be written).
 
     ``delay_s`` makes the saver take that long per message: a slow disk, for the
-    backpressure tests.
+    backpressure tests. Each set written goes on to ``calibrate`` (the live calibration)
+    when given; it is closed with the inbox.
     """
     frames: list[FrameReduced] = []
 
@@ -103,8 +107,14 @@ async def run(
             )
         )
         frames.clear()
+        if calibrate is not None:
+            # the calibrator never stops the saver: were it gone, the sets are saved as always
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await calibrate.send(
+                    SetRecords(setidx=setidx, records=records, stars=stars, station=station)
+                )
 
-    async with inbox, events:
+    async with inbox, events, calibrate if calibrate is not None else contextlib.nullcontext():
         async for msg in inbox:
             if delay_s:
                 await anyio.sleep(delay_s)

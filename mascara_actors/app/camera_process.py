@@ -241,6 +241,8 @@ class CameraProcess:
             "last_error": errors[-1][3] if errors else None,
             "fatal": s.fatal,
             "nightly_files": list(s.nightly_files),
+            "calibration": s.calibration,
+            "sets_calibrated": s.sets_calibrated,
         }
 
     def _phase(self, next_in: float | None) -> str:

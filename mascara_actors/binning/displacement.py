@@ -26,7 +26,8 @@ def reference_lstseq(setidx: int, *, set_size: int = SET_SIZE) -> int:
     return int(setidx) * set_size + set_size // 2
 
 
-def lst_difference_hours(lst_hours: np.ndarray | float, lst_ref_hours: float) -> np.ndarray:
+def lst_difference_hours(lst_hours: np.ndarray | float, lst_ref_hours: np.ndarray | float
+                         ) -> np.ndarray:
     """``lst - lst_ref`` wrapped into [-12, 12) hours (correct across 0 h)."""
     return (np.asarray(lst_hours, float) - lst_ref_hours + 12.0) % 24.0 - 12.0
 

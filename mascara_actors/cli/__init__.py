@@ -38,6 +38,9 @@ COMMANDS = {
     "summary": "mascara_actors.cli.summary",
     "export": "mascara_actors.cli.export",
     "solve": "mascara_actors.cli.solve",
+    "simulate-lightcurves": "mascara_actors.cli.simulate_lightcurves",
+    "baseline": "mascara_actors.cli.baseline",
+    "calibrate": "mascara_actors.cli.calibrate",
 }
 """Each command's module: ``add_parser(subparsers)`` defines its arguments, ``run(args)``
 runs it."""

@@ -7,6 +7,9 @@
 - :class:`NightFile`: reading API for users; :class:`SetFile` for a per-set file.
 - :func:`read_json_state`, :func:`write_json_state`: small JSON state files.
 - :class:`NightLock`: one writer per camera-night.
+- :mod:`.baseline` (``build_baseline``), :mod:`.baseline_file` (``BaselineFile``) and
+  :mod:`.nightly_info`: the nights of a camera merged for the calibration;
+  :mod:`.calibrated`: the calibrated light curves and fitted maps.
 """
 
 from mascara_actors.storage.atomic import (

@@ -27,7 +27,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import h5py
 import numpy as np
@@ -37,12 +36,8 @@ from mascara_actors.atomic_files import fsync_dir, remove_stale_tmp
 from mascara_actors.errors import StorageError
 from mascara_actors.faults import phase
 from mascara_actors.storage import layout as L
-from mascara_actors.storage._h5 import (
-    create_dataset,
-    create_deflated_dataset,
-    dataset_length,
-    deflate_chunks,
-)
+from mascara_actors.storage._h5 import dataset_length
+from mascara_actors.storage._lightcurve_writes import star_chunks, write_curves, write_field_group
 from mascara_actors.storage._merge import (
     drop_field,
     merge_records,
@@ -62,9 +57,6 @@ log = logging.getLogger(__name__)
 COMPRESSIONS = ("gzip", "lzf", None)
 """Accepted ``compression`` values: gzip (level 1, shuffled; readable everywhere), lzf
 (faster, h5py only) or None."""
-
-_LC_CHUNK = 4096  # records per HDF5 chunk of a light curve (about 0.5 MB)
-_GZIP_LEVEL = 1  # level 4 gains 1 % in size for twice the time on noisy floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,44 +80,6 @@ class CombineReport:
     """Files left alone, with the reason."""
     removed: tuple[Path, ...]
     """Per-set files deleted after the nightly file was verified."""
-
-
-class _Filters(TypedDict, total=False):
-    """Keyword arguments of :func:`create_dataset` that compress a dataset."""
-
-    chunks: tuple[int, ...]
-    compression: str
-    level: int
-    shuffle: bool
-
-
-def _filters(compression: str | None) -> _Filters:
-    # shuffle groups the bytes of each field: noisy floats compress twice as well
-    if compression is None:
-        return {}
-    return {"chunks": (_LC_CHUNK,), "compression": compression, "level": _GZIP_LEVEL,
-            "shuffle": True}
-
-
-def _write_field_group(parent: h5py.Group, name: str, rows: np.ndarray) -> None:
-    # small tables (a row per exposure or star): uncompressed, one dataset per field
-    group = parent.create_group(name, track_order=True)
-    for field in rows.dtype.names or ():
-        create_dataset(group, field, rows[field])
-
-
-def _chunks(ids: np.ndarray, counts: np.ndarray, chunk_stars: int, chunk_records: int
-            ) -> list[np.ndarray]:
-    """Split sorted ids into runs of at most chunk_stars stars and about chunk_records records."""
-    out, start, total = [], 0, 0
-    for i, c in enumerate(counts.tolist()):
-        if i > start and (i - start >= chunk_stars or total + c > chunk_records):
-            out.append(ids[start:i])
-            start, total = i, 0
-        total += c
-    if len(ids) > start:
-        out.append(ids[start:])
-    return out
 
 
 def _header_attrs(nid: NightId, kind: str, minobs: int, user: dict[str, object]
@@ -336,9 +290,8 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
                                 + ([nightly.counts] if nightly else []))
     ids, inverse = np.unique(all_ids, return_inverse=True)
     counts = np.bincount(inverse, weights=all_counts, minlength=len(ids)).astype(np.int64)
-    chunks = _chunks(ids, counts, chunk_stars, chunk_records)
+    chunks = [ids[part] for part in star_chunks(counts, chunk_stars, chunk_records)]
 
-    filters = _filters(compression)
     head = _header_attrs(nid, kind, minobs, nightly.header if nightly else sources[0].header)
     kept_ids: list[np.ndarray] = []
     kept_nobs: list[np.ndarray] = []
@@ -353,7 +306,7 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
         header = f.create_group(L.GROUP_HEADER, track_order=True)
         for key, value in head:
             header.attrs[key] = value
-        _write_field_group(f, L.GROUP_STATION, station)
+        write_field_group(f, L.GROUP_STATION, station)
         lcs = f.create_group(L.GROUP_LIGHTCURVES, track_order=True)
         for chunk in chunks:
             parts = [nightly.read_ids(chunk, rec_dtype)] if nightly else []
@@ -366,21 +319,8 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
             curves = drop_field(merged, "id")
             stars_ok = list(zip(cid[ok].tolist(), start[ok].tolist(), count[ok].tolist(),
                                 strict=True))
-            if pool is not None:
-                # gzip in worker threads, HDF5 writes in this one; the light curves go to the
-                # threads in batches of about _DEFLATE_BATCH bytes (a short light curve is
-                # compressed faster than a task is handed over)
-                batches = _batches(stars_ok, curves.dtype.itemsize)
-                packed = pool.map(_deflate_batch, ([curves[a:a + n] for _, a, n in batch]
-                                                   for batch in batches))
-                for batch, payloads in zip(batches, packed, strict=True):
-                    for (i, _, n), payload in zip(batch, payloads, strict=True):
-                        create_deflated_dataset(lcs, str(i), curves.dtype, n, payload,
-                                                chunk=_LC_CHUNK, level=_GZIP_LEVEL,
-                                                shuffle=True)
-            else:
-                for i, a, n in stars_ok:
-                    create_dataset(lcs, str(i), curves[a:a + n], **filters)
+            write_curves(lcs, [(i, curves[a:a + n]) for i, a, n in stars_ok], compression,
+                         pool)
             kept_ids.append(cid[ok])
             kept_nobs.append(count[ok])
             kept_bounds.append(bounds[ok])
@@ -392,34 +332,10 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
                              else np.empty(0, np.int64),
                              np.concatenate(kept_bounds) if kept_bounds
                              else np.empty((0, 2), np.uint64), out_path)
-        _write_field_group(f, L.GROUP_STARS, stars)
+        write_field_group(f, L.GROUP_STARS, stars)
         if astrometry is not None:
-            _write_field_group(f, L.GROUP_ASTROMETRY, astrometry)
+            write_field_group(f, L.GROUP_ASTROMETRY, astrometry)
     return len(ids_out), nrecords, nduplicates, nshort
-
-
-_DEFLATE_BATCH = 1 << 20
-"""Bytes of light curves per compression task of the thread pool."""
-
-
-def _batches(stars: list[tuple[int, int, int]], itemsize: int
-             ) -> list[list[tuple[int, int, int]]]:
-    """``(id, start, count)`` of consecutive stars grouped into batches of about
-    :data:`_DEFLATE_BATCH` bytes of records (a star alone when it holds more)."""
-    out: list[list[tuple[int, int, int]]] = []
-    size = _DEFLATE_BATCH
-    for star in stars:
-        if size >= _DEFLATE_BATCH:
-            out.append([])
-            size = 0
-        out[-1].append(star)
-        size += star[2] * itemsize
-    return out
-
-
-def _deflate_batch(curves: list[np.ndarray]) -> list[list[bytes]]:
-    return [deflate_chunks(c, chunk=_LC_CHUNK, level=_GZIP_LEVEL, shuffle=True)
-            for c in curves]
 
 
 def _final_stars(star_rows: np.ndarray, ids: np.ndarray, nobs: np.ndarray,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -68,7 +68,7 @@ class NightFile:
         """Close the file; closing twice is a no-op."""
         self._file.close()
 
-    def __enter__(self) -> NightFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -220,6 +220,10 @@ class SetFile:
     def station(self) -> np.ndarray:
         """The station rows (one per exposure)."""
         return self._source.read_station()
+
+    def stars(self) -> np.ndarray:
+        """The star rows (catalogue: ``id``, ``ra``, ``dec``, ``vmag`` ...), by id."""
+        return self._source.read_stars()
 
     def astrometry(self) -> np.ndarray | None:
         """The set's astrometry rows, None when it has none."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import Literal
 
 from mascara_actors.summary.report import NightSummary, frame_stats
@@ -103,6 +104,9 @@ def summary_rows(s: NightSummary) -> list[tuple[str, list[tuple[str, str, str]]]
         ("clear_percent", "Clear frames (transmission >= 0.8)",
          _percent(w.clear_fraction) if w else "n/a"),
         ("zero_point", "Clear-sky zero point (mag)", _fmt(w.zero_point_mag, 5) if w else "n/a"),
+        ("calibration", "Live calibration (maps of earlier nights)",
+         Path(s.calibration).name if s.calibration else "none: the light curves stay raw"),
+        ("sets_calibrated", "Sets calibrated live (clouds solved)", str(s.sets_calibrated)),
     ]
     log_rows = [
         ("errors", "Errors (failed frames)", str(s.errors)),

@@ -15,7 +15,8 @@ from pathlib import Path
 from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
 from mascara_actors.errors import StorageError
 from mascara_actors.storage import NightFile
-from mascara_actors.summary import plots
+from mascara_actors.storage.live_sets import read_live_night
+from mascara_actors.summary import live_plots, plots
 from mascara_actors.summary.html import Image, render_html, render_text
 from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
@@ -89,6 +90,15 @@ def make_images(summary: NightSummary, *,
                                 plots.transmission_map(trans), str(trans.name)))
         except Exception as exc:
             problems.append(f"transmission map {trans} not drawn: {type(exc).__name__}: {exc}")
+    try:
+        live = read_live_night(summary.night_dir)
+        if live is not None:
+            images.append(Image(f"{tag}_noise.png", "Noise diagram (calibrated live)",
+                                live_plots.noise_diagram(live, tag)))
+            images.append(Image(f"{tag}_clouds.png", "Clouds (calibrated live)",
+                                live_plots.clouds_figure(live, tag)))
+    except Exception as exc:
+        problems.append(f"live calibration figures not made: {type(exc).__name__}: {exc}")
     for p in problems:
         log.warning("summary of %s: %s", tag, p)
     return images, problems

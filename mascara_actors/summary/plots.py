@@ -15,7 +15,6 @@ Each function returns the PNG as bytes; writing files is the caller's business.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mascara_actors.errors import StorageError
+from mascara_actors.figures import png_bytes
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightFile
 from mascara_actors.summary.report import NightSummary
@@ -36,7 +36,9 @@ __all__ = [
     "find_transmission_map",
     "light_curve_overview",
     "night_diagnostics",
+    "slot_utc",
     "transmission_map",
+    "utc_axis",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,20 +62,15 @@ class Overview:
     """Empty when the requested range held stars; else why another range is shown."""
 
 
-def _utc(lstseq: np.ndarray) -> np.ndarray:
+def slot_utc(lstseq: np.ndarray) -> np.ndarray:
     """UTC start of each slot, datetime64[us]."""
     if len(lstseq) == 0:
         return np.empty(0, dtype="datetime64[us]")
     return np.asarray(lstseq2date(np.asarray(lstseq, dtype=np.int64), format="calendar"))
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
-    return buf.getvalue()
-
-
-def _time_axis(ax: Axes) -> None:
+def utc_axis(ax: Axes) -> None:
+    """Label the x axis in UTC hours and minutes."""
     # matplotlib.dates carries no annotations (its other modules do)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
     ax.set_xlabel("UTC")
@@ -126,7 +123,7 @@ def light_curve_overview(
         star = stars[i]
         lc = nightfile.lightcurve(int(star["id"]), ["lstseq", "flux0", "exptime", "pflag"])
         good = (lc["pflag"] == 0) & (lc["exptime"] > 0)
-        ax.plot(_utc(lc["lstseq"][good]), lc["flux0"][good] / lc["exptime"][good], ".",
+        ax.plot(slot_utc(lc["lstseq"][good]), lc["flux0"][good] / lc["exptime"][good], ".",
                 ms=3, label=f"HIP {int(star['id'])} V={float(star['vmag']):.2f}")
     if len(chosen):
         ax.legend(fontsize="small", loc="best")
@@ -137,10 +134,11 @@ def light_curve_overview(
     ax.set_ylabel("flux0 / exptime (ADU/s)")
     ax.set_title(f"Light curves, {shown[0]:.2f} <= V <= {shown[1]:.2f}"
                  + (" (fallback range)" if note and len(chosen) else ""))
-    _time_axis(ax)
+    utc_axis(ax)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.11)
-    return Overview(png=_png(fig), star_ids=tuple(int(stars[i]["id"]) for i in chosen),
-                    mag_range=shown, note=note)
+    return Overview(png=png_bytes(fig, dpi=_DPI),
+                    star_ids=tuple(int(stars[i]["id"]) for i in chosen), mag_range=shown,
+                    note=note)
 
 
 def night_diagnostics(summary: NightSummary) -> bytes:
@@ -158,7 +156,7 @@ def night_diagnostics(summary: NightSummary) -> bytes:
         PNG; panels without data say so.
     """
     s = summary
-    t = _utc(s.frame_lstseq)
+    t = slot_utc(s.frame_lstseq)
     fig = Figure(figsize=(9, 10))
     axes = fig.subplots(6, 1, sharex=True)
 
@@ -175,24 +173,24 @@ def night_diagnostics(summary: NightSummary) -> bytes:
 
     panel(axes[0], t, [(s.frame_nstars, "k.", "measured"),
                        (s.frame_nflagged, "r.", "flagged")], "stars / frame")
-    panel(axes[1], _utc(s.astro_lstseq), [(s.astro_dr, "bo", "dr")],
+    panel(axes[1], slot_utc(s.astro_lstseq), [(s.astro_dr, "bo", "dr")],
           "astrometry RMS (px)")
     panel(axes[2], t, [(s.frame_sky, "g.", "sky")], "sky (ADU/px)")
     panel(axes[3], t, [(s.frame_ccdtemp, "m.", "ccdtemp")], "CCD temp (deg C)")
     w = s.weather
     if w is not None and len(w.lstseq):
-        panel(axes[4], _utc(w.lstseq), [(w.transmission, "b.", "transmission"),
+        panel(axes[4], slot_utc(w.lstseq), [(w.transmission, "b.", "transmission"),
                                         (w.cloud_fraction, "r.", "cloud fraction")],
               "weather proxy")
         axes[4].set_ylim(-0.05, max(1.2, float(np.nanmax(w.transmission)) + 0.05))
     else:
         panel(axes[4], np.empty(0), [], "weather proxy")
     panel(axes[5], t, [(s.frame_latency_s, "k.", "latency")], "latency (s)")
-    _time_axis(axes[5])
+    utc_axis(axes[5])
     fig.suptitle(f"Night diagnostics {s.tag}")
     # fixed margins: tight_layout would draw the six date axes once more (twice the time)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.05, hspace=0.12)
-    return _png(fig)
+    return png_bytes(fig, dpi=_DPI)
 
 
 def find_transmission_map(night_dir: str | Path) -> Path | None:
@@ -247,4 +245,4 @@ def transmission_map(path: str | Path) -> bytes:
     ax.set_title(f"Transmission map ({path.name})")
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
-    return _png(fig)
+    return png_bytes(fig, dpi=_DPI)

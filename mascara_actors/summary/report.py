@@ -112,6 +112,10 @@ class NightSummary:
     """(setidx, why) of the sets with no binned image and no slow photometry."""
     missing: tuple[str, ...] = ()
     """Products the last finished run could not make (a re-run makes them)."""
+    calibration: str = ""
+    """The calibration of earlier nights the last run calibrated the sets with ("" none)."""
+    sets_calibrated: int = 0
+    """Sets calibrated live (clouds solved, calibrated points written)."""
 
     @property
     def tag(self) -> str:
@@ -313,6 +317,8 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         log_bad_lines=log_.bad_lines,
         log_unknown_kinds=log_.unknown_kinds,
         runs=len(started),
+        calibration=started[-1].calibration if started else "",
+        sets_calibrated=len({c.setidx for c in log_.of(ev.SetCalibrated)}),
         finished=bool(log_.of(ev.NightFinished)),
         sets_without_image=_sets_without_image(log_),
         missing=tuple(log_.of(ev.NightFinished)[-1].missing) if log_.of(ev.NightFinished)

@@ -16,7 +16,8 @@ from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from mascara_actors.summary.plots import _png
+from mascara_actors.figures import png_bytes
+from mascara_actors.summary.plots import _DPI
 
 __all__ = ["CAMERA_COLOURS", "CameraSky", "camera_colour", "station_sky_map"]
 
@@ -129,4 +130,4 @@ def station_sky_map(skies: Sequence[CameraSky], *, title: str = "") -> bytes:
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.04, right=0.96, top=0.93, bottom=0.05, hspace=0.25)
-    return _png(fig)
+    return png_bytes(fig, dpi=_DPI)

@@ -1,4 +1,4 @@
-"""The main screen: status, queues, latency, star field and the error pane.
+"""The main screen: status, queues, latency, clouds, star field and the error pane.
 
 Redrawn on a timer from a :class:`~tui.messages.Snapshot` of the feed, never per event.
 """
@@ -21,7 +21,14 @@ from mascara_actors.errors import MascaraError
 from mascara_actors.rawframe import read_raw
 from tui.feed import Sky
 from tui.messages import Snapshot
-from tui.widgets import ErrorPane, LatencyPanel, QueuePanel, StarField, StatusPanel
+from tui.widgets import (
+    CloudMap,
+    ErrorPane,
+    LatencyPanel,
+    QueuePanel,
+    StarField,
+    StatusPanel,
+)
 
 __all__ = ["MainScreen", "SnapshotSource", "load_preview"]
 
@@ -82,6 +89,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="left"):
                 yield QueuePanel(id="queues")
                 yield LatencyPanel(id="latency")
+                yield CloudMap(id="clouds")
             yield StarField(id="starfield")
         yield ErrorPane(id="errors")
         yield Footer()
@@ -89,6 +97,7 @@ class MainScreen(Screen[None]):
     async def on_mount(self) -> None:
         self.query_one("#errors", ErrorPane).border_title = "errors and warnings (0)"
         self.query_one("#starfield", StarField).border_title = "latest frame"
+        self.query_one("#clouds", CloudMap).border_title = "clouds"
         # the first snapshot computes the day's Sun and Moon table (astropy), and the free
         # space is a system call: neither on the event loop
         await anyio.to_thread.run_sync(
@@ -108,6 +117,7 @@ class MainScreen(Screen[None]):
         self.query_one("#status", StatusPanel).show(snap)
         self.query_one("#queues", QueuePanel).show(snap)
         self.query_one("#latency", LatencyPanel).show(snap)
+        self.query_one("#clouds", CloudMap).show(snap)
         self.query_one("#errors", ErrorPane).show(snap)
         if snap.latest_frame is not None and snap.latest_frame != self._preview_path:
             self._preview_path = snap.latest_frame
