@@ -10,7 +10,7 @@ import anyio
 import anyio.abc
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hw.readout import (
@@ -128,6 +128,10 @@ def test_a_frame_cut_short_loses_only_itself(shape: tuple[int, int], data: st.Da
     keep = data.draw(st.integers(HEADER.size, len(bad) - 1), label="keep")
     good = [make_frame(k, shape) for k in (2, 3)]
     stream = bad[:keep] + b"".join(wire(h, p) for h, p in good)
+    # the bytes cut off may happen to be those that follow (the last pixel byte equal to
+    # the next frame's first magic byte): then the stream holds frame 1 whole, and the next
+    # frame is the one cut short
+    assume(stream[:len(bad)] != bad)
     parser = FrameParser()
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8), label="cuts")
     got = parse(split(stream, cuts), parser)
