@@ -50,13 +50,7 @@ def live_clouds_set_s() -> Iterator[Figure]:
         cal = LiveCalibration.load(result.maps_file, pupil_m=camera.lens.aperture_mm / 1e3)
         with NightFile(nights[2]) as nf:
             stars, station = nf.stars, nf.station
-            fields = ["lstseq", "flux0", "eflux0", "x", "y", "pflag", "aflag"]
-            curves = [(hip, nf.lightcurve(hip, fields)) for hip in nf.ids().tolist()]
-        dtype = np.dtype([("id", "i4"), *[(f, curves[0][1].dtype[f]) for f in fields]])
-        records = np.zeros(sum(len(c) for _, c in curves), dtype)
-        records["id"] = np.repeat([h for h, _ in curves], [len(c) for _, c in curves])
-        for f in fields:
-            records[f] = np.concatenate([c[f] for _, c in curves])
+            records = nf.records(["lstseq", "flux0", "eflux0", "x", "y", "pflag", "aflag"])
         setidx = records["lstseq"] // SET_SIZE
         times, sizes = [], []
         night_dir = work / "out" / nights[2].parent.parent.name

@@ -166,6 +166,19 @@ class NightFile:
                                                    if np.ndim(v) == 0}})
         return table
 
+    def records(self, fields: Sequence[str]) -> np.ndarray:
+        """Every star's points as one table with the star's ``id`` first (as in a per-set
+        file), sorted by star then lstseq; ``fields`` as in :meth:`lightcurve`."""
+        curves = [(hip, self.lightcurve(hip, fields)) for hip in self.ids().tolist()]
+        if not curves:
+            return np.zeros(0, [("id", "i4")])
+        out = np.zeros(sum(len(c) for _, c in curves),
+                       [("id", "i4"), *[(f, curves[0][1].dtype[f]) for f in fields]])
+        out["id"] = np.repeat([h for h, _ in curves], [len(c) for _, c in curves])
+        for f in fields:
+            out[f] = np.concatenate([c[f] for _, c in curves])
+        return out
+
     def _jd(self, lstseq: np.ndarray) -> np.ndarray:
         station = self.station
         jd = np.full(len(lstseq), np.nan)

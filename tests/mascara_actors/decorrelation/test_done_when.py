@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,16 +127,10 @@ PUPIL_M = load_config(None).camera("LPC").lens.aperture_mm / 1e3
 _FIELDS = ("lstseq", "flux0", "eflux0", "x", "y", "pflag", "aflag")
 
 
-def _sets(path: object) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def _sets(path: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(setidx, records with ``id``, star rows, station rows) of each set of a nightly file."""
-    with NightFile(path) as nf:  # type: ignore[arg-type]
-        stars, station = nf.stars, nf.station
-        curves = [(hip, nf.lightcurve(hip, _FIELDS)) for hip in nf.ids().tolist()]
-    dtype = np.dtype([("id", "i4"), *[(f, curves[0][1].dtype[f]) for f in _FIELDS]])
-    records = np.zeros(sum(len(c) for _, c in curves), dtype)
-    records["id"] = np.repeat([h for h, _ in curves], [len(c) for _, c in curves])
-    for f in _FIELDS:
-        records[f] = np.concatenate([c[f] for _, c in curves])
+    with NightFile(path) as nf:
+        stars, station, records = nf.stars, nf.station, nf.records(_FIELDS)
     setidx = records["lstseq"] // SET_SIZE
     for s in np.unique(setidx).tolist():
         rows = station[station["lstseq"] // SET_SIZE == s]
