@@ -150,6 +150,11 @@ def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -
     ]
     if report.worker_restarts:
         lines.append(f"worker process restarts: {report.worker_restarts}")
+    if s.calibration:
+        lines.append(f"calibrated live: {s.sets_calibrated} sets, with {s.calibration}")
+    else:
+        lines.append("no calibration of this camera in OUT/calibration/: the light curves "
+                     "stay raw (README: Calibrated light curves)")
     for f in report.nightly_files:
         lines.append(f"nightly file: {f}")
     for _, level, lstseq, message in list(s.problems)[-10:]:

@@ -85,6 +85,9 @@ def bad_night(tmp_path_factory) -> Replayed:
 def test_the_night_completes(bad_night) -> None:
     assert bad_night.returncode == 0, bad_night.stderr
     assert "Traceback" not in bad_night.stderr
+    # no calibration of earlier nights: said once, and nothing is calibrated
+    assert bad_night.stderr.count("no calibration of this camera") == 1, bad_night.stderr
+    assert not (bad_night.night_dir / "calibrated").exists()
 
 
 def test_a_bad_first_frame_fails_alone(bad_night) -> None:
