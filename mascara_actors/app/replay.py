@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.recorded import RecordedNight, paced_frames
-from mascara_actors.actors.pipeline import NightPlan
+from mascara_actors.actors.pipeline import NightPlan, NightReport
 from mascara_actors.actors.resume import resume_point
 from mascara_actors.calibration import make_masters
 from mascara_actors.config import CameraConfig, Config
@@ -58,6 +58,12 @@ class ReplayJob:
     """Remarks for the user (which master dark is used, ...)."""
     provenance: Provenance
     """The night's record, started (:func:`record_complete` completes it)."""
+
+    def reduced(self, report: NightReport) -> bool:
+        """The replay ran to the night's end and frames of the night were reduced, by this
+        run or by earlier ones (a night whose sets were all on disk is reduced)."""
+        done = report.state.frames_reduced + report.skipped_frames + self.skipped
+        return not report.stopped_early and done > 0
 
 
 def _first_header(night: RecordedNight) -> tuple[Path, RawHeader]:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     _print_report(report, job, stopped_by[0] if stopped_by else None)
     if stopped_by:
         return 128 + signal.Signals[stopped_by[0]]
-    if report.stopped_early or not _reduced(report, job):
+    if not job.reduced(report):
         return 1
     # The end-of-night chain: the summary is written always (it lists what is missing),
     # mailed only when asked.
@@ -86,11 +86,6 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     for problem in outcome.problems:
         print(f"summary: {problem}", file=sys.stderr)
     return 1 if report.missing or outcome.write_error is not None else 0
-
-
-def _reduced(report: NightReport, job: ReplayJob) -> bool:
-    """Frames of the night were reduced, by this run or by earlier ones."""
-    return report.state.frames_reduced + report.skipped_frames + job.skipped > 0
 
 
 async def _replay(
@@ -173,7 +168,7 @@ def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -
             f"stopped {why}: complete sets are saved, the frames of the open set are left "
             "for the restart; run the same command again to finish the night"
         )
-    elif not _reduced(report, job):
+    elif not job.reduced(report):
         lines.append("the night was NOT reduced: see the errors above")
     elif report.missing:
         lines.append(

@@ -12,6 +12,7 @@ reduces is compared, byte for byte, with the real `mascara-actors --replay` of t
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -35,6 +36,7 @@ from mascara_actors.app.archive.task import NightTask, reduce_camera_night
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
+from mascara_actors.faults import FAULT_ENV
 from mascara_actors.rawframe import raw_filename
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
@@ -404,3 +406,25 @@ def _worker_process(pid: int) -> int:
             found.append(int(entry.name))
     (worker,) = found
     return worker
+
+
+def test_a_night_killed_in_its_combine_is_finished_by_the_retry(
+        archive: Archive, tmp_path: Path) -> None:
+    """A worker killed in the nightly combine, every set saved and binned (the fast file
+    done, the slow one just renamed into place): the retry has no frame left to reduce or
+    bin; it finishes the combine, and the night is reduced. (A worker killed this late in
+    the Dask test was reported incomplete: "no frame of the night could be reduced".)"""
+    (night,) = scan_archive(archive.root, load_config(archive.config),
+                            nights="20260320", cameras=["LPC"]).nights
+    out = tmp_path / "out"
+    task = NightTask(night, out, archive.config, ("test",), tmp_path / "stop", archive.root)
+    code = ("import pickle, sys; from mascara_actors.app.archive.task import "
+            "reduce_camera_night; reduce_camera_night(pickle.loads(sys.stdin.buffer.read()))")
+    killed = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(task),
+                            start_new_session=True, timeout=240, capture_output=True,
+                            env={**ENV, FAULT_ENV: "combined:slow=SIGKILL"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(list((out / night.key / "tmp").glob("slow_*.hdf5"))) == 2
+    outcome = reduce_camera_night(task)
+    assert (outcome.status, outcome.reduced, outcome.error) == ("reduced", 0, "")
+    _same_products(out, archive.references, [night.key])

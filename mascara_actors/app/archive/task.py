@@ -136,7 +136,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         return outcome(status="failed", error=str(exc), wall_s=time.monotonic() - t0)
     if report.stopped_early:
         status, error = "stopped", report.failure or ""
-    elif report.missing or not report.reduced:
+    elif report.missing or not job.reduced(report):
         status = "incomplete"
         error = "; ".join(report.missing) or "no frame of the night could be reduced"
     else:
