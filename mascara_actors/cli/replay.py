@@ -23,6 +23,7 @@ from mascara_actors.app.replay import ReplayJob, plan_replay, record_complete, r
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import load_config
+from mascara_actors.decorrelation.live import calibration_dir
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.summary import summarise_night
@@ -148,8 +149,9 @@ def _print_report(report: NightReport, job: ReplayJob, stopped_by: str | None) -
     if s.calibration:
         lines.append(f"calibrated live: {s.sets_calibrated} sets, with {s.calibration}")
     else:
-        lines.append("no calibration of this camera in OUT/calibration/: the light curves "
-                     "stay raw (README: Calibrated light curves)")
+        where = calibration_dir(job.plan.out_dir, job.plan.camera.id)
+        lines.append(f"no calibration in {where}: the light curves stay raw (README: "
+                     "Calibrated light curves)")
     for f in report.nightly_files:
         lines.append(f"nightly file: {f}")
     for _, level, lstseq, message in list(s.problems)[-10:]:
