@@ -125,56 +125,6 @@ def box_least_squares(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.
                 out["duration"][lo + r] = m * bin_days
                 out["epoch"][lo + r] = t0 + (jj + m / 2.0) * bin_days
     return BLSPeriodogram(periods, **out)
-    bin_days = float(bin_days or durations.min() / 4.0)
-    widths = np.unique(np.maximum(np.rint(durations / bin_days).astype(int), 1))
-    t0 = t.min()
-    wsum = w.sum()
-    # the points of each stretch of bin_days in time fall in the same phase bin or the
-    # next at every period: summed first, they are folded once (the points are 5-minute
-    # bins: a third as many to fold)
-    cell = np.floor((t - t0) / bin_days).astype(np.int64)
-    inv = np.unique(cell, return_inverse=True)[1]
-    w_c = np.bincount(inv, w)
-    tt = np.bincount(inv, w * (t - t0)) / w_c
-    wy = np.bincount(inv, w * (y - np.sum(w * y) / wsum))
-    w = w_c
-    chunk = max(1, chunk_points // len(tt))
-    for lo in range(0, n_out, chunk):
-        p = periods[lo:lo + chunk]
-        nb = np.ceil(p / bin_days).astype(int)  # bins per period, the last one partial
-        nmax = int(nb.max())
-        rows = np.arange(len(p))
-        b = np.minimum((tt[None, :] % p[:, None]) / bin_days, nb[:, None] - 1).astype(np.int64)
-        flat = (rows[:, None] * nmax + b).ravel()
-        size = len(p) * nmax
-        W = np.bincount(flat, np.broadcast_to(w, b.shape).ravel(), size).reshape(len(p), nmax)
-        Y = np.bincount(flat, np.broadcast_to(wy, b.shape).ravel(), size).reshape(len(p), nmax)
-        best = np.zeros(len(p))
-        cum_w, cum_y = _wrapped_cumsum(W, nb, int(widths.max())), _wrapped_cumsum(Y, nb,
-                                                                                int(widths.max()))
-        for m in widths.tolist():
-            win_w = cum_w[:, m:m + nmax] - cum_w[:, :nmax]
-            win_y = cum_y[:, m:m + nmax] - cum_y[:, :nmax]
-            w_out = wsum - win_w
-            valid = (win_w > 0) & (w_out > 0) & (np.arange(nmax)[None, :] < nb[:, None])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scale = np.where(valid, wsum / (win_w * w_out), 0.0)
-                snr = -win_y * np.sqrt(scale)
-            snr = np.where(valid, snr, 0.0)
-            j = np.argmax(snr, axis=1)
-            top = snr[rows, j]
-            better = top > best
-            if np.any(better):
-                r = rows[better]
-                jj = j[better]
-                s = scale[r, jj]
-                best[better] = top[better]
-                out["power"][lo + r] = top[better]
-                out["depth"][lo + r] = -win_y[r, jj] * s
-                out["depth_err"][lo + r] = np.sqrt(s)
-                out["duration"][lo + r] = m * bin_days
-                out["epoch"][lo + r] = t0 + (jj + m / 2.0) * bin_days
-    return BLSPeriodogram(periods, **out)
 
 
 def _wrapped_cumsum(sums: np.ndarray, nb: np.ndarray, m: int) -> np.ndarray:
