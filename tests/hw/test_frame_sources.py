@@ -34,6 +34,7 @@ from hw.testing import (
 from mascara_actors.config import SensorConfig, load_config
 from mascara_actors.errors import CameraError, ConfigError
 from mascara_actors.frames import FrameReady
+from tests.conftest import hang_guard
 from tests.hw.conftest import Recorded
 
 FIRST = 65_344_200
@@ -99,7 +100,7 @@ async def test_a_recorded_night_keeps_the_contract(recorded: Recorded, tmp_path:
         gone = await anyio.to_thread.run_sync(RecordedNight, tmp_path / "nowhere")
         yield gone.frame_source()  # pragma: no cover
 
-    with anyio.fail_after(60):
+    with hang_guard(60):
         error = await check_frame_source(make, make_failing_source=missing)
         got = await check_order(make)
     assert [f.lstseq for f in got] == [f.lstseq for f in night.frames("science")]
@@ -124,7 +125,7 @@ async def test_the_paced_replay_keeps_the_contract(
         async with contextlib.aclosing(paced_frames(shuffled, realtime=realtime, speed=100.0)) as s:
             yield s
 
-    with anyio.fail_after(60):
+    with hang_guard(60):
         await check_frame_source(make)
 
 
