@@ -13,6 +13,7 @@ Angles are degrees; HA grows westwards and lies in [-180, 180).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -40,21 +41,48 @@ def _number(attrs: dict[str, object], key: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class TransmissionGrid:
+class _HaDecGrid:
+    """A regular grid in (HA, dec): ``nha`` columns over the full circle from HA -180 deg,
+    ``ndec`` rows from ``dec0``; what both maps' grids share, and how they are stored."""
+
+    ha_step: float
+    """Column spacing in HA, degrees (360 must be a whole multiple of it)."""
+    dec_step: float
+    """Row spacing in declination, degrees."""
+    dec0: float
+    """Declination of the first row, degrees."""
+    ndec: int
+    """Rows."""
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, object]) -> Self:
+        """The grid of :meth:`attrs` (as stored in a maps file)."""
+        return cls(_number(attrs, "ha_step"), _number(attrs, "dec_step"),
+                   _number(attrs, "dec0"), int(_number(attrs, "ndec")))
+
+    @property
+    def nha(self) -> int:
+        """Columns along HA."""
+        return round(360.0 / self.ha_step)
+
+    @property
+    def size(self) -> int:
+        """Number of nodes or cells."""
+        return self.nha * self.ndec
+
+    def attrs(self) -> dict[str, float | int]:
+        """The grid as file attributes."""
+        return {"ha_step": self.ha_step, "dec_step": self.dec_step, "dec0": self.dec0,
+                "ndec": self.ndec, "nha": self.nha}
+
+
+@dataclass(frozen=True, slots=True)
+class TransmissionGrid(_HaDecGrid):
     """Bilinear nodes in (HA, dec): ``nha`` nodes over the full circle, ``ndec`` in dec.
 
     Node ``(j, k)`` sits at ``HA = -180 + k * ha_step`` and ``dec = dec0 + j * dec_step``;
     its flat index is ``j * nha + k``.
     """
-
-    ha_step: float
-    """Node spacing in HA, degrees (360 must be a whole multiple of it)."""
-    dec_step: float
-    """Node spacing in declination, degrees."""
-    dec0: float
-    """Declination of the first row of nodes, degrees."""
-    ndec: int
-    """Rows of nodes."""
 
     @classmethod
     def covering(cls, dec_min: float, dec_max: float, *, ha_step: float = 1.0,
@@ -66,22 +94,6 @@ class TransmissionGrid:
         top = min(90.0, np.ceil(dec_max / dec_step) * dec_step + dec_step)
         return cls(float(ha_step), float(dec_step), float(dec0),
                    round((top - dec0) / dec_step) + 1)
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, object]) -> TransmissionGrid:
-        """The grid of :meth:`attrs` (as stored in a maps file)."""
-        return cls(_number(attrs, "ha_step"), _number(attrs, "dec_step"),
-                   _number(attrs, "dec0"), int(_number(attrs, "ndec")))
-
-    @property
-    def nha(self) -> int:
-        """Nodes along HA."""
-        return round(360.0 / self.ha_step)
-
-    @property
-    def size(self) -> int:
-        """Number of nodes."""
-        return self.nha * self.ndec
 
     @property
     def ha_nodes(self) -> np.ndarray:
@@ -129,28 +141,16 @@ class TransmissionGrid:
         out: np.ndarray = flat[n00] * b00 + flat[n10] * b10 + flat[n01] * b01 + flat[n11] * b11
         return out
 
-    def attrs(self) -> dict[str, float | int]:
-        """The grid as file attributes."""
-        return {"ha_step": self.ha_step, "dec_step": self.dec_step, "dec0": self.dec0,
-                "ndec": self.ndec, "nha": self.nha}
-
 
 @dataclass(frozen=True, slots=True)
-class IntrapixelGrid:
-    """Cells in (HA, dec): ``nha`` over the full circle times ``ndec`` rows from ``dec0``.
+class IntrapixelGrid(_HaDecGrid):
+    """Cells in (HA, dec): ``nha`` over the full circle times ``ndec`` rows from ``dec0``
+    (the lower edge of the first row); ``ha_step`` and ``dec_step`` are the cell's width and
+    height.
 
     Built on a :class:`TransmissionGrid` (:meth:`on`), a cell spans a whole number of node
     intervals in each direction, so the couplings between the two maps have few shapes.
     """
-
-    ha_step: float
-    """Cell width in HA, degrees."""
-    dec_step: float
-    """Cell height in declination, degrees."""
-    dec0: float
-    """Declination of the lower edge of the first row, degrees."""
-    ndec: int
-    """Rows of cells."""
 
     @classmethod
     def on(cls, grid: TransmissionGrid, *, ha_ratio: int = 2, dec_ratio: int = 2
@@ -163,22 +163,6 @@ class IntrapixelGrid:
             raise ValueError(f"ha_ratio={ha_ratio} must divide the {grid.nha} node columns")
         ndec = max(1, -(-(grid.ndec - 1) // int(dec_ratio)))
         return cls(grid.ha_step * ha_ratio, grid.dec_step * dec_ratio, grid.dec0, ndec)
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, object]) -> IntrapixelGrid:
-        """The grid of :meth:`attrs` (as stored in a maps file)."""
-        return cls(_number(attrs, "ha_step"), _number(attrs, "dec_step"),
-                   _number(attrs, "dec0"), int(_number(attrs, "ndec")))
-
-    @property
-    def nha(self) -> int:
-        """Cells along HA."""
-        return round(360.0 / self.ha_step)
-
-    @property
-    def size(self) -> int:
-        """Number of cells."""
-        return self.nha * self.ndec
 
     @property
     def ha_edges(self) -> np.ndarray:
@@ -206,8 +190,3 @@ class IntrapixelGrid:
         amp = np.asarray(amplitudes, float).reshape(-1, 4)
         out: np.ndarray = np.einsum("in,ni->n", pixel_basis(x, y), amp[self.cell(ha, dec)])
         return out
-
-    def attrs(self) -> dict[str, float | int]:
-        """The grid as file attributes."""
-        return {"ha_step": self.ha_step, "dec_step": self.dec_step, "dec0": self.dec0,
-                "ndec": self.ndec, "nha": self.nha}
