@@ -20,6 +20,7 @@ from mascara_actors.decorrelation.station_times import StationTimes
 from mascara_actors.storage.baseline_file import BaselineFile
 
 __all__ = [
+    "MAG_PER_RELATIVE_FLUX",
     "MAG_ZERO_POINT",
     "POINT_REASONS",
     "SATURATED",
@@ -34,11 +35,12 @@ MAG_ZERO_POINT = 25.0
 """``mag = 25 - 2.5 log10(flux / exptime)``, as the legacy code."""
 SATURATED = 8
 """The photometry's saturation bit (pflag)."""
-_MAG = 2.5 / np.log(10.0)
+MAG_PER_RELATIVE_FLUX = 2.5 / np.log(10.0)
+"""``d(mag) = 1.0857 d(flux) / flux``: a relative flux error in magnitudes."""
 _FIELDS = ("lstseq", "x", "y", "pflag", "aflag")
 POINT_REASONS = ("flagged points", "points with NaN or infinite flux",
-                  "points with flux or error <= 0", "points below S/N 10",
-                  "points of stars with too few good points")
+                 "points with flux or error <= 0", "points below S/N 10",
+                 "points of stars with too few good points")
 
 
 def flux_to_mag(flux: np.ndarray, eflux: np.ndarray, exptime: np.ndarray
@@ -46,7 +48,7 @@ def flux_to_mag(flux: np.ndarray, eflux: np.ndarray, exptime: np.ndarray
     """Magnitude ``25 - 2.5 log10(flux / exptime)`` and its error ``1.0857 eflux / flux``."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mag = MAG_ZERO_POINT - 2.5 * np.log10(flux / exptime)
-        emag = _MAG * eflux / flux
+        emag = MAG_PER_RELATIVE_FLUX * eflux / flux
     return mag, emag
 
 

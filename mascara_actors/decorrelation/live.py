@@ -25,7 +25,11 @@ from mascara_actors.atmosphere import airmass, altitude_deg, scintillation
 from mascara_actors.decorrelation.bins import BIN_DTYPE, CalibratedPoints, bin_points
 from mascara_actors.decorrelation.extra_variance import extra_variance
 from mascara_actors.decorrelation.grids import IntrapixelGrid, TransmissionGrid
-from mascara_actors.decorrelation.ingest import POINT_REASONS, good_points
+from mascara_actors.decorrelation.ingest import (
+    MAG_PER_RELATIVE_FLUX,
+    POINT_REASONS,
+    good_points,
+)
 from mascara_actors.decorrelation.patch import PatchPoints
 from mascara_actors.decorrelation.sky import slot_hour_angle
 from mascara_actors.decorrelation.station_times import StationTimes
@@ -46,9 +50,6 @@ POINT_DTYPE = np.dtype([("id", "i4"), ("lstseq", "i8"), ("mag", "f4"), ("emag", 
 """A calibrated point: HIP number, exposure, calibrated magnitude and its error (extra
 variances included), transmission + intrapixel and clouds removed (mag), and whether it
 enters the bins (0: an outlier, or no cloud could be measured without the star)."""
-
-_MAG = 2.5 / np.log(10.0)
-"""Magnitudes per unit of relative flux."""
 
 LIVE_BIN_DTYPE = np.dtype([("id", "i4"), ("vmag", "f4"),
                            *[(n, BIN_DTYPE[n]) for n in BIN_DTYPE.names or ()],
@@ -218,9 +219,9 @@ class LiveCalibration:
             bins["vmag"] = stars["vmag"][np.searchsorted(stars["id"], bins["id"])]
             # the same bins from the photometric errors and the scintillation: the floor
             x = airmass(altitude_deg(ha, dec, self.lat_deg))
-            scint = scintillation(x, pupil_m=self.pupil_m, height_m=self.height_m,
-                                  exptime_s=exptime)
-            photometric = dataclasses.replace(cal, var=emag**2 + (_MAG * scint) ** 2)
+            scint = MAG_PER_RELATIVE_FLUX * scintillation(
+                x, pupil_m=self.pupil_m, height_m=self.height_m, exptime_s=exptime)
+            photometric = dataclasses.replace(cal, var=emag**2 + scint**2)
             bins["efloor"] = np.concatenate([b["emag"] for _, b in
                                              bin_points(points, photometric, times)])
         out = np.zeros(len(sel), POINT_DTYPE)

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from mascara_actors.decorrelation.ingest import MAG_PER_RELATIVE_FLUX
 from mascara_actors.lcsim.systematics import HeaderCard
 
 __all__ = ["APERTURE_PX", "NoiseModel", "Photometry", "measure"]
 
 APERTURE_PX = (2.5, 4.5)
 """Radii of the two fast apertures, pixels."""
-_MAG = 2.5 / np.log(10.0)  # d(mag) = _MAG * d(flux) / flux
 _REFERENCE_V = 8.4
 
 
@@ -115,7 +115,7 @@ def measure(noise: NoiseModel, mags: tuple[np.ndarray, np.ndarray], airmass: np.
             shot = shot0 + np.sqrt(np.maximum(var_e - inner, 0)) * z[1]
         fluxes.append((f_e * (1.0 + scint) + shot) / noise.gain)
         efluxes.append(np.sqrt(var_e) / noise.gain)
-        noise_var.append(_MAG**2 * (var_e / f_e**2 + scint_sigma**2))
+        noise_var.append(MAG_PER_RELATIVE_FLUX**2 * (var_e / f_e**2 + scint_sigma**2))
     sky_adu = sky_e / noise.gain
     peak = noise.peak_fraction * fluxes[0] + sky_adu
     pflag = np.zeros(len(airmass), np.uint8)
