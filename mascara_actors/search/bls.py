@@ -59,13 +59,14 @@ class BLSPeriodogram:
 
 def box_least_squares(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray,
                       durations: np.ndarray, *, bin_days: float | None = None,
-                      chunk_points: int = 2_000_000) -> BLSPeriodogram:
+                      chunk_points: int = 250_000, chunk_bins: int = 100_000
+                      ) -> BLSPeriodogram:
     """The BLS periodogram of ``y`` (relative flux; a transit is a dip) with errors ``dy`` at
     times ``t`` (days), over ``periods`` and box ``durations`` (days).
 
     ``bin_days`` (default a quarter of the shortest duration) sets the phase resolution; a
-    duration is rounded to a whole number of bins. ``chunk_points`` bounds the memory: about
-    that many folded points are held at once.
+    duration is rounded to a whole number of bins. ``chunk_points`` and ``chunk_bins`` bound
+    the memory: about that many folded points and phase bins are held at once.
     """
     t = np.asarray(t, float)
     dy = np.asarray(dy, float)
@@ -83,7 +84,7 @@ def box_least_squares(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.
     wsum = w.sum()
     # the points of each stretch of bin_days in time fall in the same phase bin or the
     # next at every period: summed first, they are folded once (the points are 5-minute
-    # bins: a third as many to fold)
+    # bins: several times fewer to fold)
     cell = np.floor((t - t0) / bin_days).astype(np.int64)
     inv = np.unique(cell, return_inverse=True)[1]
     w_c = np.bincount(inv, w)
@@ -91,49 +92,66 @@ def box_least_squares(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.
     wy = np.bincount(inv, w * (y - np.sum(w * y) / wsum))
     w = w_c
     chunk = max(1, chunk_points // len(tt))
-    for lo in range(0, n_out, chunk):
-        p = periods[lo:lo + chunk]
-        nb = np.ceil(p / bin_days).astype(int)  # bins per period, the last one partial
+    # float32 halves the memory traffic of the window passes, which are most of the time;
+    # the weights are scaled to a mean of 1 so the cumulative sums keep their precision
+    scale_w = float(w.mean())
+    w32, wy32 = (w / scale_w).astype(np.float32), (wy / scale_w).astype(np.float32)
+    wtot = np.float32(w32.sum())
+    tiny = np.float32(1e-9) * wtot * wtot
+    mmax = int(widths.max())
+    lo = 0
+    while lo < n_out:
+        # a chunk's rows are padded to its longest period: bounding the bins too keeps
+        # that padding small (and the folding of few points cheap)
+        size = chunk
+        while size > 1 and size * np.ceil(periods[min(lo + size, n_out) - 1] / bin_days) \
+                > chunk_bins:
+            size //= 2
+        start, lo = lo, lo + size
+        p = periods[start:lo]
+        nb = np.ceil(p / bin_days).astype(np.int64)  # bins per period, the last one partial
         nmax = int(nb.max())
         rows = np.arange(len(p))
         b = np.minimum((tt[None, :] % p[:, None]) / bin_days, nb[:, None] - 1).astype(np.int64)
-        flat = (rows[:, None] * nmax + b).ravel()
-        size = len(p) * nmax
-        W = np.bincount(flat, np.broadcast_to(w, b.shape).ravel(), size).reshape(len(p), nmax)
-        Y = np.bincount(flat, np.broadcast_to(wy, b.shape).ravel(), size).reshape(len(p), nmax)
-        cum_w = _wrapped_cumsum(W, nb, int(widths.max()))
-        cum_y = _wrapped_cumsum(Y, nb, int(widths.max()))
-        starts = (np.arange(nmax)[None, :] < nb[:, None]).astype(float)  # box starts in phase
-        best = np.zeros(len(p))
+        flat = (rows[:, None] * (nmax + 1) + b).ravel()
+        size = len(p) * (nmax + 1)
+        W = np.bincount(flat, np.broadcast_to(w32, b.shape).ravel(), size)
+        Y = np.bincount(flat, np.broadcast_to(wy32, b.shape).ravel(), size)
+        cum_w = _wrapped_cumsum(W.reshape(len(p), nmax + 1), nb, mmax)
+        cum_y = _wrapped_cumsum(Y.reshape(len(p), nmax + 1), nb, mmax)
+        best = np.zeros(len(p), np.float32)
         for m in widths.tolist():
             win_w = cum_w[:, m:m + nmax] - cum_w[:, :nmax]
-            win_y = cum_y[:, m:m + nmax] - cum_y[:, :nmax]
-            # the squared signal to noise of the dips; its root only at each row's best
-            with np.errstate(invalid="ignore", divide="ignore"):
-                snr2 = np.where(win_y < 0, win_y * win_y / (win_w * (wsum - win_w)), 0.0)
-            snr2 = np.nan_to_num(snr2, nan=0.0, posinf=0.0) * starts
+            win_y = np.minimum(cum_y[:, m:m + nmax] - cum_y[:, :nmax], 0)  # dips only
+            # the squared signal to noise of the dips over wtot; its root only at each
+            # row's best
+            snr2 = win_y * win_y / np.maximum(win_w * (wtot - win_w), tiny)
             j = np.argmax(snr2, axis=1)
-            top = np.sqrt(snr2[rows, j] * wsum)
+            top = snr2[rows, j]
             better = top > best
             if np.any(better):
                 r, jj = rows[better], j[better]
-                scale = wsum / (win_w[r, jj] * (wsum - win_w[r, jj]))
+                ww = win_w[r, jj].astype(float)
+                scale = float(wtot) / (ww * (float(wtot) - ww))
                 best[better] = top[better]
-                out["power"][lo + r] = top[better]
-                out["depth"][lo + r] = -win_y[r, jj] * scale
-                out["depth_err"][lo + r] = np.sqrt(scale)
-                out["duration"][lo + r] = m * bin_days
-                out["epoch"][lo + r] = t0 + (jj + m / 2.0) * bin_days
+                out["power"][start + r] = np.sqrt(top[better].astype(float) * float(wtot)
+                                                  * scale_w)
+                out["depth"][start + r] = -win_y[r, jj].astype(float) * scale
+                out["depth_err"][start + r] = np.sqrt(scale / scale_w)
+                out["duration"][start + r] = m * bin_days
+                out["epoch"][start + r] = t0 + (jj % nb[r] + m / 2.0) * bin_days
     return BLSPeriodogram(periods, **out)
 
 
 def _wrapped_cumsum(sums: np.ndarray, nb: np.ndarray, m: int) -> np.ndarray:
     """Cumulative sums along each row, with a leading 0, of the row's ``nb`` bins followed
-    by its first ``m`` bins again (so a window may wrap past phase 1); columns past a row's
-    ``nb + m`` are left over (the caller masks the windows that start past ``nb``)."""
-    nrow, nmax = sums.shape
-    j = np.arange(nmax + m)[None, :]
-    src = np.clip(np.where(j < nb[:, None], j, j - nb[:, None]), 0, nmax - 1)
-    cs = np.zeros((nrow, nmax + m + 1))
+    by its first ``m`` bins again (so a window may wrap past phase 1), then constant: the
+    last column of ``sums`` is zero, so a window starting past ``nb + m`` is empty and one
+    starting in ``[nb, nb + m)`` repeats the window starting ``nb`` earlier."""
+    nrow, ncol = sums.shape
+    j = np.arange(ncol - 1 + m)[None, :]
+    src = np.where(j < nb[:, None], j, j - nb[:, None])
+    src = np.where(j < nb[:, None] + m, src, ncol - 1)
+    cs = np.zeros((nrow, ncol + m), np.float32)
     np.cumsum(np.take_along_axis(sums, src, axis=1), axis=1, out=cs[:, 1:])
     return cs
