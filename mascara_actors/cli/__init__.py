@@ -41,6 +41,8 @@ COMMANDS = {
     "simulate-lightcurves": "mascara_actors.cli.simulate_lightcurves",
     "baseline": "mascara_actors.cli.baseline",
     "calibrate": "mascara_actors.cli.calibrate",
+    "search": "mascara_actors.cli.search",
+    "inject-recover": "mascara_actors.cli.inject_recover",
 }
 """Each command's module: ``add_parser(subparsers)`` defines its arguments, ``run(args)``
 runs it."""

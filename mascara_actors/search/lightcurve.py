@@ -1,0 +1,113 @@
+"""One star's season of calibrated binned points, read from the calibrated files of one
+camera, as the search sees them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mascara_actors.decorrelation.bins import BIN_DTYPE
+from mascara_actors.errors import StorageError
+from mascara_actors.search.errors import SearchError
+from mascara_actors.storage.calibrated import CalibratedFile
+
+__all__ = ["RawPoints", "SeasonInputs", "StarLightCurve", "open_season", "read_points"]
+
+
+@dataclass(frozen=True)
+class StarLightCurve:
+    """A star's binned points (one per set of 50 exposures), time-ordered, after the
+    detrending: ``flux`` is relative flux, 1 out of transit."""
+
+    hip: int
+    camera: str
+    jd: np.ndarray
+    """Mid-time of each bin, JD (UTC)."""
+    lst: np.ndarray
+    """Local sidereal time of each bin, hours."""
+    flux: np.ndarray
+    flux_err: np.ndarray
+
+
+@dataclass(frozen=True)
+class SeasonInputs:
+    """The calibrated files of one camera that a search reads, and the ones it set aside."""
+
+    camera: str
+    files: tuple[Path, ...]
+    skipped: tuple[tuple[Path, str], ...]
+    """(file, why) for each file left out."""
+    stars: np.ndarray
+    """HIP numbers in any of ``files``, ascending."""
+
+
+def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
+    """Check the calibrated files: unreadable ones and those of another camera than most
+    (ties: the first file's) are set aside with the reason.
+
+    Raises
+    ------
+    SearchError
+        When no file is left.
+    """
+    readable: list[tuple[Path, str, np.ndarray]] = []
+    skipped: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            with CalibratedFile(path) as f:
+                camera = str(f.header.get("camera", "?"))
+                readable.append((path, camera, f.ids()))
+        except (StorageError, OSError, KeyError) as exc:
+            skipped.append((path, f"cannot be read: {exc}"))
+    if not readable:
+        raise SearchError("no calibrated light-curve file could be read: give files made by "
+                          "mascara-actors calibrate (calibrated_*.hdf5)")
+    counts = Counter(c for _, c, _ in readable)
+    camera = max(counts, key=lambda c: (counts[c], -[r[1] for r in readable].index(c)))
+    kept = [r for r in readable if r[1] == camera]
+    skipped += [(p, f"camera {c}, not {camera}: search each camera on its own")
+                for p, c, _ in readable if c != camera]
+    stars = np.unique(np.concatenate([ids for _, _, ids in kept]))
+    return SeasonInputs(camera, tuple(p for p, _, _ in kept), tuple(skipped), stars)
+
+
+@dataclass(frozen=True)
+class RawPoints:
+    """A star's good binned points from every file, time-ordered."""
+
+    jd: np.ndarray
+    lst: np.ndarray
+    mag: np.ndarray
+    emag: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.jd)
+
+    @property
+    def nights(self) -> int:
+        """Nights with points (JD changes date at noon UTC)."""
+        return len(np.unique(np.floor(self.jd)))
+
+
+def read_points(files: Sequence[CalibratedFile], hip: int, min_nobs: int) -> RawPoints:
+    """The star's points with no calibration flag, at least ``min_nobs`` exposures and a
+    finite magnitude and positive error; a set read twice (overlapping files) counts once."""
+    parts = []
+    for f in files:
+        try:
+            parts.append(f.lightcurve(hip))
+        except StorageError:
+            continue
+    rec = np.concatenate(parts) if parts else np.zeros(0, BIN_DTYPE)
+    good = ((rec["cflag"] == 0) & (rec["nobs"] >= min_nobs) & np.isfinite(rec["mag"])
+            & np.isfinite(rec["emag"]) & (rec["emag"] > 0) & np.isfinite(rec["jd"]))
+    rec = rec[good]
+    _, first = np.unique(rec["setidx"], return_index=True)
+    rec = rec[first]  # sorted by set index, hence by time
+    return RawPoints(rec["jd"].astype(float), rec["lst"].astype(float),
+                     rec["mag"].astype(float), rec["emag"].astype(float))

@@ -1,0 +1,223 @@
+"""The search's parts against the truth they were given: detrending, the alias mask, the
+measurement of a transit, the vetting and the candidates table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mascara_actors.errors import ConfigError
+from mascara_actors.search.candidates import Candidate, read_candidates, write_candidates
+from mascara_actors.search.detrend import detrend
+from mascara_actors.search.measure import measure_transit
+from mascara_actors.search.peaks import alias_free, pick_peaks, sde
+from mascara_actors.search.settings import SIDEREAL_DAY, SearchSettings
+from mascara_actors.search.vetting import Thresholds, central_duration, vet
+
+from .synthetic import JD0, season_points
+
+P, EPOCH, DUR = 2.7182, JD0 + 0.9, 3.0 / 24
+
+
+def _box(jd: np.ndarray, period: float = P, epoch: float = EPOCH, dur: float = DUR
+         ) -> np.ndarray:
+    return np.abs((jd - epoch + period / 2) % period - period / 2) < dur / 2
+
+
+def test_detrending_takes_the_drift_and_the_lst_term_and_leaves_the_transit() -> None:
+    rng = np.random.default_rng(5)
+    jd, lst, _ = season_points(range(40))
+    noise = 0.003
+    inside = _box(jd)
+    mag = (noise * rng.standard_normal(len(jd)) + 0.02 * (jd - jd[0]) / 40
+           + 0.01 * np.sin(2 * np.pi * lst / 8) + np.where(inside, 0.0109, 0.0))  # 1 %
+    d = detrend(jd, lst, mag, np.full(len(jd), noise))
+    rms = np.std(d.flux[~inside] - 1)
+    assert rms == pytest.approx(noise / 1.0857, rel=0.1)
+    depth = np.mean(d.flux[~inside]) - np.mean(d.flux[inside])
+    assert depth == pytest.approx(0.01, rel=0.05)
+    # most transit points were clipped from the fit (a 1 % dip is 3.6 sigma: those whose
+    # noise brings them within 3 sigma, about 27 %, stay), the rest kept
+    assert np.mean(d.used[inside]) < 0.4
+    assert np.mean(d.used[~inside]) > 0.98
+
+
+def test_a_gap_of_weeks_is_fitted_stretch_by_stretch() -> None:
+    rng = np.random.default_rng(6)
+    jd, lst, _ = season_points([*range(10), *range(40, 50)])
+    # an offset of 50 mmag between the stretches, which one polynomial over the gap follows
+    # badly
+    mag = 0.003 * rng.standard_normal(len(jd)) + np.where(jd > jd[0] + 20, 0.05, 0.0)
+    d = detrend(jd, lst, mag, np.full(len(jd), 0.003))
+    assert np.std(d.flux - 1) < 1.1 * 0.003 / 1.0857
+
+
+def test_the_alias_mask_takes_multiples_and_fractions_of_the_sidereal_day() -> None:
+    periods = np.array([SIDEREAL_DAY, 2 * SIDEREAL_DAY * 1.003, 3 * SIDEREAL_DAY * 0.996,
+                        SIDEREAL_DAY / 2, 2.5, 1.5, 3 * SIDEREAL_DAY * 1.01])
+    assert alias_free(periods, 0.005).tolist() == [False, False, False, False, True, True,
+                                                    True]
+
+
+def test_sde_and_peaks() -> None:
+    power = np.ones(1000)
+    power[::2] = 2.0
+    power[500] = 20.0
+    power[700] = 12.0
+    allowed = np.ones(1000, bool)
+    allowed[700] = False
+    score = sde(power, allowed)
+    assert score[700] == 0
+    # 500 ones and 499 larger values: the median is 1 and the median absolute deviation 0,
+    # so the spread is half the standard deviation
+    assert score[500] == pytest.approx((20 - 1) / (0.5 * np.std(power[allowed])))
+    periods = np.linspace(1, 20, 1000)
+    assert pick_peaks(periods, score, 2)[0] == 500
+    # the second peak is at least 2 % away in period
+    second = pick_peaks(periods, score, 2)[1]
+    assert abs(periods[second] / periods[500] - 1) >= 0.02
+
+
+def _season(depth: float = 0.01, noise: float = 0.003, seed: int = 7,
+            extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    jd, _, _ = season_points(range(40))
+    flux = 1 + noise * rng.standard_normal(len(jd)) - depth * _box(jd)
+    if extra is not None:
+        flux = flux + extra
+    return jd, flux, np.full(len(jd), noise)
+
+
+def test_a_transit_is_measured_as_injected() -> None:
+    jd, flux, err = _season()
+    m = measure_transit(jd, flux, err, P, EPOCH, DUR)
+    inside = _box(jd)
+    n_in = np.count_nonzero(inside)
+    assert m.depth_err == pytest.approx(0.003 * np.sqrt(1 / n_in + 1 / (len(jd) - n_in)),
+                                        rel=0.1)
+    assert abs(m.depth - 0.01) < 3 * m.depth_err
+    assert m.snr == pytest.approx(m.depth / m.depth_err)
+    # transits with at least 3 points, counted here from the times
+    number = np.round((jd[inside] - EPOCH) / P).astype(int)
+    assert m.ntransits == int(np.sum(np.bincount(number - number.min()) >= 3))
+    assert m.in_transit_fraction == pytest.approx(n_in / len(jd))
+    assert m.odd_even_sigma < 3
+    assert abs(m.secondary_sigma) < 3
+    assert abs(m.ellipsoidal_sigma) < 4
+    assert m.red_noise < 1.3
+    assert m.anti_transit_ratio > 5
+    assert m.single_night_fraction < 0.3
+    # the epoch moved to the transit nearest the middle of the data, same phase
+    assert abs((m.epoch - EPOCH) / P - round((m.epoch - EPOCH) / P)) < 1e-9
+    assert abs(m.epoch - np.median(jd)) <= P / 2
+
+
+def test_an_eclipsing_binary_shows_unequal_eclipses_and_a_secondary() -> None:
+    jd, _, _ = season_points(range(40))
+    rng = np.random.default_rng(8)
+    # the binary's true period is 2P: eclipses of 2 % and 1 % alternate
+    n = np.round((jd - EPOCH) / P).astype(int)
+    flux = 1 + 0.003 * rng.standard_normal(len(jd)) - _box(jd) * np.where(n % 2, 0.02, 0.01)
+    m = measure_transit(jd, flux, np.full(len(jd), 0.003), P, EPOCH, DUR)
+    assert m.odd_even_sigma > 5
+    # at the true period, the shallow eclipse is the secondary at phase 0.5
+    m2 = measure_transit(jd, flux, np.full(len(jd), 0.003), 2 * P, EPOCH + P, DUR)
+    assert m2.secondary_sigma > 10
+    assert m2.secondary_depth == pytest.approx(0.01, rel=0.15)
+
+
+def test_ellipsoidal_variation_is_measured() -> None:
+    jd, _, _ = season_points(range(40))
+    phase = (jd - EPOCH) / P
+    jd_, flux, err = _season(extra=-0.002 * np.cos(4 * np.pi * phase))
+    m = measure_transit(jd_, flux, err, P, EPOCH, DUR)
+    assert m.ellipsoidal_amp == pytest.approx(0.002, rel=0.15)
+    assert m.ellipsoidal_sigma > 10
+
+
+def test_correlated_noise_raises_the_depth_error() -> None:
+    jd, _, _ = season_points(range(40))
+    rng = np.random.default_rng(9)
+    # 2 mmag per night of correlated wobble: each night's points share one offset
+    night = np.floor(jd - jd[0]).astype(int)
+    wobble = 0.002 * rng.standard_normal(night.max() + 1)[night]
+    _, flux, err = _season(extra=wobble)
+    white = measure_transit(*_season()[:2], err, P, EPOCH, DUR)
+    red = measure_transit(jd, flux, err, P, EPOCH, DUR)
+    assert red.red_noise > 1.5
+    assert red.depth_err > 1.4 * white.depth_err
+
+
+def _measure(**change: float):  # type: ignore[no-untyped-def]
+    jd, flux, err = _season()
+    m = measure_transit(jd, flux, err, P, EPOCH, DUR)
+    import dataclasses
+    return dataclasses.replace(m, **change)
+
+
+def test_each_criterion_fails_on_what_it_is_for() -> None:
+    good = _measure()
+    passed = vet(good, sde=15, sptype="A", blend_snr=0.0)
+    assert all(passed.values()), passed
+    cases = {
+        "sde": ({}, {"sde": 0.5}),
+        "snr": ({"snr": 9.0}, {}),
+        "anti_transit": ({"anti_transit_ratio": 1.2}, {}),
+        "ntransits": ({"ntransits": 1}, {}),
+        "single_night": ({"single_night_fraction": 0.85}, {}),
+        "depth": ({"depth": 0.08}, {}),
+        "odd_even": ({"odd_even_sigma": 4.0}, {}),
+        "secondary": ({"secondary_sigma": 4.0}, {}),
+        "ellipsoidal": ({"ellipsoidal_sigma": 6.0}, {}),
+        "in_transit": ({"in_transit_fraction": 0.2}, {}),
+        "duration": ({"duration": 0.5}, {}),
+        "alias": ({"period": 2 * SIDEREAL_DAY}, {}),
+        "blend": ({}, {"blend_snr": 1e3}),
+    }
+    import dataclasses
+    for name, (measure_change, call_change) in cases.items():
+        m = dataclasses.replace(good, **measure_change)
+        kwargs = {"sde": 15.0, "sptype": "A", "blend_snr": 0.0, **call_change}
+        result = vet(m, **kwargs)  # type: ignore[arg-type]
+        assert [k for k, v in result.items() if not v] == [name], name
+
+
+def test_the_central_duration_is_keplers() -> None:
+    # the Sun and Jupiter at 1 AU (365.25 d): (R_sun + R_jup) / (pi a) of the period
+    assert central_duration(365.25, "G") * 24 == pytest.approx(
+        365.25 * 24 / np.pi * np.arcsin(1.10045 * 0.0046505), rel=1e-6)
+    assert central_duration(3.474, "A") > central_duration(3.474, "K")
+
+
+def test_absurd_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="periods 5 to 1 d"):
+        SearchSettings(period_min=5, period_max=1).check()
+    with pytest.raises(ConfigError, match="no transit would be seen twice"):
+        SearchSettings().check(baseline_days=12.0)
+    with pytest.raises(ConfigError, match="cannot repeat"):
+        SearchSettings(period_min=0.2, period_max=2).check()
+    Thresholds()  # the defaults are consistent
+
+
+def test_the_candidates_table_roundtrips_sorted_by_significance(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+
+    def cand(hip: int, sde_: float, ok: bool) -> Candidate:
+        return Candidate(hip=hip, camera="LPC", vmag=7.1, sptype="A", ra=1.0, dec=2.0, rank=1,
+                         period=3.3, epoch=JD0, duration=0.1, depth=0.01, depth_err=0.001,
+                         sde=sde_, snr=10.0, npoints=5000, ntransits=5,
+                         in_transit_fraction=0.01, odd_even_sigma=0.5, secondary_depth=0.0,
+                         secondary_sigma=0.1, ellipsoidal_amp=0.0, ellipsoidal_sigma=0.2,
+                         single_night_fraction=0.2, anti_transit_ratio=5.0, red_noise=1.0,
+                         blend_hip=0, blend_snr=0.0, checks={"sde": ok, "snr": True})
+    rows = [cand(1, 9.0, False), cand(2, 30.0, True), cand(3, 12.0, True)]
+    csv_path, h5_path = write_candidates(tmp_path, rows, {"sde": "SDE >= 10", "snr": "x"})
+    back = read_candidates(csv_path)
+    assert [c.hip for c in back] == [2, 3, 1]
+    assert back[0] == rows[1]
+    assert back[2].passed is False
+    with h5py.File(h5_path) as f:
+        table = f["candidates"][()]
+        assert table["hip"].tolist() == [2, 3, 1]
+        assert table["pass_sde"].tolist() == [True, True, False]
+        assert "SDE >= 10" in f["candidates"].attrs["criteria"]
