@@ -7,7 +7,8 @@ Four files make a configuration directory:
 ``cameras.toml``
     sensors, lenses and the ten cameras;
 ``reduction.toml``
-    the reduction parameters of DESIGN.md section 4.
+    the reduction parameters of DESIGN.md section 4 (and the night summary's list of
+    known transit candidates, ``[summary]``).
 
 Everything is checked once, at start-up (:mod:`mascara_actors.typed_toml`): a missing key,
 an unknown key, a key that is gone (:data:`GONE_KEYS`), a wrong type or an impossible value
@@ -48,6 +49,7 @@ __all__ = [
     "ReductionConfig",
     "SensorConfig",
     "SiteConfig",
+    "SummaryConfig",
     "default_config_dir",
     "load_config",
 ]
@@ -227,6 +229,16 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryConfig:
+    candidates: str = field(
+        "the known transit candidates the night summary lists when the night observed them: "
+        "a candidates.csv of the transit search (its rows that passed the vetting), relative "
+        "to the configuration directory unless absolute; empty: no list",
+        default="",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ReductionConfig:
     """The reduction parameters (``reduction.toml``)."""
 
@@ -237,6 +249,7 @@ class ReductionConfig:
     storage: StorageConfig = field("light-curve files")
     night: NightConfig = field("night control")
     channels: ChannelConfig = field("bounded channel sizes")
+    summary: SummaryConfig = field("the night summary", default=SummaryConfig())
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +261,14 @@ class Config:
     sensors: dict[str, SensorConfig]
     cameras: dict[str, CameraConfig]
     reduction: ReductionConfig
+
+    def candidates_file(self) -> Path | None:
+        """The known candidates of the night summary (``summary.candidates`` of
+        ``reduction.toml``, relative to :attr:`directory`), None when none is set."""
+        text = self.reduction.summary.candidates.strip()
+        if not text:
+            return None
+        return self.directory / Path(text).expanduser()
 
     def sensor(self, name: str) -> SensorConfig:
         """The sensor ``name`` (e.g. ``"crop1024"``); ConfigError lists the known ones."""

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
     # mailed only when asked.
     if not report.missing:
         record_complete(job)
-    outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)))
+    outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)),
+                              config=args.config)
     print(f"summary: {outcome.html_path}", file=sys.stderr)
     for problem in outcome.problems:
         print(f"summary: {problem}", file=sys.stderr)

@@ -278,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         secrets_file=args.secrets,
         mag_range=args.mag_range,
         out_dir=args.out,
+        config=getattr(args, "config", None),
     )
     s = outcome.summary
     if outcome.html_path is not None:

@@ -17,9 +17,13 @@ from html import escape
 from pathlib import Path
 from typing import Literal
 
+from mascara_actors.summary.known_candidates import ObservedCandidate, utc_window
 from mascara_actors.summary.report import NightSummary, frame_stats
 
-__all__ = ["Image", "render_html", "render_text", "summary_rows"]
+__all__ = ["CANDIDATES_TITLE", "Image", "candidate_cells", "render_html", "render_text",
+           "summary_rows"]
+
+CANDIDATES_TITLE = "Known candidates observed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,23 @@ def _fmt(value: float | int, digits: int = 3) -> str:
 def _percent(fraction: float) -> str:
     """A fraction as a percentage: ``1.0`` -> ``100%``, ``0.4567`` -> ``45.7%``."""
     return "n/a" if not math.isfinite(fraction) else f"{_fmt(100.0 * fraction)}%"
+
+
+def _fixed(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def candidate_cells(c: ObservedCandidate) -> list[tuple[str, str, str]]:
+    """One candidate's line of the report: ``[(id, label, value), ...]``."""
+    return [
+        ("hip", "HIP", str(c.hip)),
+        ("vmag", "V", _fixed(c.vmag, 2)),
+        ("period", "Period (d)", _fixed(c.period, 5)),
+        ("depth", "Depth (%)", _fmt(100.0 * c.depth)),
+        ("transits", "Transits this night (UTC)",
+         "; ".join(utc_window(a, b) for a, b in c.transits) or "none"),
+        ("in_transit", "Points in transit", f"{c.points_in_transit} of {c.points}"),
+    ]
 
 
 def _time(t: float) -> str:
@@ -204,6 +225,7 @@ def render_html(s: NightSummary, images: Sequence[Image] = (), *,
         out.append("</table>")
     else:
         out.append('<p id="unbinned">None: every set was binned.</p>')
+    out += _candidates_html(s)
     for img in images:
         if embed == "cid":
             src = f"cid:{img.cid}"
@@ -220,6 +242,45 @@ def render_html(s: NightSummary, images: Sequence[Image] = (), *,
     out += [f"<li>{escape(k)}: <code>{escape(v)}</code></li>" for k, v in files]
     out += ["</ul>", "</body>", "</html>", ""]
     return "\n".join(out)
+
+
+def _candidates_html(s: NightSummary) -> list[str]:
+    k = s.candidates
+    if k is None:
+        return []
+    out = [f"<h2>{CANDIDATES_TITLE}</h2>"]
+    if k.error:
+        return [*out, f'<p id="candidates" class="error">{escape(k.error)}</p>']
+    if not k.observed:
+        return [*out, '<p id="candidates">None: no known candidate was observed this night '
+                f"(<code>{escape(str(k.path))}</code>).</p>"]
+    out.append('<table id="candidates"><tr>'
+               + "".join(f"<th>{escape(label)}</th>"
+                         for _, label, _ in candidate_cells(k.observed[0])) + "</tr>")
+    for i, c in enumerate(k.observed):
+        # numbered, not keyed by HIP: a star may have several candidate periods
+        out.append("<tr>" + "".join(f'<td id="candidate{i}_{key}">{escape(value)}</td>'
+                                    for key, _, value in candidate_cells(c)) + "</tr>")
+    out.append(f"</table><p>From <code>{escape(str(k.path))}</code> (rows that passed the "
+               "vetting); transits are epoch + n period +- duration/2.</p>")
+    return out
+
+
+def _candidates_text(s: NightSummary) -> list[str]:
+    k = s.candidates
+    if k is None:
+        return []
+    out = ["", CANDIDATES_TITLE, "-" * len(CANDIDATES_TITLE)]
+    if k.error:
+        return [*out, f"  {k.error}"]
+    if not k.observed:
+        return [*out, "  none"]
+    for c in k.observed:
+        v = {key: value for key, _, value in candidate_cells(c)}
+        out.append(f"  HIP {v['hip']}: V {v['vmag']}, period {v['period']} d, depth "
+                   f"{v['depth']}%, transits {v['transits']}; {v['in_transit']} points in "
+                   "transit")
+    return [*out, f"  (from {k.path})"]
 
 
 def render_text(s: NightSummary, images: Sequence[Image] = ()) -> str:
@@ -242,6 +303,7 @@ def render_text(s: NightSummary, images: Sequence[Image] = ()) -> str:
     lines += ["", "Sets without a binned image", "---------------------------"]
     lines += [f"  set {setidx}: {why}" for setidx, why in s.sets_without_image] or [
         "  none: every set was binned"]
+    lines += _candidates_text(s)
     if images:
         lines += ["", "Figures (attached to the HTML version)"]
         lines += [f"  {img.name}: {img.title}" + (f" ({img.note})" if img.note else "")

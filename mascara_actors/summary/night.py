@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
-from mascara_actors.errors import StorageError
+from mascara_actors.config import Config, load_config
+from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.storage import NightFile
 from mascara_actors.storage.live_sets import read_live_night
 from mascara_actors.summary import live_plots, plots
@@ -22,7 +23,8 @@ from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
 from mascara_actors.summary.report import NightSummary, collect_summary
 
-__all__ = ["SummaryOutcome", "make_images", "report_path", "summarise_night", "summary_dir"]
+__all__ = ["SummaryOutcome", "candidates_file", "make_images", "report_path", "summarise_night",
+           "summary_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ def summarise_night(
     secrets_file: str | Path | None = None,
     mag_range: tuple[float, float] = plots.DEFAULT_MAG_RANGE,
     out_dir: str | Path | None = None,
+    config: Config | str | Path | None = None,
 ) -> SummaryOutcome:
     """Collect, draw and write the summary of a night; mail it when ``send``.
 
@@ -130,6 +133,10 @@ def summarise_night(
         V range of the light-curve overview, mag.
     out_dir : path-like, optional
         Where the files go (default ``{night_dir}/summary``).
+    config : Config or path-like, optional
+        The configuration, or its directory (default
+        :func:`~mascara_actors.config.default_config_dir`), whose ``summary.candidates``
+        names the known transit candidates to list (none when empty).
 
     Returns
     -------
@@ -137,7 +144,7 @@ def summarise_night(
         Files written ``summary_{tag}.html``, ``summary_{tag}.txt`` and the PNGs, and the
         mail result. Failures are in ``problems`` and in the log, never raised.
     """
-    summary = collect_summary(night_dir)
+    summary = collect_summary(night_dir, candidates=candidates_file(config))
     images, problems = make_images(summary, mag_range=mag_range)
     out = Path(out_dir) if out_dir is not None else summary_dir(night_dir)
     html_path = text_path = write_error = None
@@ -162,6 +169,19 @@ def summarise_night(
     return SummaryOutcome(summary=summary, html_path=html_path, text_path=text_path,
                           image_paths=tuple(image_paths), mail=mail, problems=tuple(problems),
                           write_error=write_error)
+
+
+def candidates_file(config: Config | str | Path | None) -> Path | None:
+    """``summary.candidates`` of ``config`` (a Config, its directory, None: the default one);
+    None when it is empty or the configuration cannot be read (logged)."""
+    try:
+        cfg = config if isinstance(config, Config) else load_config(config)
+    except ConfigError as exc:
+        # the configuration is checked where the night is run; here it only decides an
+        # optional section, which is not worth losing the report for
+        log.warning("night summary without the known candidates: %s", exc)
+        return None
+    return cfg.candidates_file()
 
 
 def _mail(summary: NightSummary, images: list[Image],

@@ -1,8 +1,9 @@
 """The numbers of a night summary, collected from the event log and the nightly file.
 
 :func:`collect_summary` reads ``{night_dir}/logs/events.jsonl`` and, when present,
-``{night_dir}/lightcurves/fast_{night}{SITE}{CAM}.hdf5``; any of them may be missing, empty
-or cut short, and the summary then says so instead of failing.
+``{night_dir}/lightcurves/fast_{night}{SITE}{CAM}.hdf5``, and the known transit candidates
+file when one is given; any of them may be missing, empty or cut short, and the summary then
+says so instead of failing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from mascara_actors.errors import StorageError
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
 from mascara_actors.storage import NightFile, NightId, event_log_path
 from mascara_actors.summary.events_log import EventLog, read_event_log
+from mascara_actors.summary.known_candidates import (
+    KnownCandidates,
+    ObservedCandidate,
+    observed_candidates,
+    read_known,
+)
 from mascara_actors.summary.weather import WeatherProxy, weather_from_nightfile
 
 __all__ = [
@@ -116,6 +123,9 @@ class NightSummary:
     """The calibration of earlier nights the last run calibrated the sets with ("" none)."""
     sets_calibrated: int = 0
     """Sets calibrated live (clouds solved, calibrated points written)."""
+    candidates: KnownCandidates | None = None
+    """The known transit candidates the night observed; None when no candidates file was
+    given (the report has no such section)."""
 
     @property
     def tag(self) -> str:
@@ -227,7 +237,8 @@ def _identity(night_dir: Path, started: list[ev.NightStarted]) -> tuple[str, str
 
 
 def collect_summary(night_dir: str | Path, *, weather: bool = True,
-                    weather_stars: int = 400) -> NightSummary:
+                    weather_stars: int = 400,
+                    candidates: str | Path | None = None) -> NightSummary:
     """Collect the numbers of one camera-night.
 
     Parameters
@@ -239,6 +250,10 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         ``weather_stars`` light curves).
     weather_stars : int
         Stars read for the weather proxy.
+    candidates : path-like, optional
+        A transit search's ``candidates.csv``: its rows that passed the vetting and whose
+        star is in the nightly file are listed with their transits that night. An unreadable
+        file is said in ``candidates.error``.
 
     Returns
     -------
@@ -247,6 +262,9 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         shows in the summary (``log_missing``, ``nightly_file is None``, zero frames).
     """
     night_dir = Path(night_dir)
+    known_path = Path(candidates) if candidates is not None else None
+    known_rows, known_error = read_known(known_path) if known_path is not None else ([], "")
+    observed: tuple[ObservedCandidate, ...] = ()
     log_ = read_event_log(event_log_path(night_dir))
     started = log_.of(ev.NightStarted)
     reduced = log_.of(ev.FrameReducedEvent)
@@ -268,20 +286,28 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
     proxy: WeatherProxy | None = None
     if site and camera:
         # named from the identity, not the directory, so a renamed copy still finds it
-        candidate = night_dir / "lightcurves" / f"fast_{night}{site}{camera}.hdf5"
-        if candidate.exists():
+        fast_path = night_dir / "lightcurves" / f"fast_{night}{site}{camera}.hdf5"
+        if fast_path.exists():
             try:
-                with NightFile(candidate) as nf:
+                with NightFile(fast_path) as nf:
                     frames_in_file = len(nf.station)
                     stars_in_file = len(nf.stars)
                     if weather:
                         proxy = weather_from_nightfile(nf, max_stars=weather_stars)
-                nightly = candidate
+                    try:
+                        observed = observed_candidates(nf, known_rows)
+                    except (StorageError, KeyError, ValueError) as exc:
+                        # the candidates' section is an extra: it must not cost the rest
+                        known_error = (f"light curves of the known candidates not read from "
+                                       f"{fast_path}: {exc}")
+                        log.warning("summary of %s: %s", night_dir, known_error)
+                nightly = fast_path
             except (StorageError, OSError, KeyError, ValueError) as exc:
                 # a damaged file (torn write, foreign layout) must not stop the summary
                 log.warning("summary of %s without its nightly file %s: %s", night_dir,
-                            candidate, exc)
+                            fast_path, exc)
                 nightly, frames_in_file, stars_in_file, proxy = None, 0, 0, None
+                observed = ()
 
     astro_sorted = sorted(astro, key=lambda a: a.lstseq)
     return NightSummary(
@@ -323,6 +349,8 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         sets_without_image=_sets_without_image(log_),
         missing=tuple(log_.of(ev.NightFinished)[-1].missing) if log_.of(ev.NightFinished)
         else (),
+        candidates=None if known_path is None else KnownCandidates(
+            path=known_path, error=known_error, observed=observed),
     )
 
 

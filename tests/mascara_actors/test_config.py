@@ -168,6 +168,13 @@ def test_unknown_camera_and_site_list_the_known_ones() -> None:
         ),
         pytest.param(
             "reduction.toml",
+            'candidates = ""',
+            "candidates = 7",
+            r"reduction\.toml: key 'summary\.candidates' must be a string, got 7",
+            id="candidates-not-a-path",
+        ),
+        pytest.param(
+            "reduction.toml",
             "[night]",
             "[night\n",
             r"reduction\.toml is not valid TOML",
@@ -194,3 +201,16 @@ def test_missing_file_says_where_to_get_it(cfg_dir: Path) -> None:
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nowhere")
+
+
+def test_summary_candidates_file(cfg_dir: Path, tmp_path: Path) -> None:
+    """Empty (the shipped value) or absent: no list; relative to the config directory."""
+    assert load_config(cfg_dir).candidates_file() is None
+    red = cfg_dir / "reduction.toml"
+    _edit(red, 'candidates = ""', 'candidates = "search/candidates.csv"')
+    assert load_config(cfg_dir).candidates_file() == cfg_dir / "search" / "candidates.csv"
+    _edit(red, '"search/candidates.csv"', f'"{tmp_path / "c.csv"}"')
+    assert load_config(cfg_dir).candidates_file() == tmp_path / "c.csv"
+    text = red.read_text()
+    red.write_text(text[:text.index("[summary]")])  # an older file, without the section
+    assert load_config(cfg_dir).candidates_file() is None

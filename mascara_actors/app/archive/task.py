@@ -141,7 +141,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         error = "; ".join(report.missing) or "no frame of the night could be reduced"
     else:
         record_complete(job)
-        summarise_night(job.plan.night_dir)
+        summarise_night(job.plan.night_dir, config=config)
         status, error = "reduced", ""
     return outcome(
         status=status,
