@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test bench lint clean
+.PHONY: run test test-season bench lint clean
 
 $(BIN)/mascara-actors: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ test: $(BIN)/mascara-actors  ## set up, lint, type-check, check the layers, then
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not season"
+
+test-season: $(BIN)/mascara-actors  ## the transit search on a simulated 60-night season (about 5 minutes)
+	$(BIN)/python -m pytest -m season -s tests/mascara_actors/search/test_season.py
 
 bench: $(BIN)/mascara-actors  ## benchmarks, one JSON line per figure
 	$(BIN)/python -m bench

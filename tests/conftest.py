@@ -28,14 +28,6 @@ from blockbuster import BlockBuster, blockbuster_ctx
 BACKENDS = ("asyncio", "trio", "trio-autojump")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files that hold slow tests first, in their order, then the others: under
-    ``-n 2 --dist loadfile`` a file runs whole on one worker, so the files that build
-    minutes of simulated nights must start first for the two workers to end together."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "anyio_backend" not in metafunc.fixturenames:
         return

@@ -28,6 +28,7 @@ from mascara_actors.atomic_files import atomic_write_text
 from mascara_actors.figures import write_png
 from mascara_actors.search.candidates import Candidate
 from mascara_actors.search.lightcurve import StarLightCurve
+from mascara_actors.search.measure import phase_days
 from mascara_actors.sidereal import SIDEREAL_DAY_S, jd_to_datetime
 
 __all__ = ["INDEX_HTML", "fold_hours", "render_sheet", "sheet_name", "write_index"]
@@ -57,9 +58,7 @@ def sheet_name(c: Candidate) -> str:
 def fold_hours(jd: np.ndarray, period_d: float, epoch_jd: float) -> np.ndarray:
     """Time of each JD from the nearest mid-transit (``epoch_jd + n * period_d``), hours,
     in ``[-P/2, P/2)``."""
-    phase = np.mod(np.asarray(jd, dtype=float) - epoch_jd, period_d)
-    # np.mod can round a tiny negative offset up to exactly P, which the wrap maps to 0.
-    folded: np.ndarray = np.where(phase >= period_d / 2, phase - period_d, phase) * 24.0
+    folded: np.ndarray = 24.0 * phase_days(np.asarray(jd, dtype=float), period_d, epoch_jd)
     return folded
 
 

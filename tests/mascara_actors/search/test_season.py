@@ -1,8 +1,10 @@
 """The simulated season of the transit search (issue 19): what :func:`simulate_season`
 writes, checked against the simulator's truth file, and :func:`draw_injections`.
 
-Every test that uses the session fixture ``season`` (about 2.5 minutes on two cores) is
-in this file, so that the test workers make it once; the others need no simulation.
+Every test that uses the session fixture ``season`` (about 2.5 minutes on two cores, plus a
+minute of search) is in this file and marked ``season``: `make test-season` runs them, `make
+test` leaves them out to keep the suite within its 12 minutes; the others need no
+simulation.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def _nights_of(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_the_calibrated_files_cover_the_nights_in_time_order(season: InjectedSeason,
                                                              truth: Truth) -> None:
@@ -67,6 +70,7 @@ def test_the_calibrated_files_cover_the_nights_in_time_order(season: InjectedSea
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_every_simulated_star_with_enough_points_appears(season: InjectedSeason,
                                                          truth: Truth) -> None:
@@ -98,6 +102,7 @@ def test_every_simulated_star_with_enough_points_appears(season: InjectedSeason,
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_each_baseline_converged_and_quiet_stars_reach_their_noise(season: InjectedSeason,
                                                                    truth: Truth) -> None:
@@ -140,6 +145,7 @@ def test_each_baseline_converged_and_quiet_stars_reach_their_noise(season: Injec
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_the_season_holds_what_was_injected(season: InjectedSeason, truth: Truth) -> None:
     s = season.season
@@ -157,6 +163,7 @@ def test_the_season_holds_what_was_injected(season: InjectedSeason, truth: Truth
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_one_star_has_mascara_2bs_transit(season: InjectedSeason) -> None:
     (m2b,) = [t for t in season.season.transits if t.hip == season.mascara_2b]
@@ -191,6 +198,7 @@ def _in_and_out(lc: np.ndarray, transit: TransitSpec) -> tuple[np.ndarray, np.nd
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_a_two_percent_transit_is_in_the_calibrated_magnitudes(season: InjectedSeason) -> None:
     """The 2 % transit star with the most bins in transit: its calibrated magnitude in the
@@ -309,6 +317,7 @@ def searched(season: InjectedSeason, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_mascara_2b_is_the_top_candidate_of_its_star(season: InjectedSeason,
                                                       searched: Recovery) -> None:
@@ -322,6 +331,7 @@ def test_mascara_2b_is_the_top_candidate_of_its_star(season: InjectedSeason,
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_no_star_without_a_transit_gives_a_candidate(searched: Recovery) -> None:
     # issue 19: at most one per 1,000 stars; on this season's stars without a transit, none
@@ -330,6 +340,7 @@ def test_no_star_without_a_transit_gives_a_candidate(searched: Recovery) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.season
 @long_timeout
 def test_the_recovered_fractions_per_depth(searched: Recovery) -> None:
     # Talens et al. 2018: 84.0, 60.5 and 20.7 % at 2, 1 and 0.5 %. The 1 and 0.5 % bins beat
