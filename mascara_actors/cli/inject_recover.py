@@ -53,8 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="calibrated light-curve files of one camera (or --simulate)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.add_argument("--simulate", type=int, default=None, metavar="NIGHTS",
-                   help="simulate a season of this many nights (LPC, calibrated by 15 nights) "
-                        "instead of reading files")
+                   help="simulate a season of this many nights (LPC, calibrated by 15 nights; "
+                        "the nightly files, about 10 GB for 600 stars, are deleted once "
+                        "calibrated) instead of reading files")
     p.add_argument("--stars", type=int, default=None, metavar="N",
                    help="stars to use: half get a transit (default: every star of the files; "
                         "with --simulate 600)")
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                                           stars=args.stars or 600, dec_range=tuple(args.dec),
                                           transits=transits, seed=args.seed,
                                           progress=progress)
+            # GB of nightly files and baselines: the search needs the calibrated files only
+            season.remove_intermediate(args.out / "season")
             files = list(made.calibrated)
         else:
             files = list(args.files)

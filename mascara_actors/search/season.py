@@ -9,7 +9,9 @@ then reads the calibrated files in time order. :func:`draw_injections` draws the
 to inject, and :func:`plan_season` tells which stars a season will simulate before it is
 simulated (the injections need their HIP numbers).
 
-Layout of ``outdir`` (nothing is removed: the intermediate files help when a test fails)::
+Layout of ``outdir`` (nothing is removed: the intermediate files help when a test fails;
+:func:`remove_intermediate` removes the nightly files and baselines, several GB, once the
+calibrated files are all that is needed)::
 
     nights/                                   the simulator's output (new directory)
         {night}{SITE}{CAM}/lightcurves/fast_{night}{SITE}{CAM}.hdf5
@@ -38,6 +40,7 @@ import functools
 import logging
 import math
 import multiprocessing as mp
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -69,6 +72,7 @@ __all__ = [
     "baseline_runs",
     "draw_injections",
     "plan_season",
+    "remove_intermediate",
     "simulate_season",
 ]
 
@@ -408,3 +412,14 @@ def simulate_season(
     return Season(tuple(calibrated), report.truth_file, injected,
                   frozenset(ts["id"][ts["var_amp"] > 0].astype(int).tolist()),
                   tuple(sorted(ts["id"].astype(int).tolist())))
+
+
+def remove_intermediate(outdir: Path) -> None:
+    """Delete a season's nightly files and baselines (the truth file and the calibrated
+    files stay)."""
+    nights = Path(outdir) / "nights"
+    if nights.is_dir():
+        for night in nights.iterdir():
+            if night.is_dir():
+                shutil.rmtree(night)
+    shutil.rmtree(Path(outdir) / "baselines", ignore_errors=True)

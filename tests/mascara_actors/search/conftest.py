@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from mascara_actors.search.season import (
     SeasonPlan,
     draw_injections,
     plan_season,
+    remove_intermediate,
     simulate_season,
 )
 
@@ -161,9 +161,6 @@ def make_season(root: Path, *, keep_intermediate: bool = False) -> InjectedSeaso
     injected = [own if t.hip == m2b else t for t in injected]
     season = SEASON.simulate(root / "season", injected)
     if not keep_intermediate:
-        for night in (root / "season" / "nights").iterdir():
-            if night.is_dir():
-                shutil.rmtree(night)
-        shutil.rmtree(root / "season" / "baselines")
+        remove_intermediate(root / "season")
     return InjectedSeason(season, plan, tuple(injected),
                           frozenset(set(hips.tolist()) - set(chosen.tolist())), m2b, root)
