@@ -42,7 +42,7 @@ class Candidate:
     """Degrees (J2000)."""
     dec: float
     rank: int
-    """1 for the star's strongest peak, 2 for the next one..."""
+    """1 for the star's peak of highest measured S/N, 2 for the next one..."""
     period: float
     """Days."""
     epoch: float

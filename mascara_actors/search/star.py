@@ -40,6 +40,7 @@ class Peak:
     """One peak of a star's periodogram, refined and measured."""
 
     rank: int
+    """1 for the highest measured S/N of the star's kept peaks."""
     sde: float
     measure: TransitMeasure
     lightcurve: StarLightCurve | None = None
