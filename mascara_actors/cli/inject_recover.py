@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             hips = inputs.stars
             if args.stars is not None:
                 hips = np.sort(rng.choice(hips, min(args.stars, len(hips)), replace=False))
-            start_jd = _first_jd(inputs.files)
+            start_jd = inputs.first_jd
         chosen = np.sort(rng.choice(hips, len(hips) // 2, replace=False))
         transits = season.draw_injections(
             chosen.tolist(), depths=args.depths, periods=tuple(args.inject_periods),
@@ -130,13 +129,3 @@ def run(args: argparse.Namespace) -> int:
               f"table: {args.out / 'recovery_table.csv'}; plot: {args.out / 'recovery.png'}")
     return 0
 
-
-def _first_jd(files: Sequence[Path]) -> float:
-    from mascara_actors.sidereal import lstseq2date
-    from mascara_actors.storage.calibrated import CalibratedFile
-
-    first = []
-    for path in files:
-        with CalibratedFile(path) as f:
-            first.append(int(f.header["lstmin"]))
-    return float(lstseq2date(min(first), format="jd"))

@@ -13,6 +13,8 @@ import numpy as np
 from mascara_actors.decorrelation.bins import BIN_DTYPE
 from mascara_actors.errors import StorageError
 from mascara_actors.search.errors import SearchError
+from mascara_actors.search.settings import SIDEREAL_DAY
+from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY, lstseq2date
 from mascara_actors.storage.calibrated import CalibratedFile
 
 __all__ = ["RawPoints", "SeasonInputs", "StarLightCurve", "open_season", "read_points"]
@@ -43,6 +45,18 @@ class SeasonInputs:
     """(file, why) for each file left out."""
     stars: np.ndarray
     """HIP numbers in any of ``files``, ascending."""
+    lstseq: tuple[int, int]
+    """The first and last exposure of ``files``."""
+
+    @property
+    def baseline_days(self) -> float:
+        """Days from the first exposure to the last."""
+        return (self.lstseq[1] - self.lstseq[0]) / SLOTS_PER_SIDEREAL_DAY * SIDEREAL_DAY
+
+    @property
+    def first_jd(self) -> float:
+        """JD (UTC) of the first exposure."""
+        return float(lstseq2date(self.lstseq[0], format="jd"))
 
 
 def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
@@ -54,26 +68,28 @@ def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
     SearchError
         When no file is left.
     """
-    readable: list[tuple[Path, str, np.ndarray]] = []
+    readable: list[tuple[Path, str, np.ndarray, tuple[int, int]]] = []
     skipped: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         try:
             with CalibratedFile(path) as f:
-                camera = str(f.header.get("camera", "?"))
-                readable.append((path, camera, f.ids()))
+                head = f.header
+                span = (int(head["lstmin"]), int(head["lstmax"]))
+                readable.append((path, str(head.get("camera", "?")), f.ids(), span))
         except (StorageError, OSError, KeyError) as exc:
             skipped.append((path, f"cannot be read: {exc}"))
     if not readable:
         raise SearchError("no calibrated light-curve file could be read: give files made by "
                           "mascara-actors calibrate (calibrated_*.hdf5)")
-    counts = Counter(c for _, c, _ in readable)
+    counts = Counter(r[1] for r in readable)
     camera = max(counts, key=lambda c: (counts[c], -[r[1] for r in readable].index(c)))
     kept = [r for r in readable if r[1] == camera]
-    skipped += [(p, f"camera {c}, not {camera}: search each camera on its own")
-                for p, c, _ in readable if c != camera]
-    stars = np.unique(np.concatenate([ids for _, _, ids in kept]))
-    return SeasonInputs(camera, tuple(p for p, _, _ in kept), tuple(skipped), stars)
+    skipped += [(r[0], f"camera {r[1]}, not {camera}: search each camera on its own")
+                for r in readable if r[1] != camera]
+    stars = np.unique(np.concatenate([r[2] for r in kept]))
+    lstseq = (min(r[3][0] for r in kept), max(r[3][1] for r in kept))
+    return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq)
 
 
 @dataclass(frozen=True)

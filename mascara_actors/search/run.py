@@ -31,11 +31,10 @@ from mascara_actors.search.candidates import Candidate, sort_by_significance, wr
 from mascara_actors.search.errors import SearchError
 from mascara_actors.search.lightcurve import RawPoints, SeasonInputs, open_season, read_points
 from mascara_actors.search.measure import measure_transit
-from mascara_actors.search.settings import SIDEREAL_DAY, SearchSettings
+from mascara_actors.search.settings import SearchSettings
 from mascara_actors.search.sheets import render_sheet, sheet_name, write_index
 from mascara_actors.search.star import CoarseGrid, StarResult, search_points
 from mascara_actors.search.vetting import Thresholds, criteria_text, vet
-from mascara_actors.sidereal import SLOTS_PER_SIDEREAL_DAY
 from mascara_actors.spherical import unit_vectors
 from mascara_actors.storage.calibrated import CalibratedFile
 
@@ -194,17 +193,6 @@ def _lean(r: StarResult) -> StarResult:
     return replace(r, sde=None, peaks=tuple(replace(p, lightcurve=None) for p in r.peaks))
 
 
-def _baseline_days(files: Sequence[Path]) -> float:
-    """Days from the first exposure of the files to the last (from their lstseq range)."""
-    lo, hi = [], []
-    for p in files:
-        with CalibratedFile(p) as f:
-            h = f.header
-            lo.append(int(h["lstmin"]))
-            hi.append(int(h["lstmax"]))
-    return (max(hi) - min(lo)) / SLOTS_PER_SIDEREAL_DAY * SIDEREAL_DAY
-
-
 def _chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:
     return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
 
@@ -288,7 +276,7 @@ def search(
     limits = thresholds or Thresholds(alias_tolerance=s.alias_tolerance)
     outdir = Path(outdir)
     season = open_season(paths)
-    baseline = _baseline_days(season.files)
+    baseline = season.baseline_days
     s.check(baseline)
     hips = season.stars if stars is None else np.intersect1d(season.stars, np.asarray(
         list(stars), np.int64))

@@ -29,7 +29,8 @@ from mascara_actors.figures import write_png
 from mascara_actors.search.candidates import Candidate
 from mascara_actors.search.lightcurve import StarLightCurve
 from mascara_actors.search.measure import phase_days
-from mascara_actors.sidereal import SIDEREAL_DAY_S, jd_to_datetime
+from mascara_actors.search.settings import SIDEREAL_DAY
+from mascara_actors.sidereal import jd_to_datetime
 
 __all__ = ["INDEX_HTML", "fold_hours", "render_sheet", "sheet_name", "write_index"]
 
@@ -38,7 +39,6 @@ INDEX_HTML = "index.html"
 _DPI = 100
 _FIGSIZE = (16.0, 11.0)
 """Inches: 1600 x 1100 px at :data:`_DPI`."""
-_SIDEREAL_DAY_D = SIDEREAL_DAY_S / 86400.0
 _ALIAS_ORDERS = (1, 2, 3, 4)
 _FOLD_DURATIONS = 3.0
 """Half-width of the folded panels, in transit durations."""
@@ -145,8 +145,8 @@ def _periodogram(ax: Axes, c: Candidate, periods: np.ndarray, sde: np.ndarray) -
     ticks = [t for t in _PERIOD_TICKS if lo <= t <= hi]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
-    aliases = sorted({_SIDEREAL_DAY_D * k for k in _ALIAS_ORDERS}
-                     | {_SIDEREAL_DAY_D / k for k in _ALIAS_ORDERS})
+    aliases = sorted({SIDEREAL_DAY * k for k in _ALIAS_ORDERS}
+                     | {SIDEREAL_DAY / k for k in _ALIAS_ORDERS})
     shown = [a for a in aliases if lo <= a <= hi]
     for i, a in enumerate(shown):
         ax.axvline(a, color="C0", alpha=0.3, lw=1, ls=":",
