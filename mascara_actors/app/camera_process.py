@@ -60,7 +60,7 @@ from mascara_actors.app.camera_channel import (
     encode_command,
     finite,
 )
-from mascara_actors.control.client import STREAM_ENDED, ReplyWaiter
+from mascara_actors.control.client import STREAM_ENDED, ReplyWaiter, shut_down
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event, FrameFailed, FrameReducedEvent, WarningEvent
 from mascara_actors.night_state import NightState
@@ -400,7 +400,7 @@ class CameraProcess:
         )
         if self._stop.is_set():  # asked to stop while it started
             self._signal(signal.SIGINT)
-        channel: ByteStream | None = None
+        channel: UNIXSocketStream | None = None
         heard = anyio.Event()
         try:
             channel = self._channel = await UNIXSocketStream.from_socket(ours)
@@ -409,6 +409,9 @@ class CameraProcess:
                 tg.start_soon(self._kill_if_slow_to_stop)
                 code = await process.wait()
                 with anyio.move_on_after(_READ_AFTER_EXIT_S):
+                    await heard.wait()
+                if not heard.is_set():  # something it started still holds the channel
+                    shut_down(channel)  # the reader ends by itself: never cancel it
                     await heard.wait()
                 tg.cancel_scope.cancel()
         finally:

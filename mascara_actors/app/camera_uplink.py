@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup, UNIXSocketStream
+from anyio.abc import TaskGroup, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from mascara_actors.actors.gate import PauseGate
@@ -43,7 +43,7 @@ from mascara_actors.app.camera_channel import (
 from mascara_actors.app.reports import StationReport
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.control.client import STREAM_ENDED
+from mascara_actors.control.client import STREAM_ENDED, shut_down
 from mascara_actors.messages import Event
 from mascara_actors.night_state import NightState
 
@@ -91,12 +91,17 @@ async def run_supervised(station: Station, catalogue: Catalogue, channel_fd: int
 
 
 class _Uplink:
-    def __init__(self, station: Station, state: ForwardingState, stream: ByteStream) -> None:
+    def __init__(
+        self, station: Station, state: ForwardingState, stream: UNIXSocketStream
+    ) -> None:
         self.station = station
         self.stream = stream
         self._out, self._queued = anyio.create_memory_object_stream[bytes](OUT_BUFFER)
         self._dropped = 0
         self._sent_status: dict[str, Any] | None = None
+        self._ending = False
+        """The night is over: the channel is being shut down from this side."""
+        self._read_done = anyio.Event()
         state.forward = self._on_event
 
     def _on_event(self, event: Event) -> None:
@@ -128,6 +133,12 @@ class _Uplink:
                     self._out.close()
                     with anyio.move_on_after(_DRAIN_S):
                         await written.wait()
+                    # the reader (and a writer still blocked) end by themselves: never
+                    # cancel a pending receive (see shut_down)
+                    self._ending = True
+                    shut_down(self.stream)
+                    with anyio.move_on_after(_DRAIN_S):
+                        await self._read_done.wait()
                 tg.cancel_scope.cancel()
         assert report is not None  # station.run returned
         return report
@@ -155,7 +166,9 @@ class _Uplink:
                 tg.start_soon(self._carry_out, command)
         except (anyio.DelimiterNotFound, *STREAM_ENDED):
             pass
-        if not self.station.stop.is_set():
+        finally:
+            self._read_done.set()
+        if not self.station.stop.is_set() and not self._ending:
             log.warning(
                 "supervisor: the channel closed (the station supervisor is gone): stopping "
                 "the night for a restart"

@@ -41,7 +41,7 @@ from mascara_actors.control.protocol import (
     encode_command,
 )
 
-__all__ = ["STREAM_ENDED", "ControlClient", "ReplyWaiter"]
+__all__ = ["STREAM_ENDED", "ControlClient", "ReplyWaiter", "shut_down"]
 
 R = TypeVar("R")
 
@@ -55,6 +55,19 @@ STREAM_ENDED = (
 inside a line, or reset. (A line over the limit is ``anyio.DelimiterNotFound``.)"""
 
 log = logging.getLogger(__name__)
+
+
+def shut_down(stream: SocketStream, how: int = socket.SHUT_RDWR) -> None:
+    """End the pending receive (end of stream) and, with ``SHUT_RDWR``, the pending send
+    (broken pipe) on a Unix socket stream, so that its reader and writer stop by themselves.
+
+    Do this rather than cancel them. On asyncio, anyio's Unix socket streams (4.16) wait for
+    the socket with ``loop.add_reader(sock, future.set_result)``: when the socket becomes
+    ready in the loop iteration in which the pending receive is cancelled, the callback sets
+    the result of a future already done, and the loop reports ``InvalidStateError``.
+    """
+    with contextlib.suppress(OSError):  # already shut down, or closed by the peer
+        stream.extra(SocketAttribute.raw_socket).shutdown(how)
 
 
 class ReplyWaiter(Generic[R]):
@@ -139,10 +152,7 @@ class ControlClient:
         """Close the connection (the station goes on)."""
         assert self._stack is not None, "ControlClient was not entered"
         assert self._stream is not None
-        # Shut the socket down rather than cancel the reader: a cancelled receive on an
-        # asyncio Unix socket may report InvalidStateError (anyio 4.16), an ended one not.
-        with contextlib.suppress(OSError):
-            self._stream.extra(SocketAttribute.raw_socket).shutdown(socket.SHUT_RDWR)
+        shut_down(self._stream)  # the reader ends by itself: never cancel it (see shut_down)
         with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
             await self._reader_done.wait()
         return await self._stack.__aexit__(exc_type, exc, tb)
