@@ -105,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
                                           stars=args.stars or 600, dec_range=tuple(args.dec),
                                           transits=transits, seed=args.seed,
                                           progress=progress)
-            # GB of nightly files and baselines: the search needs the calibrated files only
-            season.remove_intermediate(args.out / "season")
             files = list(made.calibrated)
         else:
             files = list(args.files)

@@ -13,7 +13,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,30 +175,20 @@ def _simulate_night(plan: _Plan, i: int, progress: Callable[[], None] | None = N
     return _NightDone(report.output, truth, report.nrecords)
 
 
-def _simulate_nights(plan: _Plan, workers: int, progress: SetProgress | None
-                     ) -> list[_NightDone]:
-    """Every night, in ``workers`` spawned processes (here when 1), in night order."""
-    sets = [len(n.sets(plan.sim.every_set)) for n in plan.schedule]
-    total, done = sum(sets), 0
-
-    def one_set() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
+def _simulate_nights(plan: _Plan, nights: range, workers: int,
+                     sets_done: Callable[[int], None]) -> list[_NightDone]:
+    """The nights ``nights``, in ``workers`` spawned processes (here when 1), in night
+    order; ``sets_done(n)`` is told of every ``n`` sets of 50 exposures made."""
     if workers == 1:
-        return [_simulate_night(plan, i, one_set) for i in range(plan.sim.nights)]
+        return [_simulate_night(plan, i, lambda: sets_done(1)) for i in nights]
     out: dict[int, _NightDone] = {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_simulate_night, plan, i): i for i in range(plan.sim.nights)}
+        futures = {pool.submit(_simulate_night, plan, i): i for i in nights}
         for future in as_completed(futures):
             i = futures[future]
             out[i] = future.result()
-            done += sets[i]
-            if progress is not None:
-                progress(done, total)
-    return [out[i] for i in range(plan.sim.nights)]
+            sets_done(len(plan.schedule[i].sets(plan.sim.every_set)))
+    return [out[i] for i in nights]
 
 
 def simulate_lightcurves(
@@ -209,6 +199,8 @@ def simulate_lightcurves(
     catalogue: Catalogue | None = None,
     workers: int | None = None,
     progress: SetProgress | None = None,
+    batches: Sequence[range] | None = None,
+    after_batch: Callable[[list[Path]], None] | None = None,
 ) -> SimulationReport:
     """Simulate ``sim.nights`` nights of one camera into ``outdir`` (see
     :mod:`mascara_actors.lcsim`).
@@ -226,6 +218,12 @@ def simulate_lightcurves(
     progress
         Called with (sets done, sets in all) as the sets of 50 exposures are made (after
         each night when the nights run in worker processes).
+    batches, after_batch
+        Simulate the nights in these runs (night indices, in order, covering every night
+        once; default: one run) and call ``after_batch`` with the nightly files of each run
+        as soon as they are written. A long season can so be merged run by run and its
+        nightly files deleted, never holding more than a run on disk; the report still
+        lists every nightly file, whether ``after_batch`` kept it or not.
 
     Raises
     ------
@@ -240,10 +238,28 @@ def simulate_lightcurves(
     sim.check()
     if workers is not None and workers < 1:
         raise ConfigError(f"workers={workers}: must be at least 1")
+    runs = list(batches) if batches is not None else [range(sim.nights)]
+    if any(len(r) == 0 for r in runs) or [i for r in runs for i in r] != list(range(sim.nights)):
+        raise ConfigError(f"batches={runs}: give runs of nights that cover 0..{sim.nights - 1} "
+                          "once each, in order")
     part = _check_outdir(outdir)
     plan = _plan(sim, config, catalogue or Catalogue.load(), part)
-    nworkers = max(1, min(workers or min(2, os.cpu_count() or 1), sim.nights))
-    nights = _simulate_nights(plan, nworkers, progress)
+    total = sum(len(n.sets(sim.every_set)) for n in plan.schedule)
+    done = 0
+
+    def sets_done(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    nights: list[_NightDone] = []
+    for run in runs:
+        nworkers = max(1, min(workers or min(2, os.cpu_count() or 1), len(run)))
+        made = _simulate_nights(plan, run, nworkers, sets_done)
+        nights += made
+        if after_batch is not None:
+            after_batch([n.path for n in made])
     camera_id = plan.camera.id
     write_truth(truth_file_path(part, camera_id), _truth_header(plan), plan.stars,
                 plan.patches, [n.truth for n in nights])

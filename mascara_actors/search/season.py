@@ -3,32 +3,33 @@ injection-recovery (issue 19).
 
 A season is more nights than one calibration takes: MASCARA calibrates baselines of about
 15 nights. :func:`simulate_season` simulates the nights with the light-curve simulator
-(:mod:`mascara_actors.lcsim`), merges each run of ``baseline_nights`` consecutive nights
-into a baseline and calibrates each baseline on its own, as the station does; the search
-then reads the calibrated files in time order. :func:`draw_injections` draws the transits
-to inject, and :func:`plan_season` tells which stars a season will simulate before it is
-simulated (the injections need their HIP numbers).
+(:mod:`mascara_actors.lcsim`) a run of ``baseline_nights`` consecutive nights at a time;
+as soon as a run is written it is merged into a baseline, its nightly files are deleted
+and the baseline is calibrated on its own (in a worker process, while the next run is
+simulated), as the station does; the search then reads the calibrated files in time order.
+:func:`draw_injections` draws the transits to inject, and :func:`plan_season` tells which
+stars a season will simulate before it is simulated (the injections need their HIP
+numbers).
 
-Layout of ``outdir`` (nothing is removed: the intermediate files help when a test fails;
-:func:`remove_intermediate` removes the nightly files and baselines, several GB, once the
-calibrated files are all that is needed)::
+Layout of ``outdir``::
 
-    nights/                                   the simulator's output (new directory)
-        {night}{SITE}{CAM}/lightcurves/fast_{night}{SITE}{CAM}.hdf5
-        truth_{SITE}{CAM}.fits                what was injected (Season.truth)
-    baselines/baseline_{first}_{last}.hdf5    one per run of nights (first and last night)
-    calibrated/{first}_{last}/                the calibration of that baseline:
+    nights/truth_{SITE}{CAM}.fits             what was injected (Season.truth)
+    calibrated/{first}_{last}/                the calibration of each run of nights
         calibrated_baseline_{first}_{last}.hdf5   (Season.calibrated)
         maps_baseline_{first}_{last}.hdf5, report_baseline_{first}_{last}.json, plots/
 
-The nightly files and baselines are written uncompressed: a season is test data, written
-once and read a few times, and gzip would cost more time than the disk it saves.
+With ``keep=True`` the nightly files stay (``nights/{night}{SITE}{CAM}/lightcurves/``), and
+the baselines (``baselines/baseline_{first}_{last}.hdf5``): they help when a test fails, but
+a full season of 6,000 stars would need about 100 GB. Both are written with LZF
+compression, which halves them at no measurable cost in time (gzip saves a few % more and
+is slower to read).
 
 Cost, on two cores (60 nights of LPC from 2026-01-08, 400 stars of dec 29-31, one set of
-50 in two: 2 minutes, 4.5 GB): most of it does not depend on the stars. The simulator's
+50 in two: 2 minutes): most of it does not depend on the stars. The simulator's
 planning takes 0.45 s a night on one core (the night windows, from the Sun's altitude:
 27 s), the simulation about 1.2 s of CPU a night besides the stars (the sets written and
 combined as the pipeline does), a calibration 8-15 s; 150 more stars cost about 10 s.
+A nightly file holds about 0.13 MB per star and night (full cadence, LZF).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import multiprocessing as mp
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,6 @@ __all__ = [
     "baseline_runs",
     "draw_injections",
     "plan_season",
-    "remove_intermediate",
     "simulate_season",
 ]
 
@@ -149,7 +149,7 @@ def _simulation(*, nights: int, camera: str, start: dt.date, stars: int | None,
         every_set=every_set, dec_range=dec_range, transits=tuple(transits),
         # the random transits would mix with the injections, whose truth the test knows
         transit_fraction=LightCurveSimulation.transit_fraction if random_transits else 0.0,
-        compression=None)
+        compression="lzf")
     sim.check()
     return sim
 
@@ -272,32 +272,66 @@ def _calibrate(baseline: Path, outdir: Path, settings: DecorrelationSettings) ->
     return result.calibrated_file
 
 
-def _calibrate_all(baselines: list[Path], outdirs: list[Path], settings: DecorrelationSettings,
-                   workers: int, progress: SeasonProgress | None) -> list[Path]:
-    """Calibrate the baselines, ``workers`` at a time with one process each.
+class _RunsOfNights:
+    """What :func:`simulate_season` does with each run of nights as soon as it is
+    simulated: merge it into a baseline, delete its nightly files, calibrate the baseline
+    in a worker process (while the simulator goes on with the next run), delete the
+    baseline once calibrated. A context manager: it waits for the calibrations on exit."""
 
-    One calibration splits its sky patches between its workers by HEALPix rings, and a
-    narrow dec band (test seasons) has most of its stars in one ring: two workers on one
-    baseline leave a core idle, two baselines at a time keep both busy.
-    """
-    if workers == 1 or len(baselines) == 1:
+    def __init__(self, outdir: Path, runs: int, settings: DecorrelationSettings, workers: int,
+                 keep: bool, progress: SeasonProgress | None) -> None:
+        self.outdir, self.runs, self.keep, self.progress = outdir, runs, keep, progress
+        self.workers = workers
+        self.settings = settings
+        self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        self._futures: list[Future[Path]] = []
+
+    def __enter__(self) -> _RunsOfNights:
+        (self.outdir / "baselines").mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        if not self.keep:
+            shutil.rmtree(self.outdir / "baselines", ignore_errors=True)
+
+    def take(self, files: list[Path]) -> None:
+        """One run of nightly files, just written (in night order)."""
+        k = len(self._futures)
+        # the night directories are named {YYYYMMDD}{SITE}{CAM}
+        span = f"{files[0].parent.parent.name[:8]}_{files[-1].parent.parent.name[:8]}"
+        base = build_baseline(files, self.outdir / "baselines" / f"baseline_{span}.hdf5",
+                              compression="lzf", threads=self.workers).output
+        if self.progress is not None:
+            self.progress("baseline", k + 1, self.runs)
+        if not self.keep:
+            for f in files:
+                shutil.rmtree(f.parent.parent)
+        # one calibration splits its sky patches between its workers by HEALPix rings, and
+        # a narrow dec band (test seasons) has most of its stars in one ring: while the
+        # simulator runs, one process calibrates; the last run, alone, gets every worker
+        last = k == self.runs - 1
+        settings = self.settings if last else dataclasses.replace(self.settings, workers=1)
+        future = self._pool.submit(_calibrate, base, self.outdir / "calibrated" / span,
+                                   settings)
+        future.add_done_callback(functools.partial(self._calibrated_one, base))
+        self._futures.append(future)
+
+    def _calibrated_one(self, baseline: Path, future: Future[Path]) -> None:
+        """In the pool's thread, once a calibration ended: its baseline is no longer
+        needed."""
+        if not self.keep and not future.cancelled() and future.exception() is None:
+            baseline.unlink(missing_ok=True)
+
+    def calibrated(self) -> list[Path]:
+        """The calibrated files, in time order, as the calibrations end (raises what a
+        calibration raised)."""
         out = []
-        for k, (base, outdir) in enumerate(zip(baselines, outdirs, strict=True)):
-            out.append(_calibrate(base, outdir, settings))
-            if progress is not None:
-                progress("calibrate", k + 1, len(baselines))
+        for k, future in enumerate(self._futures):
+            out.append(future.result())
+            if self.progress is not None:
+                self.progress("calibrate", k + 1, self.runs)
         return out
-    one = dataclasses.replace(settings, workers=1)
-    done: dict[int, Path] = {}
-    with ProcessPoolExecutor(min(workers, len(baselines)),
-                             mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_calibrate, base, outdir, one): k
-                   for k, (base, outdir) in enumerate(zip(baselines, outdirs, strict=True))}
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
-            if progress is not None:
-                progress("calibrate", len(done), len(baselines))
-    return [done[k] for k in range(len(baselines))]
 
 
 def simulate_season(
@@ -316,6 +350,7 @@ def simulate_season(
     workers: int = 2,
     settings: DecorrelationSettings | None = None,
     progress: SeasonProgress | None = None,
+    keep: bool = False,
 ) -> Season:
     """Simulate a season of ``nights`` nights of one camera and calibrate it by runs of
     ``baseline_nights`` nights (layout of ``outdir``: the module docstring).
@@ -339,14 +374,17 @@ def simulate_season(
         Nights per baseline (the last baseline takes the remainder, and a remainder of
         fewer than :data:`MIN_BASELINE_NIGHTS` nights joins the baseline before it).
     workers
-        Processes simulating the nights, then calibrating the baselines (``workers``
-        baselines at a time, each in one process).
+        Processes simulating the nights; one more calibrates each run of nights while the
+        next is simulated.
     settings
         Calibration settings (default :class:`DecorrelationSettings`); their ``workers``
-        count only when the baselines are calibrated one after the other (``workers=1``
-        or a single baseline).
+        count for the last run of nights only (the others are calibrated beside the
+        simulation, in one process).
     progress
         Called with (stage, done, total) as the work advances (:data:`SeasonProgress`).
+    keep
+        Keep the nightly files and the baselines (deleted as soon as they are used
+        otherwise; see the module docstring).
 
     Raises
     ------
@@ -385,25 +423,13 @@ def simulate_season(
         if progress is not None:
             progress("simulate", done, total)
 
-    report = simulate_lightcurves(outdir / "nights", sim, workers=workers,
-                                  progress=simulated_sets)
-    files = sorted(report.nightly_files)
     runs = baseline_runs(nights, baseline_nights)
-    # the night directories are named {YYYYMMDD}{SITE}{CAM}
-    spans = [f"{files[r.start].parent.parent.name[:8]}_{files[r.stop - 1].parent.parent.name[:8]}"
-             for r in runs]
-    (outdir / "baselines").mkdir()
-    baselines = []
-    for k, (run, span) in enumerate(zip(runs, spans, strict=True)):
-        base = build_baseline(files[run.start:run.stop],
-                              outdir / "baselines" / f"baseline_{span}.hdf5",
-                              compression=None, threads=workers)
-        baselines.append(base.output)
-        if progress is not None:
-            progress("baseline", k + 1, len(runs))
-    calibrated = _calibrate_all(baselines, [outdir / "calibrated" / span for span in spans],
-                                settings or DecorrelationSettings(workers=workers), workers,
-                                progress)
+    with _RunsOfNights(outdir, len(runs), settings or DecorrelationSettings(workers=workers),
+                       workers, keep, progress) as after:
+        report = simulate_lightcurves(outdir / "nights", sim, workers=workers,
+                                      progress=simulated_sets, batches=runs,
+                                      after_batch=after.take)
+        calibrated = after.calibrated()
     truth = read_truth(report.truth_file)
     injected = tuple(TransitSpec(hip=int(r["id"]), period_d=float(r["period"]),
                                  epoch_jd=float(r["epoch"]), depth=float(r["depth"]),
@@ -412,14 +438,3 @@ def simulate_season(
     return Season(tuple(calibrated), report.truth_file, injected,
                   frozenset(ts["id"][ts["var_amp"] > 0].astype(int).tolist()),
                   tuple(sorted(ts["id"].astype(int).tolist())))
-
-
-def remove_intermediate(outdir: Path) -> None:
-    """Delete a season's nightly files and baselines (the truth file and the calibrated
-    files stay)."""
-    nights = Path(outdir) / "nights"
-    if nights.is_dir():
-        for night in nights.iterdir():
-            if night.is_dir():
-                shutil.rmtree(night)
-    shutil.rmtree(Path(outdir) / "baselines", ignore_errors=True)

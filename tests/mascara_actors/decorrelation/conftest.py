@@ -63,6 +63,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
 class Small:
     sim: SimulationReport
     root: Path
+    sim_settings: LightCurveSimulation
 
     def copy_nights(self, dest: Path) -> list[Path]:
         """The nightly files copied under ``dest`` (same relative layout)."""
@@ -82,7 +83,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
     sim = LightCurveSimulation(camera="LPC", nights=3, seed=3, stars=300, hours=0.35,
                                offset_hours=4.0, dec_range=(26.0, 34.0),
                                weather=("clear", "cloudy", "clear"), compression=None)
-    return Small(simulate_lightcurves(root / "nights", sim), root)
+    return Small(simulate_lightcurves(root / "nights", sim), root, sim)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mascara_actors.config import load_config
-from mascara_actors.lcsim import read_truth
+from mascara_actors.errors import ConfigError
+from mascara_actors.lcsim import read_truth, simulate_lightcurves
 from mascara_actors.night_window import night_window
 from mascara_actors.storage import NightFile
 from mascara_actors.storage.baseline import build_baseline
@@ -96,3 +97,41 @@ def test_the_truth_file_holds_what_was_injected(small: Small) -> None:
                     nsets += 1
     assert nsets > 200
     assert np.mean(chi2) == pytest.approx(1.0, abs=0.1)
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_nights_simulated_in_runs_are_handed_over_run_by_run_and_unchanged(
+        small: Small, tmp_path: Path) -> None:
+    """A long season is simulated a run of nights at a time, each run given to
+    ``after_batch`` as soon as it is written (the season builder merges and deletes it);
+    the nights are those of a simulation in one go."""
+    handed: list[list[str]] = []
+    reference = {p.name: p for p in small.sim.nightly_files}
+
+    def take(files: list[Path]) -> None:
+        handed.append([f.name for f in files])
+        for f in files:
+            got, want = _datasets(f), _datasets(reference[f.name])
+            assert got.keys() == want.keys()
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+            f.unlink()  # as the season builder does: the run is no longer needed
+
+    report = simulate_lightcurves(tmp_path / "nights", small.sim_settings, workers=1,
+                                  batches=[range(0, 2), range(2, 3)], after_batch=take)
+    assert handed == [[p.name for p in small.sim.nightly_files[:2]],
+                      [small.sim.nightly_files[2].name]]
+    assert not any(p.exists() for p in report.nightly_files)
+    # the truth covers every night, whatever became of the files
+    assert read_truth(report.truth_file).nights["night"].tolist() == \
+        read_truth(small.sim.truth_file).nights["night"].tolist()
+    with pytest.raises(ConfigError, match="batches"):
+        simulate_lightcurves(tmp_path / "again", small.sim_settings,
+                             batches=[range(0, 2), range(1, 3)])

@@ -46,7 +46,6 @@ from mascara_actors.search.season import (
     SeasonPlan,
     draw_injections,
     plan_season,
-    remove_intermediate,
     simulate_season,
 )
 
@@ -66,8 +65,9 @@ class SeasonArgs:
     def plan(self) -> SeasonPlan:
         return plan_season(**dataclasses.asdict(self))
 
-    def simulate(self, outdir: Path, transits: Sequence[TransitSpec]) -> Season:
-        return simulate_season(outdir, transits=transits, settings=SETTINGS,
+    def simulate(self, outdir: Path, transits: Sequence[TransitSpec], *, keep: bool = False
+                 ) -> Season:
+        return simulate_season(outdir, transits=transits, settings=SETTINGS, keep=keep,
                                **dataclasses.asdict(self))
 
 
@@ -159,8 +159,6 @@ def make_season(root: Path, *, keep_intermediate: bool = False) -> InjectedSeaso
                              durations_h=(MASCARA_2B.duration_h, MASCARA_2B.duration_h),
                              start_jd=plan.start_jd, seed=INJECTION_SEED)
     injected = [own if t.hip == m2b else t for t in injected]
-    season = SEASON.simulate(root / "season", injected)
-    if not keep_intermediate:
-        remove_intermediate(root / "season")
+    season = SEASON.simulate(root / "season", injected, keep=keep_intermediate)
     return InjectedSeason(season, plan, tuple(injected),
                           frozenset(set(hips.tolist()) - set(chosen.tolist())), m2b, root)

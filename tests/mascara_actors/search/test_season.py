@@ -67,6 +67,10 @@ def test_the_calibrated_files_cover_the_nights_in_time_order(season: InjectedSea
     # each file's points end before the next one's begin: no set is calibrated twice
     for (_, end), (begin, _) in itertools.pairwise(spans):
         assert end < begin
+    # the nightly files and baselines (GB) were deleted as soon as they were used
+    made = season.root / "season"
+    assert {p.relative_to(made).parts[0] for p in made.rglob("*.hdf5")} == {"calibrated"}
+    assert (made / "nights" / "truth_LPC.fits").is_file()
 
 
 @pytest.mark.slow
