@@ -283,7 +283,9 @@ class _RunsOfNights:
         self.outdir, self.runs, self.keep, self.progress = outdir, runs, keep, progress
         self.workers = workers
         self.settings = settings
-        self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        # as many as simulate: while the simulator runs they share the cores with it, once
+        # it is done the calibrations left run side by side
+        self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
         self._futures: list[Future[Path]] = []
 
     def __enter__(self) -> _RunsOfNights:
@@ -308,8 +310,8 @@ class _RunsOfNights:
             for f in files:
                 shutil.rmtree(f.parent.parent)
         # one calibration splits its sky patches between its workers by HEALPix rings, and
-        # a narrow dec band (test seasons) has most of its stars in one ring: while the
-        # simulator runs, one process calibrates; the last run, alone, gets every worker
+        # a narrow dec band (test seasons) has most of its stars in one ring: one process
+        # per calibration, but for the last run, alone at the end, which gets every worker
         last = k == self.runs - 1
         settings = self.settings if last else dataclasses.replace(self.settings, workers=1)
         future = self._pool.submit(_calibrate, base, self.outdir / "calibrated" / span,
@@ -374,12 +376,12 @@ def simulate_season(
         Nights per baseline (the last baseline takes the remainder, and a remainder of
         fewer than :data:`MIN_BASELINE_NIGHTS` nights joins the baseline before it).
     workers
-        Processes simulating the nights; one more calibrates each run of nights while the
-        next is simulated.
+        Processes simulating the nights, and as many calibrating the runs of nights
+        already simulated (one process each) beside them.
     settings
         Calibration settings (default :class:`DecorrelationSettings`); their ``workers``
-        count for the last run of nights only (the others are calibrated beside the
-        simulation, in one process).
+        count for the last run of nights only (the others are calibrated in one process
+        each).
     progress
         Called with (stage, done, total) as the work advances (:data:`SeasonProgress`).
     keep
