@@ -13,8 +13,10 @@ a time; at most about 30 GB on disk, 1.6 GB left); it is kept in
 and reused. Of the 6,000 stars simulated, about 4,950 come out of the calibration (it
 leaves out those with fewer than 100 good points in a run, and the saturated ones) and
 about 4,100 have the points and nights the search needs; ``stars`` and ``searched`` in the
-figure say how many. ``MASCARA_BENCH_SEARCH_BAND=1`` simulates every star of dec 26-34 instead (about
-2,200, the issue's smallest season).
+figure say how many.
+
+``MASCARA_BENCH_SEARCH_BAND=1`` simulates every star of dec 26-34 instead (about 2,200, the
+issue's smallest season).
 """
 
 from __future__ import annotations
