@@ -33,7 +33,7 @@ from mascara_actors.search.lightcurve import RawPoints, SeasonInputs, open_seaso
 from mascara_actors.search.measure import measure_transit
 from mascara_actors.search.settings import SearchSettings
 from mascara_actors.search.sheets import render_sheet, sheet_name, write_index
-from mascara_actors.search.star import CoarseGrid, StarResult, search_points
+from mascara_actors.search.star import CoarseGrid, StarResult, detrend_points, search_points
 from mascara_actors.search.vetting import Thresholds, criteria_text, vet
 from mascara_actors.spherical import unit_vectors
 from mascara_actors.storage.calibrated import CalibratedFile
@@ -122,8 +122,6 @@ def _search_stars(task: _StarsTask) -> list[StarResult]:
 def _measure_neighbours(task: _BlendTask) -> list[tuple[int, tuple[float, ...]]]:
     """Worker: each neighbour's signal to noise at the ephemerides asked (0 without enough
     points)."""
-    from mascara_actors.search.detrend import detrend
-
     s = task.settings
     opened = _open(task.files)
     try:
@@ -133,8 +131,7 @@ def _measure_neighbours(task: _BlendTask) -> list[tuple[int, tuple[float, ...]]]
             if len(pts) < s.min_points or float(np.ptp(pts.mag)) == 0.0:
                 out.append((hip, tuple(0.0 for _ in ephemerides)))
                 continue
-            d = detrend(pts.jd, pts.lst, pts.mag, pts.emag, days=s.detrend_days,
-                        lst_h=s.detrend_lst_h, clip=s.clip)
+            d = detrend_points(pts, s)
             snr = tuple(measure_transit(pts.jd, d.flux, d.flux_err, p, e, w).snr
                         for p, e, w in ephemerides)
             out.append((hip, snr))

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mascara_actors.search.bls import box_least_squares, period_grid
-from mascara_actors.search.detrend import detrend
+from mascara_actors.search.detrend import Detrended, detrend
 from mascara_actors.search.lightcurve import RawPoints, StarLightCurve
 from mascara_actors.search.measure import TransitMeasure, measure_transit, phase_days
 from mascara_actors.search.peaks import alias_free, pick_peaks, refine_peak, sde
 from mascara_actors.search.settings import SearchSettings
 
-__all__ = ["CoarseGrid", "Peak", "StarResult", "search_points"]
+__all__ = ["CoarseGrid", "Peak", "StarResult", "detrend_points", "search_points"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,14 @@ class StarResult:
     """The SDE periodogram on the coarse grid (float32), kept when a peak is written."""
 
 
+def detrend_points(pts: RawPoints, s: SearchSettings, exclude: np.ndarray | None = None
+                   ) -> Detrended:
+    """A star's points detrended on the settings' scales (``exclude``: points left out of
+    the fit)."""
+    return detrend(pts.jd, pts.lst, pts.mag, pts.emag, days=s.detrend_days,
+                   lst_h=s.detrend_lst_h, clip=s.clip, exclude=exclude)
+
+
 def search_points(hip: int, camera: str, pts: RawPoints, grid: CoarseGrid,
                   s: SearchSettings) -> StarResult:
     """Search one star's points; a star without enough of them is skipped with the reason."""
@@ -70,8 +78,7 @@ def search_points(hip: int, camera: str, pts: RawPoints, grid: CoarseGrid,
                           f"needs {s.min_points} on {s.min_nights})")
     if float(np.ptp(pts.mag)) == 0.0:
         return StarResult(hip, n, nights, "constant light curve (every point the same)")
-    d = detrend(pts.jd, pts.lst, pts.mag, pts.emag, days=s.detrend_days,
-                lst_h=s.detrend_lst_h, clip=s.clip)
+    d = detrend_points(pts, s)
     y, dy = d.flux - 1.0, d.flux_err
     durations = np.asarray(s.durations)
     coarse_bin = float(durations.min()) / s.coarse_bins
@@ -91,8 +98,7 @@ def search_points(hip: int, camera: str, pts: RawPoints, grid: CoarseGrid,
         # measured on the light curve detrended again without this peak's transits (and
         # an hour either side), so the trend cannot have eaten into any of them
         mask = np.abs(phase_days(pts.jd, ref.period, ref.epoch)) < 0.5 * ref.duration + 1 / 24
-        d2 = detrend(pts.jd, pts.lst, pts.mag, pts.emag, days=s.detrend_days,
-                     lst_h=s.detrend_lst_h, clip=s.clip, exclude=mask)
+        d2 = detrend_points(pts, s, exclude=mask)
         m = measure_transit(pts.jd, d2.flux, d2.flux_err, ref.period, ref.epoch, ref.duration)
         if m.snr >= s.snr_keep:
             lc = StarLightCurve(hip, camera, pts.jd, pts.lst, d2.flux, d2.flux_err)
