@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BIN_SET_JOB",
+    "FINISH_SET_JOB",
     "REDUCE_JOB",
     "SOLVE_JOB",
     "WARM_UP_JOB",
@@ -64,6 +65,7 @@ __all__ = [
 SOLVE_JOB = "mascara_actors.actors.jobs:solve_job"
 REDUCE_JOB = "mascara_actors.actors.jobs:reduce_job"
 BIN_SET_JOB = "mascara_actors.actors.jobs:bin_set"
+FINISH_SET_JOB = "mascara_actors.actors.jobs:finish_set"
 WARM_UP_JOB = "mascara_actors.actors.jobs:warm_up"
 
 _FRAMES_REFUSED = 2  # mascara_actors.binning.SetFlag.FRAMES_REFUSED (checked by a test)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
@@ -33,7 +34,7 @@ from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.ephemeris import EphemerisTable
 from mascara_actors.errors import AstrometryFailed, FrameError
 from mascara_actors.photometry import PhotometryResult, measure, sky_estimator
-from mascara_actors.rawframe import RawFrame, read_raw
+from mascara_actors.rawframe import RawFrame, RawHeader, read_raw
 from mascara_actors.records import fast_record_dtype, station_dtype
 from mascara_actors.sidereal import lst_mid_hours, lstday, lstidx
 
@@ -316,8 +317,18 @@ class ReductionSession:
         log.warning("%s", self.blind_note)
         return found.solution
 
-    def reduce_frame(self, path: str | Path, solution: AstrometricSolution) -> FrameResult:
+    def reduce_frame(
+        self,
+        path: str | Path,
+        solution: AstrometricSolution,
+        *,
+        keep: Callable[[np.ndarray, RawHeader], None] | None = None,
+    ) -> FrameResult:
         """Reduce the science frame at ``path`` with the set's ``solution``.
+
+        ``keep``, when given, receives the calibrated science image (float32 ADU) and the
+        header once the frame is reduced: the worker co-adds it into the set's binned image
+        without reading the frame again.
 
         Raises
         ------
@@ -412,4 +423,6 @@ class ReductionSession:
             "records": t5 - t4,
             "total": t5 - t0,
         }
+        if keep is not None:
+            keep(image, h)
         return FrameResult(lstseq=h.lstseq, records=records, station=station, timings=timings)

@@ -3,28 +3,37 @@
 A job receives a small :class:`~.messages.WorkerSpec` and paths, never images; the worker
 keeps its :class:`~mascara_actors.reduce.ReductionSession` (catalogue, masters, ephemeris)
 between jobs. Results are small: records and rows, and the binned image goes straight to
-disk. Only the workers import this module (the actors name the jobs by ``module:function``,
+disk. The reducer's worker co-adds each frame it reduces into its set's growing stack, so
+that the set's binning (:func:`finish_set`, in the same worker) does not read and calibrate
+the frames again; :func:`bin_set` reads them from disk when that stack cannot serve.
+Only the workers import this module (the actors name the jobs by ``module:function``,
 :data:`~.messages.SOLVE_JOB`...), so the supervisor does not load the science it never runs.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+from dataclasses import dataclass
 
 import numpy as np
 
 from mascara_actors.astrometry import AstrometricSolution
 from mascara_actors.binned_file import write_binned
 from mascara_actors.binning import SetStack
+from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import AstrometryFailed, FrameError, MascaraError
 from mascara_actors.faults import phase
 from mascara_actors.messages import BinnedOutput, StoredSolution, WorkerSpec
+from mascara_actors.rawframe import RawHeader
 from mascara_actors.records import slow_record_dtype
 from mascara_actors.reduce import FrameResult, ReductionSession
+from mascara_actors.sidereal import set_index
 from mascara_actors.slow import measure_binned, slow_station_row
 
 __all__ = [
     "bin_set",
+    "finish_set",
     "reduce_job",
     "session_for",
     "solve_job",
@@ -101,8 +110,84 @@ def solve_job(
 
 
 def reduce_job(spec: WorkerSpec, path: str, solution: AstrometricSolution) -> FrameResult:
-    """Fast photometry of the frame at ``path`` with the set's ``solution``."""
-    return session_for(spec).reduce_frame(path, solution)
+    """Fast photometry of the frame at ``path`` with the set's ``solution``; the calibrated
+    frame is co-added into its set's growing stack (:func:`finish_set`)."""
+    session = session_for(spec)
+
+    def keep(image: np.ndarray, header: RawHeader) -> None:
+        _grow(session, path, image, header, solution)
+
+    return session.reduce_frame(path, solution, keep=keep)
+
+
+@dataclass
+class _GrowingSet:
+    """A set co-added in the reducer's worker as its frames are reduced."""
+
+    model: bytes
+    """The pickled camera model the stack was made with."""
+    frames: list[tuple[str, int]]
+    """``(path, aflag)`` offered to the stack, in order (refused ones too)."""
+    stack: SetStack
+
+
+_GROWING: dict[int, _GrowingSet] = {}
+"""Set index -> its growing stack: the set being reduced and the one before it, whose
+binning job may still be on its way."""
+
+
+def _new_stack(session: ReductionSession, setidx: int, model: CameraModel, threads: int
+               ) -> SetStack:
+    return SetStack(
+        model,
+        setidx,
+        min_frames=session.config.reduction.binning.min_frames,
+        camera=session.camera.letter,
+        site=session.camera.site.name,
+        threads=threads,
+    )
+
+
+def _grow(session: ReductionSession, path: str, image: np.ndarray, header: RawHeader,
+          solution: AstrometricSolution) -> None:
+    setidx = int(set_index(header.lstseq))
+    model = pickle.dumps(solution.model, pickle.HIGHEST_PROTOCOL)
+    grow = _GROWING.get(setidx)
+    if grow is None or grow.model != model:
+        # A new set, or the set's solution changed: the set starts again here, and its
+        # binning (whose frames then differ) reads the frames from disk.
+        grow = _GrowingSet(model, [], _new_stack(session, setidx, solution.model, 1))
+        _GROWING[setidx] = grow
+    for old in [k for k in _GROWING if k < setidx - 1]:
+        del _GROWING[old]
+    grow.frames.append((path, solution.aflag))
+    try:
+        grow.stack.add(image, header, aflag=solution.aflag)
+    except MascaraError as exc:  # the binning job reads the set from disk and says why
+        log.debug("set %d: no growing stack: %s", setidx, exc)
+        del _GROWING[setidx]
+
+
+def finish_set(
+    spec: WorkerSpec,
+    setidx: int,
+    frames: list[tuple[str, int]],
+    solution: AstrometricSolution | StoredSolution,
+    out_dir: str,
+) -> BinnedOutput | None:
+    """:func:`bin_set` from the set's growing stack, in the reducer's worker, which already
+    read and calibrated each frame; None (read the set from disk) when the stack does not
+    hold exactly ``frames`` co-added with ``solution``'s model (a restart, a worker that
+    died, a solution that changed within the set, frames handed over unreduced)."""
+    grow = _GROWING.pop(setidx, None)
+    if (
+        grow is None
+        or grow.frames != frames
+        or not isinstance(solution, AstrometricSolution)
+        or pickle.dumps(solution.model, pickle.HIGHEST_PROTOCOL) != grow.model
+    ):
+        return None
+    return _binned_output(session_for(spec), grow.stack, solution, out_dir)
 
 
 def bin_set(
@@ -125,25 +210,24 @@ def bin_set(
         The night's ``binned/`` directory.
     """
     session = session_for(spec)
-    cfg = session.config.reduction
     rebuilt = _set_solution(session, frames, solution)
-    model = rebuilt.model
-    stack = SetStack(
-        model,
-        setidx,
-        min_frames=cfg.binning.min_frames,
-        camera=session.camera.letter,
-        site=session.camera.site.name,
-        # Two copy threads keep a full-size set under 5 s (bench binned_set_s); the job runs
-        # once per 320 s, so it barely competes with the reducer for the second core.
-        threads=2,
-    )
+    # Two copy threads keep a full-size set under 5 s (bench binned_set_s); the job runs
+    # once per 320 s, so it barely competes with the reducer for the second core.
+    stack = _new_stack(session, setidx, rebuilt.model, 2)
     for path, aflag in frames:
         try:
             raw = session.read(path)
             stack.add(session.calibrated_image(raw), raw.header, aflag=aflag)
         except MascaraError as exc:
             log.warning("set %d: %s left out of the binned image: %s", setidx, path, exc)
+    return _binned_output(session, stack, rebuilt, out_dir)
+
+
+def _binned_output(session: ReductionSession, stack: SetStack, solution: AstrometricSolution,
+                   out_dir: str) -> BinnedOutput:
+    """Finish ``stack``, write its binned image, measure the slow photometry."""
+    cfg = session.config.reduction
+    model, setidx = solution.model, stack.setidx
     binned = stack.finish()
     phase("binning", setidx)
     station = slow_station_row(binned, model, ephemeris=session._ephemeris)
@@ -165,7 +249,7 @@ def bin_set(
         model,
         session.catalogue,
         cfg.photometry,
-        aflag=rebuilt.aflag,
+        aflag=solution.aflag,
         ephemeris=session._ephemeris,
     )
     slow_station = np.array(slow.station)

@@ -303,8 +303,9 @@ async def run_night(
                         if handle_signals:
                             side.start_soon(stop_on_signals, stop, tg.cancel_scope, stopped_by)
                         tg.start_soon(spool.feed)
-                        for worker in (reducer_worker, binner_worker):
-                            tg.start_soon(worker.warm_up, WARM_UP_JOB, plan.worker)
+                        # The binner's worker starts only when a set must be read from
+                        # disk again (jobs.finish_set).
+                        tg.start_soon(reducer_worker.warm_up, WARM_UP_JOB, plan.worker)
                         tg.start_soon(
                             lambda: camera.run(
                                 source=skip_done.frames(),
@@ -335,6 +336,7 @@ async def run_night(
                                 outbox=binned_send,
                                 events=ev_send.clone(),
                                 worker=binner_worker,
+                                reducer_worker=reducer_worker,
                                 spec=plan.worker,
                                 out_dir=plan.night_dir / "binned",
                                 stopping=stop,
