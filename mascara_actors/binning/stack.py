@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 TILE_PX = 16
 """Side of the tiles that share one displacement, pixels."""
+_COPY_TILES = 1024
+"""Tiles co-added per step: 1 MB of float32, in cache."""
 _EXPTIME_TOL_S = 0.05
 """Frames whose exposure time differs from the set's by more than this are refused, s."""
 _MIN_COUNT = 0.5
@@ -354,15 +356,21 @@ class SetStack:
         missing = self._missing_counts() if nan is not None else None
 
         def copy(part: slice) -> None:
-            # Tiles are distinct, so the parts write disjoint accumulator rows.
-            d = dest[part]
-            self._sum[d] += windows[src_y[part], src_x[part]].reshape(-1, b * b)
-            if nan_windows is not None and missing is not None:
-                bad = nan_windows[src_y[part], src_x[part]].reshape(-1, b * b)
-                missing[d] += bad.view(np.uint8)
+            # Tiles are distinct, so the parts write disjoint accumulator rows. Chunks of
+            # _COPY_TILES keep the gathered tiles in cache: three times faster than one
+            # fancy-indexed += over the whole frame (bench binned_set_s).
+            for lo in range(part.start, part.stop, _COPY_TILES):
+                c = slice(lo, min(lo + _COPY_TILES, part.stop))
+                d = dest[c]
+                acc = self._sum[d]
+                acc += windows[src_y[c], src_x[c]].reshape(-1, b * b)
+                self._sum[d] = acc
+                if nan_windows is not None and missing is not None:
+                    bad = nan_windows[src_y[c], src_x[c]].reshape(-1, b * b)
+                    missing[d] += bad.view(np.uint8)
 
         if self._pool is None:
-            copy(slice(None))
+            copy(slice(0, dest.size))
         else:
             cuts = np.linspace(0, dest.size, self.threads + 1).astype(int)
             parts = [slice(lo, hi) for lo, hi in itertools.pairwise(cuts)]
