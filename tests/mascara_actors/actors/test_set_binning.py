@@ -57,10 +57,12 @@ def _reduce(rs: ReducedSet, solutions: list[AstrometricSolution]) -> list[tuple[
 
 def _assert_same(a: BinnedOutput, b: BinnedOutput) -> None:
     assert (a.setidx, a.nimages, a.nrefused, a.flag) == (b.setidx, b.nimages, b.nrefused, b.flag)
-    assert a.path is not None and b.path is not None
+    assert a.path is not None
+    assert b.path is not None
     assert Path(a.path).name == Path(b.path).name
     assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
-    assert a.records.tobytes() == b.records.tobytes() and a.records.size > 100
+    assert a.records.tobytes() == b.records.tobytes()
+    assert a.records.size > 100
     assert a.station.tobytes() == b.station.tobytes()
 
 
