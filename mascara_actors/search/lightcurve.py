@@ -47,6 +47,8 @@ class SeasonInputs:
     """HIP numbers in any of ``files``, ascending."""
     lstseq: tuple[int, int]
     """The first and last exposure of ``files``."""
+    file_days: tuple[float, ...] = ()
+    """Days from the first exposure of each file to its last (each was calibrated alone)."""
 
     @property
     def baseline_days(self) -> float:
@@ -89,7 +91,8 @@ def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
                 for r in readable if r[1] != camera]
     stars = np.unique(np.concatenate([r[2] for r in kept]))
     lstseq = (min(r[3][0] for r in kept), max(r[3][1] for r in kept))
-    return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq)
+    days = tuple((r[3][1] - r[3][0]) / SLOTS_PER_SIDEREAL_DAY * SIDEREAL_DAY for r in kept)
+    return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq, days)
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,22 @@ refinement of a peak on a fine grid."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mascara_actors.search.bls import box_least_squares
 from mascara_actors.search.settings import SIDEREAL_DAY
 
-__all__ = ["Refined", "alias_free", "pick_peaks", "refine_peak", "sde"]
+__all__ = ["Refined", "alias_free", "calibration_sidebands", "pick_peaks", "refine_peak",
+           "sde"]
 
 
-def alias_free(periods: np.ndarray, tolerance: float) -> np.ndarray:
+def alias_free(periods: np.ndarray, tolerance: float,
+               sidebands: tuple[float, ...] = (), width: float = 0.0) -> np.ndarray:
     """True where a period (days) is further than ``tolerance`` (a fraction) from every
-    k sidereal days and every sidereal day over k (k = 1, 2, ...)."""
+    k sidereal days and every sidereal day over k (k = 1, 2, ...), and whose frequency is
+    further than ``width`` (1/day) from every one of ``sidebands`` (1/day)."""
     periods = np.asarray(periods, float)
     ratio = periods / SIDEREAL_DAY
     # the nearest whole multiple, and the nearest whole fraction
@@ -22,7 +27,21 @@ def alias_free(periods: np.ndarray, tolerance: float) -> np.ndarray:
     kk = np.maximum(np.rint(1.0 / ratio), 1.0)
     near_fraction = np.abs(ratio * kk - 1.0) < tolerance
     out: np.ndarray = ~(near_multiple | near_fraction)
+    for f in sidebands:
+        out &= np.abs(1.0 / periods - f) >= width
     return out
+
+
+def calibration_sidebands(file_days: Sequence[float]) -> tuple[float, ...]:
+    """Frequencies (1/day) where the sidereal day leaks when it is calibrated in pieces of
+    ``file_days`` days each: ``1/sidereal day - 1/T`` for each distinct length T.
+
+    The calibration fits the sidereal-day systematics of each calibrated file on its own;
+    what it leaves changes from one file to the next, so the sidereal day of the season's
+    light curves is modulated at 1/T (quiet stars then show dips at about 1.07 days in
+    15-day files). The upper sideband (periods under a day) is outside the search."""
+    spans = sorted({round(float(t), 1) for t in file_days if t > 1.0})
+    return tuple(1.0 / SIDEREAL_DAY - 1.0 / t for t in spans)
 
 
 def sde(power: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from mascara_actors.search.candidates import Candidate, sort_by_significance, wr
 from mascara_actors.search.errors import SearchError
 from mascara_actors.search.lightcurve import RawPoints, SeasonInputs, open_season, read_points
 from mascara_actors.search.measure import measure_transit
+from mascara_actors.search.peaks import calibration_sidebands
 from mascara_actors.search.settings import SearchSettings
 from mascara_actors.search.sheets import render_sheet, sheet_name, write_index
 from mascara_actors.search.star import CoarseGrid, StarResult, detrend_points, search_points
@@ -270,16 +271,18 @@ def search(
     """
     start = time.perf_counter()
     s = settings or SearchSettings()
-    limits = thresholds or Thresholds(alias_tolerance=s.alias_tolerance)
     outdir = Path(outdir)
     season = open_season(paths)
     baseline = season.baseline_days
     s.check(baseline)
+    sidebands = calibration_sidebands(season.file_days)
+    limits = replace(thresholds or Thresholds(alias_tolerance=s.alias_tolerance),
+                                 sidebands=sidebands, sideband_width=1.0 / baseline)
     hips = season.stars if stars is None else np.intersect1d(season.stars, np.asarray(
         list(stars), np.int64))
     if len(hips) == 0:
         raise SearchError("none of the stars asked for is in the calibrated files")
-    grid = CoarseGrid.for_season(baseline, s)
+    grid = CoarseGrid.for_season(baseline, s, sidebands)
     inject = {t.hip: t for t in injections}
     data = _star_data(catalogue or Catalogue.load(), hips)
     tick = progress or (lambda stage, done, total: None)

@@ -35,6 +35,12 @@ class Thresholds:
     in_transit_excess: float = 3.0
     duration_excess: float = 2.0
     alias_tolerance: float = 0.005
+    sidebands: tuple[float, ...] = ()
+    """Frequencies (1/day) beside the sidereal day that the calibration leaves (the search
+    sets them from its files: :func:`~.peaks.calibration_sidebands`)."""
+    sideband_width: float = 0.0
+    """Half-width of the band masked about each sideband, 1/day (the search sets it to 1
+    over the season's baseline)."""
 
 
 CRITERIA: dict[str, str] = {
@@ -59,7 +65,9 @@ CRITERIA: dict[str, str] = {
     "duration": "duration at most {duration_excess} times that of a central transit of a "
                 "Jupiter across a star of the host's spectral class",
     "alias": "period further than {alias_tolerance} (fractionally) from every multiple and "
-             "fraction of the sidereal day",
+             "fraction of the sidereal day, and frequency further than {sideband_width:.4f} "
+             "per day from the sidebands the calibration leaves beside the sidereal day "
+             "(1/sidereal day - 1/T for calibrated files of T days)",
     "blend": "no neighbour within the blend radius shows the dip more significantly",
 }
 
@@ -97,7 +105,8 @@ def vet(m: TransitMeasure, *, sde: float, sptype: str, blend_snr: float,
         "ellipsoidal": m.ellipsoidal_sigma <= t.ellipsoidal,
         "in_transit": m.in_transit_fraction <= t.in_transit_excess * m.duration / m.period,
         "duration": m.duration <= t.duration_excess * central_duration(m.period, sptype),
-        "alias": bool(alias_free(np.array([m.period]), t.alias_tolerance)[0]),
+        "alias": bool(alias_free(np.array([m.period]), t.alias_tolerance, t.sidebands,
+                                 t.sideband_width)[0]),
         "blend": blend_snr < m.snr,
     }
 

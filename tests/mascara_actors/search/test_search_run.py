@@ -14,6 +14,8 @@ from mascara_actors.cli import main
 from mascara_actors.lcsim.transits import TransitSpec
 from mascara_actors.search.candidates import read_candidates
 from mascara_actors.search.errors import SearchError
+from mascara_actors.search.lightcurve import open_season
+from mascara_actors.search.peaks import calibration_sidebands
 from mascara_actors.search.run import SearchReport, search
 from mascara_actors.search.settings import SearchSettings
 
@@ -112,6 +114,15 @@ def test_bad_input_is_skipped_and_reported(run: Run) -> None:
     assert r.searched == len(STARS) - 3
     doc = json.loads((run.out / "search.json").read_text())
     assert doc["searched"] == r.searched
+    # each LPC file was calibrated alone over its 20 nights: the sidereal day leaks to
+    # 1/Psid - 1/T, masked within the season's resolution
+    days = open_season(run.files).file_days
+    assert len(days) == 2
+    assert all(18.5 < d < 20.0 for d in days)
+    sidebands = doc["thresholds"]["sidebands"]
+    assert sidebands == list(calibration_sidebands(days))
+    assert all(1.04 < 1.0 / f < 1.06 for f in sidebands)
+    assert doc["thresholds"]["sideband_width"] == pytest.approx(1.0 / r.baseline_days)
     assert {s["hip"] for s in doc["skipped_stars"]} == set(why)
     assert doc["skipped_files"][0]["file"].endswith("calibrated_c.hdf5")
 
