@@ -34,14 +34,19 @@ def alias_free(periods: np.ndarray, tolerance: float,
 
 def calibration_sidebands(file_days: Sequence[float]) -> tuple[float, ...]:
     """Frequencies (1/day) where the sidereal day leaks when it is calibrated in pieces of
-    ``file_days`` days each: ``1/sidereal day - 1/T`` for each distinct length T.
+    ``file_days`` days each: ``1/sidereal day - 1/T`` for the median length T (none for
+    files of a day or less).
 
     The calibration fits the sidereal-day systematics of each calibrated file on its own;
     what it leaves changes from one file to the next, so the sidereal day of the season's
     light curves is modulated at 1/T (quiet stars then show dips at about 1.07 days in
-    15-day files). The upper sideband (periods under a day) is outside the search."""
-    spans = sorted({round(float(t), 1) for t in file_days if t > 1.0})
-    return tuple(1.0 / SIDEREAL_DAY - 1.0 / t for t in spans)
+    15-day files). The typical length sets the modulation: a short file at the end of a
+    season adds little, and masking its own sideband would cost a band of periods. The
+    upper sideband (periods under a day) is outside the search."""
+    spans = [float(t) for t in file_days if t > 1.0]
+    if not spans:
+        return ()
+    return (1.0 / SIDEREAL_DAY - 1.0 / float(np.median(spans)),)
 
 
 def sde(power: np.ndarray, allowed: np.ndarray) -> np.ndarray:

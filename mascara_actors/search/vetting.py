@@ -67,7 +67,7 @@ CRITERIA: dict[str, str] = {
     "alias": "period further than {alias_tolerance} (fractionally) from every multiple and "
              "fraction of the sidereal day, and frequency further than {sideband_width:.4f} "
              "per day from the sidebands the calibration leaves beside the sidereal day "
-             "(1/sidereal day - 1/T for calibrated files of T days)",
+             "(1/sidereal day - 1/T for calibrated files of T days, the median)",
     "blend": "no neighbour within the blend radius shows the dip more significantly",
 }
 
