@@ -277,12 +277,12 @@ def search(
     s.check(baseline)
     sidebands = calibration_sidebands(season.file_days)
     limits = replace(thresholds or Thresholds(alias_tolerance=s.alias_tolerance),
-                                 sidebands=sidebands, sideband_width=1.0 / baseline)
+                     sidebands=sidebands, sideband_width=1.0 / baseline)
     hips = season.stars if stars is None else np.intersect1d(season.stars, np.asarray(
         list(stars), np.int64))
     if len(hips) == 0:
         raise SearchError("none of the stars asked for is in the calibrated files")
-    grid = CoarseGrid.for_season(baseline, s, sidebands)
+    grid = CoarseGrid.for_season(baseline, s, limits.sidebands, limits.sideband_width)
     inject = {t.hip: t for t in injections}
     data = _star_data(catalogue or Catalogue.load(), hips)
     tick = progress or (lambda stage, done, total: None)

@@ -28,14 +28,14 @@ class CoarseGrid:
 
     @classmethod
     def for_season(cls, baseline_days: float, s: SearchSettings,
-                   sidebands: tuple[float, ...] = ()) -> CoarseGrid:
-        """The grid of ``s`` for a season of ``baseline_days``; frequencies within the
-        season's resolution (1 / ``baseline_days``) of ``sidebands`` (1/day) are masked
-        too (:func:`~.peaks.calibration_sidebands`)."""
+                   sidebands: tuple[float, ...] = (), width: float = 0.0) -> CoarseGrid:
+        """The grid of ``s`` for a season of ``baseline_days``; frequencies within
+        ``width`` (1/day) of ``sidebands`` (1/day) are masked too, as the vetting's alias
+        criterion masks them (:func:`~.peaks.calibration_sidebands`)."""
         periods = period_grid(baseline_days, s.period_min, s.period_max, min(s.durations),
                               s.oversample)
         step = float(np.log(periods[1] / periods[0])) if len(periods) > 1 else 0.0
-        allowed = alias_free(periods, s.alias_tolerance, sidebands, 1.0 / baseline_days)
+        allowed = alias_free(periods, s.alias_tolerance, sidebands, width)
         return cls(periods, allowed, step)
 
 
