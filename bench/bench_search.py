@@ -115,5 +115,7 @@ def bench_injection_recovery() -> Iterator[Figure]:
         yield figure("injection_recovery", round(rec.fraction(d), 3), "fraction", depth=d,
                      talens_2018=TALENS_2018.get(d), injected=sum(
                          1 for t in rec.injected if t.depth == d), per_period_bin=bins,
+                     exact_period=round(rec.fraction(d, exact=True), 3),
+                     by_an_alias=rec.by_an_alias(d),
                      false_per_1000_stars=round(rec.false_per_1000, 2),
                      null_stars=rec.null_stars)

@@ -81,6 +81,10 @@ class Candidate:
     """The neighbour (within the blend radius) that shows the dip most significantly, or 0."""
     blend_snr: float
     """Its depth over error at this period and epoch (0 without a neighbour)."""
+    aliases: str = ""
+    """Other periods (days, space-separated) of the star's peaks that put the same points in
+    transit and passed the vetting too: the data fit them as well as this one, and a
+    follow-up must choose."""
     checks: Mapping[str, bool] = field(default_factory=dict)
     """Vetting: criterion name -> passed."""
 
@@ -88,6 +92,11 @@ class Candidate:
     def passed(self) -> bool:
         """Passed every vetting criterion."""
         return all(self.checks.values())
+
+    @property
+    def alias_periods(self) -> tuple[float, ...]:
+        """:attr:`aliases` as numbers, days."""
+        return tuple(float(p) for p in self.aliases.split())
 
 
 _SCALARS = [f.name for f in dataclasses.fields(Candidate) if f.name != "checks"]
@@ -150,6 +159,8 @@ def _h5_type(col: str) -> str:
         return "?"
     if col in ("camera", "sptype"):
         return "S32"
+    if col == "aliases":
+        return "S64"
     if col in ("hip", "rank", "npoints", "ntransits", "blend_hip"):
         return "i8"
     return "f8"

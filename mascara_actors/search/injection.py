@@ -4,8 +4,10 @@ Transits are injected into calibrated light curves (the magnitudes of the chosen
 read, before the detrending) or into a simulated season before its calibration
 (:mod:`~mascara_actors.search.season`); the search runs as it does on real data. A transit
 is recovered when its star's strongest peak passed the vetting at the injected period or
-half or twice it (within ``period_tolerance``, a fraction; the fraction at the period itself
-is given too). Every passed candidate of a star without an injected transit is a false
+half or twice it, or names the injected period among its aliases (periods of the star's
+other passed peaks that fold the same points into transit, which the data cannot tell
+apart), within ``period_tolerance``, a fraction; the fraction at the period itself is given
+too. Every passed candidate of a star without an injected transit is a false
 candidate. Only the stars of the season count: those seen on at least half its nights.
 Talens et al. (2018) recovered 84.0, 60.5 and 20.7 % of the transits of 2, 1 and 0.5 %
 (periods 1 to 5 days) in a year of La Palma data.
@@ -53,14 +55,16 @@ class Recovery:
     """Each injected star's strongest peak (None: no peak kept)."""
     recovered: np.ndarray
     """Per injected transit: the strongest peak passed the vetting at the period or half or
-    twice it."""
+    twice it, or with the period among its aliases."""
     exact: np.ndarray
-    """The same at the injected period itself."""
+    """The strongest peak passed the vetting at the injected period itself."""
     null_stars: int
     """Stars searched without an injected transit."""
     false: tuple[Candidate, ...]
     """Passed candidates of those stars."""
     search: SearchReport
+    tolerance: float = 0.01
+    """The fraction the periods are matched within."""
 
     def fraction(self, depth: float, *, exact: bool = False) -> float:
         """Recovered fraction of the transits of this depth (NaN: none injected); ``exact``:
@@ -68,6 +72,14 @@ class Recovery:
         sel = np.array([t.depth == depth for t in self.injected], bool)
         hits = self.exact if exact else self.recovered
         return float(hits[sel].mean()) if sel.any() else float("nan")
+
+    def by_an_alias(self, depth: float) -> int:
+        """Transits of this depth recovered only through one of the peak's aliases (at
+        neither the peak's period nor half or twice it)."""
+        return sum(1 for t, c, ok in zip(self.injected, self.found, self.recovered,
+                                         strict=True)
+                   if ok and t.depth == depth and c is not None
+                   and not _matches(c.period, t.period_d, self.tolerance))
 
     @property
     def depths(self) -> list[float]:
@@ -127,7 +139,9 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
     kept = tuple(t for t in injected if of_season(t.hip))
     found = tuple(best.get(t.hip) for t in kept)
     recovered = np.array([c is not None and c.passed
-                          and _matches(c.period, t.period_d, period_tolerance)
+                          and (_matches(c.period, t.period_d, period_tolerance)
+                               or any(_matches(a, t.period_d, period_tolerance, (1.0,))
+                                      for a in c.alias_periods))
                           for t, c in zip(kept, found, strict=True)], bool)
     exact = np.array([c is not None and c.passed
                       and _matches(c.period, t.period_d, period_tolerance, (1.0,))
@@ -135,7 +149,8 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
     hit = {t.hip for t in injected}
     nulls = [h for h in searched if h not in hit and of_season(h)]
     false = tuple(c for c in report.passed if c.hip in set(nulls))
-    return Recovery(kept, found, recovered, exact, len(nulls), false, report)
+    return Recovery(kept, found, recovered, exact, len(nulls), false, report,
+                    period_tolerance)
 
 
 def inject_recover(paths: Sequence[str | Path], outdir: str | Path,
@@ -157,13 +172,15 @@ def inject_recover(paths: Sequence[str | Path], outdir: str | Path,
 
 def write_recovery(outdir: Path, rec: Recovery) -> None:
     """``recovery.csv``, ``recovery_table.csv``, ``recovery.json`` and ``recovery.png``."""
-    lines = ["hip,depth,period,duration_h,epoch,found_period,found_sde,found_snr,passed,"
-             "recovered,exact_period"]
-    for t, c, ok in zip(rec.injected, rec.found, rec.recovered, strict=True):
+    lines = ["hip,depth,period,duration_h,epoch,found_period,found_aliases,found_sde,"
+             "found_snr,passed,recovered,exact_period"]
+    for t, c, ok, exact in zip(rec.injected, rec.found, rec.recovered, rec.exact,
+                               strict=True):
         lines.append(",".join(str(v) for v in (
             t.hip, t.depth, t.period_d, t.duration_h, t.epoch_jd,
-            "" if c is None else c.period, "" if c is None else c.sde,
-            "" if c is None else c.snr, int(c is not None and c.passed), int(ok))))
+            "" if c is None else c.period, "" if c is None else c.aliases,
+            "" if c is None else c.sde, "" if c is None else c.snr,
+            int(c is not None and c.passed), int(ok), int(exact))))
     atomic_write_text(outdir / "recovery.csv", "\n".join(lines) + "\n")
     table = ["depth,period_from,period_to,injected,recovered,fraction"]
     for d, lo, hi, n, k in rec.table():
@@ -172,6 +189,7 @@ def write_recovery(outdir: Path, rec: Recovery) -> None:
     doc = {
         "fractions": {f"{d:g}": rec.fraction(d) for d in rec.depths},
         "fractions_exact_period": {f"{d:g}": rec.fraction(d, exact=True) for d in rec.depths},
+        "recovered_by_an_alias": {f"{d:g}": rec.by_an_alias(d) for d in rec.depths},
         "talens_2018": {f"{d:g}": v for d, v in TALENS_2018.items()},
         "injected": len(rec.injected),
         "recovered": int(rec.recovered.sum()),

@@ -375,7 +375,19 @@ def _candidates(camera: str, data: Mapping[int, tuple[float, str, float, float]]
                 anti_transit_ratio=m.anti_transit_ratio, red_noise=m.red_noise,
                 blend_hip=n_hip, blend_snr=n_snr,
                 checks=vet(m, sde=p.sde, sptype=sptype, blend_snr=n_snr, limits=limits)))
-    return sort_by_significance(rows)
+    return sort_by_significance(_with_aliases(rows, found))
+
+
+def _with_aliases(rows: list[Candidate], found: list[StarResult]) -> list[Candidate]:
+    """Each row with the periods of its star's passed peaks that fold the same transits."""
+    row = {(c.hip, c.rank): c for c in rows}
+    out = []
+    for r in found:
+        for p in r.peaks:
+            others = [row[(r.hip, k)] for k in p.same_transits]
+            aliases = " ".join(f"{c.period:.6f}" for c in others if c.passed)
+            out.append(replace(row[(r.hip, p.rank)], aliases=aliases))
+    return out
 
 
 def _sheets(pool: Executor, outdir: Path, rows: list[Candidate],

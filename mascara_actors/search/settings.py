@@ -34,6 +34,10 @@ class SearchSettings:
     in period from the stronger ones."""
     peaks: int = 3
     """Of those, the ones with the highest measured S/N are kept."""
+    same_transits: float = 0.8
+    """Two peaks of a star whose boxes share at least this fraction of their points in
+    transit (of those in either) fit the same transits: each names the other as a period
+    the data cannot tell from its own."""
     snr_keep: float = 7.0
     """Peaks whose measured depth is less significant are not written to the candidates
     table."""
@@ -82,6 +86,7 @@ class SearchSettings:
                 "no transit would be seen twice; lower the longest period or give more "
                 "nights")
         if (self.workers < 1 or not 1 <= self.peaks <= self.candidates
-                or self.oversample <= 0 or self.coarse_bins < 1):
-            raise ConfigError("workers, oversample and coarse_bins must be positive, and "
-                              "1 <= peaks <= candidates")
+                or self.oversample <= 0 or self.coarse_bins < 1
+                or not 0.0 < self.same_transits <= 1.0):
+            raise ConfigError("workers, oversample and coarse_bins must be positive, "
+                              "1 <= peaks <= candidates and 0 < same_transits <= 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,8 @@ from mascara_actors.search.measure import TransitMeasure, measure_transit, phase
 from mascara_actors.search.peaks import alias_free, pick_peaks, refine_peak, sde
 from mascara_actors.search.settings import SearchSettings
 
-__all__ = ["CoarseGrid", "Peak", "StarResult", "detrend_points", "search_points"]
+__all__ = ["CoarseGrid", "Peak", "StarResult", "detrend_points", "same_transits",
+           "search_points"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class Peak:
     lightcurve: StarLightCurve | None = None
     """The light curve it was measured on (detrended without its transits); dropped from
     the search's report once the sheets are drawn."""
+    same_transits: tuple[int, ...] = ()
+    """Ranks of the star's other peaks that put the same points in transit
+    (:func:`same_transits`): periods the data cannot tell from this one."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,27 @@ class StarResult:
     peaks: tuple[Peak, ...] = ()
     sde: np.ndarray | None = None
     """The SDE periodogram on the coarse grid (float32), kept when a peak is written."""
+
+
+def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: float
+                  ) -> list[tuple[int, ...]]:
+    """For each peak, the ranks (1-based) of the others whose boxes hold nearly the same
+    points: the points in transit of both over those of either >= ``overlap``.
+
+    On nights of a few hours a transit is seen only when it falls at night, so the transits
+    seen are often n times some interval apart, and every period that divides the interval
+    a whole number of times folds them into its box, its other transits falling in daytime.
+    Those periods fit the data equally well; only more nights, or a follow-up, can choose."""
+    inside = [np.abs(phase_days(jd, m.period, m.epoch)) < 0.5 * m.duration for m in peaks]
+    out: list[tuple[int, ...]] = []
+    for i, a in enumerate(inside):
+        same = []
+        for j, b in enumerate(inside):
+            union = np.count_nonzero(a | b)
+            if j != i and union and np.count_nonzero(a & b) >= overlap * union:
+                same.append(j + 1)
+        out.append(tuple(same))
+    return out
 
 
 def detrend_points(pts: RawPoints, s: SearchSettings, exclude: np.ndarray | None = None
@@ -110,8 +136,10 @@ def search_points(hip: int, camera: str, pts: RawPoints, grid: CoarseGrid,
     # ranked by the S/N measured on the points: on sparse nights the coarse grid's power
     # often puts an alias a little above the true period
     measured.sort(key=lambda x: -x[0].snr)
-    peaks = [Peak(rank, sde_, m, lc)
-             for rank, (m, sde_, lc) in enumerate(measured[:s.peaks], start=1)]
+    kept = measured[:s.peaks]
+    same = same_transits(pts.jd, [m for m, _, _ in kept], s.same_transits)
+    peaks = [Peak(rank, sde_, m, lc, same[rank - 1])
+             for rank, (m, sde_, lc) in enumerate(kept, start=1)]
     if not peaks:
         return StarResult(hip, n, nights)
     return StarResult(hip, n, nights, peaks=tuple(peaks), sde=score.astype(np.float32))
