@@ -35,9 +35,11 @@ class SearchSettings:
     peaks: int = 3
     """Of those, the ones with the highest measured S/N are kept."""
     same_transits: float = 0.8
-    """Two peaks of a star whose boxes share at least this fraction of their points in
-    transit (of those in either) fit the same transits: each names the other as a period
-    the data cannot tell from its own."""
+    same_transits_snr: float = 1.0
+    """Two peaks of a star whose boxes share at least ``same_transits`` of their points in
+    transit (of those in either) and whose S/N differ by less than ``same_transits_snr``
+    (the S/N's own standard error is 1) fit the same transits as well: each names the other
+    as a period the data cannot tell from its own."""
     snr_keep: float = 7.0
     """Peaks whose measured depth is less significant are not written to the candidates
     table."""
@@ -87,6 +89,7 @@ class SearchSettings:
                 "nights")
         if (self.workers < 1 or not 1 <= self.peaks <= self.candidates
                 or self.oversample <= 0 or self.coarse_bins < 1
-                or not 0.0 < self.same_transits <= 1.0):
+                or not 0.0 < self.same_transits <= 1.0 or self.same_transits_snr < 0):
             raise ConfigError("workers, oversample and coarse_bins must be positive, "
-                              "1 <= peaks <= candidates and 0 < same_transits <= 1")
+                              "1 <= peaks <= candidates, 0 < same_transits <= 1 and "
+                              "same_transits_snr >= 0")

@@ -257,6 +257,8 @@ def _text_lines(c: Candidate, lc: StarLightCurve, npoints: int) -> list[tuple[st
         f"RA, Dec     {_num(c.ra, '.4f')}, {_num(c.dec, '+.4f')} deg",
         "",
         f"period      {_num(c.period, '.5f')} d",
+        *([f"  or        {_periods(c.alias_periods)} d (the same transits)"]
+          if c.alias_periods else []),
         f"epoch       JD {_num(c.epoch, '.5f')}",
         f"            {epoch_utc}",
         f"duration    {_num(c.duration * 24, '.2f')} h",
@@ -279,6 +281,11 @@ def _text_lines(c: Candidate, lc: StarLightCurve, npoints: int) -> list[tuple[st
     out += [(f"  {'PASS' if ok else 'FAIL'}  {name}", "darkgreen" if ok else "darkred")
             for name, ok in c.checks.items()]
     return out
+
+
+def _periods(periods: Sequence[float]) -> str:
+    """Days, comma-separated (empty for none)."""
+    return ", ".join(f"{p:.5f}" for p in periods)
 
 
 def _text_block(ax: Axes, c: Candidate, lc: StarLightCurve, npoints: int) -> None:
@@ -351,8 +358,9 @@ def _index_row(c: Candidate, sheet: str | None) -> str:
         failed = ", ".join(name for name, ok in c.checks.items() if not ok)
         verdict = f'<span class="failed">failed: {escape(failed)}</span>'
     numbers = [str(c.rank), _num(c.vmag, ".2f"), _num(c.period, ".5f"),
-               _num(100 * c.depth, ".2f"), _num(24 * c.duration, ".2f"), _num(c.sde, ".1f"),
-               _num(c.snr, ".1f"), str(c.ntransits)]
+               _periods(c.alias_periods), _num(100 * c.depth, ".2f"),
+               _num(24 * c.duration, ".2f"), _num(c.sde, ".1f"), _num(c.snr, ".1f"),
+               str(c.ntransits)]
     row_class = ' class="passed"' if c.passed else ""
     return (f'<tr{row_class}><td class="text">{star}</td>'
             f'<td class="text">{escape(c.camera)}</td>'
@@ -367,8 +375,8 @@ def write_index(outdir: Path, rows: Sequence[Candidate],
     relative to ``outdir``) has one; rows that passed the vetting are highlighted."""
     title = "Transit candidates"
     npassed = sum(c.passed for c in rows)
-    head = ["HIP", "camera", "rank", "V", "period (d)", "depth (%)", "duration (h)", "SDE",
-            "SNR", "transits", "vetting"]
+    head = ["HIP", "camera", "rank", "V", "period (d)", "or (d)", "depth (%)",
+            "duration (h)", "SDE", "SNR", "transits", "vetting"]
     out = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>{escape(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",

@@ -70,10 +70,11 @@ class StarResult:
     """The SDE periodogram on the coarse grid (float32), kept when a peak is written."""
 
 
-def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: float
-                  ) -> list[tuple[int, ...]]:
-    """For each peak, the ranks (1-based) of the others whose boxes hold nearly the same
-    points: the points in transit of both over those of either >= ``overlap``.
+def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: float,
+                  snr_difference: float) -> list[tuple[int, ...]]:
+    """For each peak, the ranks (1-based) of the others that fit the same transits as well:
+    their boxes share at least ``overlap`` of the points in either, and their S/N differ by
+    less than ``snr_difference``.
 
     On nights of a few hours a transit is seen only when it falls at night, so the transits
     seen are often n times some interval apart, and every period that divides the interval
@@ -85,7 +86,8 @@ def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: floa
         same = []
         for j, b in enumerate(inside):
             union = np.count_nonzero(a | b)
-            if j != i and union and np.count_nonzero(a & b) >= overlap * union:
+            if (j != i and union and np.count_nonzero(a & b) >= overlap * union
+                    and abs(peaks[j].snr - peaks[i].snr) < snr_difference):
                 same.append(j + 1)
         out.append(tuple(same))
     return out
@@ -137,7 +139,8 @@ def search_points(hip: int, camera: str, pts: RawPoints, grid: CoarseGrid,
     # often puts an alias a little above the true period
     measured.sort(key=lambda x: -x[0].snr)
     kept = measured[:s.peaks]
-    same = same_transits(pts.jd, [m for m, _, _ in kept], s.same_transits)
+    same = same_transits(pts.jd, [m for m, _, _ in kept], s.same_transits,
+                         s.same_transits_snr)
     peaks = [Peak(rank, sde_, m, lc, same[rank - 1])
              for rank, (m, sde_, lc) in enumerate(kept, start=1)]
     if not peaks:

@@ -1,20 +1,28 @@
 """The search's parts against the truth they were given: detrending, the alias mask, the
-measurement of a transit, the vetting and the candidates table."""
+measurement of a transit, the periods that fold the same transits, the vetting, the
+candidates table and the scoring of injection-recovery."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mascara_actors.errors import ConfigError
+from mascara_actors.lcsim.transits import TransitSpec
 from mascara_actors.search.candidates import Candidate, read_candidates, write_candidates
 from mascara_actors.search.detrend import detrend
+from mascara_actors.search.injection import recovery_of
 from mascara_actors.search.measure import measure_transit
 from mascara_actors.search.peaks import alias_free, calibration_sidebands, pick_peaks, sde
+from mascara_actors.search.run import SearchReport
 from mascara_actors.search.settings import SIDEREAL_DAY, SearchSettings
+from mascara_actors.search.star import StarResult, same_transits
 from mascara_actors.search.vetting import Thresholds, central_duration, vet
 
-from .synthetic import JD0, season_points
+from .synthetic import JD0, SET_DAYS, SETS_PER_NIGHT, season_points
 
 P, EPOCH, DUR = 2.7182, JD0 + 0.9, 3.0 / 24
 
@@ -127,6 +135,28 @@ def test_a_transit_is_measured_as_injected() -> None:
     assert abs(m.epoch - np.median(jd)) <= P / 2
 
 
+def test_periods_that_fold_the_same_transits_are_named_and_others_are_not() -> None:
+    # nights of 9.6 h from JD0 + n; a transit every 3.0 days at 0.2 d into a night is seen
+    # every third night. Every 1.5 days, the other transits fall 0.7 d into a night, in
+    # daytime: the same points. Every 6 days: half of them; every 2 days: a sixth in common.
+    night = SETS_PER_NIGHT * SET_DAYS
+    assert 0.2 + 0.05 < night < 0.7 - 0.05
+    jd, _, _ = season_points(range(60))
+    epoch = JD0 + 0.2
+    flux = 1.0 - 0.01 * _box(jd, 3.0, epoch, DUR)
+    err = np.full(len(jd), 0.003)
+    measured = [measure_transit(jd, flux, err, p, epoch, DUR) for p in (3.0, 1.5, 6.0, 2.0)]
+    # folded on 1.5 days the same points are in transit, so the same depth and S/N
+    assert measured[1].depth == pytest.approx(measured[0].depth, rel=1e-9)
+    assert measured[1].snr == pytest.approx(measured[0].snr, rel=1e-9)
+    assert same_transits(jd, measured, 0.8, 1.0) == [(2,), (1,), (), ()]
+    # with the overlap asked down to a half, 6 days joins them if its S/N may differ (it
+    # has the same depth from half the points in transit); 2 days (a fourth) never
+    assert measured[2].snr < measured[0].snr - 10
+    assert same_transits(jd, measured, 0.5, 1.0) == [(2,), (1,), (), ()]
+    assert same_transits(jd, measured, 0.5, np.inf) == [(2, 3), (1, 3), (1, 2), ()]
+
+
 def test_an_eclipsing_binary_shows_unequal_eclipses_and_a_secondary() -> None:
     jd, _, _ = season_points(range(40))
     rng = np.random.default_rng(8)
@@ -211,6 +241,10 @@ def test_absurd_settings_are_refused() -> None:
         SearchSettings().check(baseline_days=12.0)
     with pytest.raises(ConfigError, match="cannot repeat"):
         SearchSettings(period_min=0.2, period_max=2).check()
+    with pytest.raises(ConfigError, match="same_transits"):
+        SearchSettings(same_transits=0.0).check()
+    with pytest.raises(ConfigError, match="same_transits_snr"):
+        SearchSettings(same_transits_snr=-1.0).check()
     Thresholds()  # the defaults are consistent
 
 
@@ -224,15 +258,54 @@ def test_the_candidates_table_roundtrips_sorted_by_significance(tmp_path) -> Non
                          in_transit_fraction=0.01, odd_even_sigma=0.5, secondary_depth=0.0,
                          secondary_sigma=0.1, ellipsoidal_amp=0.0, ellipsoidal_sigma=0.2,
                          single_night_fraction=0.2, anti_transit_ratio=5.0, red_noise=1.0,
-                         blend_hip=0, blend_snr=0.0, checks={"sde": ok, "snr": True})
+                         blend_hip=0, blend_snr=0.0, checks={"sde": ok, "snr": True},
+                         aliases="1.650000 6.600000" if hip == 2 else "")
     rows = [cand(1, 9.0, False), cand(2, 30.0, True), cand(3, 12.0, True)]
     csv_path, h5_path = write_candidates(tmp_path, rows, {"sde": "SDE >= 10", "snr": "x"})
     back = read_candidates(csv_path)
     assert [c.hip for c in back] == [2, 3, 1]
     assert back[0] == rows[1]
+    assert back[0].alias_periods == (1.65, 6.6)
+    assert back[1].alias_periods == ()
     assert back[2].passed is False
     with h5py.File(h5_path) as f:
         table = f["candidates"][()]
         assert table["hip"].tolist() == [2, 3, 1]
         assert table["pass_sde"].tolist() == [True, True, False]
+        assert table["aliases"].tolist() == [b"1.650000 6.600000", b"", b""]
         assert "SDE >= 10" in f["candidates"].attrs["criteria"]
+
+
+def _candidate(hip: int, period: float, aliases: str = "", ok: bool = True) -> Candidate:
+    return Candidate(hip=hip, camera="LPC", vmag=7.1, sptype="A", ra=1.0, dec=2.0, rank=1,
+                     period=period, epoch=JD0, duration=0.1, depth=0.01, depth_err=0.001,
+                     sde=9.0, snr=20.0, npoints=5000, ntransits=5, in_transit_fraction=0.01,
+                     odd_even_sigma=0.5, secondary_depth=0.0, secondary_sigma=0.1,
+                     ellipsoidal_amp=0.0, ellipsoidal_sigma=0.2, single_night_fraction=0.2,
+                     anti_transit_ratio=5.0, red_noise=1.0, blend_hip=0, blend_snr=0.0,
+                     aliases=aliases, checks={"snr": ok})
+
+
+def test_a_transit_is_recovered_at_its_period_a_harmonic_or_a_named_alias() -> None:
+    injected = [TransitSpec(hip, 2.344, JD0, 0.02, 3.0) for hip in range(1, 7)]
+    rows = (
+        _candidate(1, 2.3441),  # the period itself
+        _candidate(2, 4.6885),  # twice it
+        _candidate(3, 3.5165, aliases="7.031 2.3445"),  # 3/2 of it, the period an alias
+        _candidate(4, 3.5165, aliases="7.031"),  # 3/2 of it, the period not named
+        _candidate(5, 2.344, ok=False),  # at the period but failed the vetting
+        # star 6: no peak; stars 7 and 8 without a transit, 8 with a passed candidate
+        _candidate(8, 1.7),
+    )
+    nights = {h: StarResult(h, 2000, 60) for h in range(1, 9)}
+    report = SearchReport(Path("."), "LPC", (), (), 8, (), rows, 0, 1.0, 60.0, nights)
+    rec = recovery_of(injected, report, list(range(1, 9)))
+    assert rec.recovered.tolist() == [True, True, True, False, False, False]
+    assert rec.exact.tolist() == [True, False, False, False, False, False]
+    assert rec.by_an_alias(0.02) == 1
+    assert rec.fraction(0.02) == pytest.approx(3 / 6)
+    assert [c.hip for c in rec.false] == [8]
+    assert rec.false_per_1000 == pytest.approx(1000 / 2)
+    # a star seen on fewer than half the nights does not count, injected or not
+    few = dataclasses.replace(report, results={**nights, 1: StarResult(1, 200, 20)})
+    assert len(recovery_of(injected, few, list(range(1, 9))).injected) == 5

@@ -110,7 +110,8 @@ def test_sheet_refuses_another_stars_light_curve(tmp_path: Path) -> None:
 
 def test_index(tmp_path: Path) -> None:
     rows = [
-        _candidate(hip=11, checks={"sde": True, "odd_even": True}),
+        _candidate(hip=11, checks={"sde": True, "odd_even": True},
+                   aliases="6.948000 2.316000"),
         _candidate(hip=22, checks={"sde": True, "odd_even": False, "blend": False}),
         _candidate(hip=33, camera="<b>", checks={"sde": False}),
     ]
@@ -129,6 +130,9 @@ def test_index(tmp_path: Path) -> None:
     assert trs[0].startswith(' class="passed"')
     assert not trs[1].startswith(' class="passed"')
     assert "failed: odd_even, blend" in trs[1]
+    # the periods that fold the same transits, in the column after the period
+    assert "<td>3.47400</td><td>6.94800, 2.31600</td>" in trs[0]
+    assert "<td>3.47400</td><td></td>" in trs[1]
     assert "failed: sde" in trs[2]
     assert "<b>" not in page
     assert "&lt;b&gt;" in trs[2]
