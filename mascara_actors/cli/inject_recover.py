@@ -42,9 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "with --simulate NIGHTS, into a simulated season before its calibration; run the "
             "search on them and on as many stars without a transit; report the recovered "
             "fraction per depth and period bin (a transit is recovered when its star's "
-            "strongest peak passed the vetting at the injected period, within 1 %%) and the "
-            "false candidates, against Talens et al. 2018. Writes DIR/recovery.csv, "
-            "recovery_table.csv, recovery.json, recovery.png and the search in DIR/search."),
+            "strongest peak passed the vetting at the injected period, half or twice it, "
+            "within 1 %, or names it among its aliases: periods that fold the same "
+            "transits) and the false candidates, against Talens et al. 2018. Writes "
+            "DIR/recovery.csv, recovery_table.csv, recovery.json, recovery.png and the search "
+            "in DIR/search."),
         epilog=("Examples: mascara-actors inject-recover calib/*/calibrated_*.hdf5 --out ir; "
                 "mascara-actors inject-recover --simulate 60 --stars 600 --out ir"),
     )
@@ -114,11 +116,14 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("depth", justify="right")
     table.add_column("injected", justify="right")
     table.add_column("recovered", justify="right")
+    table.add_column("at the period", justify="right")
+    table.add_column("by an alias", justify="right")
     table.add_column("Talens et al. 2018", justify="right")
     for d in rec.depths:
         n = sum(1 for t in rec.injected if t.depth == d)
         ref = injection.TALENS_2018.get(d)
         table.add_row(f"{100 * d:g} %", str(n), f"{100 * rec.fraction(d):.1f} %",
+                      f"{100 * rec.fraction(d, exact=True):.1f} %", str(rec.by_an_alias(d)),
                       "" if ref is None else f"{100 * ref:.1f} %")
     err = Console(file=sys.stderr)
     err.print(table)
