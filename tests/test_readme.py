@@ -61,3 +61,27 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     assert main([]) == 2
     assert "--replay" in capsys.readouterr().out
     assert build_parser().prog == "mascara-actors"
+
+
+HEAVY = ("distributed", "textual", "matplotlib", "h5py", "astropy.coordinates",
+         "mascara_actors.actors.pipeline", "hw.sim.sky")
+"""What no command's --help may load: Dask, the console, the plots, the pipeline, the
+renderer (each seconds on a station computer)."""
+
+
+def test_help_loads_no_heavy_module() -> None:
+    """`mascara-actors --help` defines every command: none of their modules may import the
+    pipeline, Dask or the console at import time (they do it in ``run``), so that help is
+    there in a fraction of a second."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mascara_actors.cli import build_parser\n"
+        "build_parser()\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == ""

@@ -17,18 +17,17 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from mascara_actors.app.archive.run import ArchiveRun, Progress, archive_client
-from mascara_actors.app.archive.scan import ArchiveScan, CameraNight, scan_archive
-from mascara_actors.app.archive.task import NightOutcome
-from mascara_actors.cli.progress import progress_bar
-from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError, StorageError
-from mascara_actors.sidereal import slot_length_solar_s
-from mascara_actors.storage.provenance import config_hash, read_provenance
+
+if TYPE_CHECKING:
+    from mascara_actors.app.archive.run import Progress
+    from mascara_actors.app.archive.scan import ArchiveScan, CameraNight
+    from mascara_actors.app.archive.task import NightOutcome
 
 __all__ = ["add_parser", "run"]
 
@@ -80,6 +79,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; the exit code is in the module docstring."""
+    # the pipeline and Dask are imported here, not with the module: `--help` stays instant
+    from mascara_actors.app.archive.run import ArchiveRun, archive_client
+    from mascara_actors.app.archive.scan import scan_archive
+    from mascara_actors.cli.progress import progress_bar
+    from mascara_actors.config import load_config
+
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries}: give 0 or more")
     if args.workers is not None and args.workers < 1:
@@ -163,6 +168,8 @@ def _print_scan(
 def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) -> Table:
     """What a run would do with each night (from the records on disk; products are verified
     by the run itself)."""
+    from mascara_actors.storage.provenance import config_hash, read_provenance
+
     here = config_hash(config_dir)
     table = Table(title=f"would reduce into {out}")
     for column in ("night", "camera", "frames", "darks", "would"):
@@ -199,6 +206,8 @@ def _outcome_table(outcomes: list[NightOutcome]) -> Table:
 
 
 def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) -> None:
+    from mascara_actors.sidereal import slot_length_solar_s
+
     reduced = sum(o.reduced for o in outcomes)
     busy = sum(o.wall_s for o in outcomes if o.reduced)
     counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}

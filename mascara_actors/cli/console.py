@@ -21,34 +21,21 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import anyio.to_thread
-import numpy as np
 
-from hw.recorded import paced_frames
-from mascara_actors.actors.gate import PauseGate
-from mascara_actors.actors.pipeline import NightReport, run_night
-from mascara_actors.app.replay import ReplayJob, plan_replay
-from mascara_actors.app.supervisor import station_state_dir
-from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli.station import add_station_options, station_argv
 from mascara_actors.config import Config, load_config
-from mascara_actors.control import ControlClient, ControlError
-from mascara_actors.errors import ConfigError, StorageError
-from mascara_actors.night_state import NightState
-from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import NightFile, SetFile, list_set_files, nightly_file_path
-from mascara_actors.summary import summarise_night
-from tui.app import make_console, run_console
-from tui.feed import ConsoleFeed
-from tui.messages import LightCurve
-from tui.station_app import StationConsole
-from tui.station_link import StationLink
+from mascara_actors.errors import ConfigError
 
-__all__ = ["add_parser", "light_curve_so_far", "replay_feed", "run"]
+if TYPE_CHECKING:
+    from mascara_actors.actors.pipeline import NightReport
+    from mascara_actors.catalogue import Catalogue
+    from tui.messages import LightCurve
+
+__all__ = ["add_parser", "run"]
 
 _SPEED = 10.0
 """Times real time of a replayed night's clock, by default."""
@@ -96,98 +83,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
 
 
-def light_curve_so_far(night_dir: Path, catalogue: Catalogue, hip: int) -> LightCurve:
-    """The fast light curve of star ``hip`` from what the night has written so far.
-
-    Reads the nightly file if it exists, else every per-set file (``tmp/fast_*.hdf5``).
-
-    Raises
-    ------
-    CatalogueError
-        ``hip`` is not in the star catalogue.
-    StorageError
-        The star has no measurement on this camera yet (or nothing is written yet).
-    """
-    star = catalogue.by_hip([hip])
-    vmag = float(star["vmag"][0])
-    night_dir = Path(night_dir)
-    nightly = nightly_file_path(night_dir, "fast")
-    parts: list[np.ndarray] = []
-    if nightly.exists():
-        with NightFile(nightly) as nf:
-            if hip in set(nf.ids().tolist()):
-                parts.append(nf.lightcurve(hip, ["lstseq", "jdmid", "flux0", "flag"]))
-    else:
-        for path in list_set_files(night_dir, "fast").values():
-            with SetFile(path, "fast") as set_file:
-                rec = set_file.lightcurves([hip])
-            if rec.size:
-                parts.append(rec[["lstseq", "jdmid", "flux0", "flag"]])
-    if not parts:
-        raise StorageError(
-            f"star not on this camera: HIP {hip} (V {vmag:.2f}) has no measurement in "
-            f"{night_dir} yet; it may be outside this camera's field, fainter than the fast "
-            "limit, or its first set is not saved yet"
-        )
-    rec = np.concatenate([np.asarray(p) for p in parts])
-    rec = rec[np.argsort(rec["lstseq"], kind="stable")]
-    flux = rec["flux0"].astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mag = np.where(flux > 0, 25.0 - 2.5 * np.log10(flux), np.nan)
-    return LightCurve(
-        hip=hip,
-        vmag=vmag,
-        lstseq=rec["lstseq"].astype(np.int64),
-        jd=rec["jdmid"].astype(float),
-        mag=mag,
-        flagged=rec["flag"] != 0,
-    )
-
-
-def replay_feed(
-    job: ReplayJob, catalogue: Catalogue, *, speed: float = _SPEED, in_process: bool = False
-) -> ConsoleFeed:
-    """A console feed that replays ``job`` at ``speed`` x real time as the camera.
-
-    The console's clock runs the night's own time: the start of the first frame's slot,
-    advanced at ``speed`` from when the feed is made.
-    """
-    state = NightState()
-    gate = PauseGate()
-    stop = anyio.Event()
-    plan = job.plan
-    first = job.frames[0][0] if job.frames else 0
-    night_t0: datetime = lstseq2date(first, format="calendar")
-    if night_t0.tzinfo is None:
-        night_t0 = night_t0.replace(tzinfo=UTC)
-    wall0 = time.monotonic()
-
-    def clock() -> datetime:
-        return night_t0 + timedelta(seconds=(time.monotonic() - wall0) * speed)
-
-    async def pipeline() -> object:
-        source = paced_frames(job.frames, realtime=True, speed=speed)
-        return await run_night(
-            plan, source, catalogue, state=state, stop=stop, in_process=in_process, gate=gate
-        )
-
-    def latest() -> Path | None:
-        return Path(state.last_frame) if state.last_frame else None
-
-    return ConsoleFeed(
-        state=state,
-        camera=plan.camera,
-        out_dir=plan.out_dir,
-        clock=clock,
-        wall=time.time,
-        stop=stop,
-        gate=gate,
-        pipeline=pipeline,
-        lookup=functools.partial(light_curve_so_far, plan.night_dir, catalogue),
-        latest_frame=latest,
-    )
-
-
 @contextmanager
 def _log_to_file(path: Path) -> Iterator[None]:
     """Send log records to ``path`` instead of the terminal while the console draws on it
@@ -211,6 +106,11 @@ def _log_to_file(path: Path) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Open the console; returns the exit code (0 after detaching, or a clean quit)."""
+    # the console and the station's client load here, not with --help
+    from mascara_actors.app.supervisor import station_state_dir
+    from tui.station_app import StationConsole
+    from tui.station_link import StationLink
+
     config = load_config(args.config)
     if args.speed is None:
         args.speed = _SPEED if args.replay is not None else _STATION_SPEED
@@ -238,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _answers(socket_path: Path) -> bool:
     """Whether a station answers on ``socket_path``."""
+    from mascara_actors.control import ControlClient, ControlError
+
     try:
         async with ControlClient(socket_path):
             return True
@@ -286,17 +188,28 @@ def _start_station(args: argparse.Namespace, socket_path: Path) -> int:
 
 @functools.cache
 def _catalogue() -> Catalogue:
+    from mascara_actors.catalogue import Catalogue
+
     return Catalogue.load()
 
 
 def _lookup(night_dir: Path, hip: int) -> LightCurve:
     """A star's light curve so far in a camera's night (blocking: the console calls it in
     a worker thread)."""
+    from mascara_actors.cli.console_feed import light_curve_so_far
+
     return light_curve_so_far(night_dir, _catalogue(), hip)
 
 
 def _run_replay(args: argparse.Namespace, config: Config) -> int:
     """The console over a recorded night replayed as the camera."""
+    import anyio.to_thread
+
+    from mascara_actors.app.replay import plan_replay
+    from mascara_actors.cli.console_feed import replay_feed
+    from tui.app import make_console, run_console
+    from tui.feed import ConsoleFeed
+
     job = plan_replay(
         args.replay, args.out, config=config, camera_id=args.camera, realtime=True
     )
@@ -312,7 +225,7 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     log_path = job.plan.night_dir / "logs" / "console.log"
 
     async def main() -> int:
-        catalogue = await anyio.to_thread.run_sync(Catalogue.load)
+        catalogue = await anyio.to_thread.run_sync(_catalogue)
         feeds.append(replay_feed(job, catalogue, speed=args.speed))
         return await run_console(make_console(feeds[0]))
 
@@ -348,5 +261,7 @@ def _print_outcome(report: NightReport, night_dir: Path) -> None:
     for missing in report.missing:
         print(f"error: not made: {missing}; run the same command again", file=sys.stderr)
     if report.reduced:
+        from mascara_actors.summary import summarise_night
+
         outcome = summarise_night(night_dir)
         print(f"summary: {outcome.html_path}", file=sys.stderr)

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from mascara_actors.storage import export_stars
-
 __all__ = ["add_parser", "run"]
 
 
@@ -38,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
+    from mascara_actors.storage import export_stars  # h5py: not for --help
+
     paths = export_stars(args.nightly_file, args.stars, args.out)
     print(f"wrote {len(paths)} star files into {args.out}", file=sys.stderr)
     return 0

@@ -33,26 +33,18 @@ import tempfile
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
 
-from hw.driver import SerialCamera
-from hw.sim.night_start import choose_start_lstseq
-from hw.sim.process import DeviceProcess
-from hw.sim.sky_renderer import sky_device_config
-from mascara_actors.app.camera_uplink import ForwardingState, run_supervised
-from mascara_actors.app.reports import StationReport, calibration_start
-from mascara_actors.app.station import Station
-from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.night_state import NightState
-from mascara_actors.night_window import night_window
-from mascara_actors.rawframe import parse_raw_filename
-from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import NightId
+
+if TYPE_CHECKING:
+    from mascara_actors.app.reports import StationReport
+    from mascara_actors.app.station import Station
+    from mascara_actors.night_state import NightState
 
 __all__ = [
     "add_camera_options",
@@ -184,6 +176,13 @@ def _simulated_start(args: argparse.Namespace, config: Config) -> int:
     last of them: a restarted camera neither waits through the slots already taken nor
     loses any, as if its clock had gone on while its pipeline was away.
     """
+    from hw.sim.night_start import choose_start_lstseq
+    from mascara_actors.app.reports import calibration_start
+    from mascara_actors.night_window import night_window
+    from mascara_actors.rawframe import parse_raw_filename
+    from mascara_actors.sidereal import lstseq2date
+    from mascara_actors.storage import NightId
+
     camera = config.camera(args.camera)
     if args.start == "night":
         start = choose_start_lstseq(camera, args.date, sun_alt_deg=-18.0)
@@ -217,6 +216,12 @@ async def open_station(
     handle_signals: bool = False,
 ) -> AsyncIterator[Station]:
     """The station on the camera chosen by ``args`` (a simulated device unless ``--tty``)."""
+    from hw.driver import SerialCamera
+    from hw.sim.process import DeviceProcess
+    from hw.sim.sky_renderer import sky_device_config
+    from mascara_actors.app.station import Station
+    from mascara_actors.sidereal import lstseq2date
+
     _check(args)
     camera = config.camera(args.camera)
     real = real_camera(args, camera)
@@ -268,6 +273,10 @@ async def open_station(
 
 def run(args: argparse.Namespace) -> int:
     """Run the station night; the exit status (see the module docstring)."""
+    # the station, the camera driver and the pipeline load here, not with --help
+    from mascara_actors.app.camera_uplink import ForwardingState
+    from mascara_actors.night_state import NightState
+
     config = load_config(args.config)
     _check(args)
     state = NightState() if args.supervisor_fd is None else ForwardingState()
@@ -307,6 +316,10 @@ def print_station_report(report: StationReport, state: NightState) -> None:
 
 
 async def _live(args: argparse.Namespace, config: Config, state: NightState) -> StationReport:
+    from mascara_actors.app.camera_uplink import run_supervised
+    from mascara_actors.catalogue import Catalogue
+    from mascara_actors.cli.progress import progress_bar
+
     catalogue = await anyio.to_thread.run_sync(Catalogue.load)
     stop = anyio.Event()
     async with open_station(args, config, state=state, stop=stop, handle_signals=True) as station:

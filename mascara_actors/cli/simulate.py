@@ -5,21 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hw.sim.effects import Transit
-from hw.sim.night_start import choose_start_lstseq
-from hw.sim.recording import record_night
-from hw.sim.sky import SimulationSettings, misaligned_model
-from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.progress import progress_bar
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.sidereal import SET_SIZE, set_index
+
+if TYPE_CHECKING:
+    from hw.sim.effects import Transit
 
 __all__ = ["add_parser", "run"]
 
 
 def _transit(text: str) -> Transit:
+    from hw.sim.effects import Transit
+
     try:
         hip, depth, duration, epoch = text.split(":")
         return Transit(
@@ -97,6 +96,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
+    # the renderer and the catalogue load here, not with --help
+    from hw.sim.night_start import choose_start_lstseq
+    from hw.sim.recording import record_night
+    from hw.sim.sky import SimulationSettings, misaligned_model
+    from mascara_actors.catalogue import Catalogue
+    from mascara_actors.cli.progress import progress_bar
+    from mascara_actors.sidereal import SET_SIZE, set_index
+
     config = load_config(args.config)
     camera = config.camera(args.camera)
     sensor = config.sensor(args.sensor) if args.sensor else camera.sensor

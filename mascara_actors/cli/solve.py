@@ -22,20 +22,18 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mascara_actors.astrometry import astrometry_stars
 from mascara_actors.atomic_files import atomic_write_bytes
-from mascara_actors.blind_solve import BlindIndex, BlindSolution, BlindSolveFailed, blind_solve
-from mascara_actors.calibration import Calibrator
-from mascara_actors.camera_model import CameraModel
-from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, FrameError
-from mascara_actors.rawframe import RawHeader, read_raw
-from mascara_actors.sidereal import lst_mid_hours
+
+if TYPE_CHECKING:
+    from mascara_actors.blind_solve import BlindSolution
+    from mascara_actors.catalogue import Catalogue
+    from mascara_actors.rawframe import RawHeader
 
 __all__ = ["add_parser", "run", "update_camera_entry"]
 
@@ -112,6 +110,15 @@ def _choose_camera(
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code."""
+    # the solver, the catalogue and astropy load here, not with --help
+    from mascara_actors.astrometry import astrometry_stars
+    from mascara_actors.blind_solve import BlindIndex, BlindSolveFailed, blind_solve
+    from mascara_actors.calibration import Calibrator
+    from mascara_actors.camera_model import CameraModel
+    from mascara_actors.catalogue import Catalogue
+    from mascara_actors.rawframe import read_raw
+    from mascara_actors.sidereal import lst_mid_hours
+
     t0 = time.perf_counter()
     frame: Path = args.frame
     config = load_config(getattr(args, "config", None))
@@ -169,6 +176,8 @@ def _report(
     seconds: float,
 ) -> None:
     """Print the solution, one ``key value`` line each."""
+    from mascara_actors.camera_model import CameraModel
+
     m = found.model
     alt, az, roll = found.pointing
     sol = found.solution

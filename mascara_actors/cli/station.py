@@ -30,15 +30,17 @@ import sys
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 import mascara_actors
-from mascara_actors.app.supervisor import StationSupervisor, station_state_dir
 from mascara_actors.cli import summary as summary_cli
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, StorageError
-from mascara_actors.storage import NightId
+
+if TYPE_CHECKING:
+    from mascara_actors.app.supervisor import StationSupervisor
 
 __all__ = ["add_parser", "run"]
 
@@ -261,6 +263,9 @@ def _station_log(path: Path) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the station; the exit status (see the module docstring)."""
+    # the supervisor's imports are the command's, not --help's
+    from mascara_actors.app.supervisor import StationSupervisor, station_state_dir
+
     config = load_config(args.config)
     _check(args)
     config.sensor(args.sensor)
@@ -298,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _night_of(supervisor: StationSupervisor, camera: str) -> str:
     """The night (YYYYMMDD) a camera's process reported, "" when it reported none."""
+    from mascara_actors.storage import NightId
+
     cam = supervisor.cameras[camera]
     if cam.state.night:
         return cam.state.night

@@ -21,9 +21,6 @@ from pathlib import Path
 
 from mascara_actors.config import load_config
 from mascara_actors.errors import ConfigError, StorageError
-from mascara_actors.storage import NightId
-from mascara_actors.summary.night import summarise_night
-from mascara_actors.summary.station import summarise_station
 
 __all__ = ["add_parser", "mail_config_path", "run", "station_command", "station_report"]
 
@@ -173,6 +170,8 @@ def station_report(
     """Make the station report of one night and say what was done; 0 written (and mailed when
     asked), 1 when the report, a figure or the mail failed (the command to run again is
     said). ``site`` is the two-letter code of the camera ids."""
+    from mascara_actors.summary.station import summarise_station  # matplotlib: not for --help
+
     outcome = summarise_station(out, night, cameras, site=site, send_mail=mail,
                                 force_mail=mail_again, mail_config=mail_config,
                                 secrets_file=secrets)
@@ -200,6 +199,8 @@ def station_report(
 
 def _nights_in(out: Path) -> dict[str, list[str]]:
     """Night -> the camera ids with a night directory in ``out``."""
+    from mascara_actors.storage import NightId
+
     nights: dict[str, list[str]] = {}
     for p in sorted(out.iterdir()):
         try:
@@ -271,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
             f"NIGHT_DIR {night_dir} is not a directory: give a camera-night "
             "directory such as night_out/20260320LPC"
         )
+    from mascara_actors.summary.night import summarise_night
+
     outcome = summarise_night(
         night_dir,
         send=args.send,

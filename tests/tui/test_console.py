@@ -25,7 +25,7 @@ from mascara_actors.actors.gate import PauseGate
 from mascara_actors.actors.worker import Worker
 from mascara_actors.app.replay import plan_replay
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.console import light_curve_so_far, replay_feed
+from mascara_actors.cli.console_feed import light_curve_so_far, replay_feed
 from mascara_actors.config import load_config
 from mascara_actors.errors import CatalogueError
 from mascara_actors.frames import FrameReady

@@ -23,7 +23,7 @@ import pytest
 
 from mascara_actors.app.replay import plan_replay
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.cli.console import replay_feed
+from mascara_actors.cli.console_feed import replay_feed
 from mascara_actors.config import load_config
 from mascara_actors.decorrelation import DecorrelationSettings, calibrate_baseline
 from mascara_actors.decorrelation.live import calibration_dir
