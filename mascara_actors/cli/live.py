@@ -5,7 +5,6 @@ pseudo-terminal and readout socket) rendering the sky of the chosen camera from 
 Hipparcos catalogue, with its clock set to the night of ``--date``; the station drives it
 exactly as it would drive the real camera on ``/dev/ttyUSB0``: calibration sequences at dusk
 and dawn, science from dusk to dawn by the Sun's altitude, the end-of-night chain.
-:func:`open_station` is shared with the console.
 
 Exit status of ``live``:
 
