@@ -83,8 +83,8 @@ class Candidate:
     """Its depth over error at this period and epoch (0 without a neighbour)."""
     aliases: str = ""
     """Other periods (days, space-separated) of the star's peaks that put the same points in
-    transit and passed the vetting too: the data fit them as well as this one, and a
-    follow-up must choose."""
+    transit, with an S/N within 1 of this one's, and passed the vetting too: the data fit
+    them as well as this one, and a follow-up must choose."""
     checks: Mapping[str, bool] = field(default_factory=dict)
     """Vetting: criterion name -> passed."""
 

@@ -53,7 +53,7 @@ class Peak:
     """The light curve it was measured on (detrended without its transits); dropped from
     the search's report once the sheets are drawn."""
     same_transits: tuple[int, ...] = ()
-    """Ranks of the star's other peaks that put the same points in transit
+    """Ranks of the star's other peaks that fit the same points in transit as well
     (:func:`same_transits`): periods the data cannot tell from this one."""
 
 
