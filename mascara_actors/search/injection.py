@@ -63,8 +63,9 @@ class Recovery:
     false: tuple[Candidate, ...]
     """Passed candidates of those stars."""
     search: SearchReport
-    tolerance: float = 0.01
-    """The fraction the periods are matched within."""
+    through_alias: np.ndarray
+    """Per injected transit: recovered only through one of the peak's aliases (at neither
+    the peak's period nor half or twice it)."""
 
     def fraction(self, depth: float, *, exact: bool = False) -> float:
         """Recovered fraction of the transits of this depth (NaN: none injected); ``exact``:
@@ -74,12 +75,9 @@ class Recovery:
         return float(hits[sel].mean()) if sel.any() else float("nan")
 
     def by_an_alias(self, depth: float) -> int:
-        """Transits of this depth recovered only through one of the peak's aliases (at
-        neither the peak's period nor half or twice it)."""
-        return sum(1 for t, c, ok in zip(self.injected, self.found, self.recovered,
-                                         strict=True)
-                   if ok and t.depth == depth and c is not None
-                   and not _matches(c.period, t.period_d, self.tolerance))
+        """Transits of this depth recovered only through one of the peak's aliases."""
+        sel = np.array([t.depth == depth for t in self.injected], bool)
+        return int(self.through_alias[sel].sum()) if sel.any() else 0
 
     @property
     def depths(self) -> list[float]:
@@ -138,19 +136,21 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
             best[c.hip] = c
     kept = tuple(t for t in injected if of_season(t.hip))
     found = tuple(best.get(t.hip) for t in kept)
-    recovered = np.array([c is not None and c.passed
-                          and (_matches(c.period, t.period_d, period_tolerance)
-                               or any(_matches(a, t.period_d, period_tolerance, (1.0,))
-                                      for a in c.alias_periods))
-                          for t, c in zip(kept, found, strict=True)], bool)
+    direct = np.array([c is not None and c.passed
+                       and _matches(c.period, t.period_d, period_tolerance)
+                       for t, c in zip(kept, found, strict=True)], bool)
+    through_alias = np.array([c is not None and c.passed and not at_period
+                              and any(_matches(a, t.period_d, period_tolerance, (1.0,))
+                                      for a in c.alias_periods)
+                              for t, c, at_period in zip(kept, found, direct, strict=True)], bool)
     exact = np.array([c is not None and c.passed
                       and _matches(c.period, t.period_d, period_tolerance, (1.0,))
                       for t, c in zip(kept, found, strict=True)], bool)
     hit = {t.hip for t in injected}
     nulls = [h for h in searched if h not in hit and of_season(h)]
     false = tuple(c for c in report.passed if c.hip in set(nulls))
-    return Recovery(kept, found, recovered, exact, len(nulls), false, report,
-                    period_tolerance)
+    return Recovery(kept, found, direct | through_alias, exact, len(nulls), false, report,
+                    through_alias)
 
 
 def inject_recover(paths: Sequence[str | Path], outdir: str | Path,
