@@ -42,11 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "with --simulate NIGHTS, into a simulated season before its calibration; run the "
             "search on them and on as many stars without a transit; report the recovered "
             "fraction per depth and period bin (a transit is recovered when its star's "
-            "strongest peak passed the vetting at the injected period, half or twice it, "
-            "within 1 %, or names it among its aliases: periods that fold the same "
-            "transits) and the false candidates, against Talens et al. 2018. Writes "
-            "DIR/recovery.csv, recovery_table.csv, recovery.json, recovery.png and the search "
-            "in DIR/search."),
+            "candidate, the strongest peak that passed the vetting, is at the injected "
+            "period, half or twice it, within 1 %, or names one of these among its aliases: "
+            "periods that fold the same transits) and the false candidates, against Talens "
+            "et al. 2018. Writes DIR/recovery.csv, recovery_table.csv, recovery.json, "
+            "recovery.png and the search in DIR/search."),
         epilog=("Examples: mascara-actors inject-recover calib/*/calibrated_*.hdf5 --out ir; "
                 "mascara-actors inject-recover --simulate 60 --stars 600 --out ir"),
     )

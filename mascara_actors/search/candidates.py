@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,9 @@ class Candidate:
     """Degrees (J2000)."""
     dec: float
     rank: int
-    """1 for the star's peak of highest measured S/N, 2 for the next one..."""
+    """The star's candidate is 1: its peak of highest measured S/N of those that passed the
+    vetting (or of all, when none passed); then the other passed peaks by S/N, then the
+    failed ones."""
     period: float
     """Days."""
     epoch: float
@@ -81,9 +84,13 @@ class Candidate:
     """The neighbour (within the blend radius) that shows the dip most significantly, or 0."""
     blend_snr: float
     """Its depth over error at this period and epoch (0 without a neighbour)."""
+    snr_err: float = math.nan
+    """Standard error of ``snr`` (:attr:`~.measure.TransitMeasure.snr_err`; NaN in a table
+    written before it was measured)."""
     aliases: str = ""
     """Other periods (days, space-separated) of the star's peaks that put the same points in
-    transit, with an S/N within 1 of this one's, and passed the vetting too: the data fit
+    transit, with an S/N within its standard error of this one's (the larger of the two:
+    :attr:`~.measure.TransitMeasure.snr_err`), and passed the vetting too: the data fit
     them as well as this one, and a follow-up must choose."""
     checks: Mapping[str, bool] = field(default_factory=dict)
     """Vetting: criterion name -> passed."""

@@ -3,11 +3,11 @@
 Transits are injected into calibrated light curves (the magnitudes of the chosen stars, as
 read, before the detrending) or into a simulated season before its calibration
 (:mod:`~mascara_actors.search.season`); the search runs as it does on real data. A transit
-is recovered when its star's strongest peak passed the vetting at the injected period or
-half or twice it, or names the injected period among its aliases (periods of the star's
-other passed peaks that fold the same points into transit, which the data cannot tell
-apart), within ``period_tolerance``, a fraction; the fraction at the period itself is given
-too. Every passed candidate of a star without an injected transit is a false
+is recovered when its star's candidate (the strongest peak that passed the vetting) is at
+the injected period or half or twice it, or names one of these among its aliases (periods of
+the star's other passed peaks that fold the same points into transit, which the data cannot
+tell apart), within ``period_tolerance``, a fraction; the fraction at the period itself is
+given too. Every passed candidate of a star without an injected transit is a false
 candidate. Only the stars of the season count: those seen on at least half its nights.
 Talens et al. (2018) recovered 84.0, 60.5 and 20.7 % of the transits of 2, 1 and 0.5 %
 (periods 1 to 5 days) in a year of La Palma data.
@@ -52,12 +52,13 @@ class Recovery:
     injected: tuple[TransitSpec, ...]
     """The transits injected into stars of the season."""
     found: tuple[Candidate | None, ...]
-    """Each injected star's strongest peak (None: no peak kept)."""
+    """Each injected star's rank-1 peak: its strongest that passed the vetting, or its
+    strongest when none passed (None: no peak kept)."""
     recovered: np.ndarray
-    """Per injected transit: the strongest peak passed the vetting at the period or half or
-    twice it, or with the period among its aliases."""
+    """Per injected transit: that peak passed the vetting at the period or half or twice
+    it, or with one of these among its aliases."""
     exact: np.ndarray
-    """The strongest peak passed the vetting at the injected period itself."""
+    """That peak passed the vetting at the injected period itself."""
     null_stars: int
     """Stars searched without an injected transit."""
     false: tuple[Candidate, ...]
@@ -140,7 +141,7 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
                        and _matches(c.period, t.period_d, period_tolerance)
                        for t, c in zip(kept, found, strict=True)], bool)
     through_alias = np.array([c is not None and c.passed and not at_period
-                              and any(_matches(a, t.period_d, period_tolerance, (1.0,))
+                              and any(_matches(a, t.period_d, period_tolerance)
                                       for a in c.alias_periods)
                               for t, c, at_period in zip(kept, found, direct, strict=True)], bool)
     exact = np.array([c is not None and c.passed

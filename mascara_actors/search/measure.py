@@ -47,9 +47,15 @@ class TransitMeasure:
     red_noise: float
     """beta: the scatter of duration-long means of the out-of-transit points over their
     white-noise expectation (at least 1); the depth error includes it."""
+    snr_err: float
+    """Standard error of ``snr``: 1 from the noise and, in quadrature, ``snr`` times beta's
+    own relative error, 1 / sqrt(2 N) over its N windows (about 5 % on a season)."""
     ntransits: int
     in_transit_fraction: float
     odd_even_sigma: float
+    """Difference of the odd and even transits' depths over its error, which includes the
+    larger of the red noise and the single transits' excess scatter about their parity's
+    mean."""
     secondary_depth: float
     secondary_sigma: float
     ellipsoidal_amp: float
@@ -61,16 +67,43 @@ class TransitMeasure:
     this period."""
 
 
-def _red_noise(t: np.ndarray, r: np.ndarray, w: np.ndarray, duration: float) -> float:
-    """beta for windows of ``duration`` (the Pont et al. 2006 measure of correlated noise)."""
+def _red_noise(t: np.ndarray, r: np.ndarray, w: np.ndarray, duration: float
+               ) -> tuple[float, int]:
+    """beta for windows of ``duration`` (the Pont et al. 2006 measure of correlated noise)
+    and the number of windows it was measured on (0: too few, beta is 1)."""
     key = np.floor(t / duration).astype(np.int64)
     _, inv, n = np.unique(key, return_inverse=True, return_counts=True)
     ws = np.bincount(inv, w)
     mean = np.bincount(inv, w * r) / ws
     full = n >= 3
-    if np.count_nonzero(full) < 5:
+    windows = int(np.count_nonzero(full))
+    if windows < 5:
+        return 1.0, 0
+    chi2 = float(np.sum(ws[full] * mean[full] ** 2)) / windows
+    return max(1.0, float(np.sqrt(chi2))), windows
+
+
+def _depth_scatter(r: np.ndarray, w: np.ndarray, n_tr: np.ndarray) -> float:
+    """How much more the single transits' depths scatter about the mean of their parity
+    (odd or even) than their white errors allow: the root of the reduced chi-square, at
+    least 1 (1 with fewer than three transits of at least 3 points).
+
+    ``r`` are the residual fluxes in transit (out-of-transit mean subtracted), ``w`` their
+    weights and ``n_tr`` their transit numbers. Each night's photometry carries its own
+    error beyond the noise of its points, which the out-of-transit windows of
+    :func:`_red_noise` do not see at full depth; within one parity an eclipsing binary's
+    eclipses agree, so the scatter does not hide one."""
+    tr, inv, count = np.unique(n_tr, return_inverse=True, return_counts=True)
+    wk = np.bincount(inv, w)
+    depth = -np.bincount(inv, w * r) / wk
+    keep = count >= 3
+    tr, wk, depth = tr[keep], wk[keep], depth[keep]
+    if len(tr) < 3:
         return 1.0
-    chi2 = float(np.sum(ws[full] * mean[full] ** 2)) / np.count_nonzero(full)
+    parity = tr % 2
+    mean = np.bincount(parity, wk * depth, 2) / np.maximum(np.bincount(parity, wk, 2), 1e-300)
+    dof = len(tr) - len(np.unique(parity))
+    chi2 = float(np.sum(wk * (depth - mean[parity]) ** 2)) / dof
     return max(1.0, float(np.sqrt(chi2)))
 
 
@@ -109,7 +142,7 @@ def measure_transit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, period: fl
     nout = int(np.count_nonzero(~inside))
     chi2 = float(np.sum(w[~inside] * r[~inside] ** 2)) / max(nout - 1, 1)
     w = w / max(chi2, 1.0)
-    beta = _red_noise(t[~inside], r[~inside], w[~inside], duration)
+    beta, windows = _red_noise(t[~inside], r[~inside], w[~inside], duration)
     depth, depth_err = box_depth(flux, w, inside)
     depth_err *= beta
     n_tr = np.round((t - epoch) / period).astype(np.int64)
@@ -126,7 +159,8 @@ def measure_transit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, period: fl
     d_odd, e_odd = box_depth(flux[odd | ~inside], w[odd | ~inside], odd[odd | ~inside])
     even = core & (n_tr % 2 == 0)
     d_even, e_even = box_depth(flux[even | ~inside], w[even | ~inside], even[even | ~inside])
-    odd_even = abs(d_odd - d_even) / (beta * np.hypot(e_odd, e_even))
+    scatter = _depth_scatter(r[core], w[core], n_tr[core])
+    odd_even = abs(d_odd - d_even) / (max(beta, scatter) * np.hypot(e_odd, e_even))
     sec = np.abs(phase_days(t, period, epoch + 0.5 * period)) < 0.5 * duration
     sec_depth, sec_err = box_depth(flux[~inside], w[~inside], sec[~inside])
     sec_err *= beta
@@ -141,9 +175,11 @@ def measure_transit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, period: fl
     else:
         ell, ell_err = 0.0, float("inf")
     dip, bump = _extreme_boxes(ph, r, w, period, duration)
+    snr = depth / depth_err if depth_err > 0 else 0.0
     return TransitMeasure(
         period=period, epoch=float(epoch), duration=duration, depth=depth,
-        depth_err=depth_err, snr=depth / depth_err if depth_err > 0 else 0.0, red_noise=beta,
+        depth_err=depth_err, snr=snr, red_noise=beta,
+        snr_err=float(np.hypot(1.0, snr / np.sqrt(2 * windows))) if windows else 1.0,
         ntransits=int(np.count_nonzero(per_tr >= 3)),
         in_transit_fraction=float(np.count_nonzero(inside)) / max(len(t), 1),
         odd_even_sigma=float(np.nan_to_num(odd_even, nan=0.0)),

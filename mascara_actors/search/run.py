@@ -282,7 +282,7 @@ def search(
         list(stars), np.int64))
     if len(hips) == 0:
         raise SearchError("none of the stars asked for is in the calibrated files")
-    grid = CoarseGrid.for_season(baseline, s, limits.sidebands, limits.sideband_width)
+    grid = CoarseGrid.for_season(baseline, s)
     inject = {t.hip: t for t in injections}
     data = _star_data(catalogue or Catalogue.load(), hips)
     tick = progress or (lambda stage, done, total: None)
@@ -308,6 +308,7 @@ def search(
         found = [r for r in results.values() if r.peaks]
         blend = _blends(pool, season, s, data, found, tick)
         rows = _candidates(season.camera, data, found, blend, limits)
+        rows = _passed_first(rows, results)
         drawn = _sheets(pool, outdir, rows, results, grid.periods, sheets, tick)
     write_candidates(outdir, rows, criteria_text(limits))
     write_index(outdir, rows, drawn)
@@ -373,7 +374,7 @@ def _candidates(camera: str, data: Mapping[int, tuple[float, str, float, float]]
                 ellipsoidal_sigma=m.ellipsoidal_sigma,
                 single_night_fraction=m.single_night_fraction,
                 anti_transit_ratio=m.anti_transit_ratio, red_noise=m.red_noise,
-                blend_hip=n_hip, blend_snr=n_snr,
+                blend_hip=n_hip, blend_snr=n_snr, snr_err=m.snr_err,
                 checks=vet(m, sde=p.sde, sptype=sptype, blend_snr=n_snr, limits=limits)))
     return sort_by_significance(_with_aliases(rows, found))
 
@@ -388,6 +389,28 @@ def _with_aliases(rows: list[Candidate], found: list[StarResult]) -> list[Candid
             aliases = " ".join(f"{c.period:.6f}" for c in others if c.passed)
             out.append(replace(row[(r.hip, p.rank)], aliases=aliases))
     return out
+
+
+def _passed_first(rows: list[Candidate], results: dict[int, StarResult]) -> list[Candidate]:
+    """Rank each star's peaks again, those that passed the vetting first, each group by S/N:
+    the star's candidate is its strongest peak that passed. The search ranked by S/N alone,
+    and an alias that fails a criterion of its own (a box at three times the period holds
+    three times the share of points in transit) would otherwise stand above the period
+    that passes. The star's results in ``results`` are renumbered to match."""
+    by_star: dict[int, list[Candidate]] = {}
+    for c in rows:
+        by_star.setdefault(c.hip, []).append(c)
+    out = []
+    for hip, mine in by_star.items():
+        mine.sort(key=lambda c: (not c.passed, -c.snr, c.rank))
+        new = {c.rank: k for k, c in enumerate(mine, start=1)}
+        out += [replace(c, rank=new[c.rank]) for c in mine]
+        r = results[hip]
+        peaks = (replace(p, rank=new[p.rank],
+                         same_transits=tuple(sorted(new[k] for k in p.same_transits)))
+                 for p in r.peaks)
+        results[hip] = replace(r, peaks=tuple(sorted(peaks, key=lambda p: p.rank)))
+    return sort_by_significance(out)
 
 
 def _sheets(pool: Executor, outdir: Path, rows: list[Candidate],

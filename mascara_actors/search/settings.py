@@ -38,8 +38,10 @@ class SearchSettings:
     same_transits_snr: float = 1.0
     """Two peaks of a star whose boxes share at least ``same_transits`` of their points in
     transit (of those in either) and whose S/N differ by less than ``same_transits_snr``
-    (the S/N's own standard error is 1) fit the same transits as well: each names the other
-    as a period the data cannot tell from its own."""
+    times the larger of their standard errors (1 from the noise, and at high S/N the
+    red-noise factor's own error: :attr:`~.measure.TransitMeasure.snr_err`) fit the same
+    transits as well: each names the other as a period the data cannot tell from its
+    own."""
     snr_keep: float = 7.0
     """Peaks whose measured depth is less significant are not written to the candidates
     table."""

@@ -29,15 +29,15 @@ class CoarseGrid:
     """Log step between neighbouring periods."""
 
     @classmethod
-    def for_season(cls, baseline_days: float, s: SearchSettings,
-                   sidebands: tuple[float, ...] = (), width: float = 0.0) -> CoarseGrid:
-        """The grid of ``s`` for a season of ``baseline_days``; frequencies within
-        ``width`` (1/day) of ``sidebands`` (1/day) are masked too, as the vetting's alias
-        criterion masks them (:func:`~.peaks.calibration_sidebands`)."""
+    def for_season(cls, baseline_days: float, s: SearchSettings) -> CoarseGrid:
+        """The grid of ``s`` for a season of ``baseline_days``. The sidebands the
+        calibration leaves are searched: a transit there is far deeper than the leak, and
+        the vetting asks a peak there to stand above it
+        (:attr:`~.vetting.Thresholds.sideband_snr`)."""
         periods = period_grid(baseline_days, s.period_min, s.period_max, min(s.durations),
                               s.oversample)
         step = float(np.log(periods[1] / periods[0])) if len(periods) > 1 else 0.0
-        allowed = alias_free(periods, s.alias_tolerance, sidebands, width)
+        allowed = alias_free(periods, s.alias_tolerance)
         return cls(periods, allowed, step)
 
 
@@ -46,7 +46,8 @@ class Peak:
     """One peak of a star's periodogram, refined and measured."""
 
     rank: int
-    """1 for the highest measured S/N of the star's kept peaks."""
+    """1 for the highest measured S/N of the star's kept peaks (the search ranks those that
+    pass the vetting first once it has vetted them: :class:`~.candidates.Candidate`)."""
     sde: float
     measure: TransitMeasure
     lightcurve: StarLightCurve | None = None
@@ -71,10 +72,10 @@ class StarResult:
 
 
 def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: float,
-                  snr_difference: float) -> list[tuple[int, ...]]:
+                  snr_errors: float) -> list[tuple[int, ...]]:
     """For each peak, the ranks (1-based) of the others that fit the same transits as well:
     their boxes share at least ``overlap`` of the points in either, and their S/N differ by
-    less than ``snr_difference``.
+    less than ``snr_errors`` times the larger of their standard errors.
 
     On nights of a few hours a transit is seen only when it falls at night, so the transits
     seen are often n times some interval apart, and every period that divides the interval
@@ -87,7 +88,8 @@ def same_transits(jd: np.ndarray, peaks: Sequence[TransitMeasure], overlap: floa
         for j, b in enumerate(inside):
             union = np.count_nonzero(a | b)
             if (j != i and union and np.count_nonzero(a & b) >= overlap * union
-                    and abs(peaks[j].snr - peaks[i].snr) < snr_difference):
+                    and abs(peaks[j].snr - peaks[i].snr)
+                    < snr_errors * max(peaks[i].snr_err, peaks[j].snr_err)):
                 same.append(j + 1)
         out.append(tuple(same))
     return out

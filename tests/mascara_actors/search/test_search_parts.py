@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.signal import lfilter
 
 from mascara_actors.errors import ConfigError
 from mascara_actors.lcsim.transits import TransitSpec
@@ -17,9 +18,9 @@ from mascara_actors.search.detrend import detrend
 from mascara_actors.search.injection import recovery_of
 from mascara_actors.search.measure import measure_transit
 from mascara_actors.search.peaks import alias_free, calibration_sidebands, pick_peaks, sde
-from mascara_actors.search.run import SearchReport
+from mascara_actors.search.run import SearchReport, _passed_first
 from mascara_actors.search.settings import SIDEREAL_DAY, SearchSettings
-from mascara_actors.search.star import StarResult, same_transits
+from mascara_actors.search.star import Peak, StarResult, same_transits
 from mascara_actors.search.vetting import Thresholds, central_duration, vet
 
 from .synthetic import JD0, SET_DAYS, SETS_PER_NIGHT, season_points
@@ -171,6 +172,23 @@ def test_an_eclipsing_binary_shows_unequal_eclipses_and_a_secondary() -> None:
     assert m2.secondary_depth == pytest.approx(0.01, rel=0.15)
 
 
+def test_a_planet_whose_transits_scatter_in_depth_passes_odd_even() -> None:
+    # each transit's depth off by 8 % (rms) at random, as a night's photometry can be: the
+    # odd and even means differ by several white-noise sigma in a quarter of the draws, but
+    # the single transits' scatter about their parity's mean shows it
+    jd, _, _ = season_points(range(40))
+    n = np.round((jd - EPOCH) / P).astype(int)
+    n -= n.min()
+    rng = np.random.default_rng(4)
+    sigma = []
+    for _ in range(200):
+        depth = 0.02 * (1.0 + 0.08 * rng.standard_normal(n.max() + 1))
+        flux = 1.0 - _box(jd) * depth[n] + 0.003 * rng.standard_normal(len(jd))
+        sigma.append(measure_transit(jd, flux, np.full(len(jd), 0.003), P, EPOCH,
+                                     DUR).odd_even_sigma)
+    assert np.mean(np.array(sigma) > 3.0) <= 0.05
+
+
 def test_ellipsoidal_variation_is_measured() -> None:
     jd, _, _ = season_points(range(40))
     phase = (jd - EPOCH) / P
@@ -227,6 +245,21 @@ def test_each_criterion_fails_on_what_it_is_for() -> None:
         assert [k for k, v in result.items() if not v] == [name], name
 
 
+def test_a_peak_in_a_sideband_passes_only_above_the_leak() -> None:
+    (f,) = calibration_sidebands([15.0, 15.0, 15.0, 15.0])
+    limits = Thresholds(sidebands=(f,), sideband_width=1 / 60)
+    in_band = dataclasses.replace(_measure(), period=1.0 / (f + 0.01), duration=0.08,
+                                  in_transit_fraction=0.05)
+    for snr, passes in ((14.0, False), (19.9, False), (20.0, True), (95.0, True)):
+        checks = vet(dataclasses.replace(in_band, snr=snr), sde=15.0, sptype="A",
+                     blend_snr=0.0, limits=limits)
+        assert checks["alias"] is passes, snr
+        assert all(v for k, v in checks.items() if k != "alias"), checks
+    # a multiple of the sidereal day fails whatever its S/N
+    day = dataclasses.replace(in_band, period=2 * SIDEREAL_DAY, snr=95.0)
+    assert not vet(day, sde=15.0, sptype="A", blend_snr=0.0, limits=limits)["alias"]
+
+
 def test_the_central_duration_is_keplers() -> None:
     # the Sun and Jupiter at 1 AU (365.25 d): (R_sun + R_jup) / (pi a) of the period
     assert central_duration(365.25, "G") * 24 == pytest.approx(
@@ -258,7 +291,7 @@ def test_the_candidates_table_roundtrips_sorted_by_significance(tmp_path) -> Non
                          in_transit_fraction=0.01, odd_even_sigma=0.5, secondary_depth=0.0,
                          secondary_sigma=0.1, ellipsoidal_amp=0.0, ellipsoidal_sigma=0.2,
                          single_night_fraction=0.2, anti_transit_ratio=5.0, red_noise=1.0,
-                         blend_hip=0, blend_snr=0.0, checks={"sde": ok, "snr": True},
+                         blend_hip=0, blend_snr=0.0, snr_err=1.2, checks={"sde": ok, "snr": True},
                          aliases="1.650000 6.600000" if hip == 2 else "")
     rows = [cand(1, 9.0, False), cand(2, 30.0, True), cand(3, 12.0, True)]
     csv_path, h5_path = write_candidates(tmp_path, rows, {"sde": "SDE >= 10", "snr": "x"})
@@ -283,29 +316,74 @@ def _candidate(hip: int, period: float, aliases: str = "", ok: bool = True) -> C
                      odd_even_sigma=0.5, secondary_depth=0.0, secondary_sigma=0.1,
                      ellipsoidal_amp=0.0, ellipsoidal_sigma=0.2, single_night_fraction=0.2,
                      anti_transit_ratio=5.0, red_noise=1.0, blend_hip=0, blend_snr=0.0,
-                     aliases=aliases, checks={"snr": ok})
+                     snr_err=1.3, aliases=aliases, checks={"snr": ok})
 
 
 def test_a_transit_is_recovered_at_its_period_a_harmonic_or_a_named_alias() -> None:
-    injected = [TransitSpec(hip, 2.344, JD0, 0.02, 3.0) for hip in range(1, 7)]
+    injected = [TransitSpec(hip, 2.344, JD0, 0.02, 3.0) for hip in range(1, 8)]
     rows = (
         _candidate(1, 2.3441),  # the period itself
         _candidate(2, 4.6885),  # twice it
         _candidate(3, 3.5165, aliases="7.031 2.3445"),  # 3/2 of it, the period an alias
         _candidate(4, 3.5165, aliases="7.031"),  # 3/2 of it, the period not named
         _candidate(5, 2.344, ok=False),  # at the period but failed the vetting
-        # star 6: no peak; stars 7 and 8 without a transit, 8 with a passed candidate
-        _candidate(8, 1.7),
+        _candidate(7, 1.5627, aliases="4.6876"),  # 2/3 of it, twice the period an alias
+        # star 6: no peak; stars 8 and 9 without a transit, 9 with a passed candidate
+        _candidate(9, 1.7),
     )
-    nights = {h: StarResult(h, 2000, 60) for h in range(1, 9)}
-    report = SearchReport(Path("."), "LPC", (), (), 8, (), rows, 0, 1.0, 60.0, nights)
-    rec = recovery_of(injected, report, list(range(1, 9)))
-    assert rec.recovered.tolist() == [True, True, True, False, False, False]
-    assert rec.exact.tolist() == [True, False, False, False, False, False]
-    assert rec.by_an_alias(0.02) == 1
-    assert rec.fraction(0.02) == pytest.approx(3 / 6)
-    assert [c.hip for c in rec.false] == [8]
+    nights = {h: StarResult(h, 2000, 60) for h in range(1, 10)}
+    report = SearchReport(Path("."), "LPC", (), (), 9, (), rows, 0, 1.0, 60.0, nights)
+    rec = recovery_of(injected, report, list(range(1, 10)))
+    assert rec.recovered.tolist() == [True, True, True, False, False, False, True]
+    assert rec.exact.tolist() == [True, False, False, False, False, False, False]
+    assert rec.through_alias.tolist() == [False, False, True, False, False, False, True]
+    assert rec.by_an_alias(0.02) == 2
+    assert rec.fraction(0.02) == pytest.approx(4 / 7)
+    assert [c.hip for c in rec.false] == [9]
     assert rec.false_per_1000 == pytest.approx(1000 / 2)
     # a star seen on fewer than half the nights does not count, injected or not
     few = dataclasses.replace(report, results={**nights, 1: StarResult(1, 200, 20)})
-    assert len(recovery_of(injected, few, list(range(1, 9))).injected) == 5
+    assert len(recovery_of(injected, few, list(range(1, 10))).injected) == 6
+
+
+def test_a_star_s_candidate_is_its_strongest_peak_that_passed() -> None:
+    # the search ranked three peaks by S/N: three times the period first, which fails (its
+    # box holds three times the share of points in transit), then the period, then a third
+    jd, _, _ = season_points(range(20))
+    m = measure_transit(jd, 1.0 - 0.01 * _box(jd), np.full(len(jd), 0.003), P, EPOCH, DUR)
+    peaks = (Peak(1, 5.0, m, same_transits=(2,)), Peak(2, 5.0, m, same_transits=(1, 3)),
+             Peak(3, 5.0, m, same_transits=(2,)))
+    results = {4: StarResult(4, 2000, 20, peaks=peaks)}
+    rows = [dataclasses.replace(_candidate(4, 3 * P, ok=False), rank=1, snr=41.0),
+            dataclasses.replace(_candidate(4, P), rank=2, snr=40.0),
+            dataclasses.replace(_candidate(4, 1.3 * P), rank=3, snr=12.0)]
+    ranked = _passed_first(rows, results)
+    assert {c.rank: c.period for c in ranked} == {1: P, 2: 1.3 * P, 3: 3 * P}
+    # the star's result is renumbered with it, so each sheet finds its own light curve
+    assert [p.rank for p in results[4].peaks] == [1, 2, 3]
+    assert [p.same_transits for p in results[4].peaks] == [(2, 3), (1,), (1,)]
+    # when none passed, the strongest keeps rank 1
+    failed = [dataclasses.replace(c, checks={"snr": False}) for c in rows]
+    results = {4: StarResult(4, 2000, 20, peaks=peaks)}
+    assert {c.rank: c.period for c in _passed_first(failed, results)} == {
+        1: 3 * P, 2: P, 3: 1.3 * P}
+
+
+def _red(rng: np.random.Generator, n: int, points: float) -> np.ndarray:
+    """Unit-variance AR(1) noise correlated over ``points`` points."""
+    a = np.exp(-1.0 / points)
+    out: np.ndarray = lfilter([np.sqrt(1 - a * a)], [1.0, -a], rng.standard_normal(n))
+    return out
+
+
+def test_the_s_n_error_matches_its_scatter_over_noise_draws() -> None:
+    # noise correlated over half an hour: beta is about 2.9, measured on about 150 windows,
+    # so the S/N (about 16) scatters by more than 1 between draws, as snr_err says
+    jd, _, _ = season_points(range(40))
+    rng = np.random.default_rng(3)
+    draws = [measure_transit(jd, 1.0 - 0.01 * _box(jd) + 0.003 * _red(rng, len(jd), 6.0),
+                             np.full(len(jd), 0.003), P, EPOCH, DUR) for _ in range(200)]
+    snr = np.array([m.snr for m in draws])
+    err = np.array([m.snr_err for m in draws])
+    assert snr.std() > 1.2
+    assert snr.std() == pytest.approx(err.mean(), rel=0.15)

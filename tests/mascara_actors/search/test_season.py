@@ -347,11 +347,11 @@ def test_no_star_without_a_transit_gives_a_candidate(searched: Recovery) -> None
 @pytest.mark.season
 @long_timeout
 def test_the_recovered_fractions_per_depth(searched: Recovery) -> None:
-    # Talens et al. 2018: 84.0, 60.5 and 20.7 % at 2, 1 and 0.5 %; on this season 0.93,
-    # 0.71 and 0.38, of which 5, 0 and 0 through an alias
+    # Talens et al. 2018: 84.0, 60.5 and 20.7 % at 2, 1 and 0.5 %; on this season 0.90,
+    # 0.71 and 0.41
     for depth, talens in TALENS_2018.items():
         assert searched.fraction(depth) > talens, depth
-    # at the period itself, without the aliases: 0.76, 0.68 and 0.35
+    # at the period itself, without the harmonics and aliases: 0.79, 0.68 and 0.38
     assert searched.fraction(0.02, exact=True) >= 0.7
     assert searched.fraction(0.01, exact=True) > TALENS_2018[0.01]
 
@@ -362,7 +362,7 @@ def test_the_recovered_fractions_per_depth(searched: Recovery) -> None:
 def test_a_candidates_aliases_are_its_stars_passed_peaks_on_the_same_transits(
         searched: Recovery) -> None:
     """Every alias a candidate names is the period of another passed peak of its star, of
-    S/N within 1 of its own."""
+    S/N within the larger of their standard errors."""
     rows = searched.search.candidates
     named = 0
     for c in rows:
@@ -370,7 +370,8 @@ def test_a_candidates_aliases_are_its_stars_passed_peaks_on_the_same_transits(
             (other,) = [o for o in rows if o.hip == c.hip and o.rank != c.rank
                         and abs(o.period - period) < 1e-5]
             assert other.passed
-            assert abs(other.snr - c.snr) < 1.0
+            assert abs(other.snr - c.snr) < max(other.snr_err, c.snr_err)
+            assert 1.0 <= c.snr_err < 0.5 * c.snr
             named += 1
     # the season's deep transits give several such families: the test is not vacuous
     assert named >= 5
