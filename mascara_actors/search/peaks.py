@@ -41,8 +41,7 @@ def calibration_sidebands(file_days: Sequence[float]) -> tuple[float, ...]:
     what it leaves changes from one file to the next, so the sidereal day of the season's
     light curves is modulated at 1/T (quiet stars then show dips at about 1.07 days in
     15-day files). The typical length sets the modulation: a short file at the end of a
-    season adds little, and masking its own sideband would cost a band of periods. The
-    upper sideband (periods under a day) is outside the search."""
+    season adds little. The upper sideband (periods under a day) is outside the search."""
     spans = [float(t) for t in file_days if t > 1.0]
     if not spans:
         return ()

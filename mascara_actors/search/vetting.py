@@ -111,9 +111,9 @@ def vet(m: TransitMeasure, *, sde: float, sptype: str, blend_snr: float,
         "ellipsoidal": m.ellipsoidal_sigma <= t.ellipsoidal,
         "in_transit": m.in_transit_fraction <= t.in_transit_excess * m.duration / m.period,
         "duration": m.duration <= t.duration_excess * central_duration(m.period, sptype),
-        "alias": bool(alias_free(np.array([m.period]), t.alias_tolerance)[0]) and (
-            m.snr >= t.sideband_snr or bool(alias_free(
-                np.array([m.period]), t.alias_tolerance, t.sidebands, t.sideband_width)[0])),
+        "alias": bool(alias_free(np.array([m.period]), t.alias_tolerance,
+                                 () if m.snr >= t.sideband_snr else t.sidebands,
+                                 t.sideband_width)[0]),
         "blend": blend_snr < m.snr,
     }
 

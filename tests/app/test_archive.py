@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from distributed import Client
 
 from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
@@ -347,6 +348,10 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = re.search(r'"address": "([^"]+)"', scheduler_file.read_text()).group(1)
+        # both workers in before the run starts: on busy cores the second one can take
+        # longer to start than the first takes to reduce both nights
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
         daemons.append(run := subprocess.Popen(
             [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
              str(out), "--scheduler", address, "--retries", "2", "--nights", "20260320"],
