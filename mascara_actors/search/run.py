@@ -356,6 +356,8 @@ def _blends(pool: Executor, season: SeasonInputs, s: SearchSettings,
 def _candidates(camera: str, data: Mapping[int, tuple[float, str, float, float]],
                 found: list[StarResult], blend: Mapping[tuple[int, int], tuple[int, float]],
                 limits: Thresholds) -> list[Candidate]:
+    """One row per kept peak, vetted and with its aliases (:func:`_passed_first` ranks
+    and sorts them)."""
     rows = []
     for r in found:
         vmag, sptype, ra, dec = data.get(r.hip, (float("nan"), "?", float("nan"),
@@ -376,7 +378,7 @@ def _candidates(camera: str, data: Mapping[int, tuple[float, str, float, float]]
                 anti_transit_ratio=m.anti_transit_ratio, red_noise=m.red_noise,
                 blend_hip=n_hip, blend_snr=n_snr, snr_err=m.snr_err,
                 checks=vet(m, sde=p.sde, sptype=sptype, blend_snr=n_snr, limits=limits)))
-    return sort_by_significance(_with_aliases(rows, found))
+    return _with_aliases(rows, found)
 
 
 def _with_aliases(rows: list[Candidate], found: list[StarResult]) -> list[Candidate]:
