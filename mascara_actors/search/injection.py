@@ -137,16 +137,19 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
             best[c.hip] = c
     kept = tuple(t for t in injected if of_season(t.hip))
     found = tuple(best.get(t.hip) for t in kept)
-    direct = np.array([c is not None and c.passed
-                       and _matches(c.period, t.period_d, period_tolerance)
-                       for t, c in zip(kept, found, strict=True)], bool)
-    through_alias = np.array([c is not None and c.passed and not at_period
+    passed = [c if c is not None and c.passed else None for c in found]
+
+    def at(harmonics: tuple[float, ...]) -> np.ndarray:
+        return np.array([c is not None and _matches(c.period, t.period_d, period_tolerance,
+                                                     harmonics)
+                         for t, c in zip(kept, passed, strict=True)], bool)
+
+    direct, exact = at(HARMONICS), at((1.0,))
+    through_alias = np.array([c is not None and not at_period
                               and any(_matches(a, t.period_d, period_tolerance)
                                       for a in c.alias_periods)
-                              for t, c, at_period in zip(kept, found, direct, strict=True)], bool)
-    exact = np.array([c is not None and c.passed
-                      and _matches(c.period, t.period_d, period_tolerance, (1.0,))
-                      for t, c in zip(kept, found, strict=True)], bool)
+                              for t, c, at_period in zip(kept, passed, direct, strict=True)],
+                             bool)
     hit = {t.hip for t in injected}
     nulls = [h for h in searched if h not in hit and of_season(h)]
     false = tuple(c for c in report.passed if c.hip in set(nulls))

@@ -214,7 +214,6 @@ def test_correlated_noise_raises_the_depth_error() -> None:
 def _measure(**change: float):  # type: ignore[no-untyped-def]
     jd, flux, err = _season()
     m = measure_transit(jd, flux, err, P, EPOCH, DUR)
-    import dataclasses
     return dataclasses.replace(m, **change)
 
 
@@ -237,7 +236,6 @@ def test_each_criterion_fails_on_what_it_is_for() -> None:
         "alias": ({"period": 2 * SIDEREAL_DAY}, {}),
         "blend": ({}, {"blend_snr": 1e3}),
     }
-    import dataclasses
     for name, (measure_change, call_change) in cases.items():
         m = dataclasses.replace(good, **measure_change)
         kwargs = {"sde": 15.0, "sptype": "A", "blend_snr": 0.0, **call_change}
