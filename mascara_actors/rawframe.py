@@ -25,6 +25,7 @@ from astropy.io.fits.verify import VerifyError
 from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import FrameError
 from mascara_actors.fits_layout import check_fits_layout
+from mascara_actors.rice_rows import CODEC_ERRORS, read_rice_rows
 from mascara_actors.sidereal import (
     SIDEREAL_DAY_S,
     SLOT_SIDEREAL_S,
@@ -43,6 +44,7 @@ __all__ = [
     "check_raw_pixels",
     "parse_raw_filename",
     "raw_filename",
+    "raw_pixels",
     "read_raw",
     "read_raw_header",
     "write_raw",
@@ -401,6 +403,22 @@ def read_raw_header(path: str | Path) -> RawHeader:
     return _read(Path(path), pixels=False)[0]
 
 
+def raw_pixels(path: Path, hdul: fits.HDUList, hdu: Any) -> np.ndarray:
+    """The pixels of image HDU ``hdu`` of ``hdul``, opened from ``path``: Rice row tiles by
+    the fast decoder (:mod:`~mascara_actors.rice_rows`), anything else by astropy.
+
+    ValueError for damaged compressed data, as for the other ways a file can be unreadable.
+    """
+    try:
+        if isinstance(hdu, fits.CompImageHDU):
+            data = read_rice_rows(path, hdul.index(hdu))
+            if data is not None:
+                return data
+        return np.asarray(hdu.data)
+    except CODEC_ERRORS as exc:
+        raise ValueError(f"damaged compressed pixels: {exc}") from None
+
+
 def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
     check_fits_layout(path)
     data = None
@@ -412,7 +430,7 @@ def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
             header = hdu.header.copy()
             check_raw_pixels(header, str(path))
             if pixels:
-                data = np.asarray(hdu.data)
+                data = raw_pixels(path, hdul, hdu)
     except FrameError:
         raise
     except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError) as exc:

@@ -26,6 +26,7 @@ from mascara_actors.rawframe import (
     RawHeader,
     check_name_agrees,
     check_raw_pixels,
+    raw_pixels,
 )
 
 __all__ = ["Source", "open_source", "screen", "too_few"]
@@ -80,7 +81,7 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
                 stack.push(closer.pop_all())  # keep the file open for the sections
                 section = hdu.section
                 return Source(name, header, shape, lambda r0, r1: section[r0:r1])
-            data = np.asarray(hdu.data)
+            data = raw_pixels(path, hdul, hdu)
     except (FrameError, CalibrationError):
         raise
     except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:

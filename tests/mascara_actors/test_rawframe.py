@@ -24,6 +24,7 @@ from mascara_actors.rawframe import (
     read_raw,
     write_raw,
 )
+from mascara_actors.rice_rows import FAST_RICE, read_rice_rows
 
 NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
 LSTSEQ = 65344245
@@ -126,4 +127,81 @@ def test_a_rice_compressed_float_frame_is_refused(tmp_path: Path, frame: RawFram
     hdu = fits.CompImageHDU(frame.data.astype(np.float32), header=cards, compression_type="RICE_1")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
     with pytest.raises(FrameError, match=re.escape(f"{path}: pixels are float32")):
+        read_raw(path)
+
+
+# --- Rice row tiles: the fast decoder against astropy's general reader ---------------------
+
+
+def _write_tiles(path: Path, frame: RawFrame, **layout: object) -> Path:
+    cards = fits.Header(list(frame.header.to_cards().items()))
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(frame.data, header=cards, **layout)]
+                 ).writeto(path)
+    return path
+
+
+def _heap(path: Path) -> tuple[int, int, int]:
+    """File offsets of HDU 1's compressed table and of its heap; the heap's size (bytes)."""
+    with fits.open(path, disable_image_compression=True) as hdul:
+        start, header = hdul[1].fileinfo()["datLoc"], hdul[1].header
+        table = header["NAXIS1"] * header["NAXIS2"]
+        return start, start + header.get("THEAP", table), header["PCOUNT"]
+
+
+def test_rice_row_tiles_decode_to_the_pixels_astropy_reads(tmp_path: Path, frame: RawFrame) -> None:
+    assert FAST_RICE, "astropy moved its Rice codec: raw frames fall back to the slow reader"
+    data = frame.data.copy()
+    data[0, :4] = [0, 1, 32768, 65535]  # both ends of the type and the BZERO wrap
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), data, frame.header)
+    fast = read_rice_rows(path, 1)
+    assert fast is not None
+    assert fast.dtype == np.uint16
+    with fits.open(path) as hdul:
+        assert np.array_equal(fast, hdul[1].data)
+    assert np.array_equal(read_raw(path).data, data)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param({"compression_type": "RICE_1", "tile_shape": (16, 16)}, id="square-tiles"),
+        pytest.param({"compression_type": "GZIP_1"}, id="gzip-tiles"),
+    ],
+)
+def test_other_tile_layouts_are_read_by_astropy(
+    tmp_path: Path, frame: RawFrame, layout: dict
+) -> None:
+    path = _write_tiles(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), frame, **layout)
+    assert read_rice_rows(path, 1) is None
+    assert np.array_equal(read_raw(path).data, frame.data)
+
+
+def test_a_tile_pointing_outside_the_heap_makes_the_frame_unreadable(
+    tmp_path: Path, frame: RawFrame
+) -> None:
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), frame.data,
+                     frame.header)
+    start, _, size = _heap(path)
+    raw = bytearray(path.read_bytes())
+    raw[start + 4:start + 8] = size.to_bytes(4, "big")  # row 0 starts where the heap ends
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FrameError, match=re.escape(
+            f"{path}: unreadable FITS file (a tile descriptor points outside the heap)")):
+        read_raw(path)
+
+
+@pytest.mark.parametrize(
+    "layout", [{}, {"tile_shape": (16, 16)}], ids=["row-tiles", "square-tiles"]
+)
+def test_damaged_rice_bytes_make_the_frame_unreadable(
+    tmp_path: Path, frame: RawFrame, layout: dict
+) -> None:
+    path = _write_tiles(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), frame,
+                        compression_type="RICE_1", **layout)
+    _, heap_at, size = _heap(path)
+    raw = bytearray(path.read_bytes())
+    raw[heap_at:heap_at + size] = b"\xff" * size  # every tile's bit stream overruns its end
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FrameError, match=re.escape(
+            f"{path}: unreadable FITS file (damaged compressed pixels: decompression error")):
         read_raw(path)
