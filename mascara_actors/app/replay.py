@@ -20,7 +20,7 @@ from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.frames import FrameReady
 from mascara_actors.messages import WorkerSpec
 from mascara_actors.night_window import NightWindow, night_window
-from mascara_actors.rawframe import RawHeader, read_raw
+from mascara_actors.rawframe import RawHeader, read_raw_header
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightId, NightLock
 from mascara_actors.storage.provenance import (
@@ -67,11 +67,11 @@ class ReplayJob:
 
 
 def _first_header(night: RecordedNight) -> tuple[Path, RawHeader]:
-    """The header of the first frame that reads (a bad frame fails alone, later)."""
+    """The header of the first frame whose header reads (a bad frame fails alone, later)."""
     problems = []
     for frame in night.frames():
         try:
-            return frame.path, read_raw(frame.path).header
+            return frame.path, read_raw_header(frame.path)
         except FrameError as exc:
             problems.append(str(exc))
     raise ConfigError(
