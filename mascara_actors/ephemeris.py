@@ -19,6 +19,7 @@ __all__ = [
     "night_date",
     "site_location",
     "sun_altitude",
+    "sun_altitude_near",
     "sun_moon",
 ]
 
@@ -88,6 +89,42 @@ def sun_altitude(jd_utc: float | np.ndarray, site: SiteConfig) -> np.ndarray:
     return alt
 
 
+_NEAR_STRIDE = 6
+"""Grid points per interval at which :func:`sun_altitude_near` computes the altitude."""
+_NEAR_MARGIN_DEG = 2.0
+"""How far (deg) an interval's ends may lie from a level and still cross it, both ways: the
+Sun's altitude bends away from a straight line by under 0.2 deg in half an hour at the
+altitudes where nights begin and end."""
+
+
+def sun_altitude_near(jd_utc: np.ndarray, site: SiteConfig, levels: tuple[float, ...]
+                      ) -> np.ndarray:
+    """The Sun's altitude (deg) on an even time grid ``jd_utc`` (JD, UTC), exact wherever
+    it may cross one of ``levels`` (deg), so that the crossings found are those of
+    :func:`sun_altitude` on the whole grid, for about a fifth of its cost.
+
+    The altitude is computed at every sixth point, and between two of them only where
+    their altitudes come within 2 degrees of a level; elsewhere it is interpolated, which
+    keeps every point on the same side of every level. That assumes the Sun does not cross
+    a level twice within six grid steps, which holds for grids of minutes and levels that
+    the Sun passes at dusk and dawn (not within degrees of its highest or lowest altitude).
+    """
+    n = len(jd_utc)
+    coarse = np.unique(np.r_[np.arange(0, n, _NEAR_STRIDE), n - 1])
+    alt: np.ndarray = np.interp(np.arange(n), coarse, sun_altitude(jd_utc[coarse], site))
+    ends = alt[coarse]
+    lo, hi = np.minimum(ends[:-1], ends[1:]), np.maximum(ends[:-1], ends[1:])
+    near = np.zeros(lo.size, bool)
+    for level in levels:
+        near |= (lo - _NEAR_MARGIN_DEG <= level) & (level <= hi + _NEAR_MARGIN_DEG)
+    inner = [np.arange(a + 1, b) for a, b in zip(coarse[:-1][near], coarse[1:][near],
+                                                 strict=True)]
+    if inner:
+        at = np.concatenate(inner)
+        alt[at] = sun_altitude(jd_utc[at], site)
+    return alt
+
+
 def night_date(jd_utc: float, site: SiteConfig, *, horizon_deg: float = 0.0) -> date:
     """UTC date of the sunset that began the night containing ``jd_utc``.
 
@@ -96,7 +133,7 @@ def night_date(jd_utc: float, site: SiteConfig, *, horizon_deg: float = 0.0) -> 
     midnight (the legacy bug fixed in lsreduce aafe892).
     """
     grid = jd_utc - np.arange(0, 24 * 12 + 1)[::-1] / (24 * 12)
-    alt = sun_altitude(grid, site)
+    alt = sun_altitude_near(grid, site, (horizon_deg,))
     down = np.nonzero((alt[:-1] >= horizon_deg) & (alt[1:] < horizon_deg))[0]
     # Polar day or night does not happen at these sites; without a sunset, the date of jd_utc.
     crossing = float(grid[down[-1] + 1]) if down.size else jd_utc

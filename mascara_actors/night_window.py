@@ -15,7 +15,7 @@ from datetime import date
 import numpy as np
 
 from mascara_actors.config import NightConfig, SiteConfig
-from mascara_actors.ephemeris import night_date, sun_altitude
+from mascara_actors.ephemeris import night_date, sun_altitude, sun_altitude_near
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
 
 __all__ = ["NightWindow", "first_slot_past", "night_window"]
@@ -94,8 +94,8 @@ def night_window(site: SiteConfig, jd_utc: float, night: NightConfig) -> NightWi
     """
     grid = jd_utc + np.arange(-round(1.0 / _GRID_STEP_D), round(1.5 / _GRID_STEP_D) + 1) \
         * _GRID_STEP_D
-    alt = sun_altitude(grid, site)
     start_alt, stop_alt = night.sun_alt_start_deg, night.sun_alt_stop_deg
+    alt = sun_altitude_near(grid, site, (start_alt, stop_alt))
     downs = np.flatnonzero((alt[:-1] >= start_alt) & (alt[1:] < start_alt))
     ups = np.flatnonzero((alt[:-1] < stop_alt) & (alt[1:] >= stop_alt))
     slot_days = slot_length_solar_s() / 86400.0
