@@ -58,7 +58,7 @@ from mascara_actors.rawframe import (
 )
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, slot_length_solar_s
 
-__all__ = ["FrameFile", "RecordedNight", "ReplayStats", "paced_frames"]
+__all__ = ["BorrowedDarks", "FrameFile", "RecordedNight", "ReplayStats", "paced_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,15 @@ class FrameFile:
     """Camera letter, N/E/S/W/C."""
     kind: str
     """``science``, ``dark``, ``bias`` or ``flat``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BorrowedDarks:
+    """Darks of another night of the camera, for a night that took too few of its own."""
+
+    night: str
+    """The night they were taken (``YYYYMMDD``), for the notes."""
+    paths: tuple[Path, ...]
 
 
 @dataclass(frozen=True, slots=True)

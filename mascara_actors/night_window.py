@@ -9,6 +9,8 @@ after the stop.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -18,7 +20,7 @@ from mascara_actors.config import NightConfig, SiteConfig
 from mascara_actors.ephemeris import night_date, sun_altitude, sun_altitude_near
 from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date, slot_length_solar_s
 
-__all__ = ["NightWindow", "first_slot_past", "night_window"]
+__all__ = ["FRAMES_SUN_ALT_DEG", "NightWindow", "first_slot_past", "frames_window", "night_window"]
 
 _GRID_STEP_D = 5.0 / 1440.0  # the Sun moves at most 1.25 degrees in altitude in 5 minutes
 
@@ -116,3 +118,18 @@ def night_window(site: SiteConfig, jd_utc: float, night: NightConfig) -> NightWi
         f"the Sun does not go below {start_alt} deg and back above {stop_alt} deg at "
         f"{site.name} around JD {jd_utc:.3f}: check [night] in reduction.toml"
     )
+
+
+FRAMES_SUN_ALT_DEG = 10.0
+"""A recorded night holds the frames taken with the Sun below this altitude (the highest a
+station may be configured to observe at) in the night of most of its frames."""
+
+
+def frames_window(site: SiteConfig, night: NightConfig, lstseqs: Sequence[int]) -> NightWindow:
+    """The night most of the slots ``lstseqs`` belong to, from Sun +10 deg at dusk to +10 deg
+    at dawn (:data:`FRAMES_SUN_ALT_DEG`): a frame outside it is of another night."""
+    middle = sorted(lstseqs)[len(lstseqs) // 2]
+    wide = dataclasses.replace(
+        night, sun_alt_start_deg=FRAMES_SUN_ALT_DEG, sun_alt_stop_deg=FRAMES_SUN_ALT_DEG
+    )
+    return night_window(site, float(lstseq2date(middle, format="jd")), wide)

@@ -5,13 +5,12 @@ all reduce a recorded night through here, so their outputs are the same bytes.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.recorded import RecordedNight, paced_frames
+from hw.recorded import BorrowedDarks, RecordedNight, paced_frames
 from mascara_actors.actors.pipeline import NightPlan, NightReport
 from mascara_actors.actors.resume import resume_point
 from mascara_actors.calibration import make_masters
@@ -19,9 +18,8 @@ from mascara_actors.config import CameraConfig, Config
 from mascara_actors.errors import ConfigError, FrameError
 from mascara_actors.frames import FrameReady
 from mascara_actors.messages import WorkerSpec
-from mascara_actors.night_window import NightWindow, night_window
+from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import RawHeader, read_raw_header
-from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightId, NightLock
 from mascara_actors.storage.provenance import (
     Provenance,
@@ -31,12 +29,10 @@ from mascara_actors.storage.provenance import (
 )
 
 __all__ = [
-    "BorrowedDarks",
     "ReplayJob",
     "plan_replay",
     "record_complete",
     "replay_frames",
-    "replay_window",
 ]
 
 
@@ -100,15 +96,6 @@ def _camera(config: Config, night: RecordedNight, camera_id: str | None) -> Came
     return camera
 
 
-@dataclass(frozen=True, slots=True)
-class BorrowedDarks:
-    """Darks of another night of the camera, for a night that took too few of its own."""
-
-    night: str
-    """The night they were taken (``YYYYMMDD``), for the notes."""
-    paths: tuple[Path, ...]
-
-
 def plan_replay(
     directory: str | Path | RecordedNight,
     out: str | Path,
@@ -160,7 +147,8 @@ def plan_replay(
             f"recorded night {directory} holds no science frames (only "
             f"{len(night)} calibration frames): nothing to reduce"
         )
-    window = replay_window(config, camera, [lstseq for lstseq, _ in science])
+    window = frames_window(camera.site, config.reduction.night,
+                           [lstseq for lstseq, _ in science])
     nid = NightId(window.night.strftime("%Y%m%d"), camera.site.code, camera.letter)
     out = Path(out)
     night_dir = nid.night_dir(out)
@@ -257,21 +245,6 @@ def _calibration_frames(
     return {k: [f.path for f in chosen if f.kind == k] for k in ("bias", "dark", "flat")}, note
 
 
-REPLAY_SUN_ALT_DEG = 10.0
-"""The replay accepts the frames taken with the Sun below this altitude (the highest a
-station may be configured to observe at) in the night of most of the frames."""
-
-
-def replay_window(config: Config, camera: CameraConfig, lstseqs: list[int]) -> NightWindow:
-    """The night most of ``lstseqs`` belong to, from Sun +10 deg at dusk to +10 deg at dawn:
-    a frame outside it is of another night."""
-    middle = sorted(lstseqs)[len(lstseqs) // 2]
-    wide = dataclasses.replace(
-        config.reduction.night,
-        sun_alt_start_deg=REPLAY_SUN_ALT_DEG,
-        sun_alt_stop_deg=REPLAY_SUN_ALT_DEG,
-    )
-    return night_window(camera.site, float(lstseq2date(middle, format="jd")), wide)
 
 async def replay_frames(
     job: ReplayJob, *, realtime: bool, speed: float

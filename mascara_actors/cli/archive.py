@@ -79,8 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; the exit code is in the module docstring."""
-    # the pipeline and Dask are imported here, not with the module: `--help` stays instant
-    from mascara_actors.app.archive.run import ArchiveRun, archive_client
+    # Dask and the archive are imported here, not with the module: `--help` stays instant
+    # and `--dry-run` does without Dask
     from mascara_actors.app.archive.scan import scan_archive
     from mascara_actors.cli.progress import progress_bar
     from mascara_actors.config import load_config
@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         console.print(_plan_table(scan.nights, args.out, config.directory))
         return 0
+    from mascara_actors.app.archive.run import ArchiveRun, archive_client
+
     archive = ArchiveRun(
         scan.nights,
         root=args.root,

@@ -32,8 +32,9 @@ from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
 from hw.sim.sky import SimulationSettings
 from mascara_actors.app.archive.manifest import read_manifest
+from mascara_actors.app.archive.night import reduce_camera_night
 from mascara_actors.app.archive.scan import scan_archive
-from mascara_actors.app.archive.task import NightTask, reduce_camera_night
+from mascara_actors.app.archive.task import NightTask
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
@@ -426,7 +427,7 @@ def test_a_night_killed_in_its_combine_is_finished_by_the_retry(
                             nights="20260320", cameras=["LPC"]).nights
     out = tmp_path / "out"
     task = NightTask(night, out, archive.config, ("test",), tmp_path / "stop", archive.root)
-    code = ("import pickle, sys; from mascara_actors.app.archive.task import "
+    code = ("import pickle, sys; from mascara_actors.app.archive.night import "
             "reduce_camera_night; reduce_camera_night(pickle.loads(sys.stdin.buffer.read()))")
     killed = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(task),
                             start_new_session=True, timeout=240, capture_output=True,

@@ -32,7 +32,7 @@ from distributed.security import Security
 
 from mascara_actors.app.archive.manifest import manifest_path, write_manifest
 from mascara_actors.app.archive.scan import CameraNight
-from mascara_actors.app.archive.task import NightOutcome, NightTask, reduce_camera_night
+from mascara_actors.app.archive.task import NightOutcome, NightTask
 from mascara_actors.errors import ConfigError
 from mascara_actors.storage import event_log_path
 from mascara_actors.storage.provenance import SOFTWARE
@@ -211,7 +211,7 @@ class ArchiveRun:
         counter = _FrameCounter(self.out, self.nights)
         futures: dict[Future[NightOutcome], NightTask] = {
             client.submit(
-                reduce_camera_night,
+                _reduce_on_worker,
                 task,
                 key=f"night-{task.night.key}-{self.run_id}",
                 retries=self.retries,
@@ -288,6 +288,14 @@ class ArchiveRun:
             frames=n.science,
             error=f"{type(exc).__name__}: {exc} (after {self.retries} retries)",
         )
+
+
+def _reduce_on_worker(task: NightTask) -> NightOutcome:
+    """The task Dask runs: :func:`~mascara_actors.app.archive.night.reduce_camera_night`."""
+    # Imported where the night runs: this client then starts without the pipeline (0.8 s).
+    from mascara_actors.app.archive.night import reduce_camera_night
+
+    return reduce_camera_night(task)
 
 
 def _abandoned(task: NightTask) -> NightOutcome:

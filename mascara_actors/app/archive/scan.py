@@ -5,8 +5,9 @@ A raw frame's name gives its lstseq, camera letter and kind (``00123456C.fits``,
 ``00123456Cdark.fits.fz``); its header gives the site (``SITE-OBS``), so the camera id
 (``LPC``). Frames of one camera letter in one directory are split into runs where they are
 more than :data:`NIGHT_GAP_SLOTS` apart (a day lies between two nights); one header per run
-names its site, and the run's night is the one :func:`~mascara_actors.app.replay.replay_window`
-gives, as for ``--replay`` (once per site and local day). Runs of the same camera and night
+names its site, and the run's night is the one
+:func:`~mascara_actors.night_window.frames_window` gives, as for ``--replay`` (once per site
+and local day). Runs of the same camera and night
 in other directories join.
 
 Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
@@ -24,9 +25,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from mascara_actors.app.replay import BorrowedDarks, replay_window
+from hw.recorded import BorrowedDarks
 from mascara_actors.config import CameraConfig, Config
 from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
 from mascara_actors.sidereal import lstseq2date
 
@@ -119,7 +121,7 @@ def scan_archive(
         day = int(float(lstseq2date(middle, format="jd")) + camera.site.longitude_deg / 360.0)
         key = (camera.site.name, day)
         if key not in nights_of:
-            window = replay_window(config, camera, lstseqs)
+            window = frames_window(camera.site, config.reduction.night, lstseqs)
             nights_of[key] = window.night.strftime("%Y%m%d")
         by_night[(camera.id, nights_of[key])].extend(run.frames)
     found = []

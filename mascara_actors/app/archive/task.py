@@ -1,55 +1,23 @@
-"""One camera-night of an archive, reduced on a Dask worker (or anywhere): the task.
+"""One camera-night of an archive as a task on Dask: what it is given and what it gives back.
 
-:func:`reduce_camera_night` runs the pipeline of ``--replay`` on the night's frames
-(:mod:`mascara_actors.app.replay`), so its products are the bytes a ``--replay`` of the
-night makes. It is idempotent: a night whose record says complete and whose products verify
-is not reduced again; an interrupted night resumes from its saved sets; a night holding
-another software version's products is refused. Expected failures come back as an outcome
-(the run goes on with the other nights); anything else raises, and Dask retries the task.
-
-A stop is asked for by creating the run's stop file (on the output disk, which every worker
-shares): a night not begun then does not begin, a running one reduces to the end of its
-current set, saves it, and stops; the next run resumes it without reducing a frame twice.
+The reduction itself is :func:`mascara_actors.app.archive.night.reduce_camera_night`; this
+module stays light, so that the client that submits the tasks starts without importing the
+pipeline.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-
-from hw.recorded import RecordedNight
-from mascara_actors.actors.pipeline import NightReport, run_night
 from mascara_actors.app.archive.scan import CameraNight
-from mascara_actors.app.replay import ReplayJob, plan_replay, record_complete, replay_frames
-from mascara_actors.catalogue import Catalogue
-from mascara_actors.config import load_config
-from mascara_actors.errors import MascaraError
-from mascara_actors.frames import FrameReady
-from mascara_actors.night_state import NightState
-from mascara_actors.sidereal import SET_SIZE
-from mascara_actors.storage.provenance import (
-    config_hash,
-    read_provenance,
-    verify_products,
-)
-from mascara_actors.summary import summarise_night
 
-__all__ = ["STATUSES", "NightOutcome", "NightTask", "reduce_camera_night"]
+__all__ = ["STATUSES", "NightOutcome", "NightTask"]
 
 STATUSES = ("reduced", "verified", "stopped", "incomplete", "failed", "not started")
 """An outcome's status: reduced by this run; complete before and verified (not reduced);
 stopped at a set's end by the run's stop; ran to its end with products missing; refused or
 failed (the error says why); not begun because the run was stopping."""
-
-_STOP_POLL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,109 +54,3 @@ class NightOutcome:
     @property
     def key(self) -> str:
         return f"{self.night}{self.camera}"
-
-
-@functools.cache
-def _catalogue() -> Catalogue:
-    """The catalogue, loaded once per worker process (it serves every night)."""
-    return Catalogue.load()
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def reduce_camera_night(task: NightTask) -> NightOutcome:
-    """Reduce ``task.night`` into ``task.out`` (blocking; the module docstring says how)."""
-    t0 = time.monotonic()
-    n = task.night
-    outcome = functools.partial(
-        NightOutcome, night=n.night, camera=n.camera_id, frames=n.science, worker=_worker_name()
-    )
-    if task.stop_file.exists():
-        return outcome(status="not started")
-    try:
-        config = load_config(task.config_dir)
-        night_dir = task.out / n.key
-        record = read_provenance(night_dir)
-        if (
-            record is not None
-            and record.made_here(config_hash(config.directory))
-            and not verify_products(night_dir, record)
-        ):
-            return outcome(status="verified", wall_s=time.monotonic() - t0)
-        job = plan_replay(
-            RecordedNight(task.archive_root, files=n.frames),
-            task.out,
-            config=config,
-            camera_id=n.camera_id,
-            command=task.command,
-            borrowed_darks=n.borrowed,
-        )
-        state = NightState()
-        report = anyio.run(_reduce, job, state, task.stop_file, backend="trio")
-    except MascaraError as exc:
-        return outcome(status="failed", error=str(exc), wall_s=time.monotonic() - t0)
-    if report.stopped_early:
-        status, error = "stopped", report.failure or ""
-    elif report.missing or not job.reduced(report):
-        status = "incomplete"
-        error = "; ".join(report.missing) or "no frame of the night could be reduced"
-    else:
-        record_complete(job)
-        summarise_night(job.plan.night_dir, config=config)
-        status, error = "reduced", ""
-    return outcome(
-        status=status,
-        error=error,
-        wall_s=time.monotonic() - t0,
-        reduced=state.frames_reduced,
-        failed=state.frames_failed,
-    )
-
-
-async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightReport:
-    """The night on this thread's event loop; the reduction in worker threads (one core's
-    worth: a Dask worker is a process per core)."""
-    catalogue = await anyio.to_thread.run_sync(_catalogue)
-    stop = anyio.Event()
-    asked = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch, stop_file, asked)
-        report = await run_night(
-            job.plan,
-            _to_set_end(replay_frames(job, realtime=False, speed=1.0), asked, stop),
-            catalogue,
-            state=state,
-            stop=stop,
-            worker_mode="thread",
-        )
-        tg.cancel_scope.cancel()
-    return report
-
-
-async def _watch(stop_file: Path, asked: anyio.Event) -> None:
-    while not await anyio.to_thread.run_sync(stop_file.exists):
-        await anyio.sleep(_STOP_POLL_S)
-    asked.set()
-
-
-async def _to_set_end(
-    frames: AsyncIterator[FrameReady], asked: anyio.Event, stop: anyio.Event
-) -> AsyncIterator[FrameReady]:
-    """``frames`` until a stop is ``asked``, then to the end of the current set: the night
-    is stopped (``stop``) before the first frame of the next set, so no frame it reduced is
-    left unsaved."""
-    current: int | None = None
-    async for frame in frames:
-        setidx = frame.lstseq // SET_SIZE
-        if asked.is_set() and current is not None and setidx != current:
-            stop.set()
-            return
-        current = setidx
-        yield frame
