@@ -245,7 +245,6 @@ def _calibration_frames(
     return {k: [f.path for f in chosen if f.kind == k] for k in ("bias", "dark", "flat")}, note
 
 
-
 async def replay_frames(
     job: ReplayJob, *, realtime: bool, speed: float
 ) -> AsyncIterator[FrameReady]:
