@@ -52,18 +52,18 @@ def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
     if layout is None:
         return None
     ny, nx, descriptor, blocksize = layout
-    main = header["NAXIS1"] * ny
-    heap_at = header.get("THEAP", main)
+    table = header["NAXIS1"] * ny
+    size = table + header["PCOUNT"]  # the table, then the heap (after a gap, if THEAP says)
     with path.open("rb") as fh:
         fh.seek(start)
-        buf = fh.read(heap_at + header["PCOUNT"])
-    if len(buf) < heap_at + header["PCOUNT"]:
+        buf = fh.read(size)
+    if len(buf) < size:
         raise ValueError("the compressed table is cut short")
     tiles = np.frombuffer(buf, descriptor, count=2 * ny).reshape(ny, 2).astype(np.int64)
     sizes, offsets = tiles[:, 0], tiles[:, 1]
-    if (sizes < 0).any() or (offsets < 0).any() or (sizes + offsets > header["PCOUNT"]).any():
+    heap = np.frombuffer(buf, np.uint8, offset=header.get("THEAP", table))
+    if (sizes < 0).any() or (offsets < 0).any() or (sizes + offsets > heap.size).any():
         raise ValueError("a tile descriptor points outside the heap")
-    heap = np.frombuffer(buf, np.uint8, offset=heap_at)
     codec = Rice1(blocksize=blocksize, bytepix=2, tilesize=nx)
     out = np.empty((ny, nx), dtype=np.int16)
     for row, (a, b) in enumerate(zip(offsets.tolist(), (offsets + sizes).tolist(), strict=True)):
@@ -86,6 +86,7 @@ def _row_tiles(header: fits.Header) -> tuple[int, int, str, int] | None:
         and header.get("TFIELDS") == 1
         and header.get("TTYPE1") == "COMPRESSED_DATA"
         and kind in _DESCRIPTOR
+        and header.get("NAXIS1") == 2 * np.dtype(_DESCRIPTOR.get(kind, "i1")).itemsize
         and form.lstrip("0123456789")[1:2] == "B"
         and header.get("ZTILE1", header.get("ZNAXIS1")) == header.get("ZNAXIS1")
         and header.get("ZTILE2", 1) == 1
