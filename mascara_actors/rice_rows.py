@@ -22,11 +22,13 @@ try:  # astropy's private codec; if it moves, the general reader still reads eve
     from astropy.io.fits.hdu.compressed._compression import CfitsioException
 except ImportError:  # pragma: no cover - depends on the astropy release
     Rice1 = None
-    CfitsioException = ValueError
+    CfitsioException = None
 
 __all__ = ["CODEC_ERRORS", "FAST_RICE", "read_rice_rows"]
 
-CODEC_ERRORS: tuple[type[Exception], ...] = (CfitsioException,)
+CODEC_ERRORS: tuple[type[Exception], ...] = (
+    (CfitsioException,) if CfitsioException is not None else ()
+)
 """What astropy's tile decoders raise on damaged compressed bytes (not a ValueError)."""
 
 FAST_RICE = Rice1 is not None
@@ -39,15 +41,20 @@ _DESCRIPTOR = {"P": ">i4", "Q": ">i8"}
 def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
     """The uint16 pixels (BZERO 32768) of the tile-compressed HDU ``index`` of ``path``.
 
-    None when the HDU is not 16-bit Rice with one row per tile; ValueError when its table
-    or heap does not fit the file (the caller reports the file as unreadable).
+    None when the HDU is not 16-bit Rice with one row per tile, or the whole file is
+    gzipped; ValueError when its table or heap does not fit the file, one of
+    :data:`CODEC_ERRORS` when a tile's bytes are damaged (the caller reports the file as
+    unreadable).
     """
     if Rice1 is None:
         return None
     with fits.open(path, memmap=False, disable_image_compression=True) as hdul:
         table = hdul[index]
         header = table.header
-        start = table.fileinfo()["datLoc"]
+        info = table.fileinfo()
+    if info["file"].compression is not None:  # datLoc is then in the unpacked bytes
+        return None
+    start = info["datLoc"]
     layout = _row_tiles(header)
     if layout is None:
         return None
@@ -86,7 +93,7 @@ def _row_tiles(header: fits.Header) -> tuple[int, int, str, int] | None:
         and header.get("TFIELDS") == 1
         and header.get("TTYPE1") == "COMPRESSED_DATA"
         and kind in _DESCRIPTOR
-        and header.get("NAXIS1") == 2 * np.dtype(_DESCRIPTOR.get(kind, "i1")).itemsize
+        and header.get("NAXIS1") == 2 * np.dtype(_DESCRIPTOR[kind]).itemsize
         and form.lstrip("0123456789")[1:2] == "B"
         and header.get("ZTILE1", header.get("ZNAXIS1")) == header.get("ZNAXIS1")
         and header.get("ZTILE2", 1) == 1
@@ -96,19 +103,19 @@ def _row_tiles(header: fits.Header) -> tuple[int, int, str, int] | None:
         and "ZBLANK" not in header
         and _setting(header, "BYTEPIX", 4) == 2
     )
-    if not simple:
+    blocksize = _setting(header, "BLOCKSIZE", 32)
+    if not simple or blocksize is None:
         return None
-    return (
-        int(header["ZNAXIS2"]), int(header["ZNAXIS1"]), _DESCRIPTOR[kind],
-        int(_setting(header, "BLOCKSIZE", 32)),
-    )
+    return int(header["ZNAXIS2"]), int(header["ZNAXIS1"]), _DESCRIPTOR[kind], blocksize
 
 
-def _setting(header: fits.Header, name: str, default: int) -> int:
-    """A compression parameter: the ZVALi whose ZNAMEi is ``name`` (FITS tile compression)."""
+def _setting(header: fits.Header, name: str, default: int) -> int | None:
+    """A compression parameter: the ZVALi whose ZNAMEi is ``name`` (FITS tile compression);
+    None when that ZVALi is missing or not an integer."""
     i = 1
     while f"ZNAME{i}" in header:
         if str(header[f"ZNAME{i}"]).upper() == name:
-            return int(header[f"ZVAL{i}"])
+            value = header.get(f"ZVAL{i}")
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
         i += 1
     return default

@@ -176,6 +176,59 @@ def test_other_tile_layouts_are_read_by_astropy(
     assert np.array_equal(read_raw(path).data, frame.data)
 
 
+def _rewrite_table(path: Path, *, wide: bool = False, gap: int = 0, drop: tuple[str, ...] = ()
+                   ) -> None:
+    """Rewrite HDU 1's compressed table in place: 64-bit (Q) descriptors when ``wide``, a
+    ``gap``-byte gap before the heap (THEAP), header cards ``drop`` removed."""
+    raw = path.read_bytes()
+    with fits.open(path, disable_image_compression=True) as hdul:
+        info, header = hdul[1].fileinfo(), hdul[1].header.copy()
+    rows = header["NAXIS2"]
+    table = header["NAXIS1"] * rows
+    data = raw[info["datLoc"]:info["datLoc"] + table + header["PCOUNT"]]
+    descriptors, heap = data[:table], data[table:]
+    if wide:
+        descriptors = np.frombuffer(descriptors, ">i4").astype(">i8").tobytes()
+        header["TFORM1"] = header["TFORM1"].replace("P", "Q")
+        header["NAXIS1"] = 16
+    for key in drop:
+        del header[key]
+    if gap:
+        header["THEAP"] = len(descriptors) + gap
+    header["PCOUNT"] = gap + len(heap)
+    body = descriptors + bytes(gap) + heap
+    body += bytes(-len(body) % 2880)
+    path.write_bytes(raw[:info["hdrLoc"]] + header.tostring(padding=True).encode() + body)
+
+
+@pytest.mark.parametrize(
+    ("change", "fast"),
+    [
+        pytest.param({"wide": True}, True, id="64-bit-descriptors"),
+        pytest.param({"gap": 1000}, True, id="gap-before-the-heap"),
+        pytest.param({"drop": ("ZNAME2", "ZVAL2")}, False, id="no-BYTEPIX-means-4"),
+    ],
+)
+def test_rice_tables_as_the_convention_allows_decode_as_astropy_does(
+    tmp_path: Path, frame: RawFrame, change: dict, fast: bool
+) -> None:
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), frame.data,
+                     frame.header)
+    _rewrite_table(path, **change)
+    assert (read_rice_rows(path, 1) is not None) == fast
+    if fast:
+        assert np.array_equal(read_raw(path).data, frame.data)
+        with fits.open(path) as hdul:
+            assert np.array_equal(hdul[1].data, frame.data)  # astropy agrees the file is right
+
+
+def test_a_gzipped_rice_file_is_read_by_astropy(tmp_path: Path, frame: RawFrame) -> None:
+    path = _write_tiles(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.gz"), frame,
+                        compression_type="RICE_1")
+    assert read_rice_rows(path, 1) is None  # its offsets are in the unpacked bytes
+    assert np.array_equal(read_raw(path).data, frame.data)
+
+
 def test_a_tile_pointing_outside_the_heap_makes_the_frame_unreadable(
     tmp_path: Path, frame: RawFrame
 ) -> None:
