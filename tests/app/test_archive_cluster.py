@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from distributed import Worker
 
 from mascara_actors.app.archive.run import archive_client
 
@@ -46,3 +47,11 @@ def test_only_the_run_joins_the_local_cluster_and_http_serves_nothing_unasked(
         assert _http_status(port, "/health") == (200 if dashboard else 404)
         if dashboard:
             assert client.dashboard_link.startswith("http://127.0.0.1:")
+        # The workers sample their threads for the dashboard's Profile page only when it is
+        # served.
+        profiling = client.run(_profiling)
+        assert list(profiling.values()) == [dashboard]
+
+
+def _profiling(dask_worker: Worker) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
