@@ -10,6 +10,7 @@ per-process :class:`ReductionSession`, so a frame costs only its own work.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,6 +151,9 @@ class ReductionSession:
     _cand_key: tuple[int, CameraModel, int] | None = field(default=None, init=False)
     _cand: np.ndarray = field(default_factory=lambda: np.empty(0, int), init=False)
     _blind_index: BlindIndex | None = field(default=None, init=False)
+    _solved: tuple[str, RawFrame] | None = field(default=None, init=False)
+    """The frame :meth:`solve` read, kept for :meth:`reduce_frame` of the same file (the
+    reducer reduces each set's first frame right after solving on it)."""
     blind_note: str | None = field(default=None, init=False)
     """After :meth:`solve`: what the operator should know when the frame was solved blind
     (the pointing found, the command that makes it the configured one), else None."""
@@ -242,6 +246,7 @@ class ReductionSession:
         """
         self.blind_note = None
         raw = self.read(path)
+        self._solved = (os.fspath(path), raw)
         image = self.calibrated_image(raw)
         h = raw.header
         lst = lst_mid_hours(h.lst, h.jd, h.jdmid)
@@ -336,7 +341,8 @@ class ReductionSession:
             The frame cannot be read or calibrated; only this frame is lost.
         """
         t0 = time.perf_counter()
-        raw = self.read(path)
+        solved, self._solved = self._solved, None
+        raw = solved[1] if solved is not None and solved[0] == os.fspath(path) else self.read(path)
         h = raw.header
         if (h.xsize, h.ysize) != (solution.model.nx, solution.model.ny):
             raise FrameError(

@@ -146,6 +146,22 @@ def test_truncated_frame_fails_alone(night, tmp_path: Path) -> None:
     assert night["session"].reduce_frame(night["frames"][2][0], night["solution"]).nstars > 0
 
 
+def test_a_frame_solved_on_is_reduced_from_that_read(night, tmp_path: Path) -> None:
+    """The reducer reduces a set's first frame right after solving on it: the frame is read
+    once. Only that one next reduction uses the kept read."""
+    path, _ = night["frames"][1]
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    session, solution = night["session"], night["solution"]
+    session.solve(copy, solution)
+    copy.write_bytes(path.read_bytes()[:5000])  # no second read could succeed now
+    kept = session.reduce_frame(copy, solution)
+    fresh = session.reduce_frame(path, solution)
+    np.testing.assert_array_equal(kept.records, fresh.records)
+    with pytest.raises(FrameError, match="truncated"):
+        session.reduce_frame(copy, solution)
+
+
 def test_all_zero_readout_is_a_frame_error(night, tmp_path: Path) -> None:
     def edit(data: np.ndarray, h) -> None:  # type: ignore[no-untyped-def]
         data[h.y0 : h.y0 + h.ysize, h.x0 : h.x0 + h.xsize] = 0
