@@ -1,66 +1,108 @@
-"""A cheap check that a FITS file is whole, before astropy opens it.
+"""A cheap check that a FITS file is whole, before astropy opens it; and the opening.
 
 astropy only *warns* about a truncated file and then fails with a less helpful message (or,
 when warnings are errors, leaks the open file). A raw frame that a crash or a full disk cut
-short must fail cleanly with a FrameError naming the file.
+short must fail cleanly with a FrameError naming the file. :func:`open_fits` checks, then
+opens; a gzipped file whose pixels are wanted is unpacked once, in memory.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import math
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from astropy.io import fits
 
 from mascara_actors.errors import FrameError
 
-__all__ = ["check_fits_layout"]
+__all__ = ["check_fits_layout", "open_fits"]
 
 _FITS_BLOCK = 2880
 
 
-def check_fits_layout(path: Path) -> None:
+def check_fits_layout(path: Path, content: bytes | None = None) -> None:
     """Walk the HDU headers and check that every HDU's data is in the file.
 
     Checked before astropy sees the file: astropy only *warns* about a truncated file and
     then fails with a less helpful message (or, when warnings are errors, leaks the open
     file). A FITS file is whole 2880-byte blocks; each HDU is header blocks up to ``END``
     and then ``|BITPIX|/8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)`` bytes of data,
-    padded to a block. Only the headers are read. Gzip files are left to their own CRC.
+    padded to a block. Only the headers are read. ``content`` is the file's bytes already
+    unpacked (a gzipped file, see :func:`open_fits`); without it a gzipped file is left to
+    its own CRC.
     """
-    if path.name.endswith(".gz"):
-        return
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            if size == 0 or size % _FITS_BLOCK:
-                raise FrameError(
-                    f"{path}: {size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS "
-                    "blocks: the file is truncated or not FITS"
-                )
-            pos = 0
-            first = True
-            while pos < size:
-                fh.seek(pos)
-                cards, header_bytes = _read_header_cards(fh, path, first=first)
-                first = False
-                naxis = cards.get(b"NAXIS", 0)
-                count = math.prod(cards.get(b"NAXIS%d" % i, 0) for i in range(1, naxis + 1))
-                if naxis == 0:
-                    count = 0
-                nbytes = (
-                    abs(cards.get(b"BITPIX", 8))
-                    // 8
-                    * cards.get(b"GCOUNT", 1)
-                    * (cards.get(b"PCOUNT", 0) + count)
-                )
-                pos += header_bytes + -(-nbytes // _FITS_BLOCK) * _FITS_BLOCK
-                if pos > size:
-                    raise FrameError(
-                        f"{path}: the data of an HDU ends at byte {pos} but the file has "
-                        f"{size} bytes: the file is truncated"
-                    )
+        if content is not None:
+            _walk(io.BytesIO(content), len(content), path)
+        elif not path.name.endswith(".gz"):
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                _walk(fh, size, path)
     except OSError as exc:
         raise FrameError(f"{path}: cannot read the file ({exc})") from None
+
+
+def open_fits(path: Path, *, unpack: bool = False) -> fits.HDUList:
+    """``path`` opened by astropy (not memory-mapped) once :func:`check_fits_layout` passed.
+
+    With ``unpack`` (the caller reads the pixels), a gzipped file is unpacked in memory
+    first: astropy would decompress it about twice (seeking back in a gzip stream starts
+    it again), 0.34 s instead of 0.15 s for a full raw frame, and only the unpacked bytes
+    can have their layout checked. Without it (headers only) the file is streamed.
+
+    Raises
+    ------
+    FrameError
+        The layout check failed.
+    ValueError
+        The gzip stream is damaged or cut short.
+    OSError
+        The file cannot be read, or astropy cannot open it.
+    """
+    if not (unpack and path.name.endswith(".gz")):
+        check_fits_layout(path)
+        return fits.open(path, memmap=False)
+    try:
+        content = gzip.decompress(path.read_bytes())
+    except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        raise ValueError(f"damaged or truncated gzip data: {exc}") from None
+    check_fits_layout(path, content)
+    return fits.open(io.BytesIO(content), memmap=False)
+
+
+def _walk(fh: BinaryIO, size: int, path: Path) -> None:
+    """:func:`check_fits_layout` of the ``size`` bytes open as ``fh``."""
+    if size == 0 or size % _FITS_BLOCK:
+        raise FrameError(
+            f"{path}: {size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS "
+            "blocks: the file is truncated or not FITS"
+        )
+    pos = 0
+    first = True
+    while pos < size:
+        fh.seek(pos)
+        cards, header_bytes = _read_header_cards(fh, path, first=first)
+        first = False
+        naxis = cards.get(b"NAXIS", 0)
+        count = math.prod(cards.get(b"NAXIS%d" % i, 0) for i in range(1, naxis + 1))
+        if naxis == 0:
+            count = 0
+        nbytes = (
+            abs(cards.get(b"BITPIX", 8))
+            // 8
+            * cards.get(b"GCOUNT", 1)
+            * (cards.get(b"PCOUNT", 0) + count)
+        )
+        pos += header_bytes + -(-nbytes // _FITS_BLOCK) * _FITS_BLOCK
+        if pos > size:
+            raise FrameError(
+                f"{path}: the data of an HDU ends at byte {pos} but the file has "
+                f"{size} bytes: the file is truncated"
+            )
 
 
 _LAYOUT_KEYS = (b"BITPIX", b"NAXIS", b"PCOUNT", b"GCOUNT")

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from astropy.io.fits.verify import VerifyError
 
 from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import FrameError
-from mascara_actors.fits_layout import check_fits_layout
+from mascara_actors.fits_layout import open_fits
 from mascara_actors.rice_rows import CODEC_ERRORS, read_rice_rows
 from mascara_actors.sidereal import (
     SIDEREAL_DAY_S,
@@ -399,7 +400,8 @@ def read_raw(path: str | Path) -> RawFrame:
 
 def read_raw_header(path: str | Path) -> RawHeader:
     """The header of a raw frame, its pixels not read (to scan an archive); refused as
-    :func:`read_raw` refuses, but for what only the pixels show."""
+    :func:`read_raw` refuses, but for what only the pixels show (and, for a gzipped frame,
+    a stream cut short or damaged after the header: only the start is unpacked)."""
     return _read(Path(path), pixels=False)[0]
 
 
@@ -419,21 +421,36 @@ def raw_pixels(path: Path, hdul: fits.HDUList, hdu: Any) -> np.ndarray:
         raise ValueError(f"damaged compressed pixels: {exc}") from None
 
 
+def _gzip_image_header(path: Path) -> fits.Header | None:
+    """The primary header of gzipped ``path`` when the image is in the primary HDU (raw
+    frames are), from the start of the stream; else None. astropy's open would unpack the
+    whole file to find where the next HDU starts: 0.15 s a full frame, for its header."""
+    with gzip.open(path) as stream:
+        header = fits.Header.fromfile(stream)
+    return header if header.get("NAXIS", 0) else None
+
+
 def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
-    check_fits_layout(path)
     data = None
     try:
-        with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
-            if hdu is None:
-                raise FrameError(f"{path}: no image data in the file")
-            header = hdu.header.copy()
+        header = None
+        if not pixels and path.name.endswith(".gz"):
+            header = _gzip_image_header(path)
+        if header is not None:
             check_raw_pixels(header, str(path))
-            if pixels:
-                data = raw_pixels(path, hdul, hdu)
+        else:
+            with open_fits(path, unpack=pixels) as hdul:
+                hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
+                if hdu is None:
+                    raise FrameError(f"{path}: no image data in the file")
+                header = hdu.header.copy()
+                check_raw_pixels(header, str(path))
+                if pixels:
+                    data = raw_pixels(path, hdul, hdu)
     except FrameError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError) as exc:
+    except (OSError, ValueError, TypeError, IndexError, EOFError, VerifyError,
+            zlib.error) as exc:
         raise FrameError(f"{path}: unreadable FITS file ({exc})") from None
     raw = RawHeader.from_fits(header, source=str(path))
     check_name_agrees(path, raw)

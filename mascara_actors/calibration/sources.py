@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from mascara_actors.calibration.regions import check_region, frame_name, science_region
 from mascara_actors.errors import CalibrationError, FrameError
-from mascara_actors.fits_layout import check_fits_layout
+from mascara_actors.fits_layout import open_fits
 from mascara_actors.rawframe import (
     RawFrame,
     RawHeader,
@@ -59,12 +58,14 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     name = str(path)
     compressed = path.name.endswith((".gz", ".fz"))
     try:
-        check_fits_layout(path)  # a truncated file would fail only half-way through a combine
+        # checked whole first: a truncated file would fail only half-way through a combine
+        hdul = open_fits(path, unpack=compressed)
     except FrameError as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         raise FrameError(f"{name}: unreadable FITS file ({reason})") from None
+    except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:
+        raise FrameError(f"{name}: unreadable FITS file ({exc})") from None
     try:
-        hdul = fits.open(path, memmap=False)
         with contextlib.ExitStack() as closer:
             closer.callback(hdul.close)
             hdu = next((h for h in hdul if h.is_image and len(h.shape) == 2), None)

@@ -8,7 +8,9 @@ names the file and what is wrong, never reduced under a wrong lstseq or pixel ty
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from mascara_actors.rawframe import (
     RawFrame,
     raw_filename,
     read_raw,
+    read_raw_header,
     write_raw,
 )
 from mascara_actors.rice_rows import FAST_RICE, read_rice_rows
@@ -36,7 +39,7 @@ def frame() -> RawFrame:
     return read_raw(NIGHT / f"{LSTSEQ}C.fits.fz")
 
 
-@pytest.mark.parametrize("ext", [".fits", ".fits.fz"])
+@pytest.mark.parametrize("ext", [".fits", ".fits.fz", ".fits.gz"])
 def test_a_good_frame_reads_back_as_uint16(tmp_path: Path, frame: RawFrame, ext: str) -> None:
     path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=ext), frame.data, frame.header)
     back = read_raw(path)
@@ -72,6 +75,44 @@ def test_a_name_that_is_not_a_raw_frame_name_is_not_checked(
     header = dataclasses.replace(frame.header, lstseq=LSTSEQ + 7, camera="N")
     raw = read_raw(write_raw(tmp_path / "x.fits", frame.data, header))
     assert (raw.header.lstseq, raw.header.camera) == (LSTSEQ + 7, "N")
+
+
+def _gzipped(tmp_path: Path, frame: RawFrame, edit: Callable[[bytes], bytes]) -> Path:
+    """The frame as ``.fits.gz``, its gzip stream (``edit`` of its bytes) altered."""
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.gz"), frame.data,
+                     frame.header)
+    path.write_bytes(edit(path.read_bytes()))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        pytest.param(lambda b: b[: len(b) // 2], "unreadable FITS file .*gzip", id="cut-short"),
+        pytest.param(lambda b: b[:5000] + bytes(1000) + b[6000:], "unreadable FITS file .*gzip",
+                     id="damaged-stream"),
+        pytest.param(lambda b: gzip.compress(gzip.decompress(b)[:-2880]), "truncated",
+                     id="whole-gzip-of-a-cut-fits"),
+    ],
+)
+def test_a_bad_gzipped_frame_is_refused_by_name(
+    tmp_path: Path, frame: RawFrame, edit: Callable[[bytes], bytes], reason: str
+) -> None:
+    path = _gzipped(tmp_path, frame, edit)
+    with pytest.raises(FrameError, match=re.escape(str(path)) + ": .*" + reason):
+        read_raw(path)
+
+
+def test_a_gzipped_frame_header_is_read_from_the_start_of_the_stream(
+    tmp_path: Path, frame: RawFrame
+) -> None:
+    whole = _gzipped(tmp_path, frame, lambda b: b)
+    assert read_raw_header(whole) == frame.header
+    (tmp_path / "cut").mkdir()
+    cut = _gzipped(tmp_path / "cut", frame, lambda b: b[: len(b) // 2])
+    assert read_raw_header(cut) == frame.header  # the pixels' half is never unpacked
+    with pytest.raises(FrameError, match="gzip"):
+        read_raw(cut)
 
 
 def _corrupt_card(path: Path, key: str, char: bytes) -> None:
