@@ -8,14 +8,13 @@ opens; a gzipped file whose pixels are wanted is unpacked once, in memory.
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
-import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from astropy.io import fits
+from isal import igzip, isal_zlib
 
 from mascara_actors.errors import FrameError
 
@@ -46,13 +45,19 @@ def check_fits_layout(path: Path, content: bytes | None = None) -> None:
         raise FrameError(f"{path}: cannot read the file ({exc})") from None
 
 
+# isal's stubs type its error class as an instance of Exception.
+_GZIP_ERRORS = (cast("type[Exception]", isal_zlib.error), EOFError, igzip.BadGzipFile)
+"""A damaged, cut short or foreign gzip stream."""
+
+
 def open_fits(path: Path, *, unpack: bool = False) -> fits.HDUList:
     """``path`` opened by astropy (not memory-mapped) once :func:`check_fits_layout` passed.
 
     With ``unpack`` (the caller reads the pixels), a gzipped file is unpacked in memory
-    first: astropy would decompress it about twice (seeking back in a gzip stream starts
-    it again), 0.34 s instead of 0.15 s for a full raw frame, and only the unpacked bytes
-    can have their layout checked. Without it (headers only) the file is streamed.
+    first, by ISA-L (three times zlib's speed) instead of astropy, which unpacks it about
+    twice (seeking back in a gzip stream starts it again) and never reaches its CRC: 0.05 s
+    instead of 0.34 s for a full raw frame. Only the unpacked bytes can have their layout
+    checked. Without ``unpack`` (headers only) the file is streamed.
 
     Raises
     ------
@@ -67,8 +72,8 @@ def open_fits(path: Path, *, unpack: bool = False) -> fits.HDUList:
         check_fits_layout(path)
         return fits.open(path, memmap=False)
     try:
-        content = gzip.decompress(path.read_bytes())
-    except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        content: bytes = igzip.decompress(path.read_bytes())  # type: ignore[no-untyped-call]
+    except _GZIP_ERRORS as exc:
         raise ValueError(f"damaged or truncated gzip data: {exc}") from None
     check_fits_layout(path, content)
     return fits.open(io.BytesIO(content), memmap=False)

@@ -90,7 +90,9 @@ def _gzipped(tmp_path: Path, frame: RawFrame, edit: Callable[[bytes], bytes]) ->
     [
         pytest.param(lambda b: b[: len(b) // 2], "unreadable FITS file .*gzip", id="cut-short"),
         pytest.param(lambda b: b[:5000] + bytes(1000) + b[6000:], "unreadable FITS file .*gzip",
-                     id="damaged-stream"),
+                     id="crc-mismatch"),
+        pytest.param(lambda b: b[:5000] + bytes(range(256)) * 4 + b[6024:],
+                     "unreadable FITS file .*gzip", id="invalid-deflate-data"),
         pytest.param(lambda b: gzip.compress(gzip.decompress(b)[:-2880]), "truncated",
                      id="whole-gzip-of-a-cut-fits"),
     ],
