@@ -44,6 +44,8 @@ from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.binning import BinnedSet
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import FrameError, StorageError
+from mascara_actors.fits_layout import open_fits
+from mascara_actors.rice_rows import CODEC_ERRORS
 
 __all__ = ["BinnedImage", "binned_filename", "binned_header", "read_binned", "write_binned"]
 
@@ -169,15 +171,20 @@ class BinnedImage:
     header: fits.Header
 
 
+_UNREADABLE: tuple[type[Exception], ...] = (
+    FrameError, OSError, ValueError, IndexError, TypeError, *CODEC_ERRORS)
+"""A file cut short, not FITS, or with damaged tiles."""
+
+
 def read_binned(path: str | Path) -> BinnedImage:
     """Read a binned image file; StorageError if it is not one."""
     path = Path(path)
     try:
-        with fits.open(path, memmap=False) as hdul:
+        with open_fits(path) as hdul:
             hdu = hdul[1] if len(hdul) > 1 else hdul[0]
             image = np.asarray(hdu.data, np.float32).copy()
             header = hdu.header.copy()
-    except (OSError, IndexError, TypeError) as exc:
+    except _UNREADABLE as exc:
         raise StorageError(f"{path}: cannot read a binned image ({exc}); is the file "
                            "complete and a bin_*.fits file?") from exc
     if header.get("IMAGETYP") != IMAGETYP:

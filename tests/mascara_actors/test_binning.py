@@ -4,6 +4,7 @@ legacy tile-shift stacker; bad input; the binned FITS file (issue 7)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from mascara_actors.binning import (
 from mascara_actors.binning.stack import _half_shift
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
-from mascara_actors.errors import FrameError
+from mascara_actors.errors import FrameError, StorageError
 from mascara_actors.photometry import measure
 from mascara_actors.rawframe import RawHeader
 from mascara_actors.sidereal import SiteReference, lst_mid_hours, set_index
@@ -306,6 +307,22 @@ def test_binned_file_round_trip_and_wcs(simset, tmp_path: Path) -> None:
     assert on.sum() > 50
     assert np.median(err) < 1.0
     assert err.max() <= 1.5 * h["WCSMAXPX"] + 0.5
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[: len(b) - 2880], id="truncated"),
+        pytest.param(lambda b: b[:-40000] + bytes(range(256)) * 40 + b[-29760:],
+                     id="damaged-tiles"),
+        pytest.param(lambda b: b"not fits" * 360, id="not-fits"),
+    ],
+)
+def test_a_bad_binned_file_is_a_storage_error(simset, tmp_path: Path, damage) -> None:
+    path = write_binned(tmp_path, simset["binned"], simset["sky"].model)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(StorageError, match=re.escape(str(path)) + ": cannot read a binned"):
+        read_binned(path)
 
 
 def test_half_pixel_shift_is_the_keys_kernel_in_blocks() -> None:
