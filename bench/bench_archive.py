@@ -3,7 +3,9 @@
 Four full-size simulated camera-nights (LPC and LPN, nights of 2026-03-20 and -21, from
 astronomical dusk; 10 darks and ``BENCH_ARCHIVE_FRAMES`` science frames each, default 120)
 are recorded once into ``BENCH_CACHE`` (default ``~/.cache/mascara-actors-bench``; 1-2 s a
-frame, two at a time, not timed) and kept for later runs. Then the command runs as a child
+frame, two at a time, not timed) and kept for later runs. The frames are Rice-compressed
+``.fits.fz`` as the simulator records them; ``BENCH_ARCHIVE_FORM=.fits.gz`` records them
+gzipped, as the legacy archive holds them (or ``.fits``). Then the command runs as a child
 process, exactly as an observer would run it, on a LocalCluster of two workers and of one;
 the wall time of each whole command (cluster start, scan, reduction, provenance, summaries,
 manifest) is timed.
@@ -30,9 +32,12 @@ from mascara_actors.sidereal import slot_length_solar_s
 _NIGHTS = (("LPC", "2026-03-20"), ("LPN", "2026-03-20"), ("LPC", "2026-03-21"),
            ("LPN", "2026-03-21"))
 _DEFAULT_FRAMES = 120
+_DEFAULT_FORM = ".fits.fz"
+_FORM_SUFFIX = {".fits.fz": "", ".fits.gz": "-gz", ".fits": "-plain"}
+"""Cache directory suffix per file form (the Rice nights keep their original name)."""
 
 
-def _record(camera_id: str, date: str, frames: int, out: Path) -> Path:
+def _record(camera_id: str, date: str, frames: int, form: str, out: Path) -> Path:
     """Record one night into ``out`` unless it is there already (written whole: renamed)."""
     if out.is_dir():
         return out
@@ -44,18 +49,20 @@ def _record(camera_id: str, date: str, frames: int, out: Path) -> Path:
         partial.rmdir()
     record_night(partial, camera, Catalogue.load(),
                  start_lstseq=choose_start_lstseq(camera, date, sun_alt_deg=-18.0),
-                 n_science=frames, n_bias=0, n_dark=10, settings=SimulationSettings(seed=6))
+                 n_science=frames, n_bias=0, n_dark=10, settings=SimulationSettings(seed=6),
+                 compression=form)
     partial.rename(out)
     return out
 
 
-def archive_nights(frames: int) -> Path:
-    """The root of the four recorded nights (recorded now when missing)."""
+def archive_nights(frames: int, form: str = _DEFAULT_FORM) -> Path:
+    """The root of the four recorded nights, frames stored as ``form`` (recorded now when
+    missing)."""
     cache = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "mascara-actors-bench"))
-    root = cache / f"archive-{frames}"
+    root = cache / (f"archive-{frames}" + _FORM_SUFFIX[form])
     root.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(2) as pool:
-        jobs = [pool.submit(_record, cam, date, frames, root / f"{cam}-{date}")
+        jobs = [pool.submit(_record, cam, date, frames, form, root / f"{cam}-{date}")
                 for cam, date in _NIGHTS]
         for job in jobs:
             job.result()
@@ -83,15 +90,19 @@ def run():
     figure: archive_scaling_2_workers (x) - its throughput over that of one worker
     (bar 1.8)."""
     frames = int(os.environ.get("BENCH_ARCHIVE_FRAMES", _DEFAULT_FRAMES))
-    root = archive_nights(frames)
+    form = os.environ.get("BENCH_ARCHIVE_FORM", _DEFAULT_FORM)
+    if form not in _FORM_SUFFIX:
+        raise SystemExit(f"BENCH_ARCHIVE_FORM={form!r}: use one of {sorted(_FORM_SUFFIX)}")
+    root = archive_nights(frames, form)
     total = frames * len(_NIGHTS)
     with tempfile.TemporaryDirectory(prefix="bench_archive_") as tmp:
         two_s, stderr = _archive(root, Path(tmp) / "two", 2)
         one_s, _ = _archive(root, Path(tmp) / "one", 1)
     summary = [line for line in stderr.splitlines() if "real time per worker" in line]
     context = {"nights": len(_NIGHTS), "frames": total, "frames_per_night": frames,
-               "wall_2_workers_s": round(two_s, 1), "wall_1_worker_s": round(one_s, 1),
-               "cpu_count": os.cpu_count(), "summary": summary[0] if summary else ""}
+               "form": form, "wall_2_workers_s": round(two_s, 1),
+               "wall_1_worker_s": round(one_s, 1), "cpu_count": os.cpu_count(),
+               "summary": summary[0] if summary else ""}
     yield figure("archive_x_realtime_per_core",
                  round(total * slot_length_solar_s() / two_s / 2, 2), "x", bar=30, **context)
     yield figure("archive_scaling_2_workers", round(one_s / two_s, 2), "x", bar=1.8, **context)
