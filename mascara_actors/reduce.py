@@ -28,7 +28,12 @@ from mascara_actors.astrometry import (
     verify,
 )
 from mascara_actors.blind_solve import BlindIndex, BlindSolveFailed, blind_solve
-from mascara_actors.calibration import Calibrator, image_statistics, read_master
+from mascara_actors.calibration import (
+    CalibratedFrame,
+    Calibrator,
+    image_statistics,
+    read_master,
+)
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, load_config
@@ -327,13 +332,13 @@ class ReductionSession:
         path: str | Path,
         solution: AstrometricSolution,
         *,
-        keep: Callable[[np.ndarray, RawHeader], None] | None = None,
+        keep: Callable[[CalibratedFrame, RawHeader], None] | None = None,
     ) -> FrameResult:
         """Reduce the science frame at ``path`` with the set's ``solution``.
 
-        ``keep``, when given, receives the calibrated science image (float32 ADU) and the
-        header once the frame is reduced: the worker co-adds it into the set's binned image
-        without reading the frame again.
+        ``keep``, when given, receives the calibrated frame (its science image, float32 ADU)
+        and the header once the frame is reduced: the worker co-adds it into the set's
+        binned image without reading the frame again.
 
         Raises
         ------
@@ -430,5 +435,5 @@ class ReductionSession:
             "total": t5 - t0,
         }
         if keep is not None:
-            keep(image, h)
+            keep(calibrated, h)
         return FrameResult(lstseq=h.lstseq, records=records, station=station, timings=timings)

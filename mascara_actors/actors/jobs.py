@@ -21,6 +21,7 @@ import numpy as np
 from mascara_actors.astrometry import AstrometricSolution
 from mascara_actors.binned_file import write_binned
 from mascara_actors.binning import SetStack
+from mascara_actors.calibration import CalibratedFrame
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.errors import AstrometryFailed, FrameError, MascaraError
 from mascara_actors.faults import phase
@@ -114,8 +115,8 @@ def reduce_job(spec: WorkerSpec, path: str, solution: AstrometricSolution) -> Fr
     frame is co-added into its set's growing stack (:func:`finish_set`)."""
     session = session_for(spec)
 
-    def keep(image: np.ndarray, header: RawHeader) -> None:
-        _grow(session, path, image, header, solution)
+    def keep(calibrated: CalibratedFrame, header: RawHeader) -> None:
+        _grow(session, path, calibrated, header, solution)
 
     return session.reduce_frame(path, solution, keep=keep)
 
@@ -148,8 +149,8 @@ def _new_stack(session: ReductionSession, setidx: int, model: CameraModel, threa
     )
 
 
-def _grow(session: ReductionSession, path: str, image: np.ndarray, header: RawHeader,
-          solution: AstrometricSolution) -> None:
+def _grow(session: ReductionSession, path: str, calibrated: CalibratedFrame,
+          header: RawHeader, solution: AstrometricSolution) -> None:
     setidx = int(set_index(header.lstseq))
     model = pickle.dumps(solution.model, pickle.HIGHEST_PROTOCOL)
     grow = _GROWING.get(setidx)
@@ -162,7 +163,8 @@ def _grow(session: ReductionSession, path: str, image: np.ndarray, header: RawHe
         del _GROWING[old]
     grow.frames.append((path, solution.aflag))
     try:
-        grow.stack.add(image, header, aflag=solution.aflag)
+        grow.stack.add(calibrated.image, header, aflag=solution.aflag,
+                       finite=calibrated.finite)
     except MascaraError as exc:  # the binning job reads the set from disk and says why
         log.debug("set %d: no growing stack: %s", setidx, exc)
         del _GROWING[setidx]

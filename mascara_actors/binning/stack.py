@@ -303,7 +303,8 @@ class SetStack:
             return self._refuse("duplicate", h, "already added")
         return True
 
-    def add(self, image: np.ndarray, header: RawHeader, *, aflag: int = 0) -> bool:
+    def add(self, image: np.ndarray, header: RawHeader, *, aflag: int = 0,
+            finite: bool = False) -> bool:
         """Add one calibrated frame (science region, ADU); False when it is refused.
 
         Parameters
@@ -314,6 +315,10 @@ class SetStack:
             The frame's header (camera, site, lstseq, LST, JD, exposure time).
         aflag : int
             Astrometry flag of the frame's solution; any bit but 1 (bright sky) refuses it.
+        finite : bool
+            The caller knows ``image`` holds no NaN (:attr:`CalibratedFrame.finite
+            <mascara_actors.calibration.CalibratedFrame.finite>`): the pass over the whole
+            image that looks for NaN is skipped.
         """
         if self._check(image, header, aflag) is False:
             return False
@@ -322,7 +327,9 @@ class SetStack:
         frame = np.asarray(image, np.float32)
         # One cheap max tells whether the per-pixel NaN mask is needed at all (max is NaN
         # when any pixel is).
-        nan = np.isnan(frame) if frame.size and np.isnan(frame.max()) else None
+        nan = None
+        if not finite and frame.size and np.isnan(frame.max()):
+            nan = np.isnan(frame)
         if nan is not None:
             frame = np.where(nan, np.float32(0.0), frame)
         kdx, kdy = displacement_at_hadec(

@@ -44,6 +44,9 @@ class CalibratedFrame:
     """lstseq of the master flat used; 0 when none was."""
     dark_scale: float
     """Factor applied to the dark current (frame EXPTIME / dark EXPTIME; 1 when equal)."""
+    finite: bool = False
+    """True when no pixel can be NaN (an integer readout and masters without NaN): a
+    consumer may skip its own pass looking for NaN."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,6 +75,7 @@ class Calibrator:
     _bias_sci: np.ndarray | None = field(init=False, repr=False, compare=False)
     _inv_flat: np.ndarray | None = field(init=False, repr=False, compare=False)
     _dark_bias: np.ndarray | np.float32 = field(init=False, repr=False, compare=False)
+    _finite: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         masters = [(m, k) for m, k in ((self.dark, "dark"), (self.flat, "flat"),
@@ -103,6 +107,10 @@ class Calibrator:
             dark_bias = (self._bias_sci if self._bias_sci is not None else np.float32(
                 median_of_levels(*overscan_levels(self.dark.data, self.dark))))
         set_(self, "_dark_bias", dark_bias)
+        # Checked once here, so that calibrated frames can say they hold no NaN.
+        set_(self, "_finite", all(
+            bool(np.isfinite(a).all()) for a in (self._dark_sci, self._bias_sci, inv, dark_bias)
+            if isinstance(a, np.ndarray)))
 
     def calibrate(self, raw: RawFrame, *, stats: ImageStatistics | None = None,
                   out: np.ndarray | None = None) -> CalibratedFrame:
@@ -171,4 +179,5 @@ class Calibrator:
             np.multiply(out, self._inv_flat, out=out)
         flatfile = self.flat.lstseq if self.flat is not None else 0
         return CalibratedFrame(image=out, correction=correction, darkfile=darkfile,
-                               flatfile=flatfile, dark_scale=ratio)
+                               flatfile=flatfile, dark_scale=ratio,
+                               finite=self._finite and raw.data.dtype.kind in "ui")

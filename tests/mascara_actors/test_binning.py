@@ -258,6 +258,18 @@ def test_threads_give_the_same_image(simset) -> None:
     assert np.isfinite(results[0].image[100:-100, 100:-100]).all()
 
 
+def test_frames_said_finite_bin_as_when_searched_for_nan(simset) -> None:
+    """``finite=True`` only skips the NaN search: the set's image is the same."""
+    sky, setidx, cfg = simset["sky"], simset["setidx"], simset["cfg"]
+    stack = SetStack(sky.model, setidx, min_frames=cfg.reduction.binning.min_frames)
+    for image, f in simset["frames"]:
+        assert np.isfinite(image).all()
+        assert stack.add(image, f.header, finite=True)
+    again = stack.finish()
+    assert np.array_equal(again.image, simset["binned"].image, equal_nan=True)
+    assert np.array_equal(again.count, simset["binned"].count)
+
+
 def test_lstmid_across_midnight() -> None:
     assert circular_mean_hours(np.array([23.9, 0.1])) % 24.0 == pytest.approx(0.0, abs=1e-9)
     assert circular_mean_hours(np.array([23.8, 23.9, 0.6])) == pytest.approx(0.1, abs=1e-9)

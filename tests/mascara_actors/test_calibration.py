@@ -424,6 +424,7 @@ def test_nan_pixels_stay_nan_and_the_input_is_untouched(darks, mdark, mflat):
     before = data.copy()
     result = Calibrator(dark=mdark, flat=mflat).calibrate(with_header(darks[0], data=data))
     assert np.array_equal(np.argwhere(np.isnan(result.image)), [[10, c] for c in range(20, 25)])
+    assert result.finite is False  # a float readout may hold NaN
     assert np.array_equal(data, before, equal_nan=True)
     expected = (before[h.y0 : h.y0 + h.ysize, h.x0 : h.x0 + h.xsize] - mdark.science()) / (
         mflat.science())
@@ -436,6 +437,21 @@ def test_dead_flat_pixels_give_nan(darks, mdark, mflat):
     result = Calibrator(dark=mdark, flat=dataclasses.replace(mflat, data=data)).calibrate(
         darks[0])
     assert np.argwhere(np.isnan(result.image)).tolist() == [[3, 4]]
+    assert result.finite is False
+
+
+def test_a_frame_says_it_holds_no_nan_only_when_none_can_be_there(darks, mdark, mflat):
+    """The binning skips its NaN search on the frames that say so: never a wrong yes."""
+    for calibrator in (Calibrator(dark=mdark), Calibrator(dark=mdark, flat=mflat),
+                       Calibrator(flat=mflat)):
+        result = calibrator.calibrate(darks[0])
+        assert result.finite is True
+        assert np.isfinite(result.image).all()
+    dark = mdark.data.copy()
+    dark[mdark.y0 + 1, mdark.x0 + 2] = np.nan  # a master combined from frames with NaN
+    result = Calibrator(dark=dataclasses.replace(mdark, data=dark)).calibrate(darks[0])
+    assert result.finite is False
+    assert np.argwhere(np.isnan(result.image)).tolist() == [[1, 2]]
 
 
 def test_masters_from_frames_with_nan_pixels(darks, calib):
