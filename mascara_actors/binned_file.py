@@ -185,7 +185,8 @@ def read_binned(path: str | Path) -> BinnedImage:
             image = np.asarray(hdu.data, np.float32).copy()
             header = hdu.header.copy()
     except _UNREADABLE as exc:
-        raise StorageError(f"{path}: cannot read a binned image ({exc}); is the file "
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise StorageError(f"{path}: cannot read a binned image ({reason}); is the file "
                            "complete and a bin_*.fits file?") from exc
     if header.get("IMAGETYP") != IMAGETYP:
         raise StorageError(f"{path}: IMAGETYP is {header.get('IMAGETYP')!r}, not {IMAGETYP!r}: "

@@ -250,8 +250,15 @@ class ReductionSession:
             best pointing found and the command to run.
         """
         self.blind_note = None
+        self._solved = None
         raw = self.read(path)
-        self._solved = (os.fspath(path), raw)
+        solution = self._solve_frame(path, raw, previous)
+        self._solved = (os.fspath(path), raw)  # only a solved frame is reduced next
+        return solution
+
+    def _solve_frame(self, path: str | Path, raw: RawFrame,
+                     previous: AstrometricSolution | None) -> AstrometricSolution:
+        """:meth:`solve` on the frame ``raw`` read from ``path``."""
         image = self.calibrated_image(raw)
         h = raw.header
         lst = lst_mid_hours(h.lst, h.jd, h.jdmid)

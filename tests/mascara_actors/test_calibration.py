@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -515,6 +516,15 @@ def test_masters_from_files_equal_masters_from_memory(tmp_path, darks, mdark, ca
     assert list(scratch.iterdir()) == []  # compressed frames' scratch copies are gone
     assert master.lstseq == mdark.lstseq
     assert master.nobs == N_DARK
+
+
+@pytest.mark.parametrize("cut", [slice(None, -100), slice(None, 3000)], ids=["crc", "short"])
+def test_a_damaged_gzipped_dark_is_a_frame_error_naming_it(tmp_path, darks, calib, cut):
+    path = write_raw(tmp_path / raw_filename(darks[0].header.lstseq, "C", "dark",
+                                             ext=".fits.gz"), darks[0].data, darks[0].header)
+    path.write_bytes(path.read_bytes()[cut])
+    with pytest.raises(FrameError, match=re.escape(str(path)) + ": unreadable FITS file"):
+        master_dark([path, *darks[1:N_DARK]], calibration=calib)
 
 
 def test_unreadable_input_file_is_a_frame_error(tmp_path, darks, calib):

@@ -117,6 +117,30 @@ def test_a_gzipped_frame_header_is_read_from_the_start_of_the_stream(
         read_raw(cut)
 
 
+def test_a_plain_fits_file_named_gz_is_read_as_plain(tmp_path: Path, frame: RawFrame) -> None:
+    """Gzipped or not is decided by the file's first bytes, as astropy decides it."""
+    plain = write_raw(tmp_path / raw_filename(LSTSEQ, "C"), frame.data, frame.header)
+    named = plain.rename(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.gz"))
+    assert read_raw_header(named) == frame.header
+    assert np.array_equal(read_raw(named).data, frame.data)
+
+
+def test_a_gzipped_header_with_a_bad_layout_keyword_is_refused(
+    tmp_path: Path, frame: RawFrame
+) -> None:
+    """The header read from the stream's start gets the layout check a whole file gets."""
+    def bad_naxis1(b: bytes) -> bytes:
+        fits_bytes = bytearray(gzip.decompress(b))
+        at = fits_bytes.index(b"NAXIS1  =")
+        fits_bytes[at + 10:at + 30] = b"'abc'".rjust(20)
+        return gzip.compress(bytes(fits_bytes))
+
+    path = _gzipped(tmp_path, frame, bad_naxis1)
+    for read in (read_raw_header, read_raw):
+        with pytest.raises(FrameError, match="FITS keyword NAXIS1 is not an integer"):
+            read(path)
+
+
 def _corrupt_card(path: Path, key: str, char: bytes) -> None:
     """Put ``char`` inside the string value of card ``key`` of the primary header."""
     data = bytearray(path.read_bytes())
