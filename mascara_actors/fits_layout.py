@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -21,6 +22,7 @@ from mascara_actors.errors import FrameError
 __all__ = ["check_fits_layout", "gzip_primary_header", "is_gzipped", "open_fits"]
 
 _FITS_BLOCK = 2880
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def check_fits_layout(path: Path, content: bytes | None = None) -> None:
@@ -37,10 +39,10 @@ def check_fits_layout(path: Path, content: bytes | None = None) -> None:
     try:
         if content is not None:
             _walk(io.BytesIO(content), len(content), path)
-        elif not is_gzipped(path):
-            size = path.stat().st_size
+        else:
             with path.open("rb") as fh:
-                _walk(fh, size, path)
+                if fh.read(len(_GZIP_MAGIC)) != _GZIP_MAGIC:
+                    _walk(fh, os.fstat(fh.fileno()).st_size, path)
     except OSError as exc:
         raise FrameError(f"{path}: cannot read the file ({exc})") from None
 
@@ -49,7 +51,7 @@ def is_gzipped(path: Path) -> bool:
     """Whether ``path`` starts with the gzip magic bytes, whatever its name says (astropy
     decides so too)."""
     with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+        return fh.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
 
 
 # isal's stubs type its error class as an instance of Exception.
