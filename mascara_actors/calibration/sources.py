@@ -60,11 +60,9 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     try:
         # checked whole first: a truncated file would fail only half-way through a combine
         hdul = open_fits(path, unpack=compressed)
-    except FrameError as exc:
+    except (FrameError, OSError, ValueError, TypeError, IndexError, EOFError) as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         raise FrameError(f"{name}: unreadable FITS file ({reason})") from None
-    except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:
-        raise FrameError(f"{name}: unreadable FITS file ({exc})") from None
     try:
         with contextlib.ExitStack() as closer:
             closer.callback(hdul.close)
