@@ -17,7 +17,8 @@ def run():
     """Figure: read_raw_frame_s (s) - median wall time of ``read_raw`` of one full-size LPC
     science frame, one line per file form (``.fits``, ``.fits.gz`` as the legacy archive,
     ``.fits.fz`` Rice as the simulator records); context: the file size and the median
-    time of ``read_raw_header`` (what the archive scan reads of every frame)."""
+    time of ``read_raw_header`` (what the archive scan reads of one frame per run of
+    frames)."""
     from hw.sim.sky import SimulatedSky, SimulationSettings
     from mascara_actors.catalogue import Catalogue
     from mascara_actors.config import load_config
