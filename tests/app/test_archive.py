@@ -353,6 +353,11 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
         # longer to start than the first takes to reduce both nights
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
+            # and both past their start-up (the pipeline's imports, the catalogue): the
+            # nights last seconds, so a worker still importing on a loaded machine would
+            # begin its night after the other one ended
+            client.run(exec, "from mascara_actors.app.archive.night import _catalogue\n"
+                             "_catalogue()")
         daemons.append(run := subprocess.Popen(
             [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
              str(out), "--scheduler", address, "--retries", "2", "--nights", "20260320"],
@@ -371,6 +376,7 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
         if len(busy) < 2:
             run.kill()
             _, err = run.communicate()
+            daemons.remove(run)  # its pipes are closed now
             progress = {k: sum(_frame_events(out / k).values()) for k in TWENTIETH}
             pytest.fail(f"two nights never ran at once: frames {progress}; the run said:\n"
                         f"{err[-3000:]}")
