@@ -213,13 +213,20 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
         # a detailed view; q detaches
         first = console()
         async with first.run_test(size=(200, 50)) as pilot:
+            cams = first.link.cameras
+
+            def ready() -> bool:
+                if any(c not in cams for c in CAMERAS):
+                    return False
+                others = all(cams[c].phase == "science" and cams[c].count("frames_reduced") >= 2
+                             for c in CAMERAS if c != KILLED)
+                killed = cams[KILLED]
+                restarted = bool((killed.status.get("process") or {}).get("restarts"))
+                return others and restarted and killed.phase.startswith(
+                    ("science", "waiting for the resume slot"))
+
             with anyio.fail_after(180):
-                while not (
-                    all(c in first.link.cameras and first.link.cameras[c].phase == "science"
-                        and first.link.cameras[c].count("frames_reduced") >= 2
-                        for c in CAMERAS if c != KILLED)
-                    and (first.link.cameras[KILLED].status.get("process") or {}).get("restarts")
-                ):
+                while not ready():
                     await pilot.pause(0.2)
             mark("the others in science")
             await pilot.pause(0.5)
@@ -282,16 +289,22 @@ def station_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
     return night
 
 
-
 def test_consoles_attach_detach_and_command_the_station(station_night: Night) -> None:
     night = station_night
     assert night.code == 0, night.log
     assert sorted(night.panels) == sorted(CAMERAS)
     for camera, text in night.panels.items():
         lines = text.splitlines()
-        assert lines[0] == "science" or camera == KILLED, text
         reduced = int(re.search(r"frames (\d+)/", text).group(1))  # type: ignore[union-attr]
-        assert reduced >= 2, text
+        if camera == KILLED:
+            # restarted: in science again, or (on a busy machine) still waiting for the next
+            # slot; either way its count carries the frame it reduced before the kill
+            assert lines[0] == "science" or lines[0].startswith(
+                "waiting for the resume slot: science from lstseq"), text
+            assert reduced >= 1, text
+        else:
+            assert lines[0] == "science", text
+            assert reduced >= 2, text
         assert re.search(r"stars \d+ \(\d+ flagged\)", text), text
     assert night.panels[KILLED].splitlines()[-1] == "restarts 1", night.panels[KILLED]
     assert night.detail.startswith("LaPalma LPS  night 20260320"), night.detail
