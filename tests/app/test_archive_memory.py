@@ -1,0 +1,65 @@
+"""A process that reduces nights keeps the memory its frames freed, for the next frame.
+
+glibc gives blocks of tens of MB back to the system when they are freed, and the next frame
+pays for fresh pages again (a tenth of an archive night's wall time). Each case runs in a
+fresh interpreter, since the allocator's settings are the process's: it frees a 256 MB
+array and reads how much of it the process still holds.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from mascara_actors.app.archive.scan import CameraNight
+from mascara_actors.app.archive.task import NightTask
+
+_FREED_MB = 256
+
+# Resident MB held after a 256 MB array was written and freed, less what was held before.
+_MEASURE = f"""
+import os
+import numpy as np
+
+def resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+before = resident_mb()
+block = np.ones({_FREED_MB} * 2**20 // 8)
+del block
+print(round(resident_mb() - before))
+"""
+
+
+def _held_mb(setup: str, stdin: bytes = b"") -> int:
+    # glibc's defaults: a LocalCluster's nanny leaves its workers' MALLOC_* settings in
+    # the environment of the process that started it (an earlier test of this worker)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    done = subprocess.run([sys.executable, "-c", setup + _MEASURE], input=stdin, env=env,
+                          capture_output=True, timeout=120, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def test_a_reducing_process_keeps_freed_memory_where_a_plain_one_gives_it_back() -> None:
+    assert _held_mb("") < 32  # the default: given back at once
+    setup = ("from mascara_actors.actors.worker import keep_freed_memory\n"
+             "assert keep_freed_memory()\n")
+    assert _held_mb(setup) >= _FREED_MB - 8
+
+
+def test_a_dask_task_keeps_freed_memory_for_the_nights_its_worker_reduces_next(
+        tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    stop.touch()  # the night does not begin: only the task's process settings remain
+    night = CameraNight("LPC", "20260320", (tmp_path / "65344150LPC.fits",), 1, ())
+    task = NightTask(night, tmp_path / "out", tmp_path, ("test",), stop, tmp_path)
+    setup = ("import pickle, sys\n"
+             "from mascara_actors.app.archive.run import _reduce_on_worker\n"
+             "assert _reduce_on_worker(pickle.loads(sys.stdin.buffer.read())).status"
+             " == 'not started'\n")
+    assert _held_mb(setup, pickle.dumps(task)) >= _FREED_MB - 8
