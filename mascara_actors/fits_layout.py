@@ -8,9 +8,11 @@ opens; a gzipped file whose pixels are wanted is unpacked once, in memory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -41,7 +43,7 @@ def check_fits_layout(path: Path, content: bytes | None = None) -> None:
             _walk(io.BytesIO(content), len(content), path)
         else:
             with path.open("rb") as fh:
-                if fh.read(len(_GZIP_MAGIC)) != _GZIP_MAGIC:
+                if not _starts_gzipped(fh):
                     _walk(fh, os.fstat(fh.fileno()).st_size, path)
     except OSError as exc:
         raise FrameError(f"{path}: cannot read the file ({exc})") from None
@@ -51,12 +53,27 @@ def is_gzipped(path: Path) -> bool:
     """Whether ``path`` starts with the gzip magic bytes, whatever its name says (astropy
     decides so too)."""
     with path.open("rb") as fh:
-        return fh.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+        return _starts_gzipped(fh)
+
+
+def _starts_gzipped(fh: BinaryIO) -> bool:
+    """Whether the stream at ``fh``'s position starts with the gzip magic bytes (read)."""
+    return fh.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
 
 
 # isal's stubs type its error class as an instance of Exception.
 _GZIP_ERRORS = (cast("type[Exception]", isal_zlib.error), EOFError, igzip.BadGzipFile)
 """A damaged, cut short or foreign gzip stream."""
+
+
+@contextlib.contextmanager
+def _gzip_damage_as_value_error() -> Iterator[None]:
+    """isal's errors for a damaged, cut short or foreign stream, as the ValueError that
+    the readers' callers turn into a FrameError naming the file."""
+    try:
+        yield
+    except _GZIP_ERRORS as exc:
+        raise ValueError(f"damaged or truncated gzip data: {exc}") from None
 
 
 def open_fits(path: Path, *, unpack: bool = False) -> fits.HDUList:
@@ -81,10 +98,8 @@ def open_fits(path: Path, *, unpack: bool = False) -> fits.HDUList:
     if not (unpack and is_gzipped(path)):
         check_fits_layout(path)
         return fits.open(path, memmap=False)
-    try:
+    with _gzip_damage_as_value_error():
         content: bytes = igzip.decompress(path.read_bytes())  # type: ignore[no-untyped-call]
-    except _GZIP_ERRORS as exc:
-        raise ValueError(f"damaged or truncated gzip data: {exc}") from None
     check_fits_layout(path, content)
     return fits.open(io.BytesIO(content), memmap=False)
 
@@ -107,13 +122,10 @@ def gzip_primary_header(path: Path) -> fits.Header | None:
     """
     if not is_gzipped(path):
         return None
-    try:
-        with igzip.open(path) as stream:  # type: ignore[no-untyped-call]
-            _read_header_cards(stream, path, first=True)
-            stream.seek(0)
-            return fits.Header.fromfile(stream)
-    except _GZIP_ERRORS as exc:
-        raise ValueError(f"damaged or truncated gzip data: {exc}") from None
+    with _gzip_damage_as_value_error(), igzip.open(path) as stream:  # type: ignore[no-untyped-call]
+        _read_header_cards(stream, path, first=True)
+        stream.seek(0)
+        return fits.Header.fromfile(stream)
 
 
 def _walk(fh: BinaryIO, size: int, path: Path) -> None:
