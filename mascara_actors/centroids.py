@@ -11,6 +11,9 @@ from scipy import ndimage
 
 __all__ = ["BlockBackground", "background_map", "find_peaks", "windowed_centroids"]
 
+_ROWS_PER_BLOCK = 16
+"""Rows of the background map made at once (their float64 temporaries stay in cache)."""
+
 
 class BlockBackground:
     """A smooth background: medians of ``box`` x ``box`` blocks, bilinearly interpolated.
@@ -30,28 +33,42 @@ class BlockBackground:
         # averaged alike) in one call instead of one call per block.
         med = np.nanmedian(blocks, axis=2) if np.isnan(blocks).any() else np.median(blocks, axis=2)
         yy = (np.arange(ny) + 0.5) / box - 0.5
-        xx = (np.arange(nx) + 0.5) / box - 0.5
+        xx = np.clip((np.arange(nx) + 0.5) / box - 0.5, 0, bx - 1)
         self.shape = (ny, nx)
         self._rows = ndimage.map_coordinates(
             med, np.meshgrid(np.clip(yy, 0, by - 1), np.arange(bx), indexing="ij"), order=1
         )
-        self._xx = np.clip(xx, 0, bx - 1)
+        # Along the rows: the two block columns around each pixel column and their weights.
+        self._i0 = np.floor(xx).astype(np.intp)
+        self._i1 = np.minimum(self._i0 + 1, bx - 1)
+        self._t = xx - self._i0
+        self._w0 = 1.0 - self._t
+
+    @staticmethod
+    def _mix(left: np.ndarray, right: np.ndarray, w_left: np.ndarray,
+             w_right: np.ndarray) -> np.ndarray:
+        # The one expression of the map's values, for the whole map and for chosen pixels
+        # alike: elementwise float64 arithmetic on the same values gives the same bits.
+        values: np.ndarray = (left * w_left + right * w_right).astype(np.float32)
+        return values
 
     def image(self) -> np.ndarray:
         """The whole map, float32, the shape of the image."""
-        ny, nx = self.shape
-        return self.at(np.arange(ny)[:, None], np.arange(nx)[None, :])
+        ny, _ = self.shape
+        out = np.empty(self.shape, np.float32)
+        # Blocks of rows keep the float64 temporaries in cache (and memory bounded).
+        for start in range(0, ny, _ROWS_PER_BLOCK):
+            rows = self._rows[start:start + _ROWS_PER_BLOCK]
+            out[start:start + _ROWS_PER_BLOCK] = self._mix(
+                np.take(rows, self._i0, axis=1), np.take(rows, self._i1, axis=1),
+                self._w0, self._t)
+        return out
 
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The map at pixels ``(y, x)`` (integer arrays, broadcast together), float32."""
         y, x = np.broadcast_arrays(y, x)
-        coords = np.empty((2, *y.shape))
-        coords[0] = y
-        coords[1] = self._xx[x]
-        values: np.ndarray = ndimage.map_coordinates(self._rows, coords, order=1).astype(
-            np.float32
-        )
-        return values
+        return self._mix(self._rows[y, self._i0[x]], self._rows[y, self._i1[x]],
+                         self._w0[x], self._t[x])
 
 
 def background_map(image: np.ndarray, *, box: int = 64) -> np.ndarray:
