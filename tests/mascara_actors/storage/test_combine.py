@@ -243,7 +243,7 @@ def test_bad_kind(night: tuple[Path, list]) -> None:
         combine_night(night[0], "medium")
 
 
-def test_threaded_gzip_writes_what_hdf5_would(tmp_path: Path) -> None:
+def test_threaded_gzip_writes_the_bytes_of_one_thread(tmp_path: Path) -> None:
     # one star with 9000 points: HDF5 chunks of 4096 records, the last one partial
     data = make_night(15, nsets=1, nstars=2)[0]
     recs = np.repeat(data.records[:1], 9000)
