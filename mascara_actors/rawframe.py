@@ -405,8 +405,11 @@ def read_raw_header(path: str | Path) -> RawHeader:
 
 
 def raw_pixels(path: Path, hdul: fits.HDUList, hdu: Any) -> np.ndarray:
-    """The pixels of image HDU ``hdu`` of ``hdul``, opened from ``path``: Rice row tiles by
-    the fast decoder (:mod:`~mascara_actors.rice_rows`), anything else by astropy.
+    """The uint16 pixels of image HDU ``hdu`` of ``hdul``, opened from ``path``, whose header
+    :func:`check_raw_pixels` passed: Rice row tiles by the fast decoder
+    (:mod:`~mascara_actors.rice_rows`), anything else by astropy, scaled or not (``hdul``
+    opened with ``scaled=False``: the stored int16 are shifted by BZERO here, in half
+    astropy's time).
 
     ValueError for damaged compressed data, as for the other ways a file can be unreadable.
     """
@@ -415,9 +418,21 @@ def raw_pixels(path: Path, hdul: fits.HDUList, hdu: Any) -> np.ndarray:
             data = read_rice_rows(path, hdul.index(hdu))
             if data is not None:
                 return data
-        return np.asarray(hdu.data)
+        return _unsigned(np.asarray(hdu.data))
     except CODEC_ERRORS as exc:
         raise ValueError(f"damaged compressed pixels: {exc}") from None
+
+
+def _unsigned(stored: np.ndarray) -> np.ndarray:
+    """uint16 pixels from 16-bit integers stored with BZERO 32768 (returned as they are when
+    already scaled). Adding 32768 to an int16 is flipping its sign bit; astropy instead
+    casts to a byte-swapped copy and then subtracts, 18 ms against 10 for a full frame."""
+    if stored.dtype.kind != "i":
+        return stored
+    native = stored if stored.dtype.isnative else stored.byteswap(inplace=True)
+    pixels = native.view(np.uint16)
+    pixels ^= np.uint16(0x8000)
+    return pixels
 
 
 def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
@@ -431,7 +446,7 @@ def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
         if header is not None:
             check_raw_pixels(header, str(path))
         else:
-            with open_fits(path, unpack=pixels) as hdul:
+            with open_fits(path, unpack=pixels, scaled=False) as hdul:
                 hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
                 if hdu is None:
                     raise FrameError(f"{path}: no image data in the file")

@@ -41,10 +41,15 @@ def frame() -> RawFrame:
 
 @pytest.mark.parametrize("ext", [".fits", ".fits.fz", ".fits.gz"])
 def test_a_good_frame_reads_back_as_uint16(tmp_path: Path, frame: RawFrame, ext: str) -> None:
-    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=ext), frame.data, frame.header)
+    data = frame.data.copy()
+    data[0, :5] = [0, 1, 32767, 32768, 65535]  # both ends of the type and the BZERO wrap
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=ext), data, frame.header)
     back = read_raw(path)
     assert back.data.dtype == np.uint16
-    assert np.array_equal(back.data, frame.data)
+    assert np.array_equal(back.data, data)
+    # the same pixels as astropy's own scaling of the stored integers
+    with fits.open(path) as hdul:
+        assert np.array_equal(back.data, hdul[-1].data)
     assert back.header == frame.header
 
 
