@@ -236,6 +236,7 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
     assert f"{raw_filename(1, 'C')}" in err
     assert "20260321LPN has 0 darks: it borrows the 4 of night 20260320" in err
     assert "dashboard: off" in err
+    assert " INFO distributed." not in err  # Dask's chatter only with -v
     rows = _manifest(out)
     assert sorted(rows) == sorted(archive.nights)
     for key, row in rows.items():

@@ -69,6 +69,10 @@ def archive_client(
         The scheduler does not answer within :data:`SCHEDULER_TIMEOUT_S`, or a worker runs
         another version of the software.
     """
+    # Importing distributed sets its loggers to INFO, and with the command's handler already
+    # on the root logger its scheduler's chatter (a dozen lines a run) reached the terminal
+    # whatever -v said: the command's level decides here too.
+    logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S, set_as_default=False)
