@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from mascara_actors.centroids import windowed_centroids
+from mascara_actors.centroids import find_peaks, windowed_centroids
 
 __all__ = ["Detections", "detect_stars"]
 
@@ -66,34 +65,6 @@ class Detections:
         return len(self.xy) / float(self.shape[0] * self.shape[1])
 
 
-def _peaks(
-    sub: np.ndarray, *, nmax: int, threshold_sigma: float = 10.0, margin: int = 10
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Local maxima (5 x 5) of the smoothed background-subtracted image above
-    ``threshold_sigma`` times its robust noise: the ``nmax`` highest, as
-    :func:`mascara_actors.centroids.find_peaks` finds them but testing only the pixels
-    above the threshold (a few per cent) for being a maximum."""
-    smooth = ndimage.gaussian_filter(sub, 1.0, truncate=3.0)
-    sample = smooth[::7, ::7]
-    med = float(np.median(sample))
-    noise = 1.4826 * float(np.median(np.abs(sample - med)))
-    above = smooth > med + threshold_sigma * max(noise, 1e-6)
-    above[:margin] = above[-margin:] = False
-    above[:, :margin] = above[:, -margin:] = False
-    y, x = np.nonzero(above)
-    h = smooth[y, x]
-    # The 8 nearest neighbours first: they leave few candidates for the outer 16.
-    for ring in (1, 2):
-        is_max = np.ones(h.shape, bool)
-        for dy in range(-ring, ring + 1):
-            for dx in range(-ring, ring + 1):
-                if max(abs(dy), abs(dx)) == ring:
-                    is_max &= h >= smooth[y + dy, x + dx]
-        x, y, h = x[is_max], y[is_max], h[is_max]
-    order = np.argsort(h)[::-1][:nmax]
-    return x[order], y[order], h[order]
-
-
 def detect_stars(image: np.ndarray, *, nmax: int = 5000, saturation: float = 63000.0) -> Detections:
     """The ``nmax`` brightest star-like peaks of a calibrated image, saturated ones included.
 
@@ -102,7 +73,7 @@ def detect_stars(image: np.ndarray, *, nmax: int = 5000, saturation: float = 630
     """
     image = np.asarray(image, np.float32)
     sub = image - _background(image)
-    x, y, h = _peaks(sub, nmax=nmax)
+    x, y, h = find_peaks(sub, nmax=nmax, truncate=3.0)
     ny, nx = image.shape
     # 3x3 and 5x5 neighbourhoods of each peak, gathered at once.
     off5 = np.arange(-2, 3)

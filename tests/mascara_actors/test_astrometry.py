@@ -15,7 +15,12 @@ from mascara_actors.astrometry import (
 )
 from mascara_actors.camera_model import CameraModel, legendre_terms
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.centroids import BlockBackground, background_map, windowed_centroids
+from mascara_actors.centroids import (
+    BlockBackground,
+    background_map,
+    find_peaks,
+    windowed_centroids,
+)
 from mascara_actors.config import load_config
 from mascara_actors.errors import AstrometryFailed
 from mascara_actors.sidereal import SLOT_SIDEREAL_S, SiteReference
@@ -247,3 +252,40 @@ def test_background_map_is_scipys_bilinear_interpolation_of_the_block_medians() 
     flat = background_map(plane, box=box)
     inner = (slice(box // 2, (by - 1) * box + box // 2), slice(box // 2, (bx - 1) * box + box // 2))
     assert np.abs(flat[inner] - plane[inner]).max() < 1e-3
+
+
+def test_peaks_are_those_of_scipys_maximum_filter() -> None:
+    """Testing only the pixels above the threshold finds the peaks a full 5 x 5
+    maximum_filter finds (and drops the same saturated ones), in the same order."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    ny, nx = 400, 600
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    raw = rng.normal(1000.0, 10.0, (ny, nx))
+    for x0, y0, amp in zip(rng.uniform(0, nx, 300), rng.uniform(0, ny, 300),
+                           rng.uniform(50, 60000, 300), strict=True):
+        near = (np.abs(xx - x0) < 8) & (np.abs(yy - y0) < 8)
+        raw[near] += amp * np.exp(-((xx[near] - x0) ** 2 + (yy[near] - y0) ** 2) / 2.0)
+    raw = raw.astype(np.float32)
+    sub = raw - np.float32(1000.0)
+    saturation = 30000.0
+
+    smooth = ndimage.gaussian_filter(sub, 1.0)
+    sample = smooth[::7, ::7]
+    med = np.median(sample)
+    noise = 1.4826 * np.median(np.abs(sample - med))
+    cand = (ndimage.maximum_filter(smooth, size=5) == smooth) & (smooth > med + 10 * noise)
+    cand[:10] = cand[-10:] = False
+    cand[:, :10] = cand[:, -10:] = False
+    y, x = np.nonzero(cand)
+    ok = ndimage.maximum_filter(raw, size=5)[y, x] < saturation
+    y, x = y[ok], x[ok]
+    order = np.argsort(smooth[y, x])[::-1][:150]
+
+    px, py, ph = find_peaks(sub, nmax=150, saturation=saturation, raw_peak=raw)
+    assert 100 < len(px) <= 150
+    assert np.array_equal(px, x[order])
+    assert np.array_equal(py, y[order])
+    assert np.array_equal(ph, smooth[y, x][order])
+    assert (~ok).sum() > 5  # some peaks were saturated and left out

@@ -129,7 +129,7 @@ async def _to_set_end(
     night is stopped (``stop``) there, so no frame it reduced is left unsaved.
 
     The file is looked at once per set, at its first frame: a stop acts only at the end of
-    a set, and a poll of the shared disk several times a second cost a night about 3 % of
+    a set, and a poll of the shared disk ten times a second cost a night several per cent of
     its CPU time (a thread hop each time, against the reduction's threads for the GIL).
     """
     current: int | None = None
