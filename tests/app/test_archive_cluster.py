@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import urllib.error
@@ -51,6 +52,17 @@ def test_only_the_run_joins_the_local_cluster_and_http_serves_nothing_unasked(
         # served.
         profiling = client.run(_profiling)
         assert list(profiling.values()) == [dashboard]
+        # A worker's own log stays quiet (what fails reaches the run as an outcome), and so
+        # does the scheduler's chatter here: the command logs at WARNING without -v.
+        assert list(client.run(_distributed_log_level).values()) == [logging.CRITICAL]
+        assert not logging.getLogger("distributed.scheduler").isEnabledFor(logging.INFO)
+        if not dashboard:  # a worker that restarts (after a crash) stays quiet
+            client.restart()
+            assert list(client.run(_distributed_log_level).values()) == [logging.CRITICAL]
+
+
+def _distributed_log_level() -> int:
+    return logging.getLogger("distributed").getEffectiveLevel()
 
 
 def _profiling(dask_worker: Worker) -> bool:

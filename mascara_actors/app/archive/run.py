@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 import dask
-from distributed import Client, Future, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, Worker, WorkerPlugin, as_completed
 from distributed.security import Security
 
 from mascara_actors.app.archive.manifest import manifest_path, write_manifest
@@ -72,7 +72,8 @@ def archive_client(
     # Importing distributed sets its loggers to INFO, and with the command's handler already
     # on the root logger its scheduler's chatter (a dozen lines a run) reached the terminal
     # whatever -v said: the command's level decides here too.
-    logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())
+    level = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("distributed").setLevel(level)
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S, set_as_default=False)
@@ -117,8 +118,26 @@ def archive_client(
     finally:
         signal.signal(signal.SIGINT, previous)
     with cluster, Client(cluster, security=security, set_as_default=False) as client:
+        # What goes wrong in a worker reaches the run as its night's outcome. The workers'
+        # own log added, at the end of some runs, the traceback of a heartbeat that raced
+        # the scheduler's close. With -v they log as the command does.
+        client.register_plugin(
+            _WorkerLogLevel(logging.CRITICAL if level >= logging.WARNING else level))
         _check_workers(client)
         yield client
+
+
+class _WorkerLogLevel(WorkerPlugin):
+    """The level of Dask's loggers in each worker process of the local cluster, kept by a
+    worker that restarts (``silence_logs`` reaches only the nanny's logger there)."""
+
+    name = "mascara-actors-log-level"
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def setup(self, worker: Worker) -> None:
+        logging.getLogger("distributed").setLevel(self.level)
 
 
 def _check_workers(client: Client) -> None:
