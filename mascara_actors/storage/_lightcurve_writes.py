@@ -9,39 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypedDict
 
 import h5py
 import numpy as np
 
 from mascara_actors.storage._h5 import create_dataset, create_deflated_dataset, deflate_chunks
 
-__all__ = ["GZIP_LEVEL", "LC_CHUNK", "Filters", "filters", "star_chunks", "write_curves",
-           "write_field_group"]
+__all__ = ["GZIP_LEVEL", "LC_CHUNK", "star_chunks", "write_curves", "write_field_group"]
 
 LC_CHUNK = 4096
 """Records per HDF5 chunk of a light curve (about 0.5 MB)."""
 GZIP_LEVEL = 1
 """Deflate level of light curves (ISA-L's 0-3; zlib's level 4 gained 1 % in size for twice
 the time on noisy floats)."""
-
-
-class Filters(TypedDict, total=False):
-    """Keyword arguments of :func:`create_dataset` that compress a dataset."""
-
-    chunks: tuple[int, ...]
-    compression: str
-    level: int
-    shuffle: bool
-
-
-def filters(compression: str | None) -> Filters:
-    """The dataset filters of a light curve for ``compression`` (gzip, lzf or None)."""
-    # shuffle groups the bytes of each field: noisy floats compress twice as well
-    if compression is None:
-        return {}
-    return {"chunks": (LC_CHUNK,), "compression": compression, "level": GZIP_LEVEL,
-            "shuffle": True}
 
 
 def write_field_group(parent: h5py.Group, name: str, rows: np.ndarray) -> None:
@@ -103,6 +83,9 @@ def write_curves(group: h5py.Group, curves: Sequence[tuple[int, np.ndarray]],
                 create_deflated_dataset(group, str(i), c.dtype, len(c), payload,
                                         chunk=LC_CHUNK, level=GZIP_LEVEL, shuffle=True)
         return
-    kwargs = filters(compression)
     for i, c in curves:
-        create_dataset(group, str(i), c, **kwargs)
+        if compression is None:
+            create_dataset(group, str(i), c)
+        else:  # lzf; shuffle groups the bytes of each field: noisy floats compress better
+            create_dataset(group, str(i), c, chunks=(LC_CHUNK,), compression=compression,
+                           shuffle=True)
