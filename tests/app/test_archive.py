@@ -48,7 +48,10 @@ pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "mascara_actors.cli"]
 DASK = str(Path(sys.executable).parent / "dask")
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+       "PYTHONWARNINGS": "ignore"}
+"""The tests' environment, without the allocator settings a LocalCluster's nanny leaves in
+the environment of the process that started it (an earlier test)."""
 FRAMES = 30
 FIRST_SLOT = 35
 """The science starts at slot 35 of a set: two sets of 15 frames."""
@@ -365,6 +368,9 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
             capture_output=True, text=True, env=ENV, timeout=240)
         assert run.returncode == 0, run.stderr
         assert daemons[1].wait(timeout=10) == -signal.SIGKILL, "the worker was not killed"
+        # started as the README says, but without the allocator's setting: said, not refused
+        assert "2 of 2 workers (tcp://127.0.0.1:" in run.stderr
+        assert "were started without MALLOC_ARENA_MAX=1 in their environment" in run.stderr
     finally:
         for d in daemons:
             if d.poll() is None:

@@ -15,6 +15,7 @@ second abandons them (their complete sets are on disk, nothing is half-written).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import uuid
@@ -45,6 +46,15 @@ SCHEDULER_TIMEOUT_S = 3.0
 """How long a scheduler address has to answer."""
 
 _POLL_S = 0.5
+_ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
+"""The environment a worker process must start with to keep the memory its nights free.
+
+A Dask task runs in a thread of the worker's pool, which glibc gives an arena of its own;
+such an arena holds blocks of tens of MB in heaps of its own that it unmaps as soon as they
+are empty, so every frame paid for fresh pages again (a fifth of a night's CPU in the
+kernel), whatever :func:`~mascara_actors.actors.worker.keep_freed_memory` says later. With
+one arena the task thread uses the process heap, which that function keeps. It has to be in
+the environment when the process starts: glibc reads it once."""
 _FRAME_EVENTS = (b'"kind":"FrameReducedEvent"', b'"kind":"FrameFailed"')
 
 
@@ -91,6 +101,8 @@ def archive_client(
     security = Security.temporary()
     settings: dict[str, Any] = {
         "distributed.scheduler.allowed-failures": retries,
+        "distributed.nanny.pre-spawn-environ": {
+            **dask.config.get("distributed.nanny.pre-spawn-environ"), **_ONE_ARENA},
     }
     if not dashboard:
         # The workers' statistical profiler samples every thread 100 times a second for the
@@ -140,6 +152,10 @@ class _WorkerLogLevel(WorkerPlugin):
         logging.getLogger("distributed").setLevel(self.level)
 
 
+def _one_arena() -> bool:
+    return all(os.environ.get(k) == v for k, v in _ONE_ARENA.items())
+
+
 def _check_workers(client: Client) -> None:
     versions = client.run(_software)
     other = {addr: v for addr, v in versions.items() if v != SOFTWARE}
@@ -149,6 +165,13 @@ def _check_workers(client: Client) -> None:
             f"workers run another version of the software ({listed}); this is {SOFTWARE}: "
             "install the same version on every worker, or their nights would mix versions"
         )
+    many = sorted(addr for addr, one in client.run(_one_arena).items() if not one)
+    if many:
+        setting = " ".join(f"{k}={v}" for k, v in _ONE_ARENA.items())
+        log.warning(
+            "%d of %d workers (%s) were started without %s in their environment: their "
+            "nights run slower (fresh memory for every frame); start them as `%s dask worker "
+            "ADDRESS`", len(many), len(versions), ", ".join(many), setting, setting)
 
 
 @dataclass(slots=True)
@@ -315,7 +338,8 @@ def _reduce_on_worker(task: NightTask) -> NightOutcome:
 
     # Here, not in the LocalCluster's worker environment: the workers a user starts with
     # `dask worker` reduce nights too. Without it, 11-13 % of a night's wall time went to
-    # the page faults of fresh memory for every frame's arrays.
+    # the page faults of fresh memory for every frame's arrays. It holds for this thread's
+    # allocations only when the worker started with one arena (_ONE_ARENA).
     keep_freed_memory()
     return reduce_camera_night(task)
 
