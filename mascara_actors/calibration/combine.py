@@ -7,6 +7,7 @@ memory.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,44 @@ BLOCK_BYTES = 16 * 2**20
 """Size of the float32 stack of one row block during a combine, bytes."""
 
 _IQR_TO_SIGMA = 1.0 / 1.349
+_COLUMNS = 16384
+"""Pixels combined at a time: the frames' values of that many pixels stay in the cache."""
+
+
+@functools.cache
+def _sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Comparators ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n`` values.
+
+    The network of the next power of two, less the comparators that reach past ``n``: the
+    values missing there would be larger than any, and such comparators never move them.
+    """
+    size = 1 << max(n - 1, 0).bit_length()
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+def _sort_frames(s: np.ndarray) -> None:
+    """Sort ``s`` (frames, pixels) along axis 0 in place, NaN last, as ``np.sort`` does.
+
+    numpy sorts along a first axis one pixel at a time, a call per pixel; a sorting network
+    is a few dozen whole-row minima and maxima (``fmin`` keeps the number of a pair holding
+    a NaN, ``maximum`` the NaN): about four times faster for ten frames.
+    """
+    low = np.empty_like(s[0])
+    for i, j in _sorting_network(s.shape[0]):
+        np.fmin(s[i], s[j], out=low)
+        np.maximum(s[i], s[j], out=s[j])
+        s[i] = low
 
 
 def _sorted_quantile(s: np.ndarray, valid: np.ndarray | int, q: float) -> np.ndarray:
@@ -44,13 +83,23 @@ def _sorted_quantile(s: np.ndarray, valid: np.ndarray | int, q: float) -> np.nda
 
 
 def clipped_mean(stack: np.ndarray, nsigma: float = CLIP_NSIGMA) -> np.ndarray:
-    """Robust mean along axis 0: clip at ``nsigma`` robust sigmas about the median.
+    """Robust mean along axis 0 of ``stack`` (frames, pixels), float32: clip at ``nsigma``
+    robust sigmas about the median.
 
     The sigma of each pixel is its interquartile range / 1.349 over the frames. At least
     half the frames always survive (those between the quartiles), so a pixel is NaN only
     when it is NaN in every frame.
     """
-    s = np.sort(stack, axis=0)  # NaN sorts last
+    out = np.empty(stack.shape[1:], np.float32)
+    for c0 in range(0, stack.shape[1], _COLUMNS):
+        cols = slice(c0, c0 + _COLUMNS)
+        out[cols] = _clipped_mean_sorted(np.array(stack[:, cols]), nsigma)
+    return out
+
+
+def _clipped_mean_sorted(s: np.ndarray, nsigma: float) -> np.ndarray:
+    """:func:`clipped_mean` of ``s`` (frames, pixels), which it sorts in place."""
+    _sort_frames(s)  # NaN sorts last
     n = s.shape[0]
     valid: np.ndarray | int = n
     if np.isnan(s[-1]).any():
