@@ -20,7 +20,6 @@ fresh process; a second death raises :class:`anyio.BrokenWorkerProcess` to the c
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import logging
 import pickle
@@ -36,7 +35,9 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-__all__ = ["WORKER_MODES", "Worker", "failure_reason", "keep_freed_memory", "resolve", "serve"]
+from mascara_actors.actors.process_memory import prepare_process_memory
+
+__all__ = ["WORKER_MODES", "Worker", "failure_reason", "resolve", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -68,48 +69,9 @@ def resolve(job: Callable[..., R] | str) -> Callable[..., R]:
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-_M_TRIM_THRESHOLD = -1  # mallopt parameters (glibc malloc.h)
-_M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
-_KEPT: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """Have this process's C allocator keep freed memory for reuse; True when it could.
-
-    A frame's arrays are tens of MB each. glibc serves blocks that large with mmap and
-    unmaps them when they are freed, so every frame paid again for the page faults of fresh
-    memory: about a tenth of a replay's CPU time (a quarter in worker threads), spent in
-    the kernel. With mmap off for large blocks and no trimming of the heap, the next frame's
-    arrays reuse the same pages. Freed memory is no longer given back to the system before
-    the process ends, which is what a reduction wants: it needs the same again for the next
-    frame. One arena for all threads, so that jobs run by changing threads (worker mode
-    ``thread``) reuse the same memory instead of each keeping its own. Once per process; a
-    no-op (False) where the C library is not glibc.
-    """
-    global _KEPT
-    if _KEPT is None:
-        try:
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):
-            _KEPT = False
-            return _KEPT
-        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        mallopt.restype = ctypes.c_int
-        _KEPT = all(
-            mallopt(param, value) == 1
-            for param, value in (
-                (_M_ARENA_MAX, 1),
-                (_M_MMAP_MAX, 0),
-                (_M_TRIM_THRESHOLD, 2**31 - 1),
-            )
-        )
-    return _KEPT
-
-
 def serve(stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
     """The child's loop: read a job, run it, write its result; return at end of input."""
-    keep_freed_memory()
+    prepare_process_memory()
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     # Jobs that print must not corrupt the replies.

@@ -52,9 +52,9 @@ _ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 A Dask task runs in a thread of the worker's pool, which glibc gives an arena of its own;
 such an arena holds blocks of tens of MB in heaps of its own that it unmaps as soon as they
 are empty, so every frame paid for fresh pages again (a fifth of a night's CPU in the
-kernel), whatever :func:`~mascara_actors.actors.worker.keep_freed_memory` says later. With
-one arena the task thread uses the process heap, which that function keeps. It has to be in
-the environment when the process starts: glibc reads it once."""
+kernel), whatever :func:`~mascara_actors.actors.process_memory.prepare_process_memory`
+says later. With one arena the task thread uses the process heap, which that function
+keeps. It has to be in the environment when the process starts: glibc reads it once."""
 _FRAME_EVENTS = (b'"kind":"FrameReducedEvent"', b'"kind":"FrameFailed"')
 
 
@@ -333,14 +333,14 @@ class ArchiveRun:
 def _reduce_on_worker(task: NightTask) -> NightOutcome:
     """The task Dask runs: :func:`~mascara_actors.app.archive.night.reduce_camera_night`."""
     # Imported where the night runs: this client then starts without the pipeline (0.8 s).
-    from mascara_actors.actors.worker import keep_freed_memory
+    from mascara_actors.actors.process_memory import prepare_process_memory
     from mascara_actors.app.archive.night import reduce_camera_night
 
     # Here, not in the LocalCluster's worker environment: the workers a user starts with
     # `dask worker` reduce nights too. Without it, 11-13 % of a night's wall time went to
-    # the page faults of fresh memory for every frame's arrays. It holds for this thread's
-    # allocations only when the worker started with one arena (_ONE_ARENA).
-    keep_freed_memory()
+    # the page faults of fresh memory for every frame's arrays. Its allocator part holds
+    # for this thread only when the worker started with one arena (_ONE_ARENA).
+    prepare_process_memory()
     return reduce_camera_night(task)
 
 
