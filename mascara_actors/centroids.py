@@ -10,10 +10,48 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-__all__ = ["BlockBackground", "background_map", "find_peaks", "windowed_centroids"]
+__all__ = ["BlockBackground", "background_map", "block_medians", "find_peaks",
+           "windowed_centroids"]
 
 _ROWS_PER_BLOCK = 16
 """Rows of the background map made at once (their float64 temporaries stay in cache)."""
+
+
+def _median_last_axis(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)``, bit for bit, for floating ``a`` without NaN (the caller
+    checks); other types are left to ``np.median``.
+
+    For an even count np.median partitions about the two middle values at once, which
+    numpy does with its generic selection; one middle value is a vectorised selection (five
+    times faster on 64 x 64 blocks), and the other is the largest value below it.
+    """
+    n = a.shape[-1]
+    if not np.issubdtype(a.dtype, np.floating) or n == 0:
+        return np.asarray(np.median(a, axis=-1))
+    k = n // 2
+    part = np.partition(a, k, axis=-1)
+    upper = part[..., k]
+    if n % 2:
+        return upper.copy()
+    # as np.median: the mean of the two, their sum in the data's type halved
+    median: np.ndarray = (part[..., :k].max(axis=-1) + upper) / 2
+    return median
+
+
+def block_medians(image: np.ndarray, box: int, step: int = 1) -> np.ndarray:
+    """Median of each ``box`` x ``box`` block of ``image`` (of every ``step``-th pixel of it
+    along both axes; NaN left out), shape (ny // box, nx // box), ADU."""
+    ny, nx = image.shape
+    by, bx = max(ny // box, 1), max(nx // box, 1)
+    m = box // step
+    core = image[: by * box : step, : bx * box : step].reshape(by, m, bx, m)
+    # copyto into the block layout is several times faster than reshaping the transpose
+    blocks = np.empty((by, bx, m, m), image.dtype)
+    np.copyto(blocks, core.transpose(0, 2, 1, 3))
+    values = blocks.reshape(by, bx, m * m)
+    if np.isnan(values).any():  # nanmedian goes block by block: only when it must
+        return np.asarray(np.nanmedian(values, axis=2))
+    return _median_last_axis(values)
 
 
 class BlockBackground:
@@ -27,12 +65,8 @@ class BlockBackground:
 
     def __init__(self, image: np.ndarray, *, box: int = 64) -> None:
         ny, nx = image.shape
-        by, bx = max(ny // box, 1), max(nx // box, 1)
-        core = image[: by * box, : bx * box].reshape(by, box, bx, box)
-        blocks = core.transpose(0, 2, 1, 3).reshape(by, bx, box * box)
-        # Without NaN, np.median gives nanmedian's values (the same two order statistics,
-        # averaged alike) in one call instead of one call per block.
-        med = np.nanmedian(blocks, axis=2) if np.isnan(blocks).any() else np.median(blocks, axis=2)
+        med = block_medians(image, box)
+        by, bx = med.shape
         yy = (np.arange(ny) + 0.5) / box - 0.5
         xx = np.clip((np.arange(nx) + 0.5) / box - 0.5, 0, bx - 1)
         self.shape = (ny, nx)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mascara_actors.centroids import find_peaks, windowed_centroids
+from mascara_actors.centroids import block_medians, find_peaks, windowed_centroids
 
 __all__ = ["Detections", "detect_stars"]
 
@@ -23,12 +23,8 @@ def _background(image: np.ndarray, box: int = 64) -> np.ndarray:
     matrix products.
     """
     ny, nx = image.shape
-    by, bx = max(ny // box, 1), max(nx // box, 1)
-    step = 4 if box >= 32 else 1
-    m = box // step
-    core = image[: by * box : step, : bx * box : step].reshape(by, m, bx, m)
-    blocks = core.transpose(0, 2, 1, 3).reshape(by, bx, m * m)
-    med = np.nanmedian(blocks, axis=2) if np.isnan(blocks).any() else np.median(blocks, axis=2)
+    med = block_medians(image, box, step=4 if box >= 32 else 1)
+    by, bx = med.shape
 
     def weights(n: int, nb: int) -> np.ndarray:
         t = np.clip((np.arange(n) + 0.5) / box - 0.5, 0, nb - 1)

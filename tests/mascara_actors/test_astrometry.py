@@ -17,7 +17,9 @@ from mascara_actors.camera_model import CameraModel, legendre_terms
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.centroids import (
     BlockBackground,
+    _median_last_axis,
     background_map,
+    block_medians,
     find_peaks,
     windowed_centroids,
 )
@@ -225,6 +227,36 @@ def test_background_at_chosen_pixels_is_the_whole_map_there(scene) -> None:
     for a, b in zip(windowed_centroids(image - whole, xs, ys),
                     windowed_centroids(image, xs, ys, background=bg), strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 7, 256, 4096, 4097])
+def test_the_median_is_numpys_to_the_bit(dtype: type, n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = rng.normal(1000.0, 30.0, (40, n)).astype(dtype)
+    values[:, : n // 3] = np.round(values[:, : n // 3])  # ties
+    values[0, 0], values[1, -1] = np.inf, -np.inf
+    got = _median_last_axis(values)
+    expected = np.median(values, axis=-1)
+    assert got.dtype == expected.dtype
+    assert got.tobytes() == expected.tobytes()
+    ints = rng.integers(0, 65536, (5, n)).astype(np.uint16)  # no overflow of their sum
+    assert _median_last_axis(ints).tobytes() == np.median(ints, axis=-1).tobytes()
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_block_medians_are_numpys_medians_of_the_blocks(step: int) -> None:
+    ny, nx, box = 200, 330, 64
+    image = np.random.default_rng(step).normal(900.0, 20.0, (ny, nx)).astype(np.float32)
+    by, bx, m = ny // box, nx // box, box // step
+    blocks = (image[: by * box: step, : bx * box: step].reshape(by, m, bx, m)
+              .transpose(0, 2, 1, 3).reshape(by, bx, m * m))
+    assert block_medians(image, box, step).tobytes() == np.median(blocks, axis=2).tobytes()
+    image[5:9, 70:90] = np.nan  # NaN left out
+    blocks = (image[: by * box: step, : bx * box: step].reshape(by, m, bx, m)
+              .transpose(0, 2, 1, 3).reshape(by, bx, m * m))
+    expected = np.nanmedian(blocks, axis=2)
+    assert block_medians(image, box, step).tobytes() == expected.tobytes()
 
 
 def test_background_map_is_scipys_bilinear_interpolation_of_the_block_medians() -> None:
