@@ -58,10 +58,6 @@ keeps. It has to be in the environment when the process starts: glibc reads it o
 _FRAME_EVENTS = (b'"kind":"FrameReducedEvent"', b'"kind":"FrameFailed"')
 
 
-def _software() -> str:
-    return SOFTWARE
-
-
 @contextmanager
 def archive_client(
     scheduler: str | None = None,
@@ -152,26 +148,28 @@ class _WorkerLogLevel(WorkerPlugin):
         logging.getLogger("distributed").setLevel(self.level)
 
 
-def _one_arena() -> bool:
-    return all(os.environ.get(k) == v for k, v in _ONE_ARENA.items())
+def _worker_setup() -> tuple[str, bool]:
+    """What :func:`_check_workers` asks each worker: its software, and whether it started
+    with :data:`_ONE_ARENA`."""
+    return SOFTWARE, all(os.environ.get(k) == v for k, v in _ONE_ARENA.items())
 
 
 def _check_workers(client: Client) -> None:
-    versions = client.run(_software)
-    other = {addr: v for addr, v in versions.items() if v != SOFTWARE}
+    setups: dict[str, tuple[str, bool]] = client.run(_worker_setup)
+    other = {addr: v for addr, (v, _) in setups.items() if v != SOFTWARE}
     if other:
         listed = ", ".join(f"{addr} runs {v}" for addr, v in sorted(other.items()))
         raise ConfigError(
             f"workers run another version of the software ({listed}); this is {SOFTWARE}: "
             "install the same version on every worker, or their nights would mix versions"
         )
-    many = sorted(addr for addr, one in client.run(_one_arena).items() if not one)
+    many = sorted(addr for addr, (_, one) in setups.items() if not one)
     if many:
         setting = " ".join(f"{k}={v}" for k, v in _ONE_ARENA.items())
         log.warning(
             "%d of %d workers (%s) were started without %s in their environment: their "
             "nights run slower (fresh memory for every frame); start them as `%s dask worker "
-            "ADDRESS`", len(many), len(versions), ", ".join(many), setting, setting)
+            "ADDRESS`", len(many), len(setups), ", ".join(many), setting, setting)
 
 
 @dataclass(slots=True)
