@@ -15,6 +15,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,14 @@ def _huge_pages_mb(mb: int) -> int:
     return kb // 1024
 
 
-_MEASURE = ("\nimport os\nimport numpy as np\n" + inspect.getsource(_held_after_freeing)
-            + f"print(_held_after_freeing({_FREED_MB}))\n")
-_MEASURE_HUGE = ("\nimport numpy as np\n" + inspect.getsource(_huge_pages_mb)
-                 + f"print(_huge_pages_mb({_FREED_MB}))\n")
+def _script(measure: Callable[[int], int]) -> str:
+    """A script that prints ``measure(_FREED_MB)``."""
+    return ("\nimport os\nimport numpy as np\n" + inspect.getsource(measure)
+            + f"print({measure.__name__}({_FREED_MB}))\n")
+
+
+_MEASURE = _script(_held_after_freeing)
+_MEASURE_HUGE = _script(_huge_pages_mb)
 
 
 def _stopped_task(tmp_path: Path) -> NightTask:

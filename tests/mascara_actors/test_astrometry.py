@@ -244,19 +244,23 @@ def test_the_median_is_numpys_to_the_bit(dtype: type, n: int) -> None:
     assert _median_last_axis(ints).tobytes() == np.median(ints, axis=-1).tobytes()
 
 
+def _blocks(image: np.ndarray, box: int, step: int = 1) -> np.ndarray:
+    """The whole ``box`` x ``box`` blocks of ``image`` (every ``step``-th pixel), one per
+    row: shape (ny // box, nx // box, pixels)."""
+    ny, nx = image.shape
+    by, bx, m = ny // box, nx // box, box // step
+    return (image[: by * box: step, : bx * box: step].reshape(by, m, bx, m)
+            .transpose(0, 2, 1, 3).reshape(by, bx, m * m))
+
+
 @pytest.mark.parametrize("step", [1, 4])
 def test_block_medians_are_numpys_medians_of_the_blocks(step: int) -> None:
-    ny, nx, box = 200, 330, 64
-    image = np.random.default_rng(step).normal(900.0, 20.0, (ny, nx)).astype(np.float32)
-    by, bx, m = ny // box, nx // box, box // step
-    blocks = (image[: by * box: step, : bx * box: step].reshape(by, m, bx, m)
-              .transpose(0, 2, 1, 3).reshape(by, bx, m * m))
-    assert block_medians(image, box, step).tobytes() == np.median(blocks, axis=2).tobytes()
+    image = np.random.default_rng(step).normal(900.0, 20.0, (200, 330)).astype(np.float32)
+    expected = np.median(_blocks(image, 64, step), axis=2)
+    assert block_medians(image, 64, step).tobytes() == expected.tobytes()
     image[5:9, 70:90] = np.nan  # NaN left out
-    blocks = (image[: by * box: step, : bx * box: step].reshape(by, m, bx, m)
-              .transpose(0, 2, 1, 3).reshape(by, bx, m * m))
-    expected = np.nanmedian(blocks, axis=2)
-    assert block_medians(image, box, step).tobytes() == expected.tobytes()
+    expected = np.nanmedian(_blocks(image, 64, step), axis=2)
+    assert block_medians(image, 64, step).tobytes() == expected.tobytes()
 
 
 def test_background_map_is_scipys_bilinear_interpolation_of_the_block_medians() -> None:
@@ -272,9 +276,7 @@ def test_background_map_is_scipys_bilinear_interpolation_of_the_block_medians() 
     plane = (800.0 + 0.5 * xx - 0.25 * yy).astype(np.float32)
     image = plane + rng.normal(0.0, 5.0, (ny, nx)).astype(np.float32)
     by, bx = ny // box, nx // box
-    med = np.median(
-        image[: by * box, : bx * box].reshape(by, box, bx, box).transpose(0, 2, 1, 3)
-        .reshape(by, bx, -1), axis=2)
+    med = np.median(_blocks(image, box), axis=2)
     cy = np.clip((np.arange(ny) + 0.5) / box - 0.5, 0, by - 1)
     cx = np.clip((np.arange(nx) + 0.5) / box - 0.5, 0, bx - 1)
     coords = np.stack(np.meshgrid(cy, cx, indexing="ij"))
