@@ -8,7 +8,9 @@ environment variable :data:`FAULT_ENV` names one, the fault happens as the phase
   signal to its own process group, as ``kill -9 -PGID``, systemd's SIGTERM or a Ctrl-C would
   at that moment;
 - ``PHASE:KEY=FILL:PATH``: the file system that holds ``PATH`` is filled up (a file at
-  ``PATH`` grows until the kernel answers ENOSPC), so every later write meets a full disk.
+  ``PATH`` grows until the kernel answers ENOSPC) and kept full, as by another program
+  writing beside the station: space the night frees (removing its per-set files) is taken
+  again within milliseconds, so every later write meets a full disk.
 
 It fires once per process. Without the variable :func:`phase` costs one dictionary look-up.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 __all__ = ["FAULT_ENV", "fill_file_system", "phase"]
@@ -51,12 +54,25 @@ def phase(name: str, key: object) -> None:
         return
     _fired = True
     if action.startswith("FILL:"):
-        fill_file_system(action.removeprefix("FILL:"))
+        _keep_full(action.removeprefix("FILL:"))
         return
     sig = signal.Signals[action]
     os.killpg(os.getpgrp(), sig)
     if sig == signal.SIGKILL:
         time.sleep(60)  # never returns: the kernel takes the process first
+
+
+def _keep_full(path: str) -> None:
+    """Fill the file system of ``path`` now, and again every millisecond from a daemon
+    thread until the process ends."""
+    fill_file_system(path)
+
+    def top_up() -> None:
+        while True:
+            time.sleep(0.001)
+            fill_file_system(path)
+
+    threading.Thread(target=top_up, name="fault-keep-full", daemon=True).start()
 
 
 def fill_file_system(path: str | os.PathLike[str]) -> None:
