@@ -425,13 +425,13 @@ def raw_pixels(path: Path, hdul: fits.HDUList, hdu: Any) -> np.ndarray:
 
 def _unsigned(stored: np.ndarray) -> np.ndarray:
     """uint16 pixels from 16-bit integers stored with BZERO 32768 (returned as they are when
-    already scaled). Adding 32768 to an int16 is flipping its sign bit; astropy instead
-    casts to a byte-swapped copy and then subtracts, 18 ms against 10 for a full frame."""
+    already scaled). Adding 32768 to an int16 is flipping its sign bit; one ufunc pass
+    flips it and puts the bytes in native order: 1.8 ms for a full big-endian frame, against
+    18 ms for astropy's cast-then-subtract and 7.7 ms for a byte swap in place then a flip."""
     if stored.dtype.kind != "i":
         return stored
-    native = stored if stored.dtype.isnative else stored.byteswap(inplace=True)
-    pixels = native.view(np.uint16)
-    pixels ^= np.uint16(0x8000)
+    bits = stored.view(np.dtype(np.uint16).newbyteorder(stored.dtype.byteorder))
+    pixels: np.ndarray = np.bitwise_xor(bits, np.uint16(0x8000), dtype=np.uint16)
     return pixels
 
 
