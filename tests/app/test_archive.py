@@ -11,6 +11,7 @@ reduces is compared, byte for byte, with the real `mascara-actors --replay` of t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -334,6 +336,39 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
         "20260321LPN"]
 
 
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path, workers: list[tuple[list[str], dict[str, str]]],
+                  ) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A `dask scheduler` on loopback and one `dask worker` per (extra arguments, extra
+    environment) in ``workers``, all in before it yields (address, [scheduler, *workers]);
+    every process is killed after."""
+    scheduler_file = tmp_path / "scheduler.json"
+    daemons = [subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)]
+    try:
+        for args, env in workers:
+            daemons.append(subprocess.Popen(
+                [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                 "--no-dashboard", "--host", "127.0.0.1", *args],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **env},
+                start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = re.search(r'"address": "([^"]+)"', scheduler_file.read_text()).group(1)
+        # every worker in before the run starts, so that each is given a night
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(len(workers), timeout=120)
+        yield address, daemons
+    finally:
+        for d in daemons:
+            if d.poll() is None:
+                os.killpg(d.pid, signal.SIGKILL)
+            d.communicate()
+
+
 def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archive,
                                                                   tmp_path: Path) -> None:
     """One of the two `dask worker`s is killed (SIGKILL, by itself: the crash tests' fault
@@ -342,26 +377,10 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
     first_sets = {int(_science(archive.nights[k])[0].name[:8]) // SET_SIZE for k in TWENTIETH}
     (first_set,) = first_sets  # the same set index for both nights
     out = tmp_path / "out"
-    scheduler_file = tmp_path / "scheduler.json"
-    daemons = [subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(scheduler_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)]
-    try:
-        for fault in ({FAULT_ENV: f"fast-saved:{first_set}=SIGKILL"}, {}):
-            # no nanny: the killed worker stays dead (its process group is itself alone)
-            daemons.append(subprocess.Popen(
-                [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-                 "--no-dashboard", "--no-nanny", "--host", "127.0.0.1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **fault},
-                start_new_session=True))
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = re.search(r'"address": "([^"]+)"', scheduler_file.read_text()).group(1)
-        # both workers in before the run starts, so that each is given a night
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
+    # no nanny: the killed worker stays dead (its process group is itself alone)
+    workers = [(["--no-nanny"], {FAULT_ENV: f"fast-saved:{first_set}=SIGKILL"}),
+               (["--no-nanny"], {})]
+    with _dask_cluster(tmp_path, workers) as (address, daemons):
         run = subprocess.run(
             [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
              str(out), "--scheduler", address, "--retries", "2", "--nights", "20260320"],
@@ -371,11 +390,6 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
         # started as the README says, but without the allocator's setting: said, not refused
         assert "2 of 2 workers (tcp://127.0.0.1:" in run.stderr
         assert "were started without MALLOC_ARENA_MAX=1 in their environment" in run.stderr
-    finally:
-        for d in daemons:
-            if d.poll() is None:
-                os.killpg(d.pid, signal.SIGKILL)
-            d.communicate()
     rows = _manifest(out)
     assert sorted(rows) == TWENTIETH
     assert {row["status"] for row in rows.values()} == {"reduced"}
@@ -388,6 +402,26 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
     assert first, reduced
     assert max(first) == 1, reduced
     _same_products(out, archive.references, TWENTIETH)
+
+
+def test_a_worker_of_another_version_is_refused_before_any_night(
+        archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `dask worker` whose software reports another version (set by a preload script, as
+    another install would report it): the run stops before it reduces or writes anything,
+    naming the worker and what to do."""
+    preload = tmp_path / "other_version.py"
+    preload.write_text("import mascara_actors.app.archive.run as run\n"
+                       "run.SOFTWARE = 'mascara-actors 0.0.1'\n")
+    out = tmp_path / "out"
+    with _dask_cluster(tmp_path, [(["--preload", str(preload)], {})]) as (address, _):
+        code = main(["--config", str(archive.config), "archive", str(archive.root), "--out",
+                     str(out), "--scheduler", address])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.search(r"workers run another version of the software \(tcp://127\.0\.0\.1:\d+ "
+                     r"runs mascara-actors 0\.0\.1\); this is " + re.escape(SOFTWARE), err), err
+    assert "install the same version on every worker" in err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_a_scheduler_that_does_not_answer_is_said_within_seconds(
