@@ -4,6 +4,7 @@ legacy tile-shift stacker; bad input; the binned FITS file (issue 7)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import warnings
 from pathlib import Path
@@ -14,7 +15,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from hw.sim.sky import SimulatedSky, SimulationSettings
-from mascara_actors.binned_file import binned_filename, read_binned, write_binned
+from mascara_actors.binned_file import (
+    binned_filename,
+    quantize_step,
+    read_binned,
+    write_binned,
+)
 from mascara_actors.binning import (
     SetFlag,
     SetStack,
@@ -305,6 +311,7 @@ def test_binned_file_round_trip_and_wcs(simset, tmp_path: Path) -> None:
     diff = back.image[finite] - b.image[finite]
     noise = np.std(b.image[200:260, 200:260])
     assert np.abs(diff).max() < noise / 4
+    assert np.array_equal(np.isnan(back.image), np.isnan(b.image))
     # The TAN WCS: astropy reads it; stars land within its stated error of the model.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -319,6 +326,55 @@ def test_binned_file_round_trip_and_wcs(simset, tmp_path: Path) -> None:
     assert on.sum() > 50
     assert np.median(err) < 1.0
     assert err.max() <= 1.5 * h["WCSMAXPX"] + 0.5
+
+
+def _tile_steps(image: np.ndarray, level: float) -> np.ndarray:
+    """The quantisation step of every tile of ``image`` written by astropy/cfitsio at
+    ``level`` (ZSCALE), ADU."""
+    hdu = fits.CompImageHDU(data=image, compression_type="RICE_1", tile_shape=(167, 167),
+                            quantize_level=level)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    with fits.open(io.BytesIO(buf.getvalue()), disable_image_compression=True) as hdul:
+        return np.array(hdul[1].data["ZSCALE"], np.float64)
+
+
+def test_one_quantisation_step_no_coarser_than_cfitsio_gives_any_tile(simset,
+                                                                       tmp_path: Path) -> None:
+    """The binned file's single step is at most cfitsio's own per-tile step (the legacy
+    ``quantize_level = 32``) of every tile, within the 5 % its estimate is allowed to
+    differ, and every tile of the file uses it."""
+    b = simset["binned"]
+    image = np.ascontiguousarray(b.image, np.float32)
+    step = quantize_step(image)
+    assert step is not None
+    legacy = _tile_steps(image, 32.0)
+    legacy = legacy[legacy > 0]  # tiles cfitsio could not quantise are stored lossless
+    assert step <= 1.05 * legacy.min()
+    assert step >= 0.9 * legacy.min()
+    path = write_binned(tmp_path, b, simset["sky"].model)
+    with fits.open(path, disable_image_compression=True) as hdul:
+        zscale = np.array(hdul[1].data["ZSCALE"], np.float64)
+    assert np.allclose(zscale, step, rtol=1e-12)
+
+
+def test_the_quantisation_step_follows_the_noise() -> None:
+    """Pure Gaussian noise of known sigma: step = sigma / 32 (the smallest of 12 tiles'
+    estimates: a little low); NaN pixels and an uncovered half are left out; no step for an
+    image without noise or without pixels."""
+    rng = np.random.default_rng(5)
+    sigma = 3.0
+    image = (1000.0 + rng.normal(0.0, sigma, (501, 668))).astype(np.float32)
+    step = quantize_step(image)
+    assert step is not None
+    assert 0.9 * sigma / 32 < step <= 1.02 * sigma / 32
+    image[:, :334] = np.nan  # an uncovered half: its tiles do not count
+    image[400:, 500:] *= 3.0  # a noisier corner does not lower the step
+    half = quantize_step(image)
+    assert half is not None
+    assert 0.9 * sigma / 32 < half <= 1.02 * sigma / 32
+    assert quantize_step(np.full((300, 400), np.nan, np.float32)) is None
+    assert quantize_step(np.full((300, 400), 7.0, np.float32)) is None
 
 
 @pytest.mark.parametrize(
