@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 TILE_PX = 16
 """Side of the tiles that share one displacement, pixels."""
-_COPY_TILES = 1024
-"""Tiles co-added per step: 1 MB of float32, in cache."""
+_COPY_TILES = 256
+"""Tiles co-added per step: 256 kB of float32 for each of the step's arrays (the tiles, their
+accumulator rows), all in the core's L2 cache; 1024 was 20 % slower (issue 17)."""
 _EXPTIME_TOL_S = 0.05
 """Frames whose exposure time differs from the set's by more than this are refused, s."""
 _MIN_COUNT = 0.5
