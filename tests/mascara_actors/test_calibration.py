@@ -317,6 +317,17 @@ def test_calibrate_into_a_given_buffer(darks, mdark, mflat):
         calibrator.calibrate(darks[1], out=np.empty((256, 384), np.float64))
 
 
+def test_dark_and_bias_are_subtracted_exactly_in_float32(sky, darks, mdark, calib):
+    """A 16-bit frame minus a master is the float32 nearest to the exact difference, which
+    float64 holds exactly (the reference here), whatever order the subtraction takes."""
+    raw = darks[N_DARK]
+    assert raw.data.dtype == np.uint16
+    mbias = master_bias([frame(sky, 300 + i, "bias") for i in range(10)], calibration=calib)
+    for master, calibrator in ((mdark, Calibrator(dark=mdark)), (mbias, Calibrator(bias=mbias))):
+        exact = raw.science().astype(np.float64) - master.science().astype(np.float64)
+        assert np.array_equal(calibrator.calibrate(raw).image, exact.astype(np.float32))
+
+
 def test_without_dark_the_overscan_level_is_subtracted_and_flagged(darks):
     raw = darks[0]
     stats = image_statistics(raw)
