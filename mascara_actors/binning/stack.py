@@ -467,7 +467,8 @@ class SetStack:
             count = self._resampled(None)
             total = self._resampled(self._sum)
             with np.errstate(invalid="ignore", divide="ignore"):
-                image = np.where(count >= _MIN_COUNT, total / count, np.nan).astype(np.float32)
+                image = np.divide(total, count)
+            image[~(count >= _MIN_COUNT)] = np.nan
         return BinnedSet(
             setidx=self.setidx,
             lstseq=self.lstseq_ref,
