@@ -99,6 +99,29 @@ def overscan_levels(data: np.ndarray, h: ReadoutRegion) -> tuple[float, ...]:
     return tuple(finite_median(data[s]) for s in overscan_slices(h))
 
 
+_BLOCK_BYTES = 1 << 20
+"""Bytes of the frame per block of :func:`_zero_and_saturated` (stays in the L2 cache)."""
+
+
+def _zero_and_saturated(data: np.ndarray) -> tuple[int, int]:
+    """Pixels equal to 0 and above :data:`STAT_SATURATION_ADU`, block by block of rows.
+
+    A block's min and max tell whether it needs a count at all (most have neither kind, but
+    nearly every frame has a saturated star somewhere); reading each block once from memory
+    and then from the cache halves the time of whole-frame passes (issue 17). NaN, possible
+    in float frames, fails both tests and falls through to the counts.
+    """
+    rows = max(1, _BLOCK_BYTES // max(1, data[:1].nbytes))
+    nzero = nsat = 0
+    for r0 in range(0, data.shape[0], rows):
+        block = data[r0:r0 + rows]
+        if not block.min() > 0:
+            nzero += int(np.count_nonzero(block == 0))
+        if not block.max() <= STAT_SATURATION_ADU:
+            nsat += int(np.count_nonzero(block > STAT_SATURATION_ADU))
+    return nzero, nsat
+
+
 def image_statistics(raw: RawFrame) -> ImageStatistics:
     """Image statistics of a raw frame, as the legacy station record holds them.
 
@@ -116,13 +139,10 @@ def image_statistics(raw: RawFrame) -> ImageStatistics:
     immed = finite_median(sample)
     imstd = float(np.std(sample, dtype=np.float64)) if sample.size else math.nan
     top, left, bottom, right = overscan_levels(data, h)
-    # A min/max pass is cheaper than building a mask, and most frames have neither.
-    # (NaN, possible in float frames, fails both tests and falls through to the count.)
-    lo, hi = data.min(), data.max()
+    imnzero, imnsat = _zero_and_saturated(data)
     return ImageStatistics(
-        imnzero=0 if lo > 0 else int(np.count_nonzero(data == 0)),
-        imnsat=0 if hi <= STAT_SATURATION_ADU else int(
-            np.count_nonzero(data > STAT_SATURATION_ADU)),
+        imnzero=imnzero,
+        imnsat=imnsat,
         imstd=imstd,
         immed=immed,
         oversca0=top,

@@ -148,6 +148,26 @@ def test_statistics_count_zeros_and_saturated_pixels_and_read_each_overscan_stri
                                       "oversca1", "oversca2", "oversca3"}
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_zero_and_saturated_counts_of_a_frame_of_many_blocks(darks, dtype):
+    """A frame taller than one cache block (the counts go block by block): zeros and
+    saturated pixels in every block, NaN pixels (float frames) in one, against whole-frame
+    counts."""
+    h = darks[0].header
+    rng = np.random.default_rng(8)
+    data = rng.normal(2000.0, 50.0, size=(5000, darks[0].data.shape[1])).round().astype(dtype)
+    assert data.nbytes > 3 * (1 << 20)
+    index = rng.choice(data.size, size=300, replace=False)
+    data.flat[index[:100]] = 0
+    data.flat[index[100:250]] = 65535
+    data.flat[index[250:]] = 64000
+    if dtype == np.float32:
+        data[4000:4003] = np.nan
+    stats = image_statistics(RawFrame(data=data, header=h))
+    assert stats.imnzero == np.count_nonzero(data == 0) > 90
+    assert stats.imnsat == np.count_nonzero(data > 64000) > 140
+
+
 def test_overscan_medians_equal_the_simulator_bias(darks, sensor):
     stats = image_statistics(darks[0])
     levels = [stats.oversca0, stats.oversca1, stats.oversca2, stats.oversca3]
