@@ -19,7 +19,7 @@ import numpy as np
 
 from mascara_actors.calibration.regions import check_region, frame_name, science_region
 from mascara_actors.errors import CalibrationError, FrameError
-from mascara_actors.fits_layout import open_fits
+from mascara_actors.fits_layout import is_gzipped, open_fits, unpack_gzip
 from mascara_actors.rawframe import (
     RawFrame,
     RawHeader,
@@ -59,7 +59,8 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     compressed = path.name.endswith((".gz", ".fz"))
     try:
         # checked whole first: a truncated file would fail only half-way through a combine
-        hdul = open_fits(path, unpack=compressed)
+        content = unpack_gzip(path) if compressed and is_gzipped(path) else None
+        hdul = open_fits(path, unpack=compressed, content=content)
     except (FrameError, OSError, ValueError, TypeError, IndexError, EOFError) as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         raise FrameError(f"{name}: unreadable FITS file ({reason})") from None
@@ -80,7 +81,7 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
                 stack.push(closer.pop_all())  # keep the file open for the sections
                 section = hdu.section
                 return Source(name, header, shape, lambda r0, r1: section[r0:r1])
-            data = raw_pixels(path, hdul, hdu)
+            data = raw_pixels(path, hdul, hdu, content)
     except (FrameError, CalibrationError):
         raise
     except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:
