@@ -3,7 +3,7 @@
 astropy only *warns* about a truncated file and then fails with a less helpful message (or,
 when warnings are errors, leaks the open file). A raw frame that a crash or a full disk cut
 short must fail cleanly with a FrameError naming the file. :func:`open_fits` checks, then
-opens; a gzipped file whose pixels are wanted is unpacked once, in memory.
+opens; a gzipped file whose pixels are wanted is unpacked once, in memory (:func:`unpack_gzip`).
 """
 
 from __future__ import annotations
@@ -76,36 +76,30 @@ def _gzip_damage_as_value_error() -> Iterator[None]:
         raise ValueError(f"damaged or truncated gzip data: {exc}") from None
 
 
-def open_fits(path: Path, *, unpack: bool = False, scaled: bool = True,
-              content: bytes | None = None) -> fits.HDUList:
+def open_fits(path: Path, *, scaled: bool = True, content: bytes | None = None,
+              ) -> fits.HDUList:
     """``path`` opened by astropy (not memory-mapped) once :func:`check_fits_layout` passed.
 
-    With ``unpack`` (the caller reads the pixels), a gzipped file is unpacked in memory
-    first (:func:`unpack_gzip`); ``content`` is a gzipped file's bytes that the caller
-    unpacked so already, opened instead of the file. Without either (headers only) the file
-    is streamed. Without ``scaled``, image data come as stored (BZERO and BSCALE not
-    applied).
+    ``content``, a gzipped file's bytes unpacked by :func:`unpack_gzip` (when the caller
+    reads the pixels), is opened instead of the file; otherwise the file is streamed.
+    Without ``scaled``, image data come as stored (BZERO and BSCALE not applied).
 
     Raises
     ------
     FrameError
         The layout check failed.
-    ValueError
-        The gzip stream is damaged or cut short.
     OSError
         The file cannot be read, or astropy cannot open it.
     """
-    if content is None and unpack and is_gzipped(path):
-        content = unpack_gzip(path)
     if content is None:
         check_fits_layout(path)
         return fits.open(path, memmap=False, do_not_scale_image_data=not scaled)
     return fits.open(io.BytesIO(content), memmap=False, do_not_scale_image_data=not scaled)
 
 
-def unpack_gzip(path: Path) -> bytes:
-    """The bytes of gzipped FITS file ``path``, unpacked in memory by ISA-L and their layout
-    checked (:func:`check_fits_layout`).
+def unpack_gzip(path: Path) -> bytes | None:
+    """The bytes of FITS file ``path`` unpacked in memory by ISA-L, their layout checked
+    (:func:`check_fits_layout`); None when the file is not gzipped (its first bytes say).
 
     ISA-L is three times zlib's speed, and astropy would unpack the file about twice
     (seeking back in a gzip stream starts it again) and never reach its CRC: a full raw
@@ -121,6 +115,8 @@ def unpack_gzip(path: Path) -> bytes:
     OSError
         The file cannot be read.
     """
+    if not is_gzipped(path):
+        return None
     with _gzip_damage_as_value_error():
         content: bytes = igzip.decompress(path.read_bytes())  # type: ignore[no-untyped-call]
     check_fits_layout(path, content)

@@ -25,7 +25,7 @@ from astropy.io.fits.verify import VerifyError
 
 from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import FrameError
-from mascara_actors.fits_layout import gzip_primary_header, is_gzipped, open_fits, unpack_gzip
+from mascara_actors.fits_layout import gzip_primary_header, open_fits, unpack_gzip
 from mascara_actors.rice_rows import CODEC_ERRORS, read_rice_rows
 from mascara_actors.sidereal import (
     SIDEREAL_DAY_S,
@@ -455,7 +455,7 @@ def _read(path: Path, *, pixels: bool) -> tuple[RawHeader, np.ndarray | None]:
         if header is not None:
             check_raw_pixels(header, str(path))
         else:
-            content = unpack_gzip(path) if pixels and is_gzipped(path) else None
+            content = unpack_gzip(path) if pixels else None
             with open_fits(path, scaled=False, content=content) as hdul:
                 hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0)), None)
                 if hdu is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from mascara_actors.calibration.regions import check_region, frame_name, science_region
 from mascara_actors.errors import CalibrationError, FrameError
-from mascara_actors.fits_layout import is_gzipped, open_fits, unpack_gzip
+from mascara_actors.fits_layout import open_fits, unpack_gzip
 from mascara_actors.rawframe import (
     RawFrame,
     RawHeader,
@@ -59,8 +59,8 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
     compressed = path.name.endswith((".gz", ".fz"))
     try:
         # checked whole first: a truncated file would fail only half-way through a combine
-        content = unpack_gzip(path) if compressed and is_gzipped(path) else None
-        hdul = open_fits(path, unpack=compressed, content=content)
+        content = unpack_gzip(path) if compressed else None
+        hdul = open_fits(path, content=content)
     except (FrameError, OSError, ValueError, TypeError, IndexError, EOFError) as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         raise FrameError(f"{name}: unreadable FITS file ({reason})") from None
