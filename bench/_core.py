@@ -55,6 +55,31 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024.0
 
 
+def host_reference_ms(repeats: int = 7) -> float:
+    """Median ms of a fixed piece of work shaped like a frame's reduction: sorting 5,000
+    rows of 1,280 float32 (a frame's sky annuli) and calibrating a full-size 16-bit frame
+    with a float32 dark. The same code on the same machine takes longer when other programs
+    share its cores, caches and memory; a figure taken beside this one can be compared with
+    another taken at another time in proportion."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(1000.0, 30.0, (5000, 1280)).astype(np.float32)
+    frame = rng.integers(0, 65535, (2672, 4008), dtype=np.uint16)
+    dark = rng.normal(300.0, 5.0, frame.shape).astype(np.float32)
+    out = np.empty(frame.shape, np.float32)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.sort(rows, axis=1)
+        out[...] = frame
+        out -= dark
+        times.append(time.perf_counter() - t0)
+    return round(1e3 * float(np.median(times)), 1)
+
+
 def emit(fig: Figure) -> None:
     """Print one figure as a JSON line."""
     sys.stdout.write(json.dumps(fig) + "\n")

@@ -10,7 +10,10 @@ process, exactly as an observer would run it, on a LocalCluster of two workers a
 the wall time of each whole command (cluster start, scan, reduction, provenance, summaries,
 manifest) is timed. Every frame is read once before (not timed), so that both runs find
 the archive in the page cache: the figures are the reduction's, not the disk's (the first
-run would otherwise read a cold archive from disk and the second a warm one).
+run would otherwise read a cold archive from disk and the second a warm one). The context
+gives ``host_ref_ms`` before and after the runs (:func:`bench._core.host_reference_ms`):
+on a shared machine the same code runs up to twice as long at busy moments, and figures of
+different days compare in proportion to it (32-36 ms on this 2-core machine when quiet).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench._core import bench, figure
+from bench._core import bench, figure, host_reference_ms
 from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
 from hw.sim.sky import SimulationSettings
@@ -107,13 +110,16 @@ def run():
     root = archive_nights(frames, form)
     _read_once(root)
     total = frames * len(_NIGHTS)
+    ref_before = host_reference_ms()
     with tempfile.TemporaryDirectory(prefix="bench_archive_") as tmp:
         two_s, stderr = _archive(root, Path(tmp) / "two", 2)
         one_s, _ = _archive(root, Path(tmp) / "one", 1)
+    ref_after = host_reference_ms()
     summary = [line for line in stderr.splitlines() if "real time per worker" in line]
     context = {"nights": len(_NIGHTS), "frames": total, "frames_per_night": frames,
                "form": form, "wall_2_workers_s": round(two_s, 1),
                "wall_1_worker_s": round(one_s, 1), "cpu_count": os.cpu_count(),
+               "host_ref_ms": [ref_before, ref_after],
                "summary": summary[0] if summary else ""}
     yield figure("archive_x_realtime_per_core",
                  round(total * slot_length_solar_s() / two_s / 2, 2), "x", bar=30, **context)
