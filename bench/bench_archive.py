@@ -14,11 +14,14 @@ run would otherwise read a cold archive from disk and the second a warm one). Th
 gives ``host_ref_ms`` before and after the runs (:func:`bench._core.host_reference_ms`):
 on a shared machine the same code runs up to twice as long at busy moments, and figures of
 different days compare in proportion to it (32-36 ms on this 2-core machine when quiet).
+It also gives the user and system CPU seconds of each run's processes: the system time
+(page faults, the page cache) grows most when the machine is short of free memory.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -83,18 +86,23 @@ def _read_once(root: Path) -> None:
                     pass
 
 
-def _archive(root: Path, out: Path, workers: int) -> tuple[float, str]:
+def _archive(root: Path, out: Path, workers: int) -> tuple[float, tuple[float, float], str]:
+    """Wall seconds, (user, system) CPU seconds of all its processes, and stderr of one
+    ``mascara-actors archive`` run."""
     script = Path(sys.executable).parent / "mascara-actors"
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(
         [str(script), "archive", str(root), "--out", str(out), "--workers", str(workers)],
         capture_output=True, text=True,
     )
     wall_s = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"the archive run failed (exit {done.returncode}):\n"
                            f"{done.stderr[-3000:]}")
-    return wall_s, done.stderr
+    cpu = (round(r1.ru_utime - r0.ru_utime, 1), round(r1.ru_stime - r0.ru_stime, 1))
+    return wall_s, cpu, done.stderr
 
 
 @bench("archive_x_realtime_per_core")
@@ -112,14 +120,15 @@ def run():
     total = frames * len(_NIGHTS)
     ref_before = host_reference_ms()
     with tempfile.TemporaryDirectory(prefix="bench_archive_") as tmp:
-        two_s, stderr = _archive(root, Path(tmp) / "two", 2)
-        one_s, _ = _archive(root, Path(tmp) / "one", 1)
+        two_s, two_cpu, stderr = _archive(root, Path(tmp) / "two", 2)
+        one_s, one_cpu, _ = _archive(root, Path(tmp) / "one", 1)
     ref_after = host_reference_ms()
     summary = [line for line in stderr.splitlines() if "real time per worker" in line]
     context = {"nights": len(_NIGHTS), "frames": total, "frames_per_night": frames,
                "form": form, "wall_2_workers_s": round(two_s, 1),
                "wall_1_worker_s": round(one_s, 1), "cpu_count": os.cpu_count(),
                "host_ref_ms": [ref_before, ref_after],
+               "cpu_user_sys_2_workers_s": two_cpu, "cpu_user_sys_1_worker_s": one_cpu,
                "summary": summary[0] if summary else ""}
     yield figure("archive_x_realtime_per_core",
                  round(total * slot_length_solar_s() / two_s / 2, 2), "x", bar=30, **context)
