@@ -13,7 +13,8 @@ the archive in the page cache: the figures are the reduction's, not the disk's (
 run would otherwise read a cold archive from disk and the second a warm one). The context
 gives ``host_ref_ms`` before and after the runs (:func:`bench._core.host_reference_ms`):
 on a shared machine the same code runs up to twice as long at busy moments, and figures of
-different days compare in proportion to it (32-36 ms on this 2-core machine when quiet).
+different moments compare roughly in proportion to it (on this 2-core machine 17 ms at its
+fastest moments and 32-43 ms at its busiest, in one evening).
 It also gives the user and system CPU seconds of each run's processes: the system time
 (page faults, the page cache) grows most when the machine is short of free memory.
 """
