@@ -121,15 +121,10 @@ def quantize_step(image: np.ndarray, tile: int = _TILE[0]) -> float | None:
     f = sample.reshape(nty, rows.shape[1], ntx, tile)
     d = np.abs(2.0 * f[..., 2:-2] - f[..., :-4] - f[..., 4:])
     d = d.transpose(0, 2, 1, 3).reshape(nty * ntx, -1)
-    d.sort(axis=1)  # NaN last
-    n = np.count_nonzero(~np.isnan(d), axis=1)
-    usable = n >= d.shape[1] // 2
+    usable = np.count_nonzero(~np.isnan(d), axis=1) >= d.shape[1] // 2
     if not usable.any():
         return None
-    d, n = d[usable], n[usable]
-    at = np.arange(d.shape[0])
-    median = 0.5 * (d[at, (n - 1) // 2].astype(np.float64) + d[at, n // 2])
-    noise = _NOISE3 * float(median.min())
+    noise = _NOISE3 * float(np.nanmedian(d[usable], axis=1).min())
     return noise / _QUANTIZE_LEVEL if noise > 0.0 else None
 
 
