@@ -5,8 +5,8 @@ empty primary HDU, in ADU per exposure (the mean of the frames), NaN where no fr
 the pixel. The legacy files quantise each tile with a step of its own noise / 32 (cfitsio's
 ``quantize_level = 32``); here one step serves the whole image, the noise of its quietest
 tile / 32 (:func:`quantize_step`), so no tile is stored coarser than the legacy rule would
-store it, and cfitsio need not estimate the noise of every tile again (two thirds of the
-write). Header keys (MASCARA names):
+store it (within the 5 % by which the two noise estimates may differ), and cfitsio need not
+estimate the noise of every tile again (two thirds of the write). Header keys (MASCARA names):
 
 ======== ===================================================================
 NIMAGES  frames co-added
