@@ -95,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cameras = args.cameras.split(",") if args.cameras else None
     console = Console(stderr=True, soft_wrap=True)
-    scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras)
+    if args.out.resolve() == args.root.resolve():
+        raise ConfigError(f"--out {args.out} is the archive itself: give another directory "
+                          "(the products would lie among the raw frames)")
+    scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras,
+                        exclude=args.out)
     _print_scan(console, scan, args, config.reduction.calibration.min_dark)
     if not scan.nights:
-        raise ConfigError(
-            f"no camera-night to reduce under {args.root}"
-            + (" with these --nights/--cameras" if args.nights or cameras else "")
-            + ": check the path and the filters"
-        )
+        raise ConfigError(_nothing_chosen(scan, args.root))
     if args.dry_run:
         console.print(_plan_table(scan.nights, args.out, config.directory))
         return 0
@@ -150,8 +150,9 @@ def _print_scan(
     cams = sorted({n.camera_id for n in scan.nights})
     nights = sorted({n.night for n in scan.nights})
     console.print(
-        f"{args.root}: {scan.files} raw frames; {len(scan.nights)} camera-nights chosen"
-        + (f" ({', '.join(cams)}; nights {nights[0]} to {nights[-1]})" if nights else "")
+        f"{args.root}: {scan.files} raw frames; {len(scan.nights)} "
+        f"camera-night{'s' if len(scan.nights) != 1 else ''} chosen"
+        + (f" ({', '.join(cams)}; {_span(nights)})" if nights else "")
     )
     for n in scan.nights:
         if n.borrowed is not None:
@@ -165,6 +166,25 @@ def _print_scan(
             )
     for problem in scan.problems:
         console.print(f"left out: {problem}", markup=False, highlight=False)
+
+
+def _nothing_chosen(scan: ArchiveScan, root: Path) -> str:
+    """Why no camera-night was chosen, with what there was to choose from."""
+    if not scan.available:
+        return (f"no camera-night to reduce under {root}: no raw science frame was found "
+                f"there{' (see what was left out above)' if scan.problems else ''}; check "
+                "the path")
+    cams = sorted({camera for camera, _ in scan.available})
+    nights = sorted({night for _, night in scan.available})
+    # the scan chooses every night found unless --nights or --cameras leave them out
+    return (f"no camera-night matches --nights/--cameras ({len(scan.available)} under {root}: "
+            f"cameras {', '.join(cams)}, {_span(nights)}): check the filters")
+
+
+def _span(nights: list[str]) -> str:
+    """``night A`` or ``nights A to B`` of sorted night names."""
+    return f"night {nights[0]}" if nights[0] == nights[-1] else (
+        f"nights {nights[0]} to {nights[-1]}")
 
 
 def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) -> Table:

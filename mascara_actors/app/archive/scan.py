@@ -11,7 +11,9 @@ and local day). Runs of the same camera and night in other directories join.
 
 Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
 whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
-or truncated further in a run are found by the reduction, which goes on without them.
+or truncated further in a run are found by the reduction, which goes on without them. The
+output directory is not searched when it lies under the root: its products are not raw
+frames, and a re-reduction must not read what it writes.
 """
 
 from __future__ import annotations
@@ -70,9 +72,12 @@ class ArchiveScan:
     nights: tuple[CameraNight, ...]
     """Camera-nights with science frames, by night then camera."""
     problems: tuple[str, ...]
-    """Files and runs left out, one line each, naming the file."""
+    """Files, runs and directories left out, one line each, naming the file and why."""
     files: int
     """Raw frames found."""
+    available: tuple[tuple[str, str], ...] = ()
+    """(camera id, night) of every camera-night with science frames, before the
+    ``nights`` and ``cameras`` filters: what there was to choose from."""
 
 
 @dataclass(slots=True)
@@ -88,9 +93,11 @@ def scan_archive(
     *,
     nights: str | None = None,
     cameras: Iterable[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> ArchiveScan:
     """Every camera-night under ``root`` (any depth), those of ``nights`` (a pattern on
-    ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only.
+    ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only; the
+    directory ``exclude`` (the output directory) is not searched.
 
     A night with fewer darks than ``min_dark`` borrows those of the camera's nearest night
     that has enough (the earlier one on a tie), as a station would use its dark table.
@@ -105,7 +112,7 @@ def scan_archive(
         raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
     wanted = {c.upper() for c in cameras} if cameras is not None else None
     problems: list[str] = []
-    runs, nfiles = _runs(root, problems)
+    runs, nfiles = _runs(root, problems, Path(exclude) if exclude is not None else None)
     by_night: dict[tuple[str, str], list[tuple[int, str, Path]]] = defaultdict(list)
     nights_of: dict[tuple[str, int], str] = {}
     for run in runs:
@@ -149,15 +156,24 @@ def scan_archive(
         and (wanted is None or n.camera_id in wanted)
         and (nights is None or fnmatch.fnmatchcase(n.night, nights))
     )
-    return ArchiveScan(nights=chosen, problems=tuple(problems), files=nfiles)
+    return ArchiveScan(nights=chosen, problems=tuple(problems), files=nfiles,
+                       available=tuple((n.camera_id, n.night) for n in found if n.science))
 
 
-def _runs(root: Path, problems: list[str]) -> tuple[list[_Run], int]:
-    """Raw frames by directory and camera letter, split at day-long gaps."""
+def _runs(root: Path, problems: list[str], exclude: Path | None
+          ) -> tuple[list[_Run], int]:
+    """Raw frames by directory and camera letter, split at day-long gaps; ``exclude`` and
+    what lies under it are not searched."""
     runs: list[_Run] = []
     nfiles = 0
+    skip = _identity(exclude) if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        if skip is not None:
+            for name in [d for d in dirnames if _identity(Path(dirpath) / d) == skip]:
+                dirnames.remove(name)
+                problems.append(f"{Path(dirpath) / name}: the output directory (--out), not "
+                                "searched for raw frames")
         by_letter: dict[str, list[tuple[int, str, Path]]] = defaultdict(list)
         for name in sorted(filenames):
             parsed = parse_raw_filename(name)
@@ -165,7 +181,7 @@ def _runs(root: Path, problems: list[str]) -> tuple[list[_Run], int]:
                 if name.lower().endswith(_FITS_SUFFIXES):
                     problems.append(
                         f"{Path(dirpath) / name}: a FITS file whose name is not a raw frame's "
-                        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz]): left out"
+                        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])"
                     )
                 continue
             lstseq, letter, kind = parsed
@@ -195,22 +211,32 @@ def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | No
                 break
     if header is None:
         problems.append(
-            f"{run.directory}: {_count(run.frames)} of camera {run.letter} left out: none of "
-            f"the first {len(errors)} can be read (first: {errors[0]})"
+            f"{run.directory}: {_count(run.frames)} of camera {run.letter}: none of the "
+            f"first {len(errors)} can be read (first: {errors[0]})"
         )
         return None
     sites = [s for s in config.sites.values() if s.name == header.site]
     if not sites:
         problems.append(
-            f"{run.directory}: {_count(run.frames)} of camera {run.letter} left out: site "
+            f"{run.directory}: {_count(run.frames)} of camera {run.letter}: site "
             f"{header.site!r} is not in the configuration ({sorted(config.sites)})"
         )
         return None
     try:
         return config.camera(sites[0].code + run.letter)
     except ConfigError as exc:
-        problems.append(f"{run.directory}: {_count(run.frames)} left out: {exc}")
+        problems.append(f"{run.directory}: {_count(run.frames)}: {exc}")
         return None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a directory, None when there is none: the same directory
+    whatever the path to it (symbolic links, ``..``)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _count(frames: Sequence[object]) -> str:

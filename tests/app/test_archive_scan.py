@@ -1,0 +1,83 @@
+"""What the archive command chooses to reduce, on the committed night: an output directory
+inside the archive is not searched, ``--out`` the archive itself is refused, and filters
+that match nothing say what there is (no Dask cluster is started)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mascara_actors.app.archive.scan import scan_archive
+from mascara_actors.cli import main
+from mascara_actors.config import load_config
+from mascara_actors.rawframe import parse_raw_filename, raw_filename
+
+NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
+FRAMES = sum(parse_raw_filename(p.name) is not None for p in NIGHT.iterdir())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An archive of the committed night, and a reduced night inside it (``reduced/``) whose
+    directory holds a file named as a raw frame of another night."""
+    root = tmp_path / "raw"
+    (root / "2026").mkdir(parents=True)
+    for path in NIGHT.iterdir():
+        os.link(path, root / "2026" / path.name)
+    products = root / "reduced" / "20260320LPC" / "binned"
+    products.mkdir(parents=True)
+    science = next(p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz"))
+    os.link(science, products / raw_filename(1_000_000, "C", ext=".fits.fz"))
+    return root
+
+
+def test_an_output_directory_inside_the_archive_is_not_searched(root: Path) -> None:
+    config = load_config()
+    everything = scan_archive(root, config)
+    assert everything.files == FRAMES + 1  # the scan would find the file under reduced/
+    # the output directory however it is spelled: the same directory is left out
+    for out in (root / "reduced", root / "2026" / ".." / "reduced"):
+        scan = scan_archive(root, config, exclude=out)
+        assert scan.files == FRAMES
+        assert [n.key for n in scan.nights] == ["20260320LPC"]
+        assert f"{root / 'reduced'}: the output directory (--out), not searched for raw " \
+               "frames" in scan.problems
+        assert not any("20260320LPC/binned" in p for p in scan.problems)
+    # an output directory that does not exist yet leaves everything to search
+    assert scan_archive(root, config, exclude=root / "new").files == FRAMES + 1
+
+
+def test_out_the_archive_itself_is_refused(root: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["archive", str(root), "--out", str(root / "2026" / ".."), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "is the archive itself: give another directory" in err
+    assert "raw frames;" not in err  # refused before the scan
+
+
+def test_filters_that_match_nothing_say_what_there_is(root: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    out = str(root / "reduced")
+    assert main(["archive", str(root), "--out", out, "--cameras", "LPN", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "0 camera-nights chosen" in err
+    assert ("no camera-night matches --nights/--cameras (1 under "
+            f"{root}: cameras LPC, night 20260320): check the filters") in err
+    assert main(["archive", str(root), "--out", out, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert f"{root}: {FRAMES} raw frames; 1 camera-night chosen (LPC; night 20260320)" in err
+    assert "left out: " + str(root / "reduced") + ": the output directory" in err
+
+
+def test_an_archive_without_science_frames_says_so(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["archive", str(empty), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"no camera-night to reduce under {empty}: no raw science frame was found there; " \
+           "check the path" in err
+    assert not (tmp_path / "out").exists()
