@@ -62,7 +62,7 @@ from mascara_actors.messages import (
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import slot_length_solar_s
 from mascara_actors.star_rows import star_table
-from mascara_actors.storage import NightId, SetWriter, event_log_path
+from mascara_actors.storage import NightId, SetWriter, binned_dir, event_log_path
 
 __all__ = ["NightPlan", "NightReport", "run_night", "stop_on_signals", "waiting_events"]
 
@@ -338,7 +338,7 @@ async def run_night(
                                 worker=binner_worker,
                                 reducer_worker=reducer_worker,
                                 spec=plan.worker,
-                                out_dir=plan.night_dir / "binned",
+                                out_dir=binned_dir(plan.night_dir),
                                 stopping=stop,
                             )
                         )

@@ -20,7 +20,7 @@ from mascara_actors.frames import FrameReady
 from mascara_actors.messages import WorkerSpec
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import RawHeader, read_raw_header
-from mascara_actors.storage import NightId, NightLock
+from mascara_actors.storage import NightId, NightLock, binned_dir
 from mascara_actors.storage.provenance import (
     Provenance,
     complete_provenance,
@@ -175,7 +175,7 @@ def plan_replay(
             flat=calibration["flat"],
             camera_letter=camera.letter,
             calibration=config.reduction.calibration,
-            binned_dir=night_dir / "binned",
+            binned_dir=binned_dir(night_dir),
             state_dir=out / "state",
         )
         provenance = record_masters(night_dir, provenance, {

@@ -98,7 +98,7 @@ from mascara_actors.night_state import NightState
 from mascara_actors.night_window import NightWindow, night_window
 from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import SET_SIZE
-from mascara_actors.storage import NightId, event_log_path
+from mascara_actors.storage import NightId, binned_dir, event_log_path
 from mascara_actors.summary import summarise_night
 
 __all__ = ["Station"]
@@ -634,7 +634,7 @@ class Station:
                     **frames,
                     camera_letter=self.camera.letter,
                     calibration=cal,
-                    binned_dir=self.night_dir / "binned",
+                    binned_dir=binned_dir(self.night_dir),
                     state_dir=self.state_dir,
                 )
             )

@@ -21,6 +21,7 @@ from mascara_actors.storage.combine import combine_night as combine_night
 from mascara_actors.storage.layout import FORMAT_VERSION as FORMAT_VERSION
 from mascara_actors.storage.layout import KINDS as KINDS
 from mascara_actors.storage.layout import NightId as NightId
+from mascara_actors.storage.layout import binned_dir as binned_dir
 from mascara_actors.storage.layout import event_log_path as event_log_path
 from mascara_actors.storage.layout import nightly_file_path as nightly_file_path
 from mascara_actors.storage.layout import set_file_path as set_file_path
@@ -48,6 +49,7 @@ __all__ = [
     "SetWriter",
     "StarFileFinaliser",
     "atomic_hdf5",
+    "binned_dir",
     "combine_night",
     "event_log_path",
     "export_stars",

@@ -28,6 +28,7 @@ __all__ = [
     "SET_ATTRS",
     "SITE_NAMES",
     "NightId",
+    "binned_dir",
     "check_kind",
     "event_log_path",
     "lightcurve_dir",
@@ -138,6 +139,11 @@ class NightId:
     def attrs(self) -> dict[str, str]:
         """The identity as file attributes."""
         return {"night": self.night, "site": self.site, "camera": self.camera}
+
+
+def binned_dir(night_dir: Path) -> Path:
+    """Directory of the binned images and the masters of the night."""
+    return Path(night_dir) / "binned"
 
 
 def tmp_dir(night_dir: Path) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 from mascara_actors import __version__
 from mascara_actors.atomic_files import atomic_write_text
 from mascara_actors.errors import StorageError
+from mascara_actors.storage.layout import binned_dir, lightcurve_dir
 
 __all__ = [
     "PROVENANCE_NAME",
@@ -93,7 +94,8 @@ def config_hash(directory: str | os.PathLike[str]) -> str:
 def product_files(night_dir: Path) -> list[Path]:
     """The night's products: nightly files (``lightcurves/*.hdf5``) and binned images and
     masters (``binned/*.fits``), sorted."""
-    return sorted([*night_dir.glob("lightcurves/*.hdf5"), *night_dir.glob("binned/*.fits")])
+    return sorted([*lightcurve_dir(night_dir).glob("*.hdf5"),
+                   *binned_dir(night_dir).glob("*.fits")])
 
 
 def read_provenance(night_dir: Path) -> Provenance | None:

@@ -1,6 +1,7 @@
 """What the archive command chooses to reduce, on the committed night: an output directory
-inside the archive is not searched, ``--out`` the archive itself is refused, and filters
-that match nothing say what there is (no Dask cluster is started)."""
+inside the archive is not searched, nor the products of a station's nights, ``--out`` the
+archive itself is refused, and filters that match nothing say what there is (no Dask
+cluster is started)."""
 
 from __future__ import annotations
 
@@ -20,23 +21,27 @@ FRAMES = sum(parse_raw_filename(p.name) is not None for p in NIGHT.iterdir())
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """An archive of the committed night, and a reduced night inside it (``reduced/``) whose
-    directory holds a file named as a raw frame of another night."""
+    """An archive of the committed night, and an output directory inside it (``reduced/``)
+    that holds a file named as a raw frame of another night."""
     root = tmp_path / "raw"
     (root / "2026").mkdir(parents=True)
     for path in NIGHT.iterdir():
         os.link(path, root / "2026" / path.name)
-    products = root / "reduced" / "20260320LPC" / "binned"
-    products.mkdir(parents=True)
-    science = next(p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz"))
-    os.link(science, products / raw_filename(1_000_000, "C", ext=".fits.fz"))
+    (root / "reduced").mkdir()
+    os.link(_science(), root / "reduced" / raw_filename(1_000_000, "C", ext=".fits.fz"))
     return root
+
+
+def _science() -> Path:
+    return next(p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz"))
 
 
 def test_an_output_directory_inside_the_archive_is_not_searched(root: Path) -> None:
     config = load_config()
     everything = scan_archive(root, config)
+    decoy = raw_filename(1_000_000, "C", ext=".fits.fz")
     assert everything.files == FRAMES + 1  # the scan would find the file under reduced/
+    assert any(decoy in p for p in everything.problems)  # its header names another lstseq
     # the output directory however it is spelled: the same directory is left out
     for out in (root / "reduced", root / "2026" / ".." / "reduced"):
         scan = scan_archive(root, config, exclude=out)
@@ -44,9 +49,32 @@ def test_an_output_directory_inside_the_archive_is_not_searched(root: Path) -> N
         assert [n.key for n in scan.nights] == ["20260320LPC"]
         assert f"{root / 'reduced'}: the output directory (--out), not searched for raw " \
                "frames" in scan.problems
-        assert not any("20260320LPC/binned" in p for p in scan.problems)
+        assert not any(decoy in p for p in scan.problems)
     # an output directory that does not exist yet leaves everything to search
     assert scan_archive(root, config, exclude=root / "new").files == FRAMES + 1
+
+
+def test_the_products_of_a_stations_nights_are_passed_over_in_one_line(
+        tmp_path: Path) -> None:
+    # a station's output: each camera-night's raw frames in raw/, its products in binned/
+    station = tmp_path / "station"
+    for night in ("20260320LPC", "20260321LPC"):
+        (station / night / "raw").mkdir(parents=True)
+        (station / night / "binned").mkdir()
+        for name in ("bin_65344225C.fits", "65344190Cmasterdark.fits"):
+            os.link(_science(), station / night / "binned" / name)
+    for path in NIGHT.iterdir():
+        os.link(path, station / "20260320LPC" / "raw" / path.name)
+    # a directory named binned elsewhere is searched as any other
+    (station / "binned").mkdir()
+    os.link(_science(), station / "binned" / raw_filename(1_000_000, "C", ext=".fits.fz"))
+    scan = scan_archive(station, load_config())
+    assert scan.files == FRAMES + 1
+    assert f"{station / '20260320LPC' / 'binned'} and 1 more like it: the binned images and " \
+           "masters of a reduced night, not searched for raw frames" in scan.problems
+    assert not any("bin_65344225C" in p or "masterdark" in p for p in scan.problems)
+    assert [n.key for n in scan.nights] == ["20260320LPC"]
+    assert scan.nights[0].science == FRAMES - len(scan.nights[0].darks)
 
 
 def test_out_the_archive_itself_is_refused(root: Path,

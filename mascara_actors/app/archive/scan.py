@@ -13,7 +13,9 @@ Reported, never fatal: FITS files whose names are not raw-frame names (foreign f
 whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
 or truncated further in a run are found by the reduction, which goes on without them. The
 output directory is not searched when it lies under the root: its products are not raw
-frames, and a re-reduction must not read what it writes.
+frames, and a re-reduction must not read what it writes. Nor are the ``binned/`` directories
+of camera-night directories (a station's output holds its raw frames beside its products):
+one line says how many were passed over.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from pathlib import Path
 
 from hw.recorded import BorrowedDarks
 from mascara_actors.config import CameraConfig, Config
-from mascara_actors.errors import ConfigError, FrameError
+from mascara_actors.errors import ConfigError, FrameError, StorageError
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
 from mascara_actors.sidereal import lstseq2date
+from mascara_actors.storage import NightId, binned_dir
 
 __all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "scan_archive"]
 
@@ -167,8 +170,13 @@ def _runs(root: Path, problems: list[str], exclude: Path | None
     runs: list[_Run] = []
     nfiles = 0
     skip = _identity(exclude) if exclude is not None else None
+    products: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        products_here = binned_dir(Path(dirpath))
+        if products_here.name in dirnames and _is_night_dir(Path(dirpath)):
+            dirnames.remove(products_here.name)
+            products.append(products_here)
         if skip is not None:
             for name in [d for d in dirnames if _identity(Path(dirpath) / d) == skip]:
                 dirnames.remove(name)
@@ -194,7 +202,20 @@ def _runs(root: Path, problems: list[str], exclude: Path | None
                 if i == len(frames) or frames[i][0] - frames[i - 1][0] > NIGHT_GAP_SLOTS:
                     runs.append(_Run(Path(dirpath), letter, frames[start:i]))
                     start = i
+    if products:
+        more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
+        problems.append(f"{products[0]}{more}: the binned images and masters of a reduced "
+                        "night, not searched for raw frames")
     return runs, nfiles
+
+
+def _is_night_dir(path: Path) -> bool:
+    """Whether ``path`` is named as a camera-night directory (``20260320LPC``)."""
+    try:
+        NightId.from_dir(path)
+    except StorageError:
+        return False
+    return True
 
 
 def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | None:
