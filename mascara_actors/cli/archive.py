@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not scan.nights:
         raise ConfigError(_nothing_chosen(scan, args.root))
     if args.dry_run:
-        console.print(_plan_table(scan.nights, args.out, config.directory))
+        _print_table(console, *_plan_table(scan.nights, args.out, config.directory))
         return 0
     from mascara_actors.app.archive.run import ArchiveRun, archive_client
 
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                         dashboard=args.dashboard) as client:
         info = client.scheduler_info()
         workers = len(info["workers"])
-        console.print(f"Dask: scheduler {info['address']}, {workers} workers")
+        console.print(f"Dask: scheduler {info['address']}, {_plural(workers, 'worker')}")
         console.print("dashboard: " + (client.dashboard_link if args.dashboard or args.scheduler
                                        else "off (--dashboard to serve it on 127.0.0.1)"))
         console.print(f"manifest: {archive.manifest}")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(frames, completed=p.frames_done)
 
             outcomes = archive.run(client, show)
-    console.print(_outcome_table(outcomes))
+    _print_table(console, *_outcome_table(outcomes))
     _print_totals(console, outcomes, workers)
     console.print(f"manifest: {archive.manifest}")
     if archive.interrupted:
@@ -150,8 +151,8 @@ def _print_scan(
     cams = sorted({n.camera_id for n in scan.nights})
     nights = sorted({n.night for n in scan.nights})
     console.print(
-        f"{args.root}: {scan.files} raw frames; {len(scan.nights)} "
-        f"camera-night{'s' if len(scan.nights) != 1 else ''} chosen"
+        f"{args.root}: {_plural(scan.files, 'raw frame')}; "
+        f"{_plural(len(scan.nights), 'camera-night')} chosen"
         + (f" ({', '.join(cams)}; {_span(nights)})" if nights else "")
     )
     for n in scan.nights:
@@ -181,50 +182,72 @@ def _nothing_chosen(scan: ArchiveScan, root: Path) -> str:
             f"cameras {', '.join(cams)}, {_span(nights)}): check the filters")
 
 
+def _plural(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
+
+
 def _span(nights: list[str]) -> str:
     """``night A`` or ``nights A to B`` of sorted night names."""
     return f"night {nights[0]}" if nights[0] == nights[-1] else (
         f"nights {nights[0]} to {nights[-1]}")
 
 
-def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path) -> Table:
+def _table(title: str, *columns: str) -> Table:
+    """A line per camera-night, narrow enough for an 80-column terminal: long texts (why a
+    night failed or would be refused) go below it, on lines of their own."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _print_table(console: Console, table: Table, notes: list[str]) -> None:
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
+
+
+def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path
+                ) -> tuple[Table, list[str]]:
     """What a run would do with each night (from the records on disk; products are verified
-    by the run itself)."""
+    by the run itself), and why it would refuse the nights it would."""
     from mascara_actors.storage.provenance import config_hash, read_provenance
 
     here = config_hash(config_dir)
-    table = Table(title=f"would reduce into {out}")
-    for column in ("night", "camera", "frames", "darks", "would"):
-        table.add_column(column)
+    table = _table(f"would reduce into {out}", "night", "camera", "frames", "darks", "would")
+    notes = []
     for n in nights:
+        why = ""
         try:
             record = read_provenance(out / n.key)
         except StorageError as exc:
-            action = f"refuse: {exc}"
+            action, why = "refuse", str(exc)
         else:
             if record is None:
                 action = "reduce"
             elif not record.made_here(here):
-                action = f"refuse: holds a reduction by {record.describe()}"
+                action, why = "refuse", f"holds a reduction by {record.describe()}"
             elif record.status == "complete":
                 action = "verify (complete)"
             else:
                 action = "resume"
+        if why:
+            notes.append(f"{n.night} {n.camera_id} would be refused: {why}")
         darks = f"{len(n.darks)}" + (f" (+{len(n.borrowed.paths)} of {n.borrowed.night})"
                                      if n.borrowed else "")
         table.add_row(n.night, n.camera_id, str(n.science), darks, action)
-    return table
+    return table, notes
 
 
-def _outcome_table(outcomes: list[NightOutcome]) -> Table:
-    table = Table(title="camera-nights")
-    for column in ("night", "camera", "status", "reduced", "failed", "wall s", "worker",
-                   "error"):
-        table.add_column(column, overflow="fold")
+def _outcome_table(outcomes: list[NightOutcome]) -> tuple[Table, list[str]]:
+    """A line per camera-night, and the error of each night that has one."""
+    table = _table("camera-nights", "night", "camera", "status", "reduced", "failed",
+                   "wall s", "worker")
     for o in outcomes:
         table.add_row(o.night, o.camera, o.status, f"{o.reduced}/{o.frames}", str(o.failed),
-                      f"{o.wall_s:.1f}", o.worker, o.error)
-    return table
+                      f"{o.wall_s:.1f}", o.worker.split("://", 1)[-1])
+    return table, [f"{o.night} {o.camera} {o.status}: {o.error}" for o in outcomes if o.error]
 
 
 def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) -> None:
@@ -237,5 +260,5 @@ def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) 
     if busy > 0:
         console.print(
             f"{reduced} frames reduced, {reduced * slot_length_solar_s() / busy:.1f} x real "
-            f"time per worker ({workers} workers)"
+            f"time per worker ({_plural(workers, 'worker')})"
         )

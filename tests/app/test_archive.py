@@ -241,6 +241,9 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
     assert f"{raw_filename(1, 'C')}" in err
     assert "20260321LPN has 0 darks: it borrows the 4 of night 20260320" in err
     assert "dashboard: off" in err
+    # a line per night in 80 columns, the worker without its scheme
+    row = rf"(?m)^20260320 +LPC +reduced +\d+/{FRAMES} +\d+ +[\d.]+ +127\.0\.0\.1:\d+ *$"
+    assert re.search(row, err), err
     assert " INFO distributed." not in err  # Dask's chatter only with -v
     rows = _manifest(out)
     assert sorted(rows) == sorted(archive.nights)

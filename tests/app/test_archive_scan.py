@@ -14,6 +14,7 @@ from mascara_actors.app.archive.scan import scan_archive
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
 from mascara_actors.rawframe import parse_raw_filename, raw_filename
+from mascara_actors.storage.provenance import PROVENANCE_NAME, SOFTWARE, start_provenance
 
 NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
 FRAMES = sum(parse_raw_filename(p.name) is not None for p in NIGHT.iterdir())
@@ -109,3 +110,24 @@ def test_an_archive_without_science_frames_says_so(tmp_path: Path,
     assert f"no camera-night to reduce under {empty}: no raw science frame was found there; " \
            "check the path" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dry_run_fits_a_terminal_and_says_why_a_night_would_be_refused(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    night_dir = out / "20260320LPC"
+    night_dir.mkdir(parents=True)
+    start_provenance(night_dir, config_dir=load_config().directory, command=("test",))
+    record = night_dir / PROVENANCE_NAME
+    record.write_text(record.read_text().replace(SOFTWARE, "mascara-actors 0.0.9"))
+    assert main(["archive", str(root), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    # the table's row, then the reason on a line of its own
+    row, why = [line for line in lines if line.split()[:2] == ["20260320", "LPC"]]
+    assert row.split() == ["20260320", "LPC", str(FRAMES - 10), "10", "refuse"]
+    assert why.startswith("20260320 LPC would be refused: holds a reduction by "
+                          "mascara-actors 0.0.9")
+    assert lines.index(why) == lines.index(row) + 1
+    table = lines[lines.index(row) - 3:lines.index(row) + 1]
+    assert table[0].strip() == f"would reduce into {out}"
+    assert max(map(len, table[1:])) <= 80
