@@ -325,7 +325,7 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
         "20260320LPC": (FRAMES, N_CAL), "20260320LPN": (FRAMES, N_CAL),
         "20260321LPC": (FRAMES, N_CAL), "20260321LPN": (FRAMES, 0)}
     for n in scan.nights:
-        assert sorted(p.name for p in n.frames) == sorted(
+        assert sorted(p.name for p in n.frames()) == sorted(
             p.name for p in archive.nights[n.key].iterdir())
     borrowed = {n.key: n.borrowed for n in scan.nights if n.borrowed is not None}
     assert list(borrowed) == ["20260321LPN"]

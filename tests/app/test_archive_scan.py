@@ -6,6 +6,7 @@ cluster is started)."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,23 @@ def test_the_dry_run_fits_a_terminal_and_says_why_a_night_would_be_refused(
     table = lines[lines.index(row) - 3:lines.index(row) + 1]
     assert table[0].strip() == f"would reduce into {out}"
     assert max(map(len, table[1:])) <= 80
+
+
+def test_a_night_names_where_its_frames_lie_and_its_worker_lists_them(root: Path) -> None:
+    (night,) = scan_archive(root, load_config(), exclude=root / "reduced").nights
+    directory = root / "2026"
+    raw = sorted(p for p in directory.iterdir() if parse_raw_filename(p.name) is not None)
+    assert night.frames() == tuple(raw)
+    assert night.science == FRAMES - len(night.darks)
+    # what is sent to a worker does not grow with the night's frames: its darks (a master's
+    # worth) and where the rest lie
+    assert len(pickle.dumps(night)) - len(pickle.dumps(night.darks)) < 200
+    # the worker lists the directory as it is then: a frame deleted since the scan is not
+    # listed, nor a frame of another camera or beyond the night's range added since
+    (run,) = night.runs
+    last = parse_raw_filename(raw[-1].name)
+    assert last is not None
+    os.link(raw[-1], directory / raw_filename(last[0], "N", ext=".fits.fz"))
+    os.link(raw[-1], directory / raw_filename(run.last + 1, "C", ext=".fits.fz"))
+    raw[-1].unlink()
+    assert night.frames() == tuple(raw[:-1])

@@ -78,7 +78,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         ):
             return outcome(status="verified", wall_s=time.monotonic() - t0)
         job = plan_replay(
-            RecordedNight(task.archive_root, files=n.frames),
+            RecordedNight(task.archive_root, files=n.frames()),
             task.out,
             config=config,
             camera_id=n.camera_id,

@@ -16,6 +16,12 @@ output directory is not searched when it lies under the root: its products are n
 frames, and a re-reduction must not read what it writes. Nor are the ``binned/`` directories
 of camera-night directories (a station's output holds its raw frames beside its products):
 one line says how many were passed over.
+
+Nothing here holds a list of every frame: an archive of tens of thousands of camera-nights
+has a hundred million of them (a third of a GB of memory per million paths). A night names
+where its frames lie (:class:`FrameRun`: a directory, a camera letter, an lstseq range) and
+the worker that reduces it lists them (:meth:`CameraNight.frames`); only the darks are
+named one by one.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_head
 from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightId, binned_dir
 
-__all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "scan_archive"]
+__all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "FrameRun", "scan_archive"]
 
 NIGHT_GAP_SLOTS = 1500
 """Frames of a camera further apart than this many slots (2.7 h) are of different nights."""
@@ -45,15 +51,38 @@ _FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz", ".fit", ".fts")
 
 
 @dataclass(frozen=True, slots=True)
+class FrameRun:
+    """The raw frames of one camera letter in one directory within an lstseq range."""
+
+    directory: Path
+    letter: str
+    first: int
+    """lstseq of the run's first frame."""
+    last: int
+    """lstseq of its last frame."""
+
+    def paths(self) -> list[Path]:
+        """The run's raw frames as the directory holds them now, sorted."""
+        out = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                parsed = parse_raw_filename(entry.name)
+                if (parsed is not None and parsed[1] == self.letter
+                        and self.first <= parsed[0] <= self.last and not entry.is_dir()):
+                    out.append(self.directory / entry.name)
+        return sorted(out)
+
+
+@dataclass(frozen=True, slots=True)
 class CameraNight:
-    """One camera's night in the archive: its raw frames, wherever they lie."""
+    """One camera's night in the archive: where its raw frames lie."""
 
     camera_id: str
     """Site code and letter, e.g. ``LPC``."""
     night: str
     """``YYYYMMDD``, the date the night began (as the output directory names it)."""
-    frames: tuple[Path, ...]
-    """Every raw frame of the night (science and calibration), sorted."""
+    runs: tuple[FrameRun, ...]
+    """Where its raw frames (science and calibration) lie: :meth:`frames` lists them."""
     science: int
     """Science frames among them."""
     darks: tuple[Path, ...]
@@ -66,6 +95,11 @@ class CameraNight:
     def key(self) -> str:
         """``{night}{camera}``, e.g. ``20260320LPC``: the name of its output directory."""
         return f"{self.night}{self.camera_id}"
+
+    def frames(self) -> tuple[Path, ...]:
+        """Every raw frame of the night (science and calibration), sorted: listed from its
+        directories (a few ms for a night of thousands)."""
+        return tuple(sorted(p for run in self.runs for p in run.paths()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +117,20 @@ class ArchiveScan:
     ``nights`` and ``cameras`` filters: what there was to choose from."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Run:
-    directory: Path
-    letter: str
-    frames: list[tuple[int, str, Path]]  # lstseq, kind, path
+    """What the scan keeps of a run of frames once its directory has been read."""
+
+    frames: FrameRun
+    camera: CameraConfig
+    count: int
+    """Raw frames in the run."""
+    science: int
+    middle: int
+    """The middle lstseq of its science frames (of all its frames when it has none)."""
+    first_science: int | None
+    darks: tuple[tuple[int, Path], ...]
+    """(lstseq, path) of its dark frames."""
 
 
 def scan_archive(
@@ -115,42 +158,42 @@ def scan_archive(
         raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
     wanted = {c.upper() for c in cameras} if cameras is not None else None
     problems: list[str] = []
-    runs, nfiles = _runs(root, problems, Path(exclude) if exclude is not None else None)
-    by_night: dict[tuple[str, str], list[tuple[int, str, Path]]] = defaultdict(list)
+    runs, nfiles = _runs(root, config, problems,
+                         Path(exclude) if exclude is not None else None)
+    by_night: dict[tuple[str, str], list[_Run]] = defaultdict(list)
     nights_of: dict[tuple[str, int], str] = {}
     for run in runs:
-        camera = _camera(run, config, problems)
-        if camera is None:
-            continue
-        lstseqs = [lstseq for lstseq, kind, _ in run.frames if kind == "science"]
-        lstseqs = lstseqs or [f[0] for f in run.frames]
+        camera = run.camera
         # The night's window takes 0.4 s to compute: once per site and local day (noon to
         # noon), which every camera's runs of that night share.
-        middle = sorted(lstseqs)[len(lstseqs) // 2]
-        day = int(float(lstseq2date(middle, format="jd")) + camera.site.longitude_deg / 360.0)
+        day = int(float(lstseq2date(run.middle, format="jd"))
+                  + camera.site.longitude_deg / 360.0)
         key = (camera.site.name, day)
         if key not in nights_of:
-            window = frames_window(camera.site, config.reduction.night, lstseqs)
+            window = frames_window(camera.site, config.reduction.night, [run.middle])
             nights_of[key] = window.night.strftime("%Y%m%d")
-        by_night[(camera.id, nights_of[key])].extend(run.frames)
+        by_night[(camera.id, nights_of[key])].append(run)
     found = []
-    for (camera_id, night), frames in sorted(by_night.items(), key=lambda kv: kv[0][::-1]):
-        science = [f for f in frames if f[1] == "science"]
+    for (camera_id, night), night_runs in sorted(by_night.items(),
+                                                 key=lambda kv: kv[0][::-1]):
+        science = sum(r.science for r in night_runs)
         if not science:
             problems.append(
-                f"{camera_id} night {night}: {len(frames)} calibration frames and no science "
-                f"(e.g. {frames[0][2]}): nothing to reduce; its darks can serve other nights"
+                f"{camera_id} night {night}: {sum(r.count for r in night_runs)} calibration "
+                f"frames and no science (in {night_runs[0].frames.directory}): nothing to "
+                "reduce; its darks can serve other nights"
             )
-        first = min(lstseq for lstseq, _, _ in science) if science else None
-        darks = sorted(p for lstseq, kind, p in frames if kind == "dark")
-        before = sorted(p for lstseq, kind, p in frames
-                        if kind == "dark" and first is not None and lstseq < first)
+        first = min((r.first_science for r in night_runs if r.first_science is not None),
+                    default=None)
+        darks = [d for r in night_runs for d in r.darks]
+        before = sorted(p for lstseq, p in darks if first is not None and lstseq < first)
         found.append(CameraNight(
             camera_id=camera_id,
             night=night,
-            frames=tuple(sorted(p for _, _, p in frames)),
-            science=len(science),
-            darks=tuple(before or darks),
+            runs=tuple(sorted((r.frames for r in night_runs),
+                              key=lambda f: (str(f.directory), f.first))),
+            science=science,
+            darks=tuple(before or sorted(p for _, p in darks)),
         ))
     found = _lend_darks(found, config.reduction.calibration.min_dark)
     chosen = tuple(
@@ -163,10 +206,11 @@ def scan_archive(
                        available=tuple((n.camera_id, n.night) for n in found if n.science))
 
 
-def _runs(root: Path, problems: list[str], exclude: Path | None
+def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None
           ) -> tuple[list[_Run], int]:
-    """Raw frames by directory and camera letter, split at day-long gaps; ``exclude`` and
-    what lies under it are not searched."""
+    """Raw frames by directory and camera letter, split at day-long gaps, each run with its
+    camera (runs whose camera is unknown are reported and left out); ``exclude`` and what
+    lies under it are not searched."""
     runs: list[_Run] = []
     nfiles = 0
     skip = _identity(exclude) if exclude is not None else None
@@ -200,7 +244,9 @@ def _runs(root: Path, problems: list[str], exclude: Path | None
             start = 0
             for i in range(1, len(frames) + 1):
                 if i == len(frames) or frames[i][0] - frames[i - 1][0] > NIGHT_GAP_SLOTS:
-                    runs.append(_Run(Path(dirpath), letter, frames[start:i]))
+                    run = _run(Path(dirpath), letter, frames[start:i], config, problems)
+                    if run is not None:
+                        runs.append(run)
                     start = i
     if products:
         more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
@@ -218,11 +264,33 @@ def _is_night_dir(path: Path) -> bool:
     return True
 
 
-def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | None:
-    """The run's camera, from the first header that reads, or None (reported)."""
+def _run(directory: Path, letter: str, frames: list[tuple[int, str, Path]], config: Config,
+         problems: list[str]) -> _Run | None:
+    """What the scan keeps of the run ``frames`` (lstseq, kind, path; sorted), or None
+    when its camera is unknown (reported)."""
+    camera = _camera(directory, letter, frames, config, problems)
+    if camera is None:
+        return None
+    science = [lstseq for lstseq, kind, _ in frames if kind == "science"]
+    lstseqs = science or [lstseq for lstseq, _, _ in frames]
+    return _Run(
+        frames=FrameRun(directory, letter, frames[0][0], frames[-1][0]),
+        camera=camera,
+        count=len(frames),
+        science=len(science),
+        middle=lstseqs[len(lstseqs) // 2],
+        first_science=science[0] if science else None,
+        darks=tuple((lstseq, path) for lstseq, kind, path in frames if kind == "dark"),
+    )
+
+
+def _camera(directory: Path, letter: str, frames: list[tuple[int, str, Path]],
+            config: Config, problems: list[str]) -> CameraConfig | None:
+    """The camera of a run of ``frames``, from the first header that reads, or None
+    (reported)."""
     header: RawHeader | None = None
     errors: list[str] = []
-    for _, _, path in run.frames:
+    for _, _, path in frames:
         try:
             header = read_raw_header(path)
             break
@@ -232,21 +300,21 @@ def _camera(run: _Run, config: Config, problems: list[str]) -> CameraConfig | No
                 break
     if header is None:
         problems.append(
-            f"{run.directory}: {_count(run.frames)} of camera {run.letter}: none of the "
+            f"{directory}: {_count(frames)} of camera {letter}: none of the "
             f"first {len(errors)} can be read (first: {errors[0]})"
         )
         return None
     sites = [s for s in config.sites.values() if s.name == header.site]
     if not sites:
         problems.append(
-            f"{run.directory}: {_count(run.frames)} of camera {run.letter}: site "
+            f"{directory}: {_count(frames)} of camera {letter}: site "
             f"{header.site!r} is not in the configuration ({sorted(config.sites)})"
         )
         return None
     try:
-        return config.camera(sites[0].code + run.letter)
+        return config.camera(sites[0].code + letter)
     except ConfigError as exc:
-        problems.append(f"{run.directory}: {_count(run.frames)}: {exc}")
+        problems.append(f"{directory}: {_count(frames)}: {exc}")
         return None
 
 
