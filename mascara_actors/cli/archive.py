@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.root.resolve():
         raise ConfigError(f"--out {args.out} is the archive itself: give another directory "
                           "(the products would lie among the raw frames)")
-    scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras,
-                        exclude=args.out)
+    with console.status(f"scanning {args.root}") as status:
+        scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras,
+                            exclude=args.out,
+                            progress=lambda text: status.update(f"scanning {args.root}: {text}"))
     _print_scan(console, scan, args, config.reduction.calibration.min_dark)
     if not scan.nights:
         raise ConfigError(_nothing_chosen(scan, args.root))

@@ -152,3 +152,12 @@ def test_a_night_names_where_its_frames_lie_and_its_worker_lists_them(root: Path
     os.link(raw[-1], directory / raw_filename(run.last + 1, "C", ext=".fits.fz"))
     raw[-1].unlink()
     assert night.frames() == tuple(raw[:-1])
+
+
+def test_the_scan_says_how_far_it_is(root: Path) -> None:
+    said: list[str] = []
+    scan_archive(root, load_config(), exclude=root / "reduced", progress=said.append)
+    # raw/ (nothing in it), then raw/2026; raw/reduced/ is not searched
+    assert said[:2] == ["0 raw frames in 1 directory searched",
+                        f"{FRAMES} raw frames in 2 directories searched"]
+    assert said[-1] == f"{FRAMES} raw frames: finding the night of run 1 of 1"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -140,10 +140,12 @@ def scan_archive(
     nights: str | None = None,
     cameras: Iterable[str] | None = None,
     exclude: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ArchiveScan:
     """Every camera-night under ``root`` (any depth), those of ``nights`` (a pattern on
     ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only; the
-    directory ``exclude`` (the output directory) is not searched.
+    directory ``exclude`` (the output directory) is not searched. ``progress`` is told how
+    far the scan is, in a few words, as it goes (an archive of years takes minutes).
 
     A night with fewer darks than ``min_dark`` borrows those of the camera's nearest night
     that has enough (the earlier one on a tie), as a station would use its dark table.
@@ -158,11 +160,13 @@ def scan_archive(
         raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
     wanted = {c.upper() for c in cameras} if cameras is not None else None
     problems: list[str] = []
+    say = progress if progress is not None else _quiet
     runs, nfiles = _runs(root, config, problems,
-                         Path(exclude) if exclude is not None else None)
+                         Path(exclude) if exclude is not None else None, say)
     by_night: dict[tuple[str, str], list[_Run]] = defaultdict(list)
     nights_of: dict[tuple[str, int], str] = {}
-    for run in runs:
+    for i, run in enumerate(runs):
+        say(f"{nfiles:,} raw frames: finding the night of run {i + 1:,} of {len(runs):,}")
         camera = run.camera
         # The night's window takes 0.4 s to compute: once per site and local day (noon to
         # noon), which every camera's runs of that night share.
@@ -206,8 +210,12 @@ def scan_archive(
                        available=tuple((n.camera_id, n.night) for n in found if n.science))
 
 
-def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None
-          ) -> tuple[list[_Run], int]:
+def _quiet(_: str) -> None:
+    return None
+
+
+def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
+          say: Callable[[str], None]) -> tuple[list[_Run], int]:
     """Raw frames by directory and camera letter, split at day-long gaps, each run with its
     camera (runs whose camera is unknown are reported and left out); ``exclude`` and what
     lies under it are not searched."""
@@ -215,7 +223,7 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None
     nfiles = 0
     skip = _identity(exclude) if exclude is not None else None
     products: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for searched, (dirpath, dirnames, filenames) in enumerate(os.walk(root), 1):
         dirnames.sort()
         products_here = binned_dir(Path(dirpath))
         if products_here.name in dirnames and _is_night_dir(Path(dirpath)):
@@ -248,6 +256,8 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None
                     if run is not None:
                         runs.append(run)
                     start = i
+        say(f"{nfiles:,} raw frames in {searched:,} "
+            f"director{'y' if searched == 1 else 'ies'} searched")
     if products:
         more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
         problems.append(f"{products[0]}{more}: the binned images and masters of a reduced "
