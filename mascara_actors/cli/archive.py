@@ -242,10 +242,20 @@ def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path
     return table, notes
 
 
+_TABLE_ALL_UP_TO = 40
+"""A run of more camera-nights lists only those not reduced or verified (the manifest has
+them all): the table of an archive of years would be thousands of lines."""
+
+
 def _outcome_table(outcomes: list[NightOutcome]) -> tuple[Table, list[str]]:
-    """A line per camera-night, and the error of each night that has one."""
-    table = _table("camera-nights", "night", "camera", "status", "reduced", "failed",
-                   "wall s", "worker")
+    """A line per camera-night (per night not done, in a large run), and the error of each
+    night that has one."""
+    title = "camera-nights"
+    if len(outcomes) > _TABLE_ALL_UP_TO:
+        outcomes = [o for o in outcomes if o.status not in ("reduced", "verified")]
+        title = f"camera-nights not done ({len(outcomes)}; the manifest has every night)"
+    table = _table(title, "night", "camera", "status", "reduced", "failed", "wall s",
+                   "worker")
     for o in outcomes:
         table.add_row(o.night, o.camera, o.status, f"{o.reduced}/{o.frames}", str(o.failed),
                       f"{o.wall_s:.1f}", o.worker.split("://", 1)[-1])

@@ -1,7 +1,7 @@
-"""What the archive command chooses to reduce, on the committed night: an output directory
-inside the archive is not searched, nor the products of a station's nights, ``--out`` the
-archive itself is refused, and filters that match nothing say what there is (no Dask
-cluster is started)."""
+"""What the archive command chooses to reduce, on the committed night, and how it reports:
+an output directory inside the archive is not searched, nor the products of a station's
+nights, ``--out`` the archive itself is refused, filters that match nothing say what there
+is, and a large run's table lists the nights not done (no Dask cluster is started)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import pickle
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from mascara_actors.app.archive.scan import scan_archive
+from mascara_actors.app.archive.task import NightOutcome
 from mascara_actors.cli import main
+from mascara_actors.cli.archive import _outcome_table
 from mascara_actors.config import load_config
 from mascara_actors.rawframe import parse_raw_filename, raw_filename
 from mascara_actors.storage.provenance import PROVENANCE_NAME, SOFTWARE, start_provenance
@@ -161,3 +164,27 @@ def test_the_scan_says_how_far_it_is(root: Path) -> None:
     assert said[:2] == ["0 raw frames in 1 directory searched",
                         f"{FRAMES} raw frames in 2 directories searched"]
     assert said[-1] == f"{FRAMES} raw frames: finding the night of run 1 of 1"
+
+
+def test_a_large_run_lists_only_the_nights_not_done() -> None:
+    def outcomes(n: int) -> list[NightOutcome]:
+        done = [NightOutcome(night=f"2026{k // 28 + 1:02d}{k % 28 + 1:02d}", camera="LPC",
+                             status="reduced" if k % 2 else "verified", frames=120,
+                             reduced=120 * (k % 2), wall_s=20.0, worker="tls://10.0.0.5:4000")
+                for k in range(n)]
+        return [*done, NightOutcome(night="20261231", camera="LPN", status="failed",
+                                    frames=120, error="the disk is full")]
+
+    def shown(rows: list[NightOutcome]) -> list[str]:
+        console = Console(record=True, width=80)
+        table, notes = _outcome_table(rows)
+        console.print(table)
+        return [*console.export_text().splitlines(), *notes]
+
+    small = shown(outcomes(39))
+    assert sum(line.startswith("2026") for line in small) == 40 + 1  # the rows, the error
+    large = shown(outcomes(40))
+    assert large[0].strip() == "camera-nights not done (1; the manifest has every night)"
+    assert [line.split()[:3] for line in large if line.startswith("2026")] == [
+        ["20261231", "LPN", "failed"], ["20261231", "LPN", "failed:"]]
+    assert large[-1] == "20261231 LPN failed: the disk is full"
