@@ -271,6 +271,7 @@ class ArchiveRun:
                     outcome = self._outcome(future, futures[future])
                     done[outcome.key] = outcome
                     finished.add(index[outcome.key])
+                if batch:
                     write_manifest(self.manifest, done.values())
                 self.progress.nights_done = len(done)
                 on_progress(self.progress)
