@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,23 @@ def root(tmp_path: Path) -> Path:
     root = tmp_path / "raw"
     (root / "2026").mkdir(parents=True)
     for path in NIGHT.iterdir():
-        os.link(path, root / "2026" / path.name)
+        _place(path, root / "2026" / path.name)
     (root / "reduced").mkdir()
-    os.link(_science(), root / "reduced" / raw_filename(1_000_000, "C", ext=".fits.fz"))
+    _place(_science(), root / "reduced" / raw_filename(1_000_000, "C", ext=".fits.fz"))
     return root
 
 
 def _science() -> Path:
     return next(p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz"))
+
+
+def _place(source: Path, target: Path) -> None:
+    """A hard link to a committed frame, or a copy where the clone and the temporary
+    directory are on different file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def test_an_output_directory_inside_the_archive_is_not_searched(root: Path) -> None:
@@ -67,12 +77,12 @@ def test_the_products_of_a_stations_nights_are_passed_over_in_one_line(
         (station / night / "raw").mkdir(parents=True)
         (station / night / "binned").mkdir()
         for name in ("bin_65344225C.fits", "65344190Cmasterdark.fits"):
-            os.link(_science(), station / night / "binned" / name)
+            _place(_science(), station / night / "binned" / name)
     for path in NIGHT.iterdir():
-        os.link(path, station / "20260320LPC" / "raw" / path.name)
+        _place(path, station / "20260320LPC" / "raw" / path.name)
     # a directory named binned elsewhere is searched as any other
     (station / "binned").mkdir()
-    os.link(_science(), station / "binned" / raw_filename(1_000_000, "C", ext=".fits.fz"))
+    _place(_science(), station / "binned" / raw_filename(1_000_000, "C", ext=".fits.fz"))
     scan = scan_archive(station, load_config())
     assert scan.files == FRAMES + 1
     assert f"{station / '20260320LPC' / 'binned'} and 1 more like it: the binned images and " \

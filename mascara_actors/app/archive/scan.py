@@ -168,7 +168,7 @@ def scan_archive(
     for i, run in enumerate(runs):
         say(f"{nfiles:,} raw frames: finding the night of run {i + 1:,} of {len(runs):,}")
         camera = run.camera
-        # The night's window takes 0.4 s to compute: once per site and local day (noon to
+        # The night's window takes 0.2 s to compute: once per site and local day (noon to
         # noon), which every camera's runs of that night share.
         day = int(float(lstseq2date(run.middle, format="jd"))
                   + camera.site.longitude_deg / 360.0)
