@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mascara_actors.app.archive.scan import scan_archive
+from mascara_actors.app.archive.scan import _date_nights, scan_archive
 from mascara_actors.app.archive.task import NightOutcome
 from mascara_actors.cli import main
 from mascara_actors.cli.archive import _outcome_table
 from mascara_actors.config import load_config
+from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import parse_raw_filename, raw_filename
 from mascara_actors.storage.provenance import PROVENANCE_NAME, SOFTWARE, start_provenance
 
@@ -173,7 +174,25 @@ def test_the_scan_says_how_far_it_is(root: Path) -> None:
     # raw/ (nothing in it), then raw/2026; raw/reduced/ is not searched
     assert said[:2] == ["0 raw frames in 1 directory searched",
                         f"{FRAMES} raw frames in 2 directories searched"]
-    assert said[-1] == f"{FRAMES} raw frames: finding the night of run 1 of 1"
+    assert said[-1] == f"{FRAMES} raw frames: dating the nights, 1 of 1 site-days"
+
+
+def test_nights_are_dated_alike_in_a_pool_of_processes() -> None:
+    config = load_config()
+    # a week at each site, one lstseq a sidereal day apart (13,463 slots), mid-evening at
+    # La Palma; the site-days of a large archive
+    site_days = {(camera[:2], k): (config.camera(camera).site, 65344200 + 13463 * k)
+                 for camera in ("LPC", "LSC") for k in range(7)}
+    counted: list[int] = []
+    pooled = _date_nights(site_days, config.reduction.night, counted.append, workers=2,
+                          parallel_from=1)
+    assert counted == list(range(1, 15))
+    alone = _date_nights(site_days, config.reduction.night, lambda _: None, workers=1)
+    assert pooled == alone
+    assert pooled == {key: frames_window(site, config.reduction.night, [lstseq])
+                      .night.strftime("%Y%m%d") for key, (site, lstseq) in site_days.items()}
+    # consecutive nights at each site
+    assert [pooled[("LP", k)] for k in range(7)] == [f"202603{20 + k}" for k in range(7)]
 
 
 def test_a_large_run_lists_only_the_nights_not_done() -> None:

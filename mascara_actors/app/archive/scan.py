@@ -27,15 +27,19 @@ named one by one.
 from __future__ import annotations
 
 import fnmatch
+import logging
+import multiprocessing
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from hw.recorded import BorrowedDarks
-from mascara_actors.config import CameraConfig, Config
+from mascara_actors.config import CameraConfig, Config, NightConfig, SiteConfig
 from mascara_actors.errors import ConfigError, FrameError, StorageError
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
@@ -43,6 +47,8 @@ from mascara_actors.sidereal import lstseq2date
 from mascara_actors.storage import NightId, binned_dir
 
 __all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "FrameRun", "scan_archive"]
+
+log = logging.getLogger(__name__)
 
 NIGHT_GAP_SLOTS = 1500
 """Frames of a camera further apart than this many slots (2.7 h) are of different nights."""
@@ -163,20 +169,21 @@ def scan_archive(
     say = progress if progress is not None else _quiet
     runs, nfiles = _runs(root, config, problems,
                          Path(exclude) if exclude is not None else None, say)
+    # A night's window takes 0.2 s to compute: once per site and local day (noon to noon),
+    # which every camera's runs of that night share, from the first run's middle frame.
+    site_days: dict[tuple[str, int], tuple[SiteConfig, int]] = {}
+    run_days = []
+    for run in runs:
+        site = run.camera.site
+        day = int(float(lstseq2date(run.middle, format="jd")) + site.longitude_deg / 360.0)
+        site_days.setdefault((site.name, day), (site, run.middle))
+        run_days.append((site.name, day))
+    nights_of = _date_nights(site_days, config.reduction.night,
+                             lambda i: say(f"{nfiles:,} raw frames: dating the nights, "
+                                           f"{i:,} of {len(site_days):,} site-days"))
     by_night: dict[tuple[str, str], list[_Run]] = defaultdict(list)
-    nights_of: dict[tuple[str, int], str] = {}
-    for i, run in enumerate(runs):
-        say(f"{nfiles:,} raw frames: finding the night of run {i + 1:,} of {len(runs):,}")
-        camera = run.camera
-        # The night's window takes 0.2 s to compute: once per site and local day (noon to
-        # noon), which every camera's runs of that night share.
-        day = int(float(lstseq2date(run.middle, format="jd"))
-                  + camera.site.longitude_deg / 360.0)
-        key = (camera.site.name, day)
-        if key not in nights_of:
-            window = frames_window(camera.site, config.reduction.night, [run.middle])
-            nights_of[key] = window.night.strftime("%Y%m%d")
-        by_night[(camera.id, nights_of[key])].append(run)
+    for run, key in zip(runs, run_days, strict=True):
+        by_night[(run.camera.id, nights_of[key])].append(run)
     found = []
     for (camera_id, night), night_runs in sorted(by_night.items(),
                                                  key=lambda kv: kv[0][::-1]):
@@ -212,6 +219,48 @@ def scan_archive(
 
 def _quiet(_: str) -> None:
     return None
+
+
+_DATING_IN_PARALLEL = 16
+"""From this many site-days on, the nights are dated in a pool of processes, one per core
+(years of archive hold thousands of site-days: minutes of one core)."""
+
+
+def _date_nights(site_days: dict[tuple[str, int], tuple[SiteConfig, int]],
+                 night: NightConfig, done: Callable[[int], None], *,
+                 workers: int | None = None,
+                 parallel_from: int = _DATING_IN_PARALLEL) -> dict[tuple[str, int], str]:
+    """The night (``YYYYMMDD``) of each site-day, from (site, an lstseq of the day);
+    ``done`` is told how many are dated so far."""
+    keys = list(site_days)
+    sites = [site_days[k][0] for k in keys]
+    middles = [site_days[k][1] for k in keys]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    nights_of: dict[tuple[str, int], str] = {}
+    if len(keys) >= parallel_from and workers >= 2:
+        try:
+            # spawned: the workers start clean whatever threads this process runs
+            with ProcessPoolExecutor(min(workers, len(keys)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                dated = pool.map(_night_of, sites, [night] * len(keys), middles,
+                                 chunksize=max(1, len(keys) // (8 * workers)))
+                for i, (key, date) in enumerate(zip(keys, dated, strict=True)):
+                    nights_of[key] = date
+                    done(i + 1)
+            return nights_of
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("dating the nights in %d processes failed (%s): dating them in this "
+                        "one", workers, exc)
+    for i, key in enumerate(keys):
+        nights_of[key] = _night_of(sites[i], night, middles[i])
+        done(i + 1)
+    return nights_of
+
+
+def _night_of(site: SiteConfig, night: NightConfig, lstseq: int) -> str:
+    """``YYYYMMDD`` of the night slot ``lstseq`` belongs to at ``site``, as ``--replay``
+    names it."""
+    return frames_window(site, night, [lstseq]).night.strftime("%Y%m%d")
 
 
 def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
