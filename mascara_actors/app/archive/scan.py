@@ -7,7 +7,8 @@ A raw frame's name gives its lstseq, camera letter and kind (``00123456C.fits``,
 more than :data:`NIGHT_GAP_SLOTS` apart (a day lies between two nights); one header per run
 names its site, and the run's night is the one
 :func:`~mascara_actors.night_window.frames_window` gives, as for ``--replay`` (once per site
-and local day). Runs of the same camera and night in other directories join.
+and local day, in a pool of processes when there are many). Runs of the same camera and
+night in other directories join.
 
 Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
 whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
