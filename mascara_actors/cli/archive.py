@@ -157,16 +157,21 @@ def _print_scan(
         f"{_plural(len(scan.nights), 'camera-night')} chosen"
         + (f" ({', '.join(cams)}; {_span(nights)})" if nights else "")
     )
-    for n in scan.nights:
-        if n.borrowed is not None:
-            console.print(f"note: {n.key} has {len(n.darks)} darks: it borrows the "
-                          f"{len(n.borrowed.paths)} of night {n.borrowed.night}")
-        elif len(n.darks) < min_dark:
-            console.print(
-                f"note: {n.key} has {len(n.darks)} darks and no night of {n.camera_id} in the "
-                f"archive has {min_dark}: its master dark is the newest of the dark table in "
-                f"{args.out / 'state'}, if it has one (else the overscan level is subtracted)"
-            )
+    borrowing = [(n, n.borrowed) for n in scan.nights if n.borrowed is not None]
+    for n, borrowed in borrowing[:_NOTES_EACH]:
+        console.print(f"note: {n.key} has {len(n.darks)} darks: it borrows the "
+                      f"{len(borrowed.paths)} of night {borrowed.night}")
+    if len(borrowing) > _NOTES_EACH:
+        console.print(f"note: and {len(borrowing) - _NOTES_EACH} more nights borrow the darks "
+                      "of another (the --dry-run table's darks column says whose)")
+    without = [n.key for n in scan.nights if n.borrowed is None and len(n.darks) < min_dark]
+    if without:
+        console.print(
+            f"note: {_plural(len(without), 'night')} with fewer than {min_dark} darks and no "
+            f"night of its camera in the archive with as many ({_some(without)}): the master "
+            f"dark is the newest of the dark table in {args.out / 'state'}, if it has one "
+            "(else the overscan level is subtracted)"
+        )
     for problem in scan.problems:
         console.print(f"left out: {problem}", markup=False, highlight=False)
 
@@ -182,6 +187,17 @@ def _nothing_chosen(scan: ArchiveScan, root: Path) -> str:
     # the scan chooses every night found unless --nights or --cameras leave them out
     return (f"no camera-night matches --nights/--cameras ({len(scan.available)} under {root}: "
             f"cameras {', '.join(cams)}, {_span(nights)}): check the filters")
+
+
+_NOTES_EACH = 5
+"""Nights named one by one in a note; the others are counted (an archive of years has
+thousands)."""
+
+
+def _some(keys: list[str]) -> str:
+    """The first few of ``keys``, and how many more."""
+    more = len(keys) - _NOTES_EACH
+    return ", ".join(keys[:_NOTES_EACH]) + (f" and {more} more" if more > 0 else "")
 
 
 def _plural(n: int, thing: str) -> str:

@@ -5,6 +5,7 @@ is, and a large run's table lists the nights not done (no Dask cluster is starte
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import shutil
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mascara_actors.app.archive.scan import _date_nights, scan_archive
+from hw.recorded import BorrowedDarks
+from mascara_actors.app.archive.scan import ArchiveScan, CameraNight, _date_nights, scan_archive
 from mascara_actors.app.archive.task import NightOutcome
 from mascara_actors.cli import main
-from mascara_actors.cli.archive import _outcome_table
+from mascara_actors.cli.archive import _outcome_table, _print_scan
 from mascara_actors.config import load_config
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import parse_raw_filename, raw_filename
@@ -217,3 +219,27 @@ def test_a_large_run_lists_only_the_nights_not_done() -> None:
     assert [line.split()[:3] for line in large if line.startswith("2026")] == [
         ["20261231", "LPN", "failed"], ["20261231", "LPN", "failed:"]]
     assert large[-1] == "20261231 LPN failed: the disk is full"
+
+
+def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None:
+    def night(day: int, darks: int, borrowed: BorrowedDarks | None = None) -> CameraNight:
+        return CameraNight(camera_id="LPC", night=f"202604{day:02d}", runs=(), science=120,
+                           darks=tuple(tmp_path / f"{k}.fits" for k in range(darks)),
+                           borrowed=borrowed)
+
+    lend = BorrowedDarks("20260401", tuple(tmp_path / f"{k}.fits" for k in range(10)))
+    nights = (night(1, 10), *(night(d, 0, lend) for d in range(2, 9)),
+              *(night(d, 3) for d in range(9, 16)))
+    console = Console(record=True, width=200, soft_wrap=True)
+    _print_scan(console, ArchiveScan(nights=nights, problems=(), files=15 * 130),
+                argparse.Namespace(root=tmp_path, out=tmp_path / "out"), 10)
+    notes = [line for line in console.export_text().splitlines() if line.startswith("note:")]
+    assert notes[:5] == [f"note: 202604{d:02d}LPC has 0 darks: it borrows the 10 of night "
+                         "20260401" for d in range(2, 7)]
+    assert notes[5] == ("note: and 2 more nights borrow the darks of another (the --dry-run "
+                        "table's darks column says whose)")
+    assert notes[6].startswith(
+        "note: 7 nights with fewer than 10 darks and no night of its camera in the archive "
+        "with as many (20260409LPC, 20260410LPC, 20260411LPC, 20260412LPC, 20260413LPC and 2 "
+        f"more): the master dark is the newest of the dark table in {tmp_path / 'out' / 'state'}")
+    assert len(notes) == 7
