@@ -96,9 +96,6 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cameras = args.cameras.split(",") if args.cameras else None
     console = Console(stderr=True, soft_wrap=True)
-    if args.out.resolve() == args.root.resolve():
-        raise ConfigError(f"--out {args.out} is the archive itself: give another directory "
-                          "(the products would lie among the raw frames)")
     with console.status(f"scanning {args.root}") as status:
         scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras,
                             exclude=args.out,

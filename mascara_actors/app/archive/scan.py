@@ -151,8 +151,9 @@ def scan_archive(
 ) -> ArchiveScan:
     """Every camera-night under ``root`` (any depth), those of ``nights`` (a pattern on
     ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only; the
-    directory ``exclude`` (the output directory) is not searched. ``progress`` is told how
-    far the scan is, in a few words, as it goes (an archive of years takes minutes).
+    directory ``exclude`` (the output directory) is not searched, and may not be ``root``
+    itself. ``progress`` is told how far the scan is, in a few words, as it goes (an archive
+    of years takes minutes).
 
     A night with fewer darks than ``min_dark`` borrows those of the camera's nearest night
     that has enough (the earlier one on a tie), as a station would use its dark table.
@@ -160,11 +161,14 @@ def scan_archive(
     Raises
     ------
     ConfigError
-        If ``root`` is not a directory.
+        If ``root`` is not a directory, or is ``exclude``.
     """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
+    if exclude is not None and _identity(Path(exclude)) == _identity(root):
+        raise ConfigError(f"--out {exclude} is the archive itself: give another directory "
+                          "(the products would lie among the raw frames)")
     wanted = {c.upper() for c in cameras} if cameras is not None else None
     problems: list[str] = []
     say = progress if progress is not None else _quiet
@@ -236,26 +240,27 @@ def _date_nights(site_days: dict[tuple[str, int], tuple[SiteConfig, int]],
     keys = list(site_days)
     sites = [site_days[k][0] for k in keys]
     middles = [site_days[k][1] for k in keys]
+    nights = [night] * len(keys)
     workers = (os.cpu_count() or 1) if workers is None else workers
-    nights_of: dict[tuple[str, int], str] = {}
+
+    def collect(dated: Iterable[str]) -> dict[tuple[str, int], str]:
+        nights_of = {}
+        for i, (key, date) in enumerate(zip(keys, dated, strict=True)):
+            nights_of[key] = date
+            done(i + 1)
+        return nights_of
+
     if len(keys) >= parallel_from and workers >= 2:
         try:
             # spawned: the workers start clean whatever threads this process runs
             with ProcessPoolExecutor(min(workers, len(keys)),
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                dated = pool.map(_night_of, sites, [night] * len(keys), middles,
-                                 chunksize=max(1, len(keys) // (8 * workers)))
-                for i, (key, date) in enumerate(zip(keys, dated, strict=True)):
-                    nights_of[key] = date
-                    done(i + 1)
-            return nights_of
+                return collect(pool.map(_night_of, sites, nights, middles,
+                                        chunksize=max(1, len(keys) // (8 * workers))))
         except (BrokenProcessPool, OSError) as exc:
             log.warning("dating the nights in %d processes failed (%s): dating them in this "
                         "one", workers, exc)
-    for i, key in enumerate(keys):
-        nights_of[key] = _night_of(sites[i], night, middles[i])
-        done(i + 1)
-    return nights_of
+    return collect(map(_night_of, sites, nights, middles))
 
 
 def _night_of(site: SiteConfig, night: NightConfig, lstseq: int) -> str:
