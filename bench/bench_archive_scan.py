@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def _archive(frames: int) -> Path:
     if root.is_dir():
         return root
     partial = root.with_name(root.name + ".partial")
-    subprocess.run(["rm", "-rf", str(partial)], check=True)
+    shutil.rmtree(partial, ignore_errors=True)
     night = sorted(p for p in _NIGHT.iterdir() if parse_raw_filename(p.name) is not None)
     last = night[-1]
     parsed = parse_raw_filename(last.name)
