@@ -28,6 +28,7 @@ from mascara_actors.errors import ConfigError, StorageError
 if TYPE_CHECKING:
     from mascara_actors.app.archive.run import Progress
     from mascara_actors.app.archive.scan import ArchiveScan, CameraNight
+    from mascara_actors.app.archive.scan_memory import ScanMemory
     from mascara_actors.app.archive.task import NightOutcome
 
 __all__ = ["add_parser", "run"]
@@ -73,6 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    "died (default 2)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the camera-nights and what would be done with each, reduce none")
+    p.add_argument("--rescan", action="store_true",
+                   help="read every directory of ROOT again (by default the directories "
+                   "unchanged since the last run into DIR are not: see DIR/state/archive/"
+                   "scan.json); for frames overwritten in place since")
     p.add_argument("--dashboard", action="store_true",
                    help="serve the Dask dashboard of the LocalCluster on 127.0.0.1 (any user "
                    "of this machine can read it, so it is off by default)")
@@ -96,10 +101,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cameras = args.cameras.split(",") if args.cameras else None
     console = Console(stderr=True, soft_wrap=True)
+    memory = _memory(args, config.directory)
     with console.status(f"scanning {args.root}") as status:
         scan = scan_archive(args.root, config, nights=args.nights, cameras=cameras,
-                            exclude=args.out,
+                            exclude=args.out, memory=memory,
                             progress=lambda text: status.update(f"scanning {args.root}: {text}"))
+    if memory.note:
+        console.print(f"note: {memory.note}")
     _print_scan(console, scan, args, config.reduction.calibration.min_dark)
     if not scan.nights:
         raise ConfigError(_nothing_chosen(scan, args.root))
@@ -118,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     )
     with archive_client(args.scheduler, workers=args.workers, retries=args.retries,
                         dashboard=args.dashboard) as client:
+        # once the workers are up and of this version, before the first night: a run
+        # stopped early leaves the next one the scan
+        memory.save()
         info = client.scheduler_info()
         workers = len(info["workers"])
         console.print(f"Dask: scheduler {info['address']}, {_plural(workers, 'worker')}")
@@ -144,6 +155,17 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(o.status in ("reduced", "verified") for o in outcomes) else 1
 
 
+def _memory(args: argparse.Namespace, config_dir: Path) -> ScanMemory:
+    """The last scan's memory in --out (none with --rescan; a dry run writes none)."""
+    from mascara_actors.app.archive.scan_memory import ScanMemory
+    from mascara_actors.storage.provenance import config_hash
+
+    if not args.root.is_dir():
+        return ScanMemory(None, "")  # the scan says what is wrong with ROOT
+    return ScanMemory.load(args.out, config_hash(config_dir), args.root,
+                           trust=not args.rescan, keep=not args.dry_run)
+
+
 def _print_scan(
     console: Console, scan: ArchiveScan, args: argparse.Namespace, min_dark: int
 ) -> None:
@@ -154,6 +176,10 @@ def _print_scan(
         f"{_plural(len(scan.nights), 'camera-night')} chosen"
         + (f" ({', '.join(cams)}; {_span(nights)})" if nights else "")
     )
+    if scan.unchanged:
+        console.print(f"note: {scan.unchanged:,} of the {scan.directories:,} "
+                      f"director{'y' if scan.directories == 1 else 'ies'} unchanged since the "
+                      "last scan, not read again (--rescan reads them)")
     borrowing = [(n, n.borrowed) for n in scan.nights if n.borrowed is not None]
     for n, borrowed in borrowing[:_NOTES_EACH]:
         console.print(f"note: {n.key} has {len(n.darks)} darks: it borrows the "

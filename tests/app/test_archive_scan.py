@@ -1,14 +1,18 @@
 """What the archive command chooses to reduce, on the committed night, and how it reports:
 an output directory inside the archive is not searched, nor the products of a station's
 nights, ``--out`` the archive itself is refused, filters that match nothing say what there
-is, and a large run's table lists the nights not done (no Dask cluster is started)."""
+is, and a large run's table lists the nights not done; what the scan's memory spares the
+next run, and what it never hides (no Dask cluster is started)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,13 +20,24 @@ from rich.console import Console
 
 from hw.recorded import BorrowedDarks
 from mascara_actors.app.archive.scan import ArchiveScan, CameraNight, _date_nights, scan_archive
+from mascara_actors.app.archive.scan_memory import (
+    SCAN_MEMORY_NAME,
+    SETTLE_S,
+    ScanMemory,
+    archive_state_dir,
+)
 from mascara_actors.app.archive.task import NightOutcome
 from mascara_actors.cli import main
 from mascara_actors.cli.archive import _outcome_table, _print_scan
 from mascara_actors.config import load_config
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import parse_raw_filename, raw_filename
-from mascara_actors.storage.provenance import PROVENANCE_NAME, SOFTWARE, start_provenance
+from mascara_actors.storage.provenance import (
+    PROVENANCE_NAME,
+    SOFTWARE,
+    config_hash,
+    start_provenance,
+)
 
 NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
 FRAMES = sum(parse_raw_filename(p.name) is not None for p in NIGHT.iterdir())
@@ -243,3 +258,155 @@ def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None
         "with as many (20260409LPC, 20260410LPC, 20260411LPC, 20260412LPC, 20260413LPC and 2 "
         f"more): the master dark is the newest of the dark table in {tmp_path / 'out' / 'state'}")
     assert len(notes) == 7
+
+
+def _settle(root: Path) -> None:
+    """Date every directory under ``root`` an hour back, as an archive's are."""
+    hour_ago = time.time() - 3600
+    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(directory, (hour_ago, hour_ago))
+
+
+def _scan_with_memory(root: Path, out: Path, *, trust: bool = True,
+                      config_dir: Path | None = None) -> tuple[ArchiveScan, ScanMemory]:
+    """A scan of ``root`` with the memory in ``out``, saved after it as a run saves it."""
+    config = load_config(config_dir)
+    memory = ScanMemory.load(out, config_hash(config.directory), root, trust=trust)
+    scan = scan_archive(root, config, exclude=out, memory=memory)
+    memory.save()
+    return scan, memory
+
+
+def test_a_second_scan_reads_only_the_directories_that_changed(root: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _settle(root)
+    first, _ = _scan_with_memory(root, out)
+    assert (first.directories, first.unchanged, first.files) == (3, 0, FRAMES + 1)
+    assert (archive_state_dir(out) / SCAN_MEMORY_NAME).is_file()
+    again, _ = _scan_with_memory(root, out)
+    # reduced/ holds a frame whose header does not read: it is read again every time
+    assert (again.directories, again.unchanged) == (3, 2)
+    assert (again.nights, again.problems, again.files) == (first.nights, first.problems,
+                                                           first.files)
+    # a frame added: its directory is read again (and, changed just now, read again by the
+    # scan after: a change in the same tick as the scan could otherwise be missed)
+    directory = root / "2026"
+    science = sorted(p for p in directory.iterdir() if p.name.endswith("C.fits.fz"))
+    last = parse_raw_filename(science[-1].name)
+    assert last is not None
+    _place(science[-1], directory / raw_filename(last[0] + 1, "C", ext=".fits.fz"))
+    for _ in range(2):
+        added, _ = _scan_with_memory(root, out)
+        assert (added.directories, added.unchanged, added.files) == (3, 1, FRAMES + 2)
+        assert added.nights[0].science == first.nights[0].science + 1
+    # settled, the directory is kept again; then a frame removed and the directory's time
+    # put back: the memory cannot tell, --rescan can (what the option is for)
+    hour_ago = time.time() - 3600
+    os.utime(directory, (hour_ago, hour_ago))
+    remembered, _ = _scan_with_memory(root, out)
+    assert (remembered.unchanged, remembered.files) == (1, FRAMES + 2)
+    (directory / raw_filename(last[0] + 1, "C", ext=".fits.fz")).unlink()
+    os.utime(directory, (hour_ago, hour_ago))
+    stale, _ = _scan_with_memory(root, out)
+    assert (stale.unchanged, stale.files) == (2, FRAMES + 2)
+    fresh, _ = _scan_with_memory(root, out, trust=False)
+    assert (fresh.unchanged, fresh.files) == (0, FRAMES + 1)
+    assert fresh.nights == first.nights
+
+
+def test_a_run_none_of_whose_frames_read_is_read_again_next_time(tmp_path: Path) -> None:
+    root, out = tmp_path / "raw", tmp_path / "out"
+    root.mkdir()
+    science = [p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz")][:3]
+    for path in science:
+        (root / path.name).write_bytes(b"not a FITS file")
+    _settle(root)
+    broken, _ = _scan_with_memory(root, out)
+    assert not broken.nights
+    assert any("of camera C: none of the first 3 can be read" in p for p in broken.problems)
+    for path in science:  # mended in place: the directory's time does not change
+        stamp = root.stat()
+        (root / path.name).write_bytes(path.read_bytes())
+        os.utime(root, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    mended, _ = _scan_with_memory(root, out)
+    assert mended.unchanged == 0
+    assert [(n.key, n.science) for n in mended.nights] == [("20260320LPC", 3)]
+
+
+def test_the_memory_keeps_the_nights_dates_for_the_configuration_that_gave_them(
+        root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _settle(root)
+    first, _ = _scan_with_memory(root, out)
+    assert [n.night for n in first.nights] == ["20260320"]
+    path = archive_state_dir(out) / SCAN_MEMORY_NAME
+    saved = json.loads(path.read_text())
+    assert list(saved["nights"].values()) == ["20260320"]
+    # a date the memory gives is not computed again: one planted there is believed...
+    saved["nights"] = {key: "20200101" for key in saved["nights"]}
+    path.write_text(json.dumps(saved))
+    assert [n.night for n in _scan_with_memory(root, out)[0].nights] == ["20200101"]
+    # ...by a scan with the same configuration only
+    path.write_text(json.dumps(saved))
+    config_dir = tmp_path / "config"
+    shutil.copytree(load_config().directory, config_dir)
+    with (config_dir / "sites.toml").open("a") as f:
+        f.write("\n# another configuration\n")
+    other, _ = _scan_with_memory(root, out, config_dir=config_dir)
+    assert [n.night for n in other.nights] == ["20260320"]
+    assert other.unchanged == 2  # the directories' facts do not depend on it
+
+
+def test_a_damaged_memory_is_said_and_everything_searched_again(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    _settle(root)
+    first, _ = _scan_with_memory(root, out)
+    path = archive_state_dir(out) / SCAN_MEMORY_NAME
+    whole = path.read_text()
+    path.write_text(whole[: len(whole) // 2])  # cut short
+    scan, memory = _scan_with_memory(root, out)
+    assert memory.note.startswith(f"the last scan's memory {path} cannot be read (")
+    assert memory.note.endswith("every directory is searched again")
+    assert (scan.unchanged, scan.nights, scan.problems) == (0, first.nights, first.problems)
+    assert json.loads(path.read_text()) == json.loads(whole)  # written whole again
+    # one directory's entry garbled: that directory alone is read again
+    saved = json.loads(whole)
+    saved["directories"]["2026/"]["held"] = [["x"], [["C", "not a number"]], []]
+    path.write_text(json.dumps(saved))
+    scan, _ = _scan_with_memory(root, out)
+    assert (scan.unchanged, scan.nights) == (1, first.nights)
+    # a memory that cannot be written is logged, and the scan stands
+    path.unlink()
+    path.mkdir()
+    with caplog.at_level(logging.WARNING):
+        scan, _ = _scan_with_memory(root, out)
+    assert scan.nights == first.nights
+    assert "could not be written" in caplog.text
+    assert "search every directory again" in caplog.text
+
+
+def test_the_command_says_what_the_memory_spared_and_a_dry_run_writes_none(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    _settle(root)
+    assert main(["archive", str(root), "--out", str(out), "--dry-run"]) == 0
+    assert not out.exists()
+    assert "unchanged since the last scan" not in capsys.readouterr().err
+    _scan_with_memory(root, out)
+    assert main(["archive", str(root), "--out", str(out), "--dry-run"]) == 0
+    assert ("note: 2 of the 3 directories unchanged since the last scan, not read again "
+            "(--rescan reads them)") in capsys.readouterr().err
+    assert main(["archive", str(root), "--out", str(out), "--dry-run", "--rescan"]) == 0
+    assert "unchanged since the last scan" not in capsys.readouterr().err
+
+
+def test_a_directory_that_changed_just_before_the_scan_is_not_kept(root: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _settle(root)
+    recently = time.time() - SETTLE_S / 2
+    os.utime(root / "2026", (recently, recently))
+    _scan_with_memory(root, out)
+    assert _scan_with_memory(root, out)[0].unchanged == 1  # raw/ (reduced/ never is)

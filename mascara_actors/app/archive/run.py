@@ -33,6 +33,7 @@ from distributed.security import Security
 
 from mascara_actors.app.archive.manifest import manifest_path, write_manifest
 from mascara_actors.app.archive.scan import CameraNight
+from mascara_actors.app.archive.scan_memory import archive_state_dir
 from mascara_actors.app.archive.task import NightOutcome, NightTask
 from mascara_actors.errors import ConfigError
 from mascara_actors.storage import event_log_path
@@ -235,7 +236,7 @@ class ArchiveRun:
         started = datetime.now(UTC)
         self.manifest = manifest_path(out, started)
         self.run_id = uuid.uuid4().hex[:8]
-        self.stop_file = out / "state" / "archive" / f"stop-{self.run_id}"
+        self.stop_file = archive_state_dir(out) / f"stop-{self.run_id}"
         self._tasks = [
             NightTask(n, out, config_dir, tuple(command), self.stop_file, root) for n in nights
         ]

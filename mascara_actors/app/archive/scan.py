@@ -1,22 +1,18 @@
 """Finding the camera-nights of a raw archive: every frame under a root, grouped by camera and
 night, whatever the directories.
 
-A raw frame's name gives its lstseq, camera letter and kind (``00123456C.fits``,
-``00123456Cdark.fits.fz``); its header gives the site (``SITE-OBS``), so the camera id
-(``LPC``). Frames of one camera letter in one directory are split into runs where they are
-more than :data:`NIGHT_GAP_SLOTS` apart (a day lies between two nights); one header per run
-names its site, and the run's night is the one
-:func:`~mascara_actors.night_window.frames_window` gives, as for ``--replay`` (once per site
-and local day, in a pool of processes when there are many). Runs of the same camera and
-night in other directories join.
+:func:`~mascara_actors.app.archive.listing.walk_archive` gives what each directory holds:
+runs of raw frames of one camera letter, each with the site its header names, so its camera
+id (``LPC``). A run's night is the one :func:`~mascara_actors.night_window.frames_window`
+gives, as for ``--replay`` (once per site and local day, in a pool of processes when there
+are many). Runs of the same camera and night in other directories join. With a
+:class:`~mascara_actors.app.archive.scan_memory.ScanMemory`, the directories unchanged since
+the last scan and the site-days it dated are not read or dated again.
 
-Reported, never fatal: FITS files whose names are not raw-frame names (foreign files), runs
-whose frames cannot be read at all, sites that are not configured. Frames that are corrupt
-or truncated further in a run are found by the reduction, which goes on without them. The
-output directory is not searched when it lies under the root: its products are not raw
-frames, and a re-reduction must not read what it writes. Nor are the ``binned/`` directories
-of camera-night directories (a station's output holds its raw frames beside its products):
-one line says how many were passed over.
+Reported, never fatal: what the walk leaves out (foreign files, unreadable runs, the output
+directory, a station's products) and runs whose site is not configured. Frames that are
+corrupt or truncated further in a run are found by the reduction, which goes on without
+them.
 
 Nothing here holds a list of every frame: an archive of tens of thousands of camera-nights
 has a hundred million of them (a third of a GB of memory per million paths). A night names
@@ -40,21 +36,17 @@ from datetime import datetime
 from pathlib import Path
 
 from hw.recorded import BorrowedDarks
+from mascara_actors.app.archive.listing import RunFacts, count_frames, walk_archive
+from mascara_actors.app.archive.scan_memory import ScanMemory
 from mascara_actors.config import CameraConfig, Config, NightConfig, SiteConfig
-from mascara_actors.errors import ConfigError, FrameError, StorageError
+from mascara_actors.errors import ConfigError
 from mascara_actors.night_window import frames_window
-from mascara_actors.rawframe import RawHeader, parse_raw_filename, read_raw_header
+from mascara_actors.rawframe import parse_raw_filename
 from mascara_actors.sidereal import lstseq2date
-from mascara_actors.storage import NightId, binned_dir
 
-__all__ = ["NIGHT_GAP_SLOTS", "ArchiveScan", "CameraNight", "FrameRun", "scan_archive"]
+__all__ = ["ArchiveScan", "CameraNight", "FrameRun", "scan_archive"]
 
 log = logging.getLogger(__name__)
-
-NIGHT_GAP_SLOTS = 1500
-"""Frames of a camera further apart than this many slots (2.7 h) are of different nights."""
-
-_FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz", ".fit", ".fts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +114,10 @@ class ArchiveScan:
     available: tuple[tuple[str, str], ...] = ()
     """(camera id, night) of every camera-night with science frames, before the
     ``nights`` and ``cameras`` filters: what there was to choose from."""
+    directories: int = 0
+    """Directories searched."""
+    unchanged: int = 0
+    """Directories among them unchanged since the last scan (not read again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +144,14 @@ def scan_archive(
     cameras: Iterable[str] | None = None,
     exclude: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    memory: ScanMemory | None = None,
 ) -> ArchiveScan:
     """Every camera-night under ``root`` (any depth), those of ``nights`` (a pattern on
     ``YYYYMMDD`` such as ``202603*``) and ``cameras`` (ids such as ``LPC``) only; the
     directory ``exclude`` (the output directory) is not searched, and may not be ``root``
     itself. ``progress`` is told how far the scan is, in a few words, as it goes (an archive
-    of years takes minutes).
+    of years takes minutes). ``memory`` (:class:`ScanMemory`) gives what the last scan
+    saw, and is given what this one sees: it is not saved here.
 
     A night with fewer darks than ``min_dark`` borrows those of the camera's nearest night
     that has enough (the earlier one on a tie), as a station would use its dark table.
@@ -172,8 +170,10 @@ def scan_archive(
     wanted = {c.upper() for c in cameras} if cameras is not None else None
     problems: list[str] = []
     say = progress if progress is not None else _quiet
-    runs, nfiles = _runs(root, config, problems,
-                         Path(exclude) if exclude is not None else None, say)
+    if memory is None:
+        memory = ScanMemory(None, "")
+    runs, nfiles, searched = _runs(root, config, problems,
+                                   Path(exclude) if exclude is not None else None, say, memory)
     # A night's window takes 0.2 s to compute: once per site and local day (noon to noon),
     # which every camera's runs of that night share, from the first run's middle frame.
     site_days: dict[tuple[str, int], tuple[SiteConfig, int]] = {}
@@ -183,9 +183,14 @@ def scan_archive(
         day = int(float(lstseq2date(run.middle, format="jd")) + site.longitude_deg / 360.0)
         site_days.setdefault((site.name, day), (site, run.middle))
         run_days.append((site.name, day))
-    nights_of = _date_nights(site_days, config.reduction.night,
-                             lambda i: say(f"{nfiles:,} raw frames: dating the nights, "
-                                           f"{i:,} of {len(site_days):,} site-days"))
+    nights_of = {key: night for key in site_days
+                 if (night := memory.night(*key)) is not None}
+    undated = {key: v for key, v in site_days.items() if key not in nights_of}
+    nights_of |= _date_nights(undated, config.reduction.night,
+                              lambda i: say(f"{nfiles:,} raw frames: dating the nights, "
+                                            f"{i:,} of {len(undated):,} site-days"))
+    for key, night in nights_of.items():
+        memory.keep_night(*key, night)
     by_night: dict[tuple[str, str], list[_Run]] = defaultdict(list)
     for run, key in zip(runs, run_days, strict=True):
         by_night[(run.camera.id, nights_of[key])].append(run)
@@ -219,7 +224,8 @@ def scan_archive(
         and (nights is None or fnmatch.fnmatchcase(n.night, nights))
     )
     return ArchiveScan(nights=chosen, problems=tuple(problems), files=nfiles,
-                       available=tuple((n.camera_id, n.night) for n in found if n.science))
+                       available=tuple((n.camera_id, n.night) for n in found if n.science),
+                       directories=searched, unchanged=memory.reused)
 
 
 def _quiet(_: str) -> None:
@@ -270,116 +276,48 @@ def _night_of(site: SiteConfig, night: NightConfig, lstseq: int) -> str:
 
 
 def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
-          say: Callable[[str], None]) -> tuple[list[_Run], int]:
-    """Raw frames by directory and camera letter, split at day-long gaps, each run with its
-    camera (runs whose camera is unknown are reported and left out); ``exclude`` and what
-    lies under it are not searched."""
+          say: Callable[[str], None], memory: ScanMemory) -> tuple[list[_Run], int, int]:
+    """The runs of raw frames under ``root`` with their cameras (runs whose camera is unknown
+    are reported and left out), the raw frames and the directories searched; ``exclude``
+    and what lies under it are not searched."""
     runs: list[_Run] = []
-    nfiles = 0
+    nfiles = searched = 0
     skip = _identity(exclude) if exclude is not None else None
-    products: list[Path] = []
-    for searched, (dirpath, dirnames, filenames) in enumerate(os.walk(root), 1):
-        dirnames.sort()
-        products_here = binned_dir(Path(dirpath))
-        if products_here.name in dirnames and _is_night_dir(Path(dirpath)):
-            dirnames.remove(products_here.name)
-            products.append(products_here)
-        if skip is not None:
-            for name in [d for d in dirnames if _identity(Path(dirpath) / d) == skip]:
-                dirnames.remove(name)
-                problems.append(f"{Path(dirpath) / name}: the output directory (--out), not "
-                                "searched for raw frames")
-        by_letter: dict[str, list[tuple[int, str, Path]]] = defaultdict(list)
-        for name in sorted(filenames):
-            parsed = parse_raw_filename(name)
-            if parsed is None:
-                if name.lower().endswith(_FITS_SUFFIXES):
-                    problems.append(
-                        f"{Path(dirpath) / name}: a FITS file whose name is not a raw frame's "
-                        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])"
-                    )
-                continue
-            lstseq, letter, kind = parsed
-            by_letter[letter].append((lstseq, kind, Path(dirpath) / name))
-            nfiles += 1
-        for letter, frames in sorted(by_letter.items()):
-            frames.sort()
-            start = 0
-            for i in range(1, len(frames) + 1):
-                if i == len(frames) or frames[i][0] - frames[i - 1][0] > NIGHT_GAP_SLOTS:
-                    run = _run(Path(dirpath), letter, frames[start:i], config, problems)
-                    if run is not None:
-                        runs.append(run)
-                    start = i
-        say(f"{nfiles:,} raw frames in {searched:,} "
-            f"director{'y' if searched == 1 else 'ies'} searched")
-    if products:
-        more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
-        problems.append(f"{products[0]}{more}: the binned images and masters of a reduced "
-                        "night, not searched for raw frames")
-    return runs, nfiles
+    for directory, facts in walk_archive(root, memory, problems, exclude=skip, say=say):
+        nfiles += facts.files
+        searched += 1
+        for r in facts.runs:
+            camera = _camera(directory, r, config, problems)
+            if camera is not None:
+                runs.append(_Run(
+                    frames=FrameRun(directory, r.letter, r.first, r.last),
+                    camera=camera,
+                    count=r.count,
+                    science=r.science,
+                    middle=r.middle,
+                    first_science=r.first_science,
+                    darks=tuple((lstseq, directory / name) for lstseq, name in r.darks),
+                ))
+    return runs, nfiles, searched
 
 
-def _is_night_dir(path: Path) -> bool:
-    """Whether ``path`` is named as a camera-night directory (``20260320LPC``)."""
-    try:
-        NightId.from_dir(path)
-    except StorageError:
-        return False
-    return True
-
-
-def _run(directory: Path, letter: str, frames: list[tuple[int, str, Path]], config: Config,
-         problems: list[str]) -> _Run | None:
-    """What the scan keeps of the run ``frames`` (lstseq, kind, path; sorted), or None
-    when its camera is unknown (reported)."""
-    camera = _camera(directory, letter, frames, config, problems)
-    if camera is None:
+def _camera(directory: Path, run: RunFacts, config: Config,
+            problems: list[str]) -> CameraConfig | None:
+    """The camera of ``run``, from its site, or None (unreadable runs are reported by the
+    walk, unknown cameras here)."""
+    if run.site is None:
         return None
-    science = [lstseq for lstseq, kind, _ in frames if kind == "science"]
-    lstseqs = science or [lstseq for lstseq, _, _ in frames]
-    return _Run(
-        frames=FrameRun(directory, letter, frames[0][0], frames[-1][0]),
-        camera=camera,
-        count=len(frames),
-        science=len(science),
-        middle=lstseqs[len(lstseqs) // 2],
-        first_science=science[0] if science else None,
-        darks=tuple((lstseq, path) for lstseq, kind, path in frames if kind == "dark"),
-    )
-
-
-def _camera(directory: Path, letter: str, frames: list[tuple[int, str, Path]],
-            config: Config, problems: list[str]) -> CameraConfig | None:
-    """The camera of a run of ``frames``, from the first header that reads, or None
-    (reported)."""
-    header: RawHeader | None = None
-    errors: list[str] = []
-    for _, _, path in frames:
-        try:
-            header = read_raw_header(path)
-            break
-        except FrameError as exc:
-            errors.append(str(exc))
-            if len(errors) >= 5:
-                break
-    if header is None:
-        problems.append(
-            f"{directory}: {_count(frames)} of camera {letter}: none of the "
-            f"first {len(errors)} can be read (first: {errors[0]})"
-        )
-        return None
-    sites = [s for s in config.sites.values() if s.name == header.site]
+    sites = [s for s in config.sites.values() if s.name == run.site]
     if not sites:
         problems.append(
-            f"{directory}: {_count(frames)} of camera {letter}: site "
-            f"{header.site!r} is not in the configuration ({sorted(config.sites)})"
+            f"{directory}: {count_frames(run.count)} of camera {run.letter}: site "
+            f"{run.site!r} is not in the configuration ({sorted(config.sites)})"
         )
         return None
     try:
-        return config.camera(sites[0].code + letter)
+        return config.camera(sites[0].code + run.letter)
     except ConfigError as exc:
-        problems.append(f"{directory}: {_count(frames)}: {exc}")
+        problems.append(f"{directory}: {count_frames(run.count)}: {exc}")
         return None
 
 
@@ -391,10 +329,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _count(frames: Sequence[object]) -> str:
-    return f"{len(frames)} frame{'s' if len(frames) != 1 else ''}"
 
 
 def _lend_darks(nights: Sequence[CameraNight], min_dark: int) -> list[CameraNight]:

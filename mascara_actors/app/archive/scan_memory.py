@@ -1,0 +1,148 @@
+"""What a scan of an archive leaves for the next run into the same output directory.
+
+An archive of years holds a hundred million raw frames in tens of thousands of directories:
+searching it again takes tens of minutes, and dating its thousands of site-days minutes of
+every core, before a resumed run reduces its first night. :class:`ScanMemory` keeps, in
+``OUT/state/archive/scan.json``:
+
+- what each directory held (its subdirectories, its runs of raw frames, its foreign files),
+  under its device, inode and modification time. Adding, removing or renaming a file changes
+  the time, so the next scan reads again only the directories that changed; a directory
+  changed within :data:`SETTLE_S` of the scan is not kept (a clock on another machine, or a
+  file system with coarse times, could hide a change made in the same tick);
+- the night of each site and local day, under the hash of the configuration that dated it.
+
+It is a cache, never a record: what cannot be read in it (another schema, a damaged file)
+is ignored, and the scan reads everything again. ``--rescan`` ignores it on purpose; a frame
+overwritten in place (its directory's time unchanged) is the case for that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mascara_actors.atomic_files import atomic_write_bytes
+from mascara_actors.errors import StorageError
+
+__all__ = ["SCAN_MEMORY_NAME", "SETTLE_S", "ScanMemory", "Stamp", "archive_state_dir"]
+
+log = logging.getLogger(__name__)
+
+SCAN_MEMORY_NAME = "scan.json"
+"""Its name in ``OUT/state/archive/``."""
+
+SETTLE_S = 60.0
+"""A directory modified less than this long before the scan began is read again next time."""
+
+_SCHEMA = 1
+
+
+def archive_state_dir(out: Path) -> Path:
+    """``OUT/state/archive``: what archive runs into ``out`` leave for each other (the
+    scan's memory, the request to stop)."""
+    return out / "state" / "archive"
+
+
+Stamp = tuple[int, int, int]
+"""(device, inode, modification time in ns) of a directory."""
+
+
+@dataclass
+class ScanMemory:
+    """What the last scan saw (read from ``path``), and what this one sees (to save there)."""
+
+    path: Path | None
+    """Where it is kept; None keeps nothing (a dry run)."""
+    config: str
+    """Hash of the configuration the nights are dated with."""
+    root: Stamp | None = None
+    """The archive root the directories are relative to (device, inode, 0)."""
+    note: str = ""
+    """Why the last scan's memory was not used, when it was there and was not."""
+    _seen: dict[str, Any] = field(default_factory=dict)
+    _days_seen: dict[str, str] = field(default_factory=dict)
+    _dirs: dict[str, Any] = field(default_factory=dict)
+    _days: dict[str, str] = field(default_factory=dict)
+    reused: int = 0
+    """Directories this scan took from the memory, without reading them."""
+
+    @classmethod
+    def load(cls, out: Path, config: str, root: Path, *, trust: bool = True,
+             keep: bool = True) -> ScanMemory:
+        """The memory that the last scan of ``root`` left in the output directory ``out``
+        (nothing when ``trust`` is False, or it is missing or unreadable: :attr:`note` says
+        why); ``keep`` False never writes it."""
+        path = archive_state_dir(out) / SCAN_MEMORY_NAME
+        st = root.stat()
+        memory = cls(path if keep else None, config, root=(st.st_dev, st.st_ino, 0))
+        if not trust:
+            return memory
+        try:
+            saved = json.loads(path.read_text())
+            if saved["schema"] != _SCHEMA:
+                return memory
+            dirs, days = saved["directories"], saved["nights"]
+            same_root = tuple(saved["root"]) == memory.root
+            if not isinstance(dirs, dict) or not isinstance(days, dict):
+                raise TypeError("not a mapping")
+        except FileNotFoundError:
+            return memory
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            memory.note = (f"the last scan's memory {path} cannot be read ({exc}): every "
+                           "directory is searched again")
+            log.warning("%s", memory.note)
+            return memory
+        if same_root:
+            memory._seen = dirs
+        if saved.get("config") == config:
+            memory._days_seen = {k: v for k, v in days.items() if isinstance(v, str)}
+        return memory
+
+    def directory(self, relative: str, stamp: Stamp) -> Any | None:
+        """What the last scan kept of the directory ``relative`` to the root, as it saved it,
+        when the directory's ``stamp`` is the same now; None otherwise."""
+        entry = self._seen.get(relative)
+        if not isinstance(entry, dict) or entry.get("stamp") != list(stamp):
+            return None
+        return entry.get("held")
+
+    def keep_directory(self, relative: str, stamp: Stamp, held: Any, *, reused: bool,
+                       started: float) -> None:
+        """Keep ``held`` (JSON-able) for the directory, unless it changed within
+        :data:`SETTLE_S` of ``started`` (seconds since the epoch)."""
+        self.reused += reused
+        if stamp[2] < (started - SETTLE_S) * 1e9:
+            self._dirs[relative] = {"stamp": list(stamp), "held": held}
+
+    def night(self, site: str, day: int) -> str | None:
+        """The night (``YYYYMMDD``) the last scan gave the site-day, if it did."""
+        return self._days_seen.get(f"{site}/{day}")
+
+    def keep_night(self, site: str, day: int, night: str) -> None:
+        self._days[f"{site}/{day}"] = night
+
+    def save(self) -> None:
+        """Write what this scan saw (whole, or not at all); a failure is logged, not raised:
+        the next scan then reads everything again."""
+        if self.path is None:
+            return
+        text = json.dumps({"schema": _SCHEMA, "root": list(self.root or ()),
+                           "config": self.config, "directories": self._dirs,
+                           "nights": self._days}, separators=(",", ":"))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a name of its own for the temporary file: two runs may share an output
+            atomic_write_bytes(self.path, text.encode(), durable=False, shared=True)
+        except (OSError, StorageError) as exc:
+            log.warning("the scan's memory %s could not be written (%s): the next run will "
+                        "search every directory again", self.path, exc)
+
+    @staticmethod
+    def stamp(st: os.stat_result) -> Stamp:
+        """The stamp of a directory from its ``stat``."""
+        return st.st_dev, st.st_ino, st.st_mtime_ns
