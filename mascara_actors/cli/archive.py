@@ -23,6 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from mascara_actors.app.archive.words import counted
 from mascara_actors.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         memory.save()
         info = client.scheduler_info()
         workers = len(info["workers"])
-        console.print(f"Dask: scheduler {info['address']}, {_plural(workers, 'worker')}")
+        console.print(f"Dask: scheduler {info['address']}, {counted(workers, 'worker')}")
         console.print("dashboard: " + (client.dashboard_link if args.dashboard or args.scheduler
                                        else "off (--dashboard to serve it on 127.0.0.1)"))
         console.print(f"manifest: {archive.manifest}")
@@ -158,11 +159,9 @@ def run(args: argparse.Namespace) -> int:
 def _memory(args: argparse.Namespace, config_dir: Path) -> ScanMemory:
     """The last scan's memory in --out (none with --rescan; a dry run writes none)."""
     from mascara_actors.app.archive.scan_memory import ScanMemory
-    from mascara_actors.storage.provenance import config_hash
+    from mascara_actors.storage.provenance import SOFTWARE, config_hash
 
-    if not args.root.is_dir():
-        return ScanMemory(None, "")  # the scan says what is wrong with ROOT
-    return ScanMemory.load(args.out, config_hash(config_dir), args.root,
+    return ScanMemory.load(args.out, SOFTWARE, config_hash(config_dir), args.root,
                            trust=not args.rescan, keep=not args.dry_run)
 
 
@@ -172,14 +171,14 @@ def _print_scan(
     cams = sorted({n.camera_id for n in scan.nights})
     nights = sorted({n.night for n in scan.nights})
     console.print(
-        f"{args.root}: {_plural(scan.files, 'raw frame')}; "
-        f"{_plural(len(scan.nights), 'camera-night')} chosen"
+        f"{args.root}: {counted(scan.files, 'raw frame')}; "
+        f"{counted(len(scan.nights), 'camera-night')} chosen"
         + (f" ({', '.join(cams)}; {_span(nights)})" if nights else "")
     )
     if scan.unchanged:
-        console.print(f"note: {scan.unchanged:,} of the {scan.directories:,} "
-                      f"director{'y' if scan.directories == 1 else 'ies'} unchanged since the "
-                      "last scan, not read again (--rescan reads them)")
+        console.print(f"note: {scan.unchanged:,} of the "
+                      f"{counted(scan.directories, 'directory', 'directories')} unchanged "
+                      "since the last scan, not read again (--rescan reads them)")
     borrowing = [(n, n.borrowed) for n in scan.nights if n.borrowed is not None]
     for n, borrowed in borrowing[:_NOTES_EACH]:
         console.print(f"note: {n.key} has {len(n.darks)} darks: it borrows the "
@@ -190,7 +189,7 @@ def _print_scan(
     without = [n.key for n in scan.nights if n.borrowed is None and len(n.darks) < min_dark]
     if without:
         console.print(
-            f"note: {_plural(len(without), 'night')} with fewer than {min_dark} darks and no "
+            f"note: {counted(len(without), 'night')} with fewer than {min_dark} darks and no "
             f"night of its camera in the archive with as many ({_some(without)}): the master "
             f"dark is the newest of the dark table in {args.out / 'state'}, if it has one "
             "(else the overscan level is subtracted)"
@@ -221,10 +220,6 @@ def _some(keys: list[str]) -> str:
     """The first few of ``keys``, and how many more."""
     more = len(keys) - _NOTES_EACH
     return ", ".join(keys[:_NOTES_EACH]) + (f" and {more} more" if more > 0 else "")
-
-
-def _plural(n: int, thing: str) -> str:
-    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 def _span(nights: list[str]) -> str:
@@ -311,5 +306,5 @@ def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) 
     if busy > 0:
         console.print(
             f"{reduced} frames reduced, {reduced * slot_length_solar_s() / busy:.1f} x real "
-            f"time per worker ({_plural(workers, 'worker')})"
+            f"time per worker ({counted(workers, 'worker')})"
         )

@@ -271,7 +271,7 @@ def _scan_with_memory(root: Path, out: Path, *, trust: bool = True,
                       config_dir: Path | None = None) -> tuple[ArchiveScan, ScanMemory]:
     """A scan of ``root`` with the memory in ``out``, saved after it as a run saves it."""
     config = load_config(config_dir)
-    memory = ScanMemory.load(out, config_hash(config.directory), root, trust=trust)
+    memory = ScanMemory.load(out, SOFTWARE, config_hash(config.directory), root, trust=trust)
     scan = scan_archive(root, config, exclude=out, memory=memory)
     memory.save()
     return scan, memory
@@ -300,19 +300,34 @@ def test_a_second_scan_reads_only_the_directories_that_changed(root: Path,
         added, _ = _scan_with_memory(root, out)
         assert (added.directories, added.unchanged, added.files) == (3, 1, FRAMES + 2)
         assert added.nights[0].science == first.nights[0].science + 1
-    # settled, the directory is kept again; then a frame removed and the directory's time
-    # put back: the memory cannot tell, --rescan can (what the option is for)
+    # settled, the directory is kept again; then a frame removed and the directory's
+    # modification time put back, as `rsync -a` does: its change time tells
     hour_ago = time.time() - 3600
     os.utime(directory, (hour_ago, hour_ago))
     remembered, _ = _scan_with_memory(root, out)
     assert (remembered.unchanged, remembered.files) == (1, FRAMES + 2)
     (directory / raw_filename(last[0] + 1, "C", ext=".fits.fz")).unlink()
     os.utime(directory, (hour_ago, hour_ago))
-    stale, _ = _scan_with_memory(root, out)
-    assert (stale.unchanged, stale.files) == (2, FRAMES + 2)
-    fresh, _ = _scan_with_memory(root, out, trust=False)
-    assert (fresh.unchanged, fresh.files) == (0, FRAMES + 1)
-    assert fresh.nights == first.nights
+    put_back, _ = _scan_with_memory(root, out)
+    assert (put_back.unchanged, put_back.files) == (1, FRAMES + 1)
+    assert put_back.nights == first.nights
+
+
+def test_rescan_reads_what_the_memory_cannot_tell(root: Path, tmp_path: Path) -> None:
+    # what a frame overwritten in place would leave: the memory holds what the directory,
+    # its times unchanged, no longer does (here, a frame fewer)
+    out = tmp_path / "out"
+    _settle(root)
+    first, _ = _scan_with_memory(root, out)
+    path = archive_state_dir(out) / SCAN_MEMORY_NAME
+    saved = json.loads(path.read_text())
+    (run,) = saved["directories"]["2026/"]["held"][1]
+    run[3] -= 1
+    path.write_text(json.dumps(saved))
+    assert _scan_with_memory(root, out)[0].files == first.files - 1
+    rescan, _ = _scan_with_memory(root, out, trust=False)
+    assert (rescan.unchanged, rescan.files, rescan.nights) == (0, first.files, first.nights)
+    assert _scan_with_memory(root, out)[0].files == first.files  # and the memory is mended
 
 
 def test_a_run_none_of_whose_frames_read_is_read_again_next_time(tmp_path: Path) -> None:
@@ -377,6 +392,26 @@ def test_a_damaged_memory_is_said_and_everything_searched_again(
     path.write_text(json.dumps(saved))
     scan, _ = _scan_with_memory(root, out)
     assert (scan.unchanged, scan.nights) == (1, first.nights)
+    # entries that parse but are not what a scan writes: each is a directory read again,
+    # or a night dated again, never a path outside the archive or the output
+    saved = json.loads(whole)
+    saved["directories"][""]["held"][0] = ["../.."]
+    saved["directories"]["2026/"]["held"][1][0][1] = 1e999
+    saved["nights"] = {key: "../../elsewhere" for key in saved["nights"]}
+    path.write_text(json.dumps(saved))
+    scan, _ = _scan_with_memory(root, out)
+    assert (scan.unchanged, scan.nights, scan.problems) == (0, first.nights, first.problems)
+    for text in ("[" * 100_000, json.dumps({**json.loads(whole), "schema": "x"})):
+        path.write_text(text)
+        scan, memory = _scan_with_memory(root, out)
+        assert "every directory is searched again" in memory.note
+        assert (scan.unchanged, scan.nights) == (0, first.nights)
+    # a memory of another version of the software is not used (its rules may differ)
+    path.write_text(whole.replace(SOFTWARE, "mascara-actors 0.0.1"))
+    scan, memory = _scan_with_memory(root, out)
+    assert memory.note == (f"the last scan's memory {path} is of another version of the "
+                           "software: every directory is searched again")
+    assert scan.unchanged == 0
     # a memory that cannot be written is logged, and the scan stands
     path.unlink()
     path.mkdir()

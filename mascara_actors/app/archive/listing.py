@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from mascara_actors.app.archive.scan_memory import ScanMemory
+from mascara_actors.app.archive.words import counted
 from mascara_actors.errors import FrameError, StorageError
 from mascara_actors.rawframe import parse_raw_filename, read_raw_header
 from mascara_actors.storage import NightId, binned_dir
 
-__all__ = ["NIGHT_GAP_SLOTS", "DirectoryFacts", "RunFacts", "count_frames", "walk_archive"]
+__all__ = ["NIGHT_GAP_SLOTS", "DirectoryFacts", "RunFacts", "walk_archive"]
 
 NIGHT_GAP_SLOTS = 1500
 """Frames of a camera further apart than this many slots (2.7 h) are of different nights."""
@@ -56,12 +57,14 @@ class RunFacts:
     middle: int
     """The middle lstseq of its science frames (of all its frames when it has none)."""
     first_science: int | None
+    """lstseq of its first science frame, None when it has none."""
     darks: tuple[tuple[int, str], ...]
     """(lstseq, file name) of its dark frames."""
     site: str | None
     """``SITE-OBS`` of the first header that reads; None when none of the first
     :data:`_HEADERS_TRIED` does (``unreadable`` says why)."""
     unreadable: str = ""
+    """Why none of those headers read (the first error), or empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +82,18 @@ class DirectoryFacts:
         return sum(r.count for r in self.runs)
 
     def to_json(self) -> list[Any]:
+        """The facts as plain lists, for the scan's memory."""
         return [list(self.subdirs), [_run_json(r) for r in self.runs], list(self.foreign)]
 
     @classmethod
     def from_json(cls, held: Any) -> DirectoryFacts | None:
         """The facts as :meth:`to_json` gave them; None when ``held`` is not that (a
-        damaged memory)."""
+        damaged or tampered memory: the directory is then read again)."""
         try:
             subdirs, runs, foreign = held
-            return cls(tuple(map(str, subdirs)), tuple(_run_from_json(r) for r in runs),
-                       tuple(map(str, foreign)))
-        except (TypeError, ValueError):
+            return cls(tuple(map(_name, subdirs)), tuple(_run_from_json(r) for r in runs),
+                       tuple(map(_name, foreign)))
+        except (TypeError, ValueError, OverflowError):
             return None
 
 
@@ -100,24 +104,42 @@ def _run_json(r: RunFacts) -> list[Any]:
 
 def _run_from_json(held: Any) -> RunFacts:
     letter, first, last, count, science, middle, first_science, darks, site = held
-    if not isinstance(letter, str) or not (site is None or isinstance(site, str)):
-        raise TypeError("a run's letter and site are text")
-    return RunFacts(letter, int(first), int(last), int(count), int(science), int(middle),
-                    None if first_science is None else int(first_science),
-                    tuple((int(lstseq), str(name)) for lstseq, name in darks), site)
+    if letter not in _LETTERS or not (site is None or isinstance(site, str)):
+        raise ValueError("a run's camera letter or site")
+    return RunFacts(letter, _lstseq(first), _lstseq(last), _lstseq(count), _lstseq(science),
+                    _lstseq(middle), None if first_science is None else _lstseq(first_science),
+                    tuple((_lstseq(lstseq), _name(name)) for lstseq, name in darks), site)
+
+
+_LETTERS = frozenset("NESWC")
+
+
+def _lstseq(value: Any) -> int:
+    """A count or an lstseq from the memory (whole, not negative, not absurd)."""
+    if not isinstance(value, int) or not 0 <= value < 10**12:
+        raise ValueError(f"{value!r} is not an lstseq or a count")
+    return value
+
+
+def _name(value: Any) -> str:
+    """A file or directory name from the memory: one name, never a path."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or \
+            os.sep in value:
+        raise ValueError(f"{value!r} is not a name in a directory")
+    return value
 
 
 def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
                  exclude: tuple[int, int] | None,
-                 say: Callable[[str], None]) -> Iterator[tuple[Path, DirectoryFacts]]:
+                 say: Callable[[str], None]) -> Iterator[tuple[Path, DirectoryFacts, bool]]:
     """Every directory under ``root`` (``root`` first, then each subdirectory in name
-    order, depth first, symbolic links to directories not followed) with what it holds:
-    from ``memory`` when the directory has not changed since, else read now (and kept in
-    ``memory``). The directory with the (device, inode) ``exclude`` is not searched; what
-    is left out is added to ``problems``."""
+    order, depth first, symbolic links to directories not followed) with what it holds, and
+    whether that came from ``memory`` (the directory unchanged since the last scan) rather
+    than from reading it now (then kept in ``memory``). The directory with the (device,
+    inode) ``exclude`` is not searched; what is left out is added to ``problems``."""
     started = time.time()
     products: list[Path] = []
-    frames = searched = 0
+    frames = searched = unchanged = 0
     stack = [(root, "")]
     while stack:
         directory, relative = stack.pop()
@@ -143,8 +165,7 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
                 continue
         if not any(r.unreadable for r in facts.runs):
             # a run none of whose frames read is read again next time: it may be mended
-            memory.keep_directory(relative, stamp, facts.to_json(), reused=reused,
-                                  started=started)
+            memory.keep_directory(relative, stamp, facts.to_json(), started=started)
         subdirs = list(facts.subdirs)
         products_here = binned_dir(directory)
         if products_here.name in subdirs and _is_night_dir(directory):
@@ -155,14 +176,15 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
             f"{directory / name}: a FITS file whose name is not a raw frame's "
             "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])" for name in facts.foreign
         )
-        problems.extend(f"{directory}: {count_frames(r.count)} of camera {r.letter}: "
+        problems.extend(f"{directory}: {counted(r.count, 'frame')} of camera {r.letter}: "
                         f"{r.unreadable}" for r in facts.runs if r.unreadable)
         searched += 1
+        unchanged += reused
         frames += facts.files
-        say(f"{frames:,} raw frames in {searched:,} director{'y' if searched == 1 else 'ies'}"
-            " searched" + (f" ({memory.reused:,} unchanged since the last scan)"
-                           if memory.reused else ""))
-        yield directory, facts
+        say(f"{frames:,} raw frames in {counted(searched, 'directory', 'directories')} "
+            "searched" + (f" ({unchanged:,} unchanged since the last scan)"
+                          if unchanged else ""))
+        yield directory, facts, reused
     if products:
         more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
         problems.append(f"{products[0]}{more}: the binned images and masters of a reduced "
@@ -241,8 +263,3 @@ def _is_night_dir(path: Path) -> bool:
     except StorageError:
         return False
     return True
-
-
-def count_frames(n: int) -> str:
-    """``n`` frames, in words (``1 frame``, ``12 frames``)."""
-    return f"{n} frame{'s' if n != 1 else ''}"

@@ -36,8 +36,9 @@ from datetime import datetime
 from pathlib import Path
 
 from hw.recorded import BorrowedDarks
-from mascara_actors.app.archive.listing import RunFacts, count_frames, walk_archive
+from mascara_actors.app.archive.listing import RunFacts, walk_archive
 from mascara_actors.app.archive.scan_memory import ScanMemory
+from mascara_actors.app.archive.words import counted
 from mascara_actors.config import CameraConfig, Config, NightConfig, SiteConfig
 from mascara_actors.errors import ConfigError
 from mascara_actors.night_window import frames_window
@@ -171,9 +172,10 @@ def scan_archive(
     problems: list[str] = []
     say = progress if progress is not None else _quiet
     if memory is None:
-        memory = ScanMemory(None, "")
-    runs, nfiles, searched = _runs(root, config, problems,
-                                   Path(exclude) if exclude is not None else None, say, memory)
+        memory = ScanMemory(None, "", "")
+    runs, nfiles, searched, unchanged = _runs(root, config, problems,
+                                              Path(exclude) if exclude is not None else None,
+                                              say, memory)
     # A night's window takes 0.2 s to compute: once per site and local day (noon to noon),
     # which every camera's runs of that night share, from the first run's middle frame.
     site_days: dict[tuple[str, int], tuple[SiteConfig, int]] = {}
@@ -225,7 +227,7 @@ def scan_archive(
     )
     return ArchiveScan(nights=chosen, problems=tuple(problems), files=nfiles,
                        available=tuple((n.camera_id, n.night) for n in found if n.science),
-                       directories=searched, unchanged=memory.reused)
+                       directories=searched, unchanged=unchanged)
 
 
 def _quiet(_: str) -> None:
@@ -276,16 +278,19 @@ def _night_of(site: SiteConfig, night: NightConfig, lstseq: int) -> str:
 
 
 def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
-          say: Callable[[str], None], memory: ScanMemory) -> tuple[list[_Run], int, int]:
+          say: Callable[[str], None], memory: ScanMemory) -> tuple[list[_Run], int, int, int]:
     """The runs of raw frames under ``root`` with their cameras (runs whose camera is unknown
-    are reported and left out), the raw frames and the directories searched; ``exclude``
-    and what lies under it are not searched."""
+    are reported and left out), the raw frames, the directories searched and those among
+    them unchanged since the last scan; ``exclude`` and what lies under it are not
+    searched."""
     runs: list[_Run] = []
-    nfiles = searched = 0
+    nfiles = searched = unchanged = 0
     skip = _identity(exclude) if exclude is not None else None
-    for directory, facts in walk_archive(root, memory, problems, exclude=skip, say=say):
+    for directory, facts, reused in walk_archive(root, memory, problems, exclude=skip,
+                                                 say=say):
         nfiles += facts.files
         searched += 1
+        unchanged += reused
         for r in facts.runs:
             camera = _camera(directory, r, config, problems)
             if camera is not None:
@@ -298,7 +303,7 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
                     first_science=r.first_science,
                     darks=tuple((lstseq, directory / name) for lstseq, name in r.darks),
                 ))
-    return runs, nfiles, searched
+    return runs, nfiles, searched, unchanged
 
 
 def _camera(directory: Path, run: RunFacts, config: Config,
@@ -310,14 +315,14 @@ def _camera(directory: Path, run: RunFacts, config: Config,
     sites = [s for s in config.sites.values() if s.name == run.site]
     if not sites:
         problems.append(
-            f"{directory}: {count_frames(run.count)} of camera {run.letter}: site "
+            f"{directory}: {counted(run.count, 'frame')} of camera {run.letter}: site "
             f"{run.site!r} is not in the configuration ({sorted(config.sites)})"
         )
         return None
     try:
         return config.camera(sites[0].code + run.letter)
     except ConfigError as exc:
-        problems.append(f"{directory}: {count_frames(run.count)}: {exc}")
+        problems.append(f"{directory}: {counted(run.count, 'frame')}: {exc}")
         return None
 
 

@@ -6,15 +6,19 @@ every core, before a resumed run reduces its first night. :class:`ScanMemory` ke
 ``OUT/state/archive/scan.json``:
 
 - what each directory held (its subdirectories, its runs of raw frames, its foreign files),
-  under its device, inode and modification time. Adding, removing or renaming a file changes
-  the time, so the next scan reads again only the directories that changed; a directory
-  changed within :data:`SETTLE_S` of the scan is not kept (a clock on another machine, or a
-  file system with coarse times, could hide a change made in the same tick);
+  under its device, inode, modification and change times. Adding, removing or renaming a
+  file changes the modification time; a tool that puts that time back (``rsync -a``,
+  ``touch -r``) or a change of permissions changes the change time, which nothing sets
+  back. So the next scan reads again only the directories that changed. A directory
+  modified within :data:`SETTLE_S` of the scan is not kept: the clock of a file server, or
+  a file system with times of a second or two, could hide a change made in the same tick;
 - the night of each site and local day, under the hash of the configuration that dated it.
 
-It is a cache, never a record: what cannot be read in it (another schema, a damaged file)
-is ignored, and the scan reads everything again. ``--rescan`` ignores it on purpose; a frame
-overwritten in place (its directory's time unchanged) is the case for that.
+Both are kept for the software version that saw them (the rules that split runs and date
+nights may change). It is a cache, never a record: what cannot be read in it is ignored, and
+the scan reads everything again. ``--rescan`` ignores it on purpose: a frame overwritten in
+place leaves its directory's times alone, and a file system that gives every directory a
+fixed time (some that mount an object store) hides every change.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +42,14 @@ SCAN_MEMORY_NAME = "scan.json"
 """Its name in ``OUT/state/archive/``."""
 
 SETTLE_S = 60.0
-"""A directory modified less than this long before the scan began is read again next time."""
+"""A directory modified less than this long before the scan began is read again next
+time."""
 
-_SCHEMA = 1
+_SCHEMA = 2
+_NIGHT = re.compile(r"\d{8}")
+
+Stamp = tuple[int, int, int, int]
+"""(device, inode, modification time in ns, change time in ns) of a directory."""
 
 
 def archive_state_dir(out: Path) -> Path:
@@ -48,59 +58,64 @@ def archive_state_dir(out: Path) -> Path:
     return out / "state" / "archive"
 
 
-Stamp = tuple[int, int, int]
-"""(device, inode, modification time in ns) of a directory."""
-
-
 @dataclass
 class ScanMemory:
     """What the last scan saw (read from ``path``), and what this one sees (to save there)."""
 
     path: Path | None
     """Where it is kept; None keeps nothing (a dry run)."""
+    software: str
+    """The software that scans (its version)."""
     config: str
     """Hash of the configuration the nights are dated with."""
-    root: Stamp | None = None
-    """The archive root the directories are relative to (device, inode, 0)."""
+    root: tuple[int, int] | None = None
+    """(device, inode) of the archive root the directories are relative to."""
     note: str = ""
     """Why the last scan's memory was not used, when it was there and was not."""
-    _seen: dict[str, Any] = field(default_factory=dict)
-    _days_seen: dict[str, str] = field(default_factory=dict)
-    _dirs: dict[str, Any] = field(default_factory=dict)
-    _days: dict[str, str] = field(default_factory=dict)
-    reused: int = 0
-    """Directories this scan took from the memory, without reading them."""
+    _seen: dict[str, Any] = field(default_factory=dict, init=False)
+    _days_seen: dict[str, str] = field(default_factory=dict, init=False)
+    _dirs: dict[str, Any] = field(default_factory=dict, init=False)
+    _days: dict[str, str] = field(default_factory=dict, init=False)
 
     @classmethod
-    def load(cls, out: Path, config: str, root: Path, *, trust: bool = True,
+    def load(cls, out: Path, software: str, config: str, root: Path, *, trust: bool = True,
              keep: bool = True) -> ScanMemory:
         """The memory that the last scan of ``root`` left in the output directory ``out``
-        (nothing when ``trust`` is False, or it is missing or unreadable: :attr:`note` says
-        why); ``keep`` False never writes it."""
+        (nothing when ``trust`` is False, or it is missing, of another root or software,
+        or unreadable: :attr:`note` says why when it was there); ``keep`` False never
+        writes it."""
         path = archive_state_dir(out) / SCAN_MEMORY_NAME
-        st = root.stat()
-        memory = cls(path if keep else None, config, root=(st.st_dev, st.st_ino, 0))
+        try:
+            st = root.stat()
+        except OSError:
+            return cls(None, software, config)  # the scan says what is wrong with the root
+        memory = cls(path if keep else None, software, config, root=(st.st_dev, st.st_ino))
         if not trust:
             return memory
         try:
             saved = json.loads(path.read_text())
-            if saved["schema"] != _SCHEMA:
-                return memory
             dirs, days = saved["directories"], saved["nights"]
-            same_root = tuple(saved["root"]) == memory.root
             if not isinstance(dirs, dict) or not isinstance(days, dict):
                 raise TypeError("not a mapping")
+            same = (saved["schema"], saved["software"]) == (_SCHEMA, software)
+            same_root = saved["root"] == list(memory.root or ())
         except FileNotFoundError:
             return memory
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
             memory.note = (f"the last scan's memory {path} cannot be read ({exc}): every "
                            "directory is searched again")
-            log.warning("%s", memory.note)
             return memory
-        if same_root:
+        if not same:
+            memory.note = (f"the last scan's memory {path} is of another version of the "
+                           "software: every directory is searched again")
+        elif not same_root:
+            memory.note = (f"the last scan's memory {path} is of another archive root: every "
+                           "directory is searched again")
+        else:
             memory._seen = dirs
-        if saved.get("config") == config:
-            memory._days_seen = {k: v for k, v in days.items() if isinstance(v, str)}
+            if saved.get("config") == config:
+                memory._days_seen = {k: v for k, v in days.items()
+                                     if isinstance(v, str) and _NIGHT.fullmatch(v)}
         return memory
 
     def directory(self, relative: str, stamp: Stamp) -> Any | None:
@@ -111,11 +126,10 @@ class ScanMemory:
             return None
         return entry.get("held")
 
-    def keep_directory(self, relative: str, stamp: Stamp, held: Any, *, reused: bool,
+    def keep_directory(self, relative: str, stamp: Stamp, held: Any, *,
                        started: float) -> None:
         """Keep ``held`` (JSON-able) for the directory, unless it changed within
         :data:`SETTLE_S` of ``started`` (seconds since the epoch)."""
-        self.reused += reused
         if stamp[2] < (started - SETTLE_S) * 1e9:
             self._dirs[relative] = {"stamp": list(stamp), "held": held}
 
@@ -124,16 +138,18 @@ class ScanMemory:
         return self._days_seen.get(f"{site}/{day}")
 
     def keep_night(self, site: str, day: int, night: str) -> None:
+        """Keep the night (``YYYYMMDD``) of the site and local day (a Julian day number)."""
         self._days[f"{site}/{day}"] = night
 
     def save(self) -> None:
-        """Write what this scan saw (whole, or not at all); a failure is logged, not raised:
-        the next scan then reads everything again."""
+        """Write what this scan saw (whole, or not at all); a failure is said in the log, not
+        raised: the next scan then reads everything again."""
         if self.path is None:
             return
-        text = json.dumps({"schema": _SCHEMA, "root": list(self.root or ()),
-                           "config": self.config, "directories": self._dirs,
-                           "nights": self._days}, separators=(",", ":"))
+        text = json.dumps({"schema": _SCHEMA, "software": self.software,
+                           "root": list(self.root or ()), "config": self.config,
+                           "directories": self._dirs, "nights": self._days},
+                          separators=(",", ":"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # a name of its own for the temporary file: two runs may share an output
@@ -145,4 +161,4 @@ class ScanMemory:
     @staticmethod
     def stamp(st: os.stat_result) -> Stamp:
         """The stamp of a directory from its ``stat``."""
-        return st.st_dev, st.st_ino, st.st_mtime_ns
+        return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
