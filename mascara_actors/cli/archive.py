@@ -75,6 +75,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    "died (default 2)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the camera-nights and what would be done with each, reduce none")
+    p.add_argument("--verify", action="store_true",
+                   help="hash every product of the nights already complete to verify them "
+                   "(by default a product whose size and modification time are those "
+                   "recorded is not read: a full night is 3 GB)")
     p.add_argument("--rescan", action="store_true",
                    help="read every directory of ROOT again (by default the directories "
                    "unchanged since the last run into DIR are not: see DIR/state/archive/"
@@ -124,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         config_dir=config.directory,
         command=sys.argv,
         retries=args.retries,
+        thorough=args.verify,
     )
     with archive_client(args.scheduler, workers=args.workers, retries=args.retries,
                         dashboard=args.dashboard) as client:

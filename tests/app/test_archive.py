@@ -22,7 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +313,23 @@ def test_a_complete_night_is_verified_and_another_version_refused(
     assert (outcome.status, outcome.reduced, outcome.error) == ("verified", 0, "")
     assert log.stat().st_size == size
 
+    # a product changed with its size and modification time kept (a copy that kept the
+    # times, not the bytes): only hashing every product finds it; the night is then
+    # refused, never recorded complete again with it
+    product = product_files(out / night.key)[-1]
+    made, st = product.read_bytes(), product.stat()
+    product.write_bytes(made[:-1] + bytes([made[-1] ^ 1]))
+    os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert reduce_camera_night(task).status == "verified"
+    outcome = reduce_camera_night(replace(task, thorough=True))
+    assert outcome.status == "failed"
+    assert outcome.error == (f"complete, but {product}: changed since it was made: move "
+                             f"{out / night.key} away to reduce the night again")
+    assert reduce_camera_night(task).status == "verified"  # its record is as it was
+    product.write_bytes(made)  # and a changed time is enough to have it hashed
+    outcome = reduce_camera_night(task)
+    assert (outcome.status, outcome.error) == ("verified", "")
+
     provenance = out / night.key / "provenance.json"
     provenance.write_text(provenance.read_text().replace(SOFTWARE, "mascara-actors 0.0.9"))
     outcome = reduce_camera_night(task)
@@ -324,6 +341,25 @@ def test_a_complete_night_is_verified_and_another_version_refused(
 
     (tmp_path / "stop").touch()
     assert reduce_camera_night(task).status == "not started"
+
+
+def test_verify_hashes_every_product_of_the_complete_nights(
+        archive: Archive, local_run: Run, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    key = "20260320LPC"
+    out = tmp_path / "out"
+    shutil.copytree(local_run.out / key, out / key)  # the times kept, as `cp -p` keeps them
+    product = product_files(out / key)[0]
+    made, st = product.read_bytes(), product.stat()
+    product.write_bytes(bytes([made[0] ^ 1]) + made[1:])
+    os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    args = ["--config", str(archive.config), "archive", str(archive.root), "--out", str(out),
+            "--nights", key[:8], "--cameras", key[8:], "--workers", "1"]
+    assert main(args) == 0
+    assert re.search(rf"(?m)^{key[:8]} +{key[8:]} +verified ", capsys.readouterr().err)
+    assert main([*args, "--verify"]) == 1
+    assert (f"{key[:8]} {key[8:]} failed: complete, but {product}: changed since it was made: "
+            f"move {out / key} away to reduce the night again") in capsys.readouterr().err
 
 
 def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(

@@ -3,7 +3,8 @@
 :func:`reduce_camera_night` runs the pipeline of ``--replay`` on the night's frames
 (:mod:`mascara_actors.app.replay`), so its products are the bytes a ``--replay`` of the
 night makes. It is idempotent: a night whose record says complete and whose products verify
-is not reduced again; an interrupted night resumes from its saved sets; a night holding
+is not reduced again (one whose products do not is refused: they changed since it was
+made); an interrupted night resumes from its saved sets; a night holding
 another software version's products is refused. Expected failures come back as an outcome
 (the run goes on with the other nights); anything else raises, and Dask retries the task.
 
@@ -73,9 +74,17 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         record = read_provenance(night_dir)
         if (
             record is not None
+            and record.status == "complete"
             and record.made_here(config_hash(config.directory))
-            and not verify_products(night_dir, record)
         ):
+            problems = verify_products(night_dir, record, thorough=task.thorough)
+            if problems:
+                # resuming would record the changed products complete again, as if made so
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                return outcome(
+                    status="failed", wall_s=time.monotonic() - t0,
+                    error=f"complete, but {problems[0]}{more}: move {night_dir} away to "
+                          "reduce the night again")
             return outcome(status="verified", wall_s=time.monotonic() - t0)
         job = plan_replay(
             RecordedNight(task.archive_root, files=n.frames()),

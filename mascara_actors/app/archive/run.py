@@ -218,7 +218,8 @@ class _FrameCounter:
 
 
 class ArchiveRun:
-    """One run over the chosen camera-nights of an archive into ``out``."""
+    """One run over the chosen camera-nights of an archive into ``out`` (``thorough``:
+    every product of the complete nights is hashed to verify them)."""
 
     def __init__(
         self,
@@ -229,6 +230,7 @@ class ArchiveRun:
         config_dir: Path,
         command: Sequence[str],
         retries: int = 2,
+        thorough: bool = False,
     ) -> None:
         self.nights = tuple(nights)
         self.out = out
@@ -238,7 +240,8 @@ class ArchiveRun:
         self.run_id = uuid.uuid4().hex[:8]
         self.stop_file = archive_state_dir(out) / f"stop-{self.run_id}"
         self._tasks = [
-            NightTask(n, out, config_dir, tuple(command), self.stop_file, root) for n in nights
+            NightTask(n, out, config_dir, tuple(command), self.stop_file, root, thorough)
+            for n in nights
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
         self._signals = 0

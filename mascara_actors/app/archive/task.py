@@ -31,6 +31,9 @@ class NightTask:
     stop_file: Path
     """Its existence asks the night to stop at the end of its current set."""
     archive_root: Path
+    thorough: bool = False
+    """Hash every product of a complete night to verify it, not only those whose size or
+    modification time differ from the record's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,10 @@ def test_changed_missing_and_extra_products_do_not_verify(tmp_path: Path,
     record = start_provenance(night, config_dir=config_dir, command=[])
     _products(night)
     done = complete_provenance(night, record, raw_frames=60)
-    (night / "binned" / "bin_65344225C.fits").write_bytes(b"binnex")
+    changed = night / "binned" / "bin_65344225C.fits"
+    changed.write_bytes(b"binnex")  # the same size: its new time has it hashed
+    recorded = done.stamps["binned/bin_65344225C.fits"][1]
+    os.utime(changed, ns=(recorded + 10**9, recorded + 10**9))
     (night / "lightcurves" / "fast_20260320LPC.hdf5").unlink()
     (night / "binned" / "bin_65344275C.fits").write_bytes(b"new")
     assert verify_products(night, done) == [
@@ -121,3 +125,30 @@ def test_a_damaged_record_is_an_error_naming_the_file(tmp_path: Path, text: str)
     (tmp_path / PROVENANCE_NAME).write_text(text)
     with pytest.raises(StorageError, match=PROVENANCE_NAME):
         read_provenance(tmp_path)
+
+
+def test_a_product_with_its_recorded_size_and_time_is_not_read_unless_thorough(
+        tmp_path: Path, config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=[])
+    _products(night)
+    done = complete_provenance(night, record, raw_frames=60)
+    dark = night / "binned" / "65344190Cmasterdark.fits"
+    st = dark.stat()
+    assert done.stamps["binned/65344190Cmasterdark.fits"] == (4, st.st_mtime_ns)
+    assert read_provenance(night) == done  # the stamps are kept in the record
+    # other bytes, the same size and time (a copy that kept the times, not the bytes)
+    dark.write_bytes(b"DARK")
+    os.utime(dark, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert verify_products(night, done) == []
+    assert verify_products(night, done, thorough=True) == [
+        f"{dark}: changed since it was made"]
+    # a record without stamps (written by this version before they were kept): every
+    # product is hashed
+    unstamped = dataclasses.replace(done, stamps={})
+    assert verify_products(night, unstamped) == [f"{dark}: changed since it was made"]
+    record_file = night / PROVENANCE_NAME
+    data = json.loads(record_file.read_text())
+    del data["stamps"]
+    record_file.write_text(json.dumps(data))
+    assert read_provenance(night) == unstamped
