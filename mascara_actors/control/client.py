@@ -115,6 +115,9 @@ class ControlClient:
         self._send_lock: anyio.Lock | None = None
         self._stack: AsyncExitStack | None = None
         self._reader_done = anyio.Event()
+        # The reader is never cancelled from outside (a console that quits cancels what runs
+        # this client): __aexit__ ends it by shutting the socket down (see shut_down).
+        self._reader_scope = anyio.CancelScope(shield=True)
 
     async def __aenter__(self) -> Self:
         try:
@@ -155,6 +158,7 @@ class ControlClient:
         shut_down(self._stream)  # the reader ends by itself: never cancel it (see shut_down)
         with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
             await self._reader_done.wait()
+        self._reader_scope.cancel()  # a reader the shutdown did not end (never seen)
         return await self._stack.__aexit__(exc_type, exc, tb)
 
     @property
@@ -251,6 +255,10 @@ class ControlClient:
             log.info("control: late reply to command %r ignored", reply.id)
 
     async def _read_loop(self, stream: SocketStream) -> None:
+        with self._reader_scope:
+            await self._read_lines(stream)
+
+    async def _read_lines(self, stream: SocketStream) -> None:
         receiver = BufferedByteReceiveStream(stream)
         try:
             while True:

@@ -279,19 +279,29 @@ class ControlServer:
 
     async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
         """Accept clients until the listener is closed."""
-        while True:
-            try:
-                stream = await listener.accept()
-            except anyio.ClosedResourceError:
-                return
-            except (OSError, anyio.BrokenResourceError) as exc:  # e.g. out of descriptors
-                log.warning("control: accepting a client failed: %s", exc)
-                await anyio.sleep(0.1)
-                continue
-            tg.start_soon(self._serve, stream, next(self._numbers))
+        # Shielded, as each connection is: a station that stops cancels what runs this
+        # server, and a pending accept or receive must never be what that cancellation ends
+        # (see the note in _connection.Connection). __aexit__ closes the listener and
+        # finishes each connection instead, and they end by themselves.
+        with anyio.CancelScope(shield=True):
+            while True:
+                try:
+                    stream = await listener.accept()
+                except anyio.ClosedResourceError:
+                    return
+                except (OSError, anyio.BrokenResourceError) as exc:  # out of descriptors
+                    log.warning("control: accepting a client failed: %s", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                tg.start_soon(self._serve, stream, next(self._numbers))
 
     async def _serve(self, stream: SocketStream, number: int) -> None:
-        """One connection: the peer check, then the client's session."""
+        """One connection: the peer check, then the client's session (shielded: see
+        :meth:`_accept_loop`)."""
+        with anyio.CancelScope(shield=True):
+            await self._session(stream, number)
+
+    async def _session(self, stream: SocketStream, number: int) -> None:
         # The supervisor's rule applies: one client's failure must never reach the server's
         # task group, so anything unexpected is logged here and ends this connection only.
         try:

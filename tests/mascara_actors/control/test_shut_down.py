@@ -4,14 +4,18 @@ the receive is ended (the race behind a console test's ``InvalidStateError`` on 
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import pytest
 from anyio.abc import UNIXSocketStream
 
-from mascara_actors.control.client import STREAM_ENDED, shut_down
+from mascara_actors.control.client import STREAM_ENDED, ControlClient, shut_down
+from mascara_actors.control.server import ControlServer
+from tests.mascara_actors.control.support import FakeStation
 
 pytestmark = [pytest.mark.anyio, pytest.mark.backends("asyncio", "trio")]
 
@@ -52,3 +56,65 @@ async def test_shut_down_on_a_stream_already_closed_by_its_peer_is_harmless() ->
         shut_down(stream)  # twice: ENOTCONN is swallowed
         with pytest.raises(anyio.EndOfStream):
             await stream.receive()
+
+
+@pytest.mark.backends("asyncio")
+async def test_a_client_cancelled_from_outside_as_the_station_writes_reports_nothing(
+        socket_path: Path) -> None:
+    # A console quits by cancelling what runs its ControlClient while the station streams
+    # events. The cancellation is delivered by a loop callback that runs, in one iteration,
+    # just before the one the socket's readiness queued: the client's reader must not be
+    # waiting in a receive that the cancellation ends.
+    socket_path.parent.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(socket_path))
+        server.listen()
+        scope = anyio.CancelScope()
+        entered = anyio.Event()
+
+        async def console() -> None:
+            with scope:
+                async with ControlClient(socket_path):
+                    entered.set()
+                    await anyio.sleep_forever()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(console)
+                await entered.wait()
+                station, _ = server.accept()
+                with station:
+                    await anyio.sleep(0.05)  # the reader waits for the socket
+                    station.send(b'{"event": "x"}\n')
+                    asyncio.get_running_loop().call_soon(scope.cancel)
+                    await anyio.sleep(0.05)
+    # the anyio test runner fails the test on any error a loop callback raised
+    assert scope.cancel_called
+
+
+@pytest.mark.backends("asyncio")
+async def test_a_server_cancelled_from_outside_as_a_client_writes_reports_nothing(
+        socket_path: Path, station: FakeStation) -> None:
+    # The station stops by cancelling what runs its ControlServer while a console sends: the
+    # reader of that console's connection must not be waiting in a receive the
+    # cancellation ends.
+    scope = anyio.CancelScope()
+    serving = anyio.Event()
+
+    async def serve() -> None:
+        with scope:
+            async with ControlServer(socket_path, station):
+                serving.set()
+                await anyio.sleep_forever()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            await serving.wait()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
+                console.connect(str(socket_path))
+                await anyio.sleep(0.05)  # the connection's reader waits for the socket
+                console.send(b'{"id": 1, "cmd": "status"}\n')
+                asyncio.get_running_loop().call_soon(scope.cancel)
+                await anyio.sleep(0.05)
+    assert scope.cancel_called
