@@ -84,12 +84,19 @@ async def test_a_client_cancelled_from_outside_as_the_station_writes_reports_not
                 await entered.wait()
                 station, _ = server.accept()
                 with station:
-                    await anyio.sleep(0.05)  # the reader waits for the socket
-                    station.send(b'{"event": "x"}\n')
-                    asyncio.get_running_loop().call_soon(scope.cancel)
-                    await anyio.sleep(0.05)
+                    await _cancel_as_it_turns_readable(scope, station, b'{"event": "x"}\n')
     # the anyio test runner fails the test on any error a loop callback raised
     assert scope.cancel_called
+
+
+async def _cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,
+                                       line: bytes) -> None:
+    """Once the other end waits for the socket, send ``line`` from ``peer`` and cancel
+    ``scope`` from a callback of the loop iteration in which the socket turns readable."""
+    await anyio.sleep(0.05)
+    peer.send(line)
+    asyncio.get_running_loop().call_soon(scope.cancel)
+    await anyio.sleep(0.05)
 
 
 @pytest.mark.backends("asyncio")
@@ -113,8 +120,6 @@ async def test_a_server_cancelled_from_outside_as_a_client_writes_reports_nothin
             await serving.wait()
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
                 console.connect(str(socket_path))
-                await anyio.sleep(0.05)  # the connection's reader waits for the socket
-                console.send(b'{"id": 1, "cmd": "status"}\n')
-                asyncio.get_running_loop().call_soon(scope.cancel)
-                await anyio.sleep(0.05)
+                await _cancel_as_it_turns_readable(scope, console,
+                                                   b'{"id": 1, "cmd": "status"}\n')
     assert scope.cancel_called
