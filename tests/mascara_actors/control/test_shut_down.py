@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
@@ -69,24 +70,25 @@ async def test_a_client_cancelled_from_outside_as_the_station_writes_reports_not
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(socket_path))
         server.listen()
-        scope = anyio.CancelScope()
-        entered = anyio.Event()
-
-        async def console() -> None:
-            with scope:
-                async with ControlClient(socket_path):
-                    entered.set()
-                    await anyio.sleep_forever()
-
+        scope, entered = anyio.CancelScope(), anyio.Event()
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(console)
+                tg.start_soon(_hold, scope, ControlClient(socket_path), entered)
                 await entered.wait()
                 station, _ = server.accept()
                 with station:
                     await _cancel_as_it_turns_readable(scope, station, b'{"event": "x"}\n')
     # the anyio test runner fails the test on any error a loop callback raised
     assert scope.cancel_called
+
+
+async def _hold(scope: anyio.CancelScope, context: AbstractAsyncContextManager[object],
+                entered: anyio.Event) -> None:
+    """Enter ``context`` in ``scope`` and stay there until the scope is cancelled."""
+    with scope:
+        async with context:
+            entered.set()
+            await anyio.sleep_forever()
 
 
 async def _cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,
@@ -105,18 +107,10 @@ async def test_a_server_cancelled_from_outside_as_a_client_writes_reports_nothin
     # The station stops by cancelling what runs its ControlServer while a console sends: the
     # reader of that console's connection must not be waiting in a receive the
     # cancellation ends.
-    scope = anyio.CancelScope()
-    serving = anyio.Event()
-
-    async def serve() -> None:
-        with scope:
-            async with ControlServer(socket_path, station):
-                serving.set()
-                await anyio.sleep_forever()
-
+    scope, serving = anyio.CancelScope(), anyio.Event()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(serve)
+            tg.start_soon(_hold, scope, ControlServer(socket_path, station), serving)
             await serving.wait()
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
                 console.connect(str(socket_path))
