@@ -39,6 +39,7 @@ __all__ = [
     "PROVENANCE_NAME",
     "SOFTWARE",
     "Provenance",
+    "changed_since_complete",
     "complete_provenance",
     "config_hash",
     "product_files",
@@ -169,7 +170,9 @@ def start_provenance(
     StorageError
         If the directory holds products of another software version or configuration, or
         products without a record (made before records were kept, or by hand): the two are
-        never mixed, and the message says what to do.
+        never mixed, and the message says what to do. Also if the night is complete and
+        its products changed since (:func:`verify_products`): resuming would record them
+        complete again, as if they had been made so.
     """
     record = Provenance(
         software=SOFTWARE,
@@ -193,6 +196,8 @@ def start_provenance(
             f"move {night_dir} away to reduce the night again"
         )
     else:
+        if existing.status == "complete" and (problems := verify_products(night_dir, existing)):
+            raise changed_since_complete(night_dir, problems)
         record = replace(record, started_utc=existing.started_utc, masters=existing.masters)
     night_dir.mkdir(parents=True, exist_ok=True)
     _write(night_dir, record)
@@ -231,6 +236,14 @@ def complete_provenance(night_dir: Path, record: Provenance, *, raw_frames: int)
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns
+
+
+def changed_since_complete(night_dir: Path, problems: Sequence[str]) -> StorageError:
+    """The refusal of a complete night whose products do not verify (``problems``, from
+    :func:`verify_products`)."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return StorageError(f"complete, but {problems[0]}{more}: move {night_dir} away to reduce "
+                        "the night again")
 
 
 def verify_products(night_dir: Path, record: Provenance, *,

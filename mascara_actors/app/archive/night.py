@@ -36,6 +36,7 @@ from mascara_actors.frames import FrameReady
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import (
+    changed_since_complete,
     config_hash,
     read_provenance,
     verify_products,
@@ -80,11 +81,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
             problems = verify_products(night_dir, record, thorough=task.thorough)
             if problems:
                 # resuming would record the changed products complete again, as if made so
-                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                return outcome(
-                    status="failed", wall_s=time.monotonic() - t0,
-                    error=f"complete, but {problems[0]}{more}: move {night_dir} away to "
-                          "reduce the night again")
+                raise changed_since_complete(night_dir, problems)
             return outcome(status="verified", wall_s=time.monotonic() - t0)
         job = plan_replay(
             RecordedNight(task.archive_root, files=n.frames()),

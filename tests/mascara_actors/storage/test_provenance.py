@@ -14,6 +14,7 @@ from mascara_actors.errors import StorageError
 from mascara_actors.storage.provenance import (
     PROVENANCE_NAME,
     SOFTWARE,
+    Provenance,
     complete_provenance,
     config_hash,
     read_provenance,
@@ -98,11 +99,11 @@ def test_another_version_or_configuration_is_never_mixed_in(tmp_path: Path,
     night = tmp_path / "20260320LPC"
     record = start_provenance(night, config_dir=config_dir, command=[])
     old = dataclasses.replace(record, software="mascara-actors 0.0.9")
-    (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(old)))
+    _write_record(night, old)
     with pytest.raises(StorageError, match=r"holds a reduction by mascara-actors 0\.0\.9.*"
                        r"never mixed.*another --out, or move .* away"):
         start_provenance(night, config_dir=config_dir, command=[])
-    (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(record)))
+    _write_record(night, record)
     (config_dir / "reduction.toml").write_text("minobs = 20\n")
     with pytest.raises(StorageError, match="configuration"):
         start_provenance(night, config_dir=config_dir, command=[])
@@ -152,3 +153,30 @@ def test_a_product_with_its_recorded_size_and_time_is_not_read_unless_thorough(
     del data["stamps"]
     record_file.write_text(json.dumps(data))
     assert read_provenance(night) == unstamped
+
+
+def test_a_complete_night_whose_products_changed_is_not_resumed(tmp_path: Path,
+                                                               config_dir: Path) -> None:
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=[])
+    _products(night)
+    done = complete_provenance(night, record, raw_frames=60)
+    # products as recorded: a new start resumes it
+    again = start_provenance(night, config_dir=config_dir, command=["again"])
+    assert again.status == "started"
+    _write_record(night, done)
+    changed = night / "lightcurves" / "fast_20260320LPC.hdf5"
+    changed.write_bytes(b"slow")
+    os.utime(changed, ns=(10**18, 10**18))
+    (night / "binned" / "bin_65344225C.fits").unlink()
+    # resuming would record the changed product complete again, as if it had been made so
+    with pytest.raises(StorageError) as refused:
+        start_provenance(night, config_dir=config_dir, command=["again"])
+    assert str(refused.value) == (
+        f"complete, but {night}/binned/bin_65344225C.fits: missing (and 1 more): move "
+        f"{night} away to reduce the night again")
+    assert read_provenance(night) == done  # the record as it was
+
+
+def _write_record(night: Path, record: Provenance) -> None:
+    (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(record)))
