@@ -77,10 +77,7 @@ def test_a_night_is_recorded_from_start_to_complete(tmp_path: Path, config_dir: 
 
 def test_changed_missing_and_extra_products_do_not_verify(tmp_path: Path,
                                                            config_dir: Path) -> None:
-    night = tmp_path / "20260320LPC"
-    record = start_provenance(night, config_dir=config_dir, command=[])
-    _products(night)
-    done = complete_provenance(night, record, raw_frames=60)
+    night, done = _complete_night(tmp_path, config_dir)
     changed = night / "binned" / "bin_65344225C.fits"
     changed.write_bytes(b"binnex")  # the same size: its new time has it hashed
     recorded = done.stamps["binned/bin_65344225C.fits"][1]
@@ -130,10 +127,7 @@ def test_a_damaged_record_is_an_error_naming_the_file(tmp_path: Path, text: str)
 
 def test_a_product_with_its_recorded_size_and_time_is_not_read_unless_thorough(
         tmp_path: Path, config_dir: Path) -> None:
-    night = tmp_path / "20260320LPC"
-    record = start_provenance(night, config_dir=config_dir, command=[])
-    _products(night)
-    done = complete_provenance(night, record, raw_frames=60)
+    night, done = _complete_night(tmp_path, config_dir)
     dark = night / "binned" / "65344190Cmasterdark.fits"
     st = dark.stat()
     assert done.stamps["binned/65344190Cmasterdark.fits"] == (4, st.st_mtime_ns)
@@ -157,10 +151,7 @@ def test_a_product_with_its_recorded_size_and_time_is_not_read_unless_thorough(
 
 def test_a_complete_night_whose_products_changed_is_not_resumed(tmp_path: Path,
                                                                config_dir: Path) -> None:
-    night = tmp_path / "20260320LPC"
-    record = start_provenance(night, config_dir=config_dir, command=[])
-    _products(night)
-    done = complete_provenance(night, record, raw_frames=60)
+    night, done = _complete_night(tmp_path, config_dir)
     # products as recorded: a new start resumes it
     again = start_provenance(night, config_dir=config_dir, command=["again"])
     assert again.status == "started"
@@ -180,3 +171,11 @@ def test_a_complete_night_whose_products_changed_is_not_resumed(tmp_path: Path,
 
 def _write_record(night: Path, record: Provenance) -> None:
     (night / PROVENANCE_NAME).write_text(json.dumps(dataclasses.asdict(record)))
+
+
+def _complete_night(tmp_path: Path, config_dir: Path) -> tuple[Path, Provenance]:
+    """A night directory with three products, recorded complete."""
+    night = tmp_path / "20260320LPC"
+    record = start_provenance(night, config_dir=config_dir, command=[])
+    _products(night)
+    return night, complete_provenance(night, record, raw_frames=60)
