@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,8 @@ def _name(value: Any) -> str:
 
 
 def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
-                 exclude: tuple[int, int] | None,
-                 say: Callable[[str], None]) -> Iterator[tuple[Path, DirectoryFacts, bool]]:
+                 exclude: tuple[int, int] | None
+                 ) -> Iterator[tuple[Path, DirectoryFacts, bool]]:
     """Every directory under ``root`` (``root`` first, then each subdirectory in name
     order, depth first, symbolic links to directories not followed) with what it holds, and
     whether that came from ``memory`` (the directory unchanged since the last scan) rather
@@ -139,7 +139,6 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
     inode) ``exclude`` is not searched; what is left out is added to ``problems``."""
     started = time.time()
     products: list[Path] = []
-    frames = searched = unchanged = 0
     stack = [(root, "")]
     while stack:
         directory, relative = stack.pop()
@@ -178,12 +177,6 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
         )
         problems.extend(f"{directory}: {counted(r.count, 'frame')} of camera {r.letter}: "
                         f"{r.unreadable}" for r in facts.runs if r.unreadable)
-        searched += 1
-        unchanged += reused
-        frames += facts.files
-        say(f"{frames:,} raw frames in {counted(searched, 'directory', 'directories')} "
-            "searched" + (f" ({unchanged:,} unchanged since the last scan)"
-                          if unchanged else ""))
         yield directory, facts, reused
     if products:
         more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""

@@ -123,18 +123,11 @@ class ArchiveScan:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """What the scan keeps of a run of frames once its directory has been read."""
+    """A run of frames with its camera, once its directory has been read."""
 
     frames: FrameRun
     camera: CameraConfig
-    count: int
-    """Raw frames in the run."""
-    science: int
-    middle: int
-    """The middle lstseq of its science frames (of all its frames when it has none)."""
-    first_science: int | None
-    darks: tuple[tuple[int, Path], ...]
-    """(lstseq, path) of its dark frames."""
+    facts: RunFacts
 
 
 def scan_archive(
@@ -182,8 +175,9 @@ def scan_archive(
     run_days = []
     for run in runs:
         site = run.camera.site
-        day = int(float(lstseq2date(run.middle, format="jd")) + site.longitude_deg / 360.0)
-        site_days.setdefault((site.name, day), (site, run.middle))
+        middle = run.facts.middle
+        day = int(float(lstseq2date(middle, format="jd")) + site.longitude_deg / 360.0)
+        site_days.setdefault((site.name, day), (site, middle))
         run_days.append((site.name, day))
     nights_of = {key: night for key in site_days
                  if (night := memory.night(*key)) is not None}
@@ -199,16 +193,17 @@ def scan_archive(
     found = []
     for (camera_id, night), night_runs in sorted(by_night.items(),
                                                  key=lambda kv: kv[0][::-1]):
-        science = sum(r.science for r in night_runs)
+        science = sum(r.facts.science for r in night_runs)
         if not science:
             problems.append(
-                f"{camera_id} night {night}: {sum(r.count for r in night_runs)} calibration "
+                f"{camera_id} night {night}: {sum(r.facts.count for r in night_runs)} calibration "
                 f"frames and no science (in {night_runs[0].frames.directory}): nothing to "
                 "reduce; its darks can serve other nights"
             )
-        first = min((r.first_science for r in night_runs if r.first_science is not None),
-                    default=None)
-        darks = [d for r in night_runs for d in r.darks]
+        first = min((r.facts.first_science for r in night_runs
+                     if r.facts.first_science is not None), default=None)
+        darks = [(lstseq, r.frames.directory / name)
+                 for r in night_runs for lstseq, name in r.facts.darks]
         before = sorted(p for lstseq, p in darks if first is not None and lstseq < first)
         found.append(CameraNight(
             camera_id=camera_id,
@@ -281,28 +276,22 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
           say: Callable[[str], None], memory: ScanMemory) -> tuple[list[_Run], int, int, int]:
     """The runs of raw frames under ``root`` with their cameras (runs whose camera is unknown
     are reported and left out), the raw frames, the directories searched and those among
-    them unchanged since the last scan; ``exclude`` and what lies under it are not
-    searched."""
+    them unchanged since the last scan (``say`` is told these counts as they grow);
+    ``exclude`` and what lies under it are not searched."""
     runs: list[_Run] = []
     nfiles = searched = unchanged = 0
     skip = _identity(exclude) if exclude is not None else None
-    for directory, facts, reused in walk_archive(root, memory, problems, exclude=skip,
-                                                 say=say):
+    for directory, facts, reused in walk_archive(root, memory, problems, exclude=skip):
         nfiles += facts.files
         searched += 1
         unchanged += reused
+        say(f"{nfiles:,} raw frames in {counted(searched, 'directory', 'directories')} "
+            "searched" + (f" ({unchanged:,} unchanged since the last scan)"
+                          if unchanged else ""))
         for r in facts.runs:
             camera = _camera(directory, r, config, problems)
             if camera is not None:
-                runs.append(_Run(
-                    frames=FrameRun(directory, r.letter, r.first, r.last),
-                    camera=camera,
-                    count=r.count,
-                    science=r.science,
-                    middle=r.middle,
-                    first_science=r.first_science,
-                    darks=tuple((lstseq, directory / name) for lstseq, name in r.darks),
-                ))
+                runs.append(_Run(FrameRun(directory, r.letter, r.first, r.last), camera, r))
     return runs, nfiles, searched, unchanged
 
 
