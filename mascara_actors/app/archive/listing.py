@@ -147,11 +147,11 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
         except OSError as exc:
             problems.append(f"{directory}: cannot be searched ({exc.strerror or exc})")
             continue
-        if exclude is not None and (st.st_dev, st.st_ino) == exclude:
+        stamp = ScanMemory.stamp(st)
+        if exclude is not None and stamp[:2] == exclude:
             problems.append(f"{directory}: the output directory (--out), not searched for "
                             "raw frames")
             continue
-        stamp = ScanMemory.stamp(st)
         held = memory.directory(relative, stamp)
         facts = DirectoryFacts.from_json(held) if held is not None else None
         reused = facts is not None

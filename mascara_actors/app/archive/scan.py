@@ -37,7 +37,7 @@ from pathlib import Path
 
 from hw.recorded import BorrowedDarks
 from mascara_actors.app.archive.listing import RunFacts, walk_archive
-from mascara_actors.app.archive.scan_memory import ScanMemory
+from mascara_actors.app.archive.scan_memory import ScanMemory, directory_identity
 from mascara_actors.app.archive.words import counted
 from mascara_actors.config import CameraConfig, Config, NightConfig, SiteConfig
 from mascara_actors.errors import ConfigError
@@ -158,7 +158,7 @@ def scan_archive(
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"archive {root} is not a directory: pass the root of the raw frames")
-    if exclude is not None and _identity(Path(exclude)) == _identity(root):
+    if exclude is not None and directory_identity(Path(exclude)) == directory_identity(root):
         raise ConfigError(f"--out {exclude} is the archive itself: give another directory "
                           "(the products would lie among the raw frames)")
     wanted = {c.upper() for c in cameras} if cameras is not None else None
@@ -280,7 +280,7 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
     ``exclude`` and what lies under it are not searched."""
     runs: list[_Run] = []
     nfiles = searched = unchanged = 0
-    skip = _identity(exclude) if exclude is not None else None
+    skip = directory_identity(exclude) if exclude is not None else None
     for directory, facts, reused in walk_archive(root, memory, problems, exclude=skip):
         nfiles += facts.files
         searched += 1
@@ -313,16 +313,6 @@ def _camera(directory: Path, run: RunFacts, config: Config,
     except ConfigError as exc:
         problems.append(f"{directory}: {counted(run.count, 'frame')}: {exc}")
         return None
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a directory, None when there is none: the same directory
-    whatever the path to it (symbolic links, ``..``)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _lend_darks(nights: Sequence[CameraNight], min_dark: int) -> list[CameraNight]:

@@ -34,7 +34,14 @@ from typing import Any
 from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import StorageError
 
-__all__ = ["SCAN_MEMORY_NAME", "SETTLE_S", "ScanMemory", "Stamp", "archive_state_dir"]
+__all__ = [
+    "SCAN_MEMORY_NAME",
+    "SETTLE_S",
+    "ScanMemory",
+    "Stamp",
+    "archive_state_dir",
+    "directory_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,16 @@ def archive_state_dir(out: Path) -> Path:
     """``OUT/state/archive``: what archive runs into ``out`` leave for each other (the
     scan's memory, the request to stop)."""
     return out / "state" / "archive"
+
+
+def directory_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a directory, None when there is none: the same directory
+    whatever the path to it (symbolic links, ``..``); the first two of its :data:`Stamp`."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @dataclass
@@ -85,11 +102,10 @@ class ScanMemory:
         or unreadable: :attr:`note` says why when it was there); ``keep`` False never
         writes it."""
         path = archive_state_dir(out) / SCAN_MEMORY_NAME
-        try:
-            st = root.stat()
-        except OSError:
+        identity = directory_identity(root)
+        if identity is None:
             return cls(None, software, config)  # the scan says what is wrong with the root
-        memory = cls(path if keep else None, software, config, root=(st.st_dev, st.st_ino))
+        memory = cls(path if keep else None, software, config, root=identity)
         if not trust:
             return memory
         try:
