@@ -23,7 +23,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
@@ -196,7 +196,7 @@ class ControlServer:
             listener = self._listener = await SocketListener.from_socket(bound.sock)
             stack.push_async_callback(self._shielded_close, listener)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            tg.start_soon(self._accept_loop, listener, tg)
+            tg.start_soon(_out_of_reach, self._accept_loop, listener, tg)
             self._stack = stack.pop_all()
         log.info("control: listening on %s (owner uid %d only)", self.path, self._uid)
         return self
@@ -279,29 +279,19 @@ class ControlServer:
 
     async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
         """Accept clients until the listener is closed."""
-        # Shielded, as each connection is: a station that stops cancels what runs this
-        # server, and a pending accept or receive must never be what that cancellation ends
-        # (see the note in _connection.Connection). __aexit__ closes the listener and
-        # finishes each connection instead, and they end by themselves.
-        with anyio.CancelScope(shield=True):
-            while True:
-                try:
-                    stream = await listener.accept()
-                except anyio.ClosedResourceError:
-                    return
-                except (OSError, anyio.BrokenResourceError) as exc:  # out of descriptors
-                    log.warning("control: accepting a client failed: %s", exc)
-                    await anyio.sleep(0.1)
-                    continue
-                tg.start_soon(self._serve, stream, next(self._numbers))
+        while True:
+            try:
+                stream = await listener.accept()
+            except anyio.ClosedResourceError:
+                return
+            except (OSError, anyio.BrokenResourceError) as exc:  # e.g. out of descriptors
+                log.warning("control: accepting a client failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            tg.start_soon(_out_of_reach, self._serve, stream, next(self._numbers))
 
     async def _serve(self, stream: SocketStream, number: int) -> None:
-        """One connection: the peer check, then the client's session (shielded: see
-        :meth:`_accept_loop`)."""
-        with anyio.CancelScope(shield=True):
-            await self._session(stream, number)
-
-    async def _session(self, stream: SocketStream, number: int) -> None:
+        """One connection: the peer check, then the client's session."""
         # The supervisor's rule applies: one client's failure must never reach the server's
         # task group, so anything unexpected is logged here and ends this connection only.
         try:
@@ -365,3 +355,15 @@ class ControlServer:
                 f"{command.cmd} failed inside the station ({type(exc).__name__}); "
                 "see the station log",
             )
+
+
+async def _out_of_reach(task: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run ``task(*args)`` where a cancellation from outside does not reach it.
+
+    The accept loop and each connection run so: a station that stops cancels what runs the
+    server, and a pending accept or receive must never be what that cancellation ends (see
+    the note in _connection.Connection). ``__aexit__`` closes the listener and finishes each
+    connection instead, and they end by themselves.
+    """
+    with anyio.CancelScope(shield=True):
+        await task(*args)
