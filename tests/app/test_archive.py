@@ -44,6 +44,7 @@ from mascara_actors.faults import FAULT_ENV
 from mascara_actors.rawframe import raw_filename
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
+from tests.app.archive_dirs import settle
 from tests.stations import N_CAL, VMAX, short_night_config
 
 pytestmark = pytest.mark.slow
@@ -201,11 +202,7 @@ def local_run(archive: Archive, tmp_path_factory: pytest.TempPathFactory) -> Run
     out = tmp_path_factory.mktemp("local") / "out"
     args = [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
             str(out), "--workers", "2"]
-    # the archive's directories dated an hour back, as an archive's are: the first run's
-    # scan leaves the second one what it saw
-    hour_ago = time.time() - 3600
-    for directory in [archive.root, *(p for p in archive.root.rglob("*") if p.is_dir())]:
-        os.utime(directory, (hour_ago, hour_ago))
+    settle(archive.root)  # the first run's scan leaves the second one what it saw
     run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            env=ENV, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -38,6 +38,7 @@ from mascara_actors.storage.provenance import (
     config_hash,
     start_provenance,
 )
+from tests.app.archive_dirs import settle
 
 NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
 FRAMES = sum(parse_raw_filename(p.name) is not None for p in NIGHT.iterdir())
@@ -260,13 +261,6 @@ def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None
     assert len(notes) == 7
 
 
-def _settle(root: Path) -> None:
-    """Date every directory under ``root`` an hour back, as an archive's are."""
-    hour_ago = time.time() - 3600
-    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        os.utime(directory, (hour_ago, hour_ago))
-
-
 def _scan_with_memory(root: Path, out: Path, *, trust: bool = True,
                       config_dir: Path | None = None) -> tuple[ArchiveScan, ScanMemory]:
     """A scan of ``root`` with the memory in ``out``, saved after it as a run saves it."""
@@ -280,7 +274,7 @@ def _scan_with_memory(root: Path, out: Path, *, trust: bool = True,
 def test_a_second_scan_reads_only_the_directories_that_changed(root: Path,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     first, _ = _scan_with_memory(root, out)
     assert (first.directories, first.unchanged, first.files) == (3, 0, FRAMES + 1)
     assert (archive_state_dir(out) / SCAN_MEMORY_NAME).is_file()
@@ -317,7 +311,7 @@ def test_rescan_reads_what_the_memory_cannot_tell(root: Path, tmp_path: Path) ->
     # what a frame overwritten in place would leave: the memory holds what the directory,
     # its times unchanged, no longer does (here, a frame fewer)
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     first, _ = _scan_with_memory(root, out)
     path = archive_state_dir(out) / SCAN_MEMORY_NAME
     saved = json.loads(path.read_text())
@@ -336,7 +330,7 @@ def test_a_run_none_of_whose_frames_read_is_read_again_next_time(tmp_path: Path)
     science = [p for p in sorted(NIGHT.iterdir()) if p.name.endswith("C.fits.fz")][:3]
     for path in science:
         (root / path.name).write_bytes(b"not a FITS file")
-    _settle(root)
+    settle(root)
     broken, _ = _scan_with_memory(root, out)
     assert not broken.nights
     assert any("of camera C: none of the first 3 can be read" in p for p in broken.problems)
@@ -352,7 +346,7 @@ def test_a_run_none_of_whose_frames_read_is_read_again_next_time(tmp_path: Path)
 def test_the_memory_keeps_the_nights_dates_for_the_configuration_that_gave_them(
         root: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     first, _ = _scan_with_memory(root, out)
     assert [n.night for n in first.nights] == ["20260320"]
     path = archive_state_dir(out) / SCAN_MEMORY_NAME
@@ -376,7 +370,7 @@ def test_the_memory_keeps_the_nights_dates_for_the_configuration_that_gave_them(
 def test_a_damaged_memory_is_said_and_everything_searched_again(
         root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     first, _ = _scan_with_memory(root, out)
     path = archive_state_dir(out) / SCAN_MEMORY_NAME
     whole = path.read_text()
@@ -425,7 +419,7 @@ def test_a_damaged_memory_is_said_and_everything_searched_again(
 def test_the_command_says_what_the_memory_spared_and_a_dry_run_writes_none(
         root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     assert main(["archive", str(root), "--out", str(out), "--dry-run"]) == 0
     assert not out.exists()
     assert "unchanged since the last scan" not in capsys.readouterr().err
@@ -440,7 +434,7 @@ def test_the_command_says_what_the_memory_spared_and_a_dry_run_writes_none(
 def test_a_directory_that_changed_just_before_the_scan_is_not_kept(root: Path,
                                                                    tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _settle(root)
+    settle(root)
     recently = time.time() - SETTLE_S / 2
     os.utime(root / "2026", (recently, recently))
     _scan_with_memory(root, out)
