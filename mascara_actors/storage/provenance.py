@@ -39,7 +39,7 @@ __all__ = [
     "PROVENANCE_NAME",
     "SOFTWARE",
     "Provenance",
-    "changed_since_complete",
+    "check_complete",
     "complete_provenance",
     "config_hash",
     "product_files",
@@ -196,8 +196,8 @@ def start_provenance(
             f"move {night_dir} away to reduce the night again"
         )
     else:
-        if existing.status == "complete" and (problems := verify_products(night_dir, existing)):
-            raise changed_since_complete(night_dir, problems)
+        if existing.status == "complete":
+            check_complete(night_dir, existing)
         record = replace(record, started_utc=existing.started_utc, masters=existing.masters)
     night_dir.mkdir(parents=True, exist_ok=True)
     _write(night_dir, record)
@@ -238,12 +238,21 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def changed_since_complete(night_dir: Path, problems: Sequence[str]) -> StorageError:
-    """The refusal of a complete night whose products do not verify (``problems``, from
-    :func:`verify_products`)."""
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return StorageError(f"complete, but {problems[0]}{more}: move {night_dir} away to reduce "
-                        "the night again")
+def check_complete(night_dir: Path, record: Provenance, *, thorough: bool = False) -> None:
+    """Refuse a night recorded complete whose products changed since (:func:`verify_products`,
+    ``thorough`` as there): reducing into it again would record them complete, as if they
+    had been made so.
+
+    Raises
+    ------
+    StorageError
+        Naming the first product that does not verify, and what to do.
+    """
+    problems = verify_products(night_dir, record, thorough=thorough)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StorageError(f"complete, but {problems[0]}{more}: move {night_dir} away to "
+                           "reduce the night again")
 
 
 def verify_products(night_dir: Path, record: Provenance, *,
