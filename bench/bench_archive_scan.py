@@ -23,12 +23,11 @@ from mascara_actors.app.archive.scan import scan_archive
 from mascara_actors.app.archive.scan_memory import ScanMemory
 from mascara_actors.app.archive.task import NightTask
 from mascara_actors.config import load_config
-from mascara_actors.storage.provenance import SOFTWARE, config_hash
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 config = load_config()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-memory = ScanMemory.load(out, SOFTWARE, config_hash(config.directory), root)
+memory = ScanMemory.load(out, config.directory, root)
 scan = scan_archive(root, config, memory=memory)
 memory.save()
 seconds = time.perf_counter() - t0

@@ -164,10 +164,9 @@ def run(args: argparse.Namespace) -> int:
 def _memory(args: argparse.Namespace, config_dir: Path) -> ScanMemory:
     """The last scan's memory in --out (none with --rescan; a dry run writes none)."""
     from mascara_actors.app.archive.scan_memory import ScanMemory
-    from mascara_actors.storage.provenance import SOFTWARE, config_hash
 
-    return ScanMemory.load(args.out, SOFTWARE, config_hash(config_dir), args.root,
-                           trust=not args.rescan, keep=not args.dry_run)
+    return ScanMemory.load(args.out, config_dir, args.root, trust=not args.rescan,
+                           keep=not args.dry_run)
 
 
 def _print_scan(

@@ -35,7 +35,6 @@ from mascara_actors.rawframe import parse_raw_filename, raw_filename
 from mascara_actors.storage.provenance import (
     PROVENANCE_NAME,
     SOFTWARE,
-    config_hash,
     start_provenance,
 )
 from tests.app.archive_dirs import settle
@@ -265,7 +264,7 @@ def _scan_with_memory(root: Path, out: Path, *, trust: bool = True,
                       config_dir: Path | None = None) -> tuple[ArchiveScan, ScanMemory]:
     """A scan of ``root`` with the memory in ``out``, saved after it as a run saves it."""
     config = load_config(config_dir)
-    memory = ScanMemory.load(out, SOFTWARE, config_hash(config.directory), root, trust=trust)
+    memory = ScanMemory.load(out, config.directory, root, trust=trust)
     scan = scan_archive(root, config, exclude=out, memory=memory)
     memory.save()
     return scan, memory

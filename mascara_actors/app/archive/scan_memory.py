@@ -33,6 +33,7 @@ from typing import Any
 
 from mascara_actors.atomic_files import atomic_write_bytes
 from mascara_actors.errors import StorageError
+from mascara_actors.storage.provenance import SOFTWARE, config_hash
 
 __all__ = [
     "SCAN_MEMORY_NAME",
@@ -95,12 +96,13 @@ class ScanMemory:
     _days: dict[str, str] = field(default_factory=dict, init=False)
 
     @classmethod
-    def load(cls, out: Path, software: str, config: str, root: Path, *, trust: bool = True,
+    def load(cls, out: Path, config_dir: Path, root: Path, *, trust: bool = True,
              keep: bool = True) -> ScanMemory:
         """The memory that the last scan of ``root`` left in the output directory ``out``
-        (nothing when ``trust`` is False, or it is missing, of another root or software,
-        or unreadable: :attr:`note` says why when it was there); ``keep`` False never
-        writes it."""
+        for this software and the configuration in ``config_dir`` (nothing when ``trust`` is
+        False, or it is missing, of another root or software, or unreadable: :attr:`note`
+        says why when it was there); ``keep`` False never writes it."""
+        software, config = SOFTWARE, config_hash(config_dir)
         path = archive_state_dir(out) / SCAN_MEMORY_NAME
         identity = directory_identity(root)
         if identity is None:
