@@ -404,15 +404,26 @@ class CameraProcess:
         heard = anyio.Event()
         try:
             channel = self._channel = await UNIXSocketStream.from_socket(ours)
+            # No cancellation reaches the reader: it ends when the channel does (the process
+            # closed it, or it is shut down below). On asyncio a cancelled receive may meet
+            # the channel's readiness in the same loop iteration, which the loop reports as
+            # an error (see mascara_actors.control.client.shut_down).
+            hearing = anyio.CancelScope(shield=True)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._hear, channel, heard, tg)
+                tg.start_soon(self._hear_within, hearing, channel, heard, tg)
                 tg.start_soon(self._kill_if_slow_to_stop)
-                code = await process.wait()
-                with anyio.move_on_after(_READ_AFTER_EXIT_S):
-                    await heard.wait()
-                if not heard.is_set():  # something it started still holds the channel
-                    shut_down(channel)  # the reader ends by itself: never cancel it
-                    await heard.wait()
+                try:
+                    code = await process.wait()
+                    with anyio.move_on_after(_READ_AFTER_EXIT_S):
+                        await heard.wait()
+                finally:
+                    # something it started still holds the channel, or the supervisor is
+                    # being cancelled
+                    if not heard.is_set():
+                        shut_down(channel)
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+                            await heard.wait()
+                        hearing.cancel()  # a reader the shutdown did not end (never seen)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -496,6 +507,11 @@ class CameraProcess:
         except MascaraError as exc:
             log.warning("camera %s: could not pause it again after its restart: %s",
                         self.camera, exc)
+
+    async def _hear_within(self, scope: anyio.CancelScope, channel: ByteStream,
+                           heard: anyio.Event, tg: TaskGroup) -> None:
+        with scope:
+            await self._hear(channel, heard, tg)
 
     async def _hear(self, channel: ByteStream, heard: anyio.Event, tg: TaskGroup) -> None:
         """Take the process's lines until it closes the channel. Its first status line says

@@ -9,7 +9,9 @@ camera process and a closed terminal, is ``test_station_service.py``.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from mascara_actors.app.camera_process import CameraProcess, RestartPolicy
 from mascara_actors.app.supervisor import StationInUse, StationSupervisor
@@ -195,6 +198,42 @@ async def test_a_line_the_supervisor_fails_on_is_skipped(
         await camera.run()
     assert (camera.process_state, camera.restarts, len(published)) == ("done", 0, 5)
     assert "camera LPC: a line could not be taken" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_camera_cancelled_from_outside_as_its_process_writes_reports_nothing(
+    tmp_path: Path,
+) -> None:
+    # A supervisor cancelled from outside (a failure in another of its tasks, or whatever
+    # runs it) while a camera's process writes a line: the reader of the channel must not be
+    # waiting in a receive that the cancellation ends (InvalidStateError on asyncio, see
+    # mascara_actors.control.client.shut_down). The cancellation is delivered by a loop
+    # callback of the iteration in which the channel turns readable.
+    camera = CameraProcess("LPC", fake("LPC", 100_000), log_path=tmp_path / "LPC.log",
+                           publish=lambda event, name: None, env=ENV, stop_grace_s=10)
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await camera.run()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await until(lambda: camera.state.frames_reduced >= 2)
+            channel = camera._channel
+            assert channel is not None
+            await anyio.sleep(0.01)  # the reader waits for the next line (every 50 ms)
+            # block the loop until that line is in the socket, then cancel first thing in
+            # the next iteration, before the socket's readiness is handled
+            ready, _, _ = select.select([channel.extra(SocketAttribute.raw_socket)], [], [], 5)
+            assert ready
+            asyncio.get_running_loop().call_soon(scope.cancel)
+    # the anyio test runner fails the test on any error a loop callback raised
+    assert scope.cancel_called
+    assert camera.pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(camera.pid, 0)  # the process was killed and reaped
 
 
 @pytest.mark.anyio
