@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from mascara_actors import __version__
+from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.errors import MascaraError
 
 __all__ = ["build_parser", "main"]
@@ -230,8 +231,14 @@ def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     named = [a for a in argv if a in COMMANDS]
     help_only = not named and any(a in ("-h", "--help") for a in argv)
-    parser = build_parser(None if help_only else named[:1])
-    args = parser.parse_args(argv)
+    with imports_uninterrupted():
+        parser = build_parser(None if help_only else named[:1])
+        args = parser.parse_args(argv)
+        if args.command is None and args.replay is not None:
+            importlib.import_module("mascara_actors.cli.replay")
+        elif args.command == "demo":
+            for name in ("mascara_actors.cli.console", "mascara_actors.cli.replay"):
+                importlib.import_module(name)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

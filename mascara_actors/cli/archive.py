@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mascara_actors.app.archive.words import counted
+from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
@@ -92,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; the exit code is in the module docstring."""
     # Dask and the archive are imported here, not with the module: `--help` stays instant
     # and `--dry-run` does without Dask
-    from mascara_actors.app.archive.scan import scan_archive
-    from mascara_actors.cli.progress import progress_bar
-    from mascara_actors.config import load_config
+    with imports_uninterrupted():
+        from mascara_actors.app.archive.scan import scan_archive
+        from mascara_actors.cli.progress import progress_bar
+        from mascara_actors.config import load_config
 
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries}: give 0 or more")
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_table(console, *_plan_table(scan.nights, args.out, config.directory))
         return 0
-    from mascara_actors.app.archive.run import ArchiveRun, archive_client
+    with imports_uninterrupted():
+        from mascara_actors.app.archive.run import ArchiveRun, archive_client
 
     archive = ArchiveRun(
         scan.nights,

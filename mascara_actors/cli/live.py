@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError
 
@@ -273,8 +274,9 @@ async def open_station(
 def run(args: argparse.Namespace) -> int:
     """Run the station night; the exit status (see the module docstring)."""
     # the station, the camera driver and the pipeline load here, not with --help
-    from mascara_actors.app.camera_uplink import ForwardingState
-    from mascara_actors.night_state import NightState
+    with imports_uninterrupted():
+        from mascara_actors.app.camera_uplink import ForwardingState
+        from mascara_actors.night_state import NightState
 
     config = load_config(args.config)
     _check(args)

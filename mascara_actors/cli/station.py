@@ -36,6 +36,7 @@ import anyio
 
 import mascara_actors
 from mascara_actors.cli import summary as summary_cli
+from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, StorageError
 
@@ -264,7 +265,8 @@ def _station_log(path: Path) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Run the station; the exit status (see the module docstring)."""
     # the supervisor's imports are the command's, not --help's
-    from mascara_actors.app.supervisor import StationSupervisor, station_state_dir
+    with imports_uninterrupted():
+        from mascara_actors.app.supervisor import StationSupervisor, station_state_dir
 
     config = load_config(args.config)
     _check(args)

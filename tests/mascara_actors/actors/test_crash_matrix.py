@@ -359,3 +359,45 @@ def test_ctrl_c_while_starting_says_one_line(small_night, tmp_path, after_s) -> 
     assert "stopped by SIGINT" in stderr
     assert_one_clear_line(Run(proc.returncode, stderr))
     assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+# Sends SIGINT to itself as erfa's extension module is about to load (its import runs inside
+# astropy's), then runs the command; stdout: which of the modules it needs were imported.
+_SIGINT_AS_AN_EXTENSION_LOADS = r"""
+import importlib.abc, os, signal, sys
+
+class Trip(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "erfa.ufunc":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Trip())
+from mascara_actors.cli import main
+code = main(sys.argv[1:])
+print(" ".join(m for m in ("erfa.ufunc", "astropy.coordinates", "mascara_actors.cli.replay")
+               if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def test_ctrl_c_while_the_command_imports_waits_for_the_imports(small_night, tmp_path) -> None:
+    """A KeyboardInterrupt raised inside an extension module's initialisation can leave it
+    half made (a SIGSEGV, a TypeError or a lost signal, about once in eighty Ctrl-Cs in the
+    first two seconds on a busy machine): the command holds SIGINT until its modules are
+    imported, then stops with its one line."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGINT_AS_AN_EXTENSION_LOADS, "--replay", str(small_night),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**{k: v for k, v in os.environ.items() if k != FAULT_ENV}, "PYTHONPATH": str(REPO)},
+        preexec_fn=_default_sigint,
+    )
+    assert done.returncode == 128 + signal.SIGINT, done.stderr
+    assert "stopped by SIGINT while starting" in done.stderr
+    assert_one_clear_line(Run(done.returncode, done.stderr))
+    # every module was imported whole; nothing ran after them
+    assert done.stdout.split() == ["erfa.ufunc", "astropy.coordinates",
+                                   "mascara_actors.cli.replay"]
+    assert not (tmp_path / "out").exists()
