@@ -180,6 +180,7 @@ async def run_night(
     saver_delay: float = 0.0,
     gate: PauseGate | None = None,
     outside_events: MemoryObjectReceiveStream[Event] | None = None,
+    combine_threads: int | None = None,
 ) -> NightReport:
     """Reduce one camera-night from ``source``; see the module docstring.
 
@@ -218,6 +219,10 @@ async def run_night(
         Events of the caller (a station's camera link, say) for this night's log and state:
         taken while the night runs, and those waiting at its end before ``NightFinished``.
         The stream stays open (the caller may have more after the night).
+    combine_threads
+        Threads that compress the nightly files' light curves (default: one per core of
+        the machine). A process that has one core of its own (a Dask worker) gives 1: with
+        every core busy, more threads only cost time.
     """
     t0 = time.time()
     cfg = plan.config.reduction
@@ -245,6 +250,7 @@ async def run_night(
     combine_options: dict[str, Any] = {
         "minobs": storage.minobs,
         "compression": None if storage.compression == "none" else storage.compression,
+        "threads": combine_threads,
     }
 
     async with (

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from distributed import Worker
 
+from mascara_actors.app.archive.night import _worker_threads
 from mascara_actors.app.archive.run import archive_client
 
 
@@ -56,6 +57,9 @@ def test_only_the_run_joins_the_local_cluster_and_http_serves_nothing_unasked(
         # does the scheduler's chatter here: the command logs at WARNING without -v.
         assert list(client.run(_distributed_log_level).values()) == [logging.CRITICAL]
         assert not logging.getLogger("distributed.scheduler").isEnabledFor(logging.INFO)
+        # A night's task compresses its nightly files with its worker's one thread (one
+        # worker per core), not with a thread per core of the machine.
+        assert client.submit(_worker_threads, pure=False).result() == 1
         if not dashboard:  # a worker that restarts (after a crash) stays quiet
             client.restart()
             assert list(client.run(_distributed_log_level).values()) == [logging.CRITICAL]
@@ -67,3 +71,7 @@ def _distributed_log_level() -> int:
 
 def _profiling(dask_worker: Worker) -> bool:
     return "profile" in dask_worker.periodic_callbacks
+
+
+def test_outside_a_dask_worker_a_night_compresses_with_a_thread_per_core() -> None:
+    assert _worker_threads() is None  # run_night's default: one per core

@@ -50,6 +50,16 @@ def _catalogue() -> Catalogue:
     return Catalogue.load()
 
 
+def _worker_threads() -> int | None:
+    """The threads of the Dask worker this runs in (None outside one)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError):
+        return None
+
+
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -111,7 +121,9 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
 
 async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightReport:
     """The night on this thread's event loop; the reduction in worker threads (one core's
-    worth: a Dask worker is a process per core)."""
+    worth: a Dask worker is a process per core, and its nightly files are compressed with as
+    many threads as it has: one such process per core, 8 % less CPU time than a thread
+    per core in each, bench archive_x_realtime_per_core)."""
     catalogue = await anyio.to_thread.run_sync(_catalogue)
     stop = anyio.Event()
     return await run_night(
@@ -121,6 +133,7 @@ async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightRe
         state=state,
         stop=stop,
         worker_mode="thread",
+        combine_threads=_worker_threads(),
     )
 
 
