@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -42,6 +43,9 @@ from mascara_actors.storage.provenance import (
 )
 from mascara_actors.summary import summarise_night
 
+if TYPE_CHECKING:
+    from distributed import Worker
+
 __all__ = ["reduce_camera_night"]
 
 @functools.cache
@@ -50,23 +54,25 @@ def _catalogue() -> Catalogue:
     return Catalogue.load()
 
 
-def _worker_threads() -> int | None:
-    """The threads of the Dask worker this runs in (None outside one)."""
+def _dask_worker() -> Worker | None:
+    """The Dask worker this runs in (None outside one)."""
     try:
         from distributed import get_worker
 
-        return int(get_worker().state.nthreads)
+        return get_worker()
     except (ImportError, ValueError):
         return None
 
 
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
+def _worker_threads() -> int | None:
+    """The threads of the Dask worker this runs in (None outside one)."""
+    worker = _dask_worker()
+    return None if worker is None else int(worker.state.nthreads)
 
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
+
+def _worker_name() -> str:
+    worker = _dask_worker()
+    return f"{socket.gethostname()}:{os.getpid()}" if worker is None else str(worker.address)
 
 
 def reduce_camera_night(task: NightTask) -> NightOutcome:
@@ -121,9 +127,9 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
 
 async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightReport:
     """The night on this thread's event loop; the reduction in worker threads (one core's
-    worth: a Dask worker is a process per core, and its nightly files are compressed with as
-    many threads as it has: one such process per core, 8 % less CPU time than a thread
-    per core in each, bench archive_x_realtime_per_core)."""
+    worth: a Dask worker is a process per core; its nightly files are compressed with as many
+    threads as it has, since with every core reducing a thread per core in each worker
+    only adds threads)."""
     catalogue = await anyio.to_thread.run_sync(_catalogue)
     stop = anyio.Event()
     return await run_night(
