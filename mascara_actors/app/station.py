@@ -326,6 +326,7 @@ class Station:
         )
         if masters.dark is None:
             masters = await anyio.to_thread.run_sync(self._table, masters)
+        slots_left = max(0, window.stop_lstseq - max(window.start_lstseq, status.lstseq))
         plan = NightPlan(
             config=self.config,
             camera=self.camera,
@@ -334,7 +335,8 @@ class Station:
             worker=WorkerSpec(
                 self.camera.id, str(self.config.directory), masters.dark, masters.flat
             ),
-            frames_expected=max(0, window.stop_lstseq - max(window.start_lstseq, status.lstseq)),
+            frames_expected=(slots_left if self.max_science_frames is None
+                             else min(slots_left, self.max_science_frames)),
             live=True,
         )
         science_over = anyio.Event()

@@ -134,6 +134,8 @@ async def test_dusk_calibration_then_science_from_the_sun(
         assert report.ok
         assert report.science is not None
         assert report.science.state.frames_reduced == 25
+        # what the console and the summary count against: the 25 asked for, not the night
+        assert report.science.state.frames_expected == 25
         assert report.summary_html is not None
         assert report.summary_html.exists()
         assert station.phase == "night done"
