@@ -60,7 +60,7 @@ from mascara_actors.app.camera_channel import (
     encode_command,
     finite,
 )
-from mascara_actors.control.client import STREAM_ENDED, ReplyWaiter, shut_down
+from mascara_actors.control.client import STREAM_ENDED, ReplyWaiter, shut_down, within
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event, FrameFailed, FrameReducedEvent, WarningEvent
 from mascara_actors.night_state import NightState
@@ -410,7 +410,7 @@ class CameraProcess:
             # an error (see mascara_actors.control.client.shut_down).
             hearing = anyio.CancelScope(shield=True)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._hear_within, hearing, channel, heard, tg)
+                tg.start_soon(within, hearing, self._hear, channel, heard, tg)
                 tg.start_soon(self._kill_if_slow_to_stop)
                 try:
                     code = await process.wait()
@@ -507,11 +507,6 @@ class CameraProcess:
         except MascaraError as exc:
             log.warning("camera %s: could not pause it again after its restart: %s",
                         self.camera, exc)
-
-    async def _hear_within(self, scope: anyio.CancelScope, channel: ByteStream,
-                           heard: anyio.Event, tg: TaskGroup) -> None:
-        with scope:
-            await self._hear(channel, heard, tg)
 
     async def _hear(self, channel: ByteStream, heard: anyio.Event, tg: TaskGroup) -> None:
         """Take the process's lines until it closes the channel. Its first status line says

@@ -43,7 +43,7 @@ from mascara_actors.app.camera_channel import (
 from mascara_actors.app.reports import StationReport
 from mascara_actors.app.station import Station
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.control.client import STREAM_ENDED, shut_down
+from mascara_actors.control.client import STREAM_ENDED, shut_down, within
 from mascara_actors.messages import Event
 from mascara_actors.night_state import NightState
 
@@ -120,9 +120,12 @@ class _Uplink:
     async def run(self, catalogue: Catalogue) -> StationReport:
         written = anyio.Event()
         report: StationReport | None = None
+        # No cancellation reaches the reader (a night stopped at once cancels this): it ends
+        # when the channel is shut down below (see shut_down).
+        reading = anyio.CancelScope(shield=True)
         async with self.stream, anyio.create_task_group() as tg:
             tg.start_soon(self._write, written)
-            tg.start_soon(self._read, tg)
+            tg.start_soon(within, reading, self._read, tg)
             tg.start_soon(self._report_status)
             tg.start_soon(self.station.watch.run)
             try:
@@ -139,6 +142,7 @@ class _Uplink:
                     shut_down(self.stream)
                     with anyio.move_on_after(_DRAIN_S):
                         await self._read_done.wait()
+                reading.cancel()  # a reader the shutdown did not end (never seen)
                 tg.cancel_scope.cancel()
         assert report is not None  # station.run returned
         return report

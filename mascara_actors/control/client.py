@@ -19,11 +19,11 @@ import itertools
 import logging
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
@@ -41,7 +41,7 @@ from mascara_actors.control.protocol import (
     encode_command,
 )
 
-__all__ = ["STREAM_ENDED", "ControlClient", "ReplyWaiter", "shut_down"]
+__all__ = ["STREAM_ENDED", "ControlClient", "ReplyWaiter", "shut_down", "within"]
 
 R = TypeVar("R")
 
@@ -68,6 +68,18 @@ def shut_down(stream: SocketStream, how: int = socket.SHUT_RDWR) -> None:
     """
     with contextlib.suppress(OSError):  # already shut down, or closed by the peer
         stream.extra(SocketAttribute.raw_socket).shutdown(how)
+
+
+async def within(scope: anyio.CancelScope, task: Callable[..., Awaitable[None]],
+                 *args: Any) -> None:
+    """``task(*args)`` inside ``scope``.
+
+    A reader runs so in a shielded scope: a cancellation from outside never ends its pending
+    receive (the race :func:`shut_down` describes). Its owner ends it by shutting the socket
+    down (or closing the listener), and cancels ``scope`` only if that has not ended it.
+    """
+    with scope:
+        await task(*args)
 
 
 class ReplyWaiter(Generic[R]):
@@ -142,7 +154,7 @@ class ControlClient:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(stream.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            tg.start_soon(self._read_loop, stream)
+            tg.start_soon(within, self._reader_scope, self._read_lines, stream)
             self._stack = stack.pop_all()
         return self
 
@@ -253,10 +265,6 @@ class ControlClient:
             self._closed_because = reply.error
         else:  # the reply to a command that timed out
             log.info("control: late reply to command %r ignored", reply.id)
-
-    async def _read_loop(self, stream: SocketStream) -> None:
-        with self._reader_scope:
-            await self._read_lines(stream)
 
     async def _read_lines(self, stream: SocketStream) -> None:
         receiver = BufferedByteReceiveStream(stream)

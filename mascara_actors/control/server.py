@@ -23,13 +23,14 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
 
 from mascara_actors.control._connection import Connection, Counters
 from mascara_actors.control._unix import bind_owner_only, peer_credentials, release
+from mascara_actors.control.client import within
 from mascara_actors.control.protocol import (
     MAX_LINE_BYTES,
     Command,
@@ -196,7 +197,11 @@ class ControlServer:
             listener = self._listener = await SocketListener.from_socket(bound.sock)
             stack.push_async_callback(self._shielded_close, listener)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            tg.start_soon(_out_of_reach, self._accept_loop, listener, tg)
+            # The accept loop and each connection run where a cancellation from outside (a
+            # station that stops) does not reach them: __aexit__ closes the listener and
+            # finishes each connection instead, and they end by themselves.
+            tg.start_soon(within, anyio.CancelScope(shield=True), self._accept_loop, listener,
+                          tg)
             self._stack = stack.pop_all()
         log.info("control: listening on %s (owner uid %d only)", self.path, self._uid)
         return self
@@ -288,7 +293,8 @@ class ControlServer:
                 log.warning("control: accepting a client failed: %s", exc)
                 await anyio.sleep(0.1)
                 continue
-            tg.start_soon(_out_of_reach, self._serve, stream, next(self._numbers))
+            tg.start_soon(within, anyio.CancelScope(shield=True), self._serve, stream,
+                          next(self._numbers))
 
     async def _serve(self, stream: SocketStream, number: int) -> None:
         """One connection: the peer check, then the client's session."""
@@ -355,15 +361,3 @@ class ControlServer:
                 f"{command.cmd} failed inside the station ({type(exc).__name__}); "
                 "see the station log",
             )
-
-
-async def _out_of_reach(task: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run ``task(*args)`` where a cancellation from outside does not reach it.
-
-    The accept loop and each connection run so: a station that stops cancels what runs the
-    server, and a pending accept or receive must never be what that cancellation ends (see
-    the note in _connection.Connection). ``__aexit__`` closes the listener and finishes each
-    connection instead, and they end by themselves.
-    """
-    with anyio.CancelScope(shield=True):
-        await task(*args)

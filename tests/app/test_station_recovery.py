@@ -9,10 +9,12 @@ made shorter still (3 frames per calibration kind, :func:`quick_night_config`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
+import socket
 from pathlib import Path
 
 import anyio
@@ -21,6 +23,8 @@ import numpy as np
 import pytest
 
 from hw.driver import SerialCamera
+from mascara_actors.app.camera_channel import encode_command
+from mascara_actors.app.camera_uplink import ForwardingState, run_supervised
 from mascara_actors.app.reports import StationReport
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import Config, load_config
@@ -77,6 +81,44 @@ def test_camera_timeout_is_checked(tmp_path: Path) -> None:
     toml.write_text(toml.read_text().replace("camera_timeout_s = 60.0", "camera_timeout_s = 0"))
     with pytest.raises(ConfigError, match=r"key 'night.camera_timeout_s' = 0: must be > 0"):
         load_config(cfg)
+
+
+async def test_a_supervised_night_cancelled_from_outside_as_a_command_comes_reports_nothing(
+    config: Config, config_dir: Path, window: NightWindow, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # The camera's side of the supervisor's channel (the supervisor's side is tested in
+    # test_supervisor.py): a night cancelled from outside (stopped at once) as a command
+    # arrives must not leave the channel's reader in a receive that the cancellation ends.
+    # The cancellation is delivered by a loop callback of the iteration in which the channel
+    # turns readable.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    scope = anyio.CancelScope()
+    with ours:
+        async with (
+            sky_device(tmp_path / "device", config_dir, window.start_lstseq + 200) as dev,
+            SerialCamera(dev.tty_path, dev.readout_address, timeout_s=1.0) as cam,
+        ):
+            station = lpc_station(cam, config, tmp_path / "out", state=ForwardingState(),
+                                  worker_mode="thread")
+
+            async def night() -> None:
+                with scope:
+                    await run_supervised(station, catalogue, theirs.detach())
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(night)
+                    # its first lines say the channel runs; then its reader waits
+                    assert await anyio.to_thread.run_sync(ours.recv, 65536)
+                    await anyio.sleep(0.05)
+                    ours.send(encode_command(1, "pause"))
+                    asyncio.get_running_loop().call_soon(scope.cancel)
+        # the camera's side shut the channel down: what it still sent, then the end
+        ours.settimeout(5.0)
+        while ours.recv(65536):
+            pass
+    # the anyio test runner fails the test on any error a loop callback raised
+    assert scope.cancel_called
 
 
 async def test_a_lost_frame_is_replaced_by_the_next_slot_and_reported(
