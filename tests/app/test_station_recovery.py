@@ -92,6 +92,7 @@ async def test_a_supervised_night_cancelled_from_outside_as_a_command_comes_repo
     # The cancellation is delivered by a loop callback of the iteration in which the channel
     # turns readable.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.settimeout(30.0)  # a channel that never speaks fails the test, never hangs it
     scope = anyio.CancelScope()
     with ours:
         async with (
