@@ -9,7 +9,6 @@ made shorter still (3 frames per calibration kind, :func:`quick_night_config`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -33,6 +32,7 @@ from mascara_actors.night_window import NightWindow
 from mascara_actors.storage import NightFile, list_set_files
 
 #: 2026-03-20 at La Palma, noon UTC: the window is that evening's night.
+from tests.mascara_actors.control.support import cancel_as_it_turns_readable
 from tests.stations import lpc_station, raw_frames, short_night_config, sky_device
 
 #: Frames per calibration kind (and the fewest a master needs).
@@ -111,9 +111,7 @@ async def test_a_supervised_night_cancelled_from_outside_as_a_command_comes_repo
                     tg.start_soon(night)
                     # its first lines say the channel runs; then its reader waits
                     assert await anyio.to_thread.run_sync(ours.recv, 65536)
-                    await anyio.sleep(0.05)
-                    ours.send(encode_command(1, "pause"))
-                    asyncio.get_running_loop().call_soon(scope.cancel)
+                    await cancel_as_it_turns_readable(scope, ours, encode_command(1, "pause"))
         # the camera's side shut the channel down: what it still sent, then the end
         ours.settimeout(5.0)
         while ours.recv(65536):

@@ -1,8 +1,10 @@
 """What the control-socket tests share: a fake station behind the socket, a raw client that
-sends any bytes, the events they publish, a process of another user."""
+sends any bytes, the events they publish, a process of another user, a cancellation timed to
+meet a socket's readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -187,3 +189,13 @@ def connect_as(uid: int, path: Path, payload: bytes = b"") -> str:
     os.close(read_end)
     os.waitpid(pid, 0)
     return b"".join(chunks).decode()
+
+
+async def cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,
+                                      line: bytes) -> None:
+    """Once the other end waits for the socket, send ``line`` from ``peer`` and cancel
+    ``scope`` from a callback of the loop iteration in which the socket turns readable."""
+    await anyio.sleep(0.05)
+    peer.send(line)
+    asyncio.get_running_loop().call_soon(scope.cancel)
+    await anyio.sleep(0.05)

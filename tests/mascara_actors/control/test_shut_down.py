@@ -4,7 +4,6 @@ the receive is ended (the race behind a console test's ``InvalidStateError`` on 
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -16,7 +15,7 @@ from anyio.abc import UNIXSocketStream
 
 from mascara_actors.control.client import STREAM_ENDED, ControlClient, shut_down
 from mascara_actors.control.server import ControlServer
-from tests.mascara_actors.control.support import FakeStation
+from tests.mascara_actors.control.support import FakeStation, cancel_as_it_turns_readable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.backends("asyncio", "trio")]
 
@@ -77,7 +76,7 @@ async def test_a_client_cancelled_from_outside_as_the_station_writes_reports_not
                 await entered.wait()
                 station, _ = server.accept()
                 with station:
-                    await _cancel_as_it_turns_readable(scope, station, b'{"event": "x"}\n')
+                    await cancel_as_it_turns_readable(scope, station, b'{"event": "x"}\n')
     # the anyio test runner fails the test on any error a loop callback raised
     assert scope.cancel_called
 
@@ -89,16 +88,6 @@ async def _hold(scope: anyio.CancelScope, context: AbstractAsyncContextManager[o
         async with context:
             entered.set()
             await anyio.sleep_forever()
-
-
-async def _cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,
-                                       line: bytes) -> None:
-    """Once the other end waits for the socket, send ``line`` from ``peer`` and cancel
-    ``scope`` from a callback of the loop iteration in which the socket turns readable."""
-    await anyio.sleep(0.05)
-    peer.send(line)
-    asyncio.get_running_loop().call_soon(scope.cancel)
-    await anyio.sleep(0.05)
 
 
 @pytest.mark.backends("asyncio")
@@ -114,6 +103,6 @@ async def test_a_server_cancelled_from_outside_as_a_client_writes_reports_nothin
             await serving.wait()
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as console:
                 console.connect(str(socket_path))
-                await _cancel_as_it_turns_readable(scope, console,
+                await cancel_as_it_turns_readable(scope, console,
                                                    b'{"id": 1, "cmd": "status"}\n')
     assert scope.cancel_called
