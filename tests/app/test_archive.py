@@ -314,9 +314,7 @@ def test_a_complete_night_is_verified_and_another_version_refused(
     # times, not the bytes): only hashing every product finds it; the night is then
     # refused, never recorded complete again with it
     product = product_files(out / night.key)[-1]
-    made, st = product.read_bytes(), product.stat()
-    product.write_bytes(made[:-1] + bytes([made[-1] ^ 1]))
-    os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    made = _change_keeping_times(product)
     assert reduce_camera_night(task).status == "verified"
     outcome = reduce_camera_night(replace(task, thorough=True))
     assert outcome.status == "failed"
@@ -347,9 +345,7 @@ def test_verify_hashes_every_product_of_the_complete_nights(
     out = tmp_path / "out"
     shutil.copytree(local_run.out / key, out / key)  # the times kept, as `cp -p` keeps them
     product = product_files(out / key)[0]
-    made, st = product.read_bytes(), product.stat()
-    product.write_bytes(bytes([made[0] ^ 1]) + made[1:])
-    os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _change_keeping_times(product)
     args = ["--config", str(archive.config), "archive", str(archive.root), "--out", str(out),
             "--nights", key[:8], "--cameras", key[8:], "--workers", "1"]
     assert main(args) == 0
@@ -357,6 +353,15 @@ def test_verify_hashes_every_product_of_the_complete_nights(
     assert main([*args, "--verify"]) == 1
     assert (f"{key[:8]} {key[8:]} failed: complete, but {product}: changed since it was made: "
             f"move {out / key} away to reduce the night again") in capsys.readouterr().err
+
+
+def _change_keeping_times(product: Path) -> bytes:
+    """Flip one bit of ``product`` and put its times back, as a copy that kept the times but
+    not the bytes leaves it; its bytes before."""
+    made, st = product.read_bytes(), product.stat()
+    product.write_bytes(made[:-1] + bytes([made[-1] ^ 1]))
+    os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return made
 
 
 def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
