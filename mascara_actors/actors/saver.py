@@ -76,6 +76,7 @@ async def run(
     when given; it is closed with the inbox.
     """
     frames: list[FrameReduced] = []
+    failed: list[int] = []
 
     async def flush() -> None:
         setidx = frames[0].setidx
@@ -94,6 +95,7 @@ async def run(
         except StorageError as exc:
             # A full disk or a foreign file: the set's raw frames stay in the archive.
             await events.send(ProductFailed(setidx=setidx, product="fast", reason=str(exc)))
+            failed.append(setidx)
             frames.clear()
             return
         phase("fast-saved", setidx)
@@ -134,10 +136,9 @@ async def run(
             return None
         if frames:
             await flush()
+        options = _combine_options(combine_options, "fast", failed)
         try:
-            report = await anyio.to_thread.run_sync(
-                lambda: writer.combine("fast", **combine_options)
-            )
+            report = await anyio.to_thread.run_sync(lambda: writer.combine("fast", **options))
         except StorageError as exc:
             await events.send(ProductFailed(setidx=None, product="fast", reason=str(exc)))
             return None
@@ -161,6 +162,7 @@ async def run_slow(
     (``minobs`` 1), as the legacy slow files did. A set too short to bin is written too,
     with no records: its station row (``setflag``) records that it has no image.
     """
+    failed: list[int] = []
     async with inbox, events:
         async for out in inbox:
             phase("slow-saving", out.setidx)
@@ -176,16 +178,33 @@ async def run_slow(
                 await events.send(
                     ProductFailed(setidx=out.setidx, product="slow", reason=str(exc))
                 )
+                failed.append(out.setidx)
         if stopping.is_set():
             return None
+        options = _combine_options({**combine_options, "minobs": 1}, "slow", failed)
         try:
-            report = await anyio.to_thread.run_sync(
-                lambda: writer.combine("slow", **{**combine_options, "minobs": 1})
-            )
+            report = await anyio.to_thread.run_sync(lambda: writer.combine("slow", **options))
         except StorageError as exc:
             await events.send(ProductFailed(setidx=None, product="slow", reason=str(exc)))
             return None
         return await _combined(report, events)
+
+
+def _combine_options(options: dict[str, Any], kind: str, failed: list[int]) -> dict[str, Any]:
+    """``options`` of the end-of-night combine, keeping the per-set files when a set of the
+    night could not be written.
+
+    The nightly file leaves out the stars with fewer than ``minobs`` points. Without the
+    failed set, a star may fall short only for now: the re-run that makes the set again
+    combines it with the kept per-set files, and the star has all its points. Were they
+    deleted, its points of the other sets would be lost for good.
+    """
+    if not failed:
+        return options
+    log.warning("%s sets %s could not be written: the nightly file is made from the others "
+                "and their per-set files are kept for the re-run that completes the night",
+                kind, ", ".join(map(str, failed)))
+    return {**options, "keep_sets": True}
 
 
 async def _combined(report: CombineReport, events: ObjectSendStream[Event]) -> Path | None:
