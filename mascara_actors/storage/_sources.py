@@ -246,6 +246,12 @@ class NightlySource:
             if other:
                 raise StorageError(f"the existing nightly file {path} belongs elsewhere "
                                    f"({other}); it is left alone: move it away")
+            version = self.header.get("format_version")
+            if version != L.FORMAT_VERSION:
+                raise StorageError(
+                    f"the existing nightly file {path} has format_version {version} (software "
+                    f"{self.header.get('software_version')}), not {L.FORMAT_VERSION}, the one "
+                    "this version writes; it is left alone: move it away and combine again")
             self.stars = read_field_group(f[L.GROUP_STARS])
             self.station = read_field_group(f[L.GROUP_STATION])
             self.astrometry = (read_field_group(f[L.GROUP_ASTROMETRY])

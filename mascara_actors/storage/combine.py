@@ -255,6 +255,27 @@ def _summary(path: Path) -> tuple[int, int]:
                            "left alone: move it away") from exc
 
 
+def _check_nightly_layout(out_path: Path, nightly: NightlySource, lc_dtype: np.dtype,
+                          stars_dtype: np.dtype, station_dtype: np.dtype,
+                          astro_dtype: np.dtype | None) -> None:
+    """Refuse an existing nightly file whose records have another layout than the per-set
+    files', or whose tables have other fields or the same in another order: numpy converts
+    one table into another field by field in order, whatever the names, so values would
+    land in the wrong columns."""
+    if nightly.lc_dtype is not None and nightly.lc_dtype != lc_dtype:
+        raise StorageError(f"the existing nightly file {out_path} stores records of another "
+                           "layout than the per-set files; move it away and combine again")
+    tables = [("stars", nightly.stars.dtype, stars_dtype),
+              ("station", nightly.station.dtype, station_dtype)]
+    if nightly.astrometry is not None and astro_dtype is not None:
+        tables.append(("astrometry", nightly.astrometry.dtype, astro_dtype))
+    for name, theirs, ours in tables:
+        if theirs.names != ours.names:
+            raise StorageError(f"the existing nightly file {out_path} has other {name} fields "
+                               f"than the per-set files ({theirs.names} against {ours.names}); "
+                               "move it away and combine again")
+
+
 def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSource],
                    nightly: NightlySource | None, *, minobs: int, compression: str | None,
                    chunk_stars: int, chunk_records: int, pool: ThreadPoolExecutor | None
@@ -262,9 +283,9 @@ def _write_nightly(out_path: Path, nid: NightId, kind: str, sources: list[SetSou
     rec_dtype = sources[0].record_dtype
     lc_dtype, stars_dtype, station_dtype, astro_dtype = sources[0].schema
     astro_dtype = next((s.schema[3] for s in sources if s.schema[3] is not None), astro_dtype)
-    if nightly is not None and nightly.lc_dtype is not None and nightly.lc_dtype != lc_dtype:
-        raise StorageError(f"the existing nightly file {out_path} stores records of another "
-                           "layout than the per-set files; move it away and combine again")
+    if nightly is not None:
+        _check_nightly_layout(out_path, nightly, lc_dtype, stars_dtype, station_dtype,
+                              astro_dtype)
 
     # small tables first: station, stars, astrometry
     station = merge_rows(([nightly.station.astype(station_dtype)] if nightly else [])

@@ -4,6 +4,7 @@ idempotency, foreign/truncated/other-night files, failures that leave the sets a
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -221,6 +222,54 @@ def test_unreadable_existing_nightly_file_stops_the_combine(night: tuple[Path, l
         combine_night(night_dir, "fast")
     assert out.read_bytes() == b"not hdf5"
     assert len(list_set_files(night_dir, "fast")) == 6
+
+
+def _combined_then_edited(night: tuple[Path, list], edit: Callable[[h5py.File], None]
+                          ) -> tuple[Path, bytes]:
+    """Combine the first three sets, ``edit`` the nightly file (an h5py File), write the
+    other three: (the nightly file, its bytes after the edit)."""
+    night_dir = night[0]
+    for path in sorted(list_set_files(night_dir, "fast").values())[3:]:
+        path.rename(path.with_name(path.name + ".later"))
+    out = combine_night(night_dir, "fast", minobs=MINOBS).output
+    assert out is not None
+    with h5py.File(out, "r+") as f:
+        edit(f)
+    for path in sorted((night_dir / "tmp").glob("*.later")):
+        path.rename(path.with_name(path.name.removesuffix(".later")))
+    return out, out.read_bytes()
+
+
+def test_a_nightly_file_of_another_format_version_is_left_alone(
+        night: tuple[Path, list]) -> None:
+    def older(f: h5py.File) -> None:
+        f["header"].attrs["format_version"] = 0
+        f["header"].attrs["software_version"] = "0.0.1"
+
+    out, before = _combined_then_edited(night, older)
+    with pytest.raises(StorageError, match=r"format_version 0 \(software 0\.0\.1\), not 1.*"
+                       r"left alone: move it away"):
+        combine_night(night[0], "fast", minobs=MINOBS)
+    assert out.read_bytes() == before
+    assert len(list_set_files(night[0], "fast")) == 3
+
+
+def test_a_nightly_file_with_its_station_fields_in_another_order_is_refused(
+        night: tuple[Path, list]) -> None:
+    def alphabetical(f: h5py.File) -> None:
+        # the same fields in another order, as a tool that rewrites the file without its
+        # creation order would leave them
+        columns = {k: f["station"][k][()] for k in f["station"]}
+        del f["station"]
+        group = f.create_group("station", track_order=False)
+        for name in sorted(columns):
+            group[name] = columns[name]
+
+    out, before = _combined_then_edited(night, alphabetical)
+    with pytest.raises(StorageError, match=r"other station fields than the per-set files"):
+        combine_night(night[0], "fast", minobs=MINOBS)
+    assert out.read_bytes() == before
+    assert len(list_set_files(night[0], "fast")) == 3
 
 
 def test_nothing_to_combine(tmp_path: Path) -> None:
