@@ -358,6 +358,7 @@ async def run_night(
                                 star_rows=lambda records: star_table(catalogue, records),
                                 stopping=stop,
                                 combine_options=combine_options,
+                                on_disk=resume.slow_sets,
                             ),
                         )
                         tg.start_soon(

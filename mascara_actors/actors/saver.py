@@ -153,10 +153,15 @@ async def run_slow(
     star_rows: Callable[[np.ndarray], np.ndarray],
     stopping: anyio.Event,
     combine_options: dict[str, Any],
+    on_disk: frozenset[int] = frozenset(),
 ) -> Path | None:
     """Write each binned set's slow photometry as a slow per-set file; combine at the end;
     returns the nightly slow file (None when the night stopped early or it could not be
     written).
+
+    ``on_disk``: sets whose slow side an earlier run of the night left on disk. Such a set
+    comes again only when its fast photometry did not reach the disk; it is not written a
+    second time.
 
     A slow set is one record per star, so the nightly slow file keeps every star
     (``minobs`` 1), as the legacy slow files did. A set too short to bin is written too,
@@ -166,6 +171,9 @@ async def run_slow(
     async with inbox, events:
         async for out in inbox:
             phase("slow-saving", out.setidx)
+            if out.setidx in on_disk:
+                log.info("set %d: its slow photometry is on disk already", out.setidx)
+                continue
             try:
                 await writer.write_set_async(
                     "slow",

@@ -1,9 +1,13 @@
-"""A set whose fast file cannot be written while the rest of the night can (a foreign file in
+"""The savers when a set could not be written, and in the re-run that makes it again.
+
+A set whose fast file cannot be written while the rest of the night can (a foreign file in
 its way, a disk short of space for a moment): the night's other points are kept until the
-re-run that makes the set again, which then gives the nightly file of an unbroken night."""
+re-run that makes the set again, which then gives the nightly file of an unbroken night. In
+that re-run, the set's slow side, already on disk, is not written a second time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -14,7 +18,13 @@ from mascara_actors.actors import saver
 from mascara_actors.astrometry import AstrometricSolution
 from mascara_actors.camera_model import CameraModel
 from mascara_actors.config import load_config
-from mascara_actors.messages import Event, FrameReduced, ProductFailed
+from mascara_actors.messages import (
+    BinnedOutput,
+    Event,
+    FrameReduced,
+    NightlyFileWritten,
+    ProductFailed,
+)
 from mascara_actors.storage import NightFile, SetWriter
 from mascara_actors.storage import layout as L
 from tests.mascara_actors.storage._data import (
@@ -46,8 +56,8 @@ def _frames(sets: list[SetData], model: CameraModel) -> list[FrameReduced]:
     return out
 
 
-async def _save(night_dir: Path, frames: list[FrameReduced], stars: np.ndarray
-                ) -> list[Event]:
+async def _save(night_dir: Path, frames: list[FrameReduced],
+                star_rows: Callable[[np.ndarray], np.ndarray]) -> list[Event]:
     """Run the fast saver over ``frames`` to the end of the night; its events."""
     send, inbox = anyio.create_memory_object_stream[FrameReduced](len(frames))
     events_in, events_out = anyio.create_memory_object_stream[Event](10_000)
@@ -56,10 +66,17 @@ async def _save(night_dir: Path, frames: list[FrameReduced], stars: np.ndarray
     send.close()
     with SetWriter(night_dir, header=HEADER) as writer:
         await saver.run(inbox=inbox, events=events_in, writer=writer,
-                        star_rows=lambda records: stars[np.isin(stars["id"], records["id"])],
-                        stopping=anyio.Event(), combine_options={"minobs": MINOBS})
+                        star_rows=star_rows, stopping=anyio.Event(),
+                        combine_options={"minobs": MINOBS})
     with events_out:
         return [e async for e in events_out]
+
+
+def _star_rows(sets: list[SetData]) -> Callable[[np.ndarray], np.ndarray]:
+    """The savers' ``star_rows``: the star rows of the ids in a set's records."""
+    every = np.concatenate([s.stars for s in sets])
+    stars = every[np.unique(every["id"], return_index=True)[1]]
+    return lambda records: stars[np.isin(stars["id"], records["id"])]
 
 
 def _enough(ids: np.ndarray) -> np.ndarray:
@@ -70,8 +87,7 @@ def _enough(ids: np.ndarray) -> np.ndarray:
 
 async def test_a_set_not_written_loses_no_point_of_the_others(tmp_path: Path) -> None:
     sets = make_night(7, nsets=4, nstars=80)
-    every = np.concatenate([s.stars for s in sets])
-    stars = every[np.unique(every["id"], return_index=True)[1]]
+    star_rows = _star_rows(sets)
     frames = _frames(sets, CameraModel.from_config(load_config().camera("LPC")))
     ids = np.concatenate([s.records["id"] for s in sets])
     others = np.concatenate([s.records["id"] for s in sets if s is not sets[FAILED]])
@@ -80,13 +96,13 @@ async def test_a_set_not_written_loses_no_point_of_the_others(tmp_path: Path) ->
     assert len(at_risk) >= 3, "the night must have stars short of minobs without that set"
 
     unbroken = tmp_path / "unbroken" / NIGHT
-    await _save(unbroken, frames, stars)
+    await _save(unbroken, frames, star_rows)
 
     night = tmp_path / "broken" / NIGHT
     in_the_way = L.set_file_path(night, "fast", sets[FAILED].setidx)
     in_the_way.parent.mkdir(parents=True)
     in_the_way.write_bytes(b"not a per-set file")
-    events = await _save(night, frames, stars)
+    events = await _save(night, frames, star_rows)
     failed = [e for e in events if isinstance(e, ProductFailed)]
     assert [(e.setidx, e.product) for e in failed] == [(sets[FAILED].setidx, "fast")]
     with NightFile(L.nightly_file_path(night, "fast")) as nf:
@@ -97,9 +113,33 @@ async def test_a_set_not_written_loses_no_point_of_the_others(tmp_path: Path) ->
     # the re-run: the foreign file moved away, the set made again from its frames
     in_the_way.unlink()
     again = [f for f in frames if f.setidx == sets[FAILED].setidx]
-    assert not [e for e in await _save(night, again, stars) if isinstance(e, ProductFailed)]
+    assert not [e for e in await _save(night, again, star_rows) if isinstance(e, ProductFailed)]
     assert nightly_content(L.nightly_file_path(night, "fast")) == nightly_content(
         L.nightly_file_path(unbroken, "fast"))
     with NightFile(L.nightly_file_path(night, "fast")) as nf:
         assert set(at_risk) <= set(nf.stars["id"].tolist())
     assert not list(L.tmp_dir(night).glob("fast_*.hdf5")), "per-set files left after the re-run"
+
+
+async def test_a_slow_set_on_disk_is_not_written_again(tmp_path: Path) -> None:
+    sets = make_night(8, nsets=2, nstars=30)
+    night = tmp_path / NIGHT
+    with SetWriter(night, header=HEADER) as writer:  # what the earlier run left
+        writer.write_set("slow", sets[0].setidx, sets[0].records, stars=sets[0].stars,
+                         station=sets[0].station[:1])
+    send, inbox = anyio.create_memory_object_stream[BinnedOutput](2)
+    events_in, events_out = anyio.create_memory_object_stream[Event](100)
+    for s in sets:
+        send.send_nowait(BinnedOutput(setidx=s.setidx, nimages=50, nrefused=0, flag=0,
+                                      path=None, records=s.records, station=s.station[:1]))
+    send.close()
+    with SetWriter(night, header=HEADER) as writer:
+        nightly = await saver.run_slow(
+            inbox=inbox, events=events_in, writer=writer, star_rows=_star_rows(sets),
+            stopping=anyio.Event(), combine_options={}, on_disk=frozenset({sets[0].setidx}))
+    with events_out:
+        events = [e async for e in events_out]
+    assert [type(e) for e in events] == [NightlyFileWritten], events
+    assert nightly is not None
+    with NightFile(nightly) as nf:
+        assert nf.station["lstseq"].tolist() == [int(s.station["lstseq"][0]) for s in sets]
