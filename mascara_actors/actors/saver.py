@@ -33,6 +33,7 @@ from mascara_actors.messages import (
 from mascara_actors.records import astrometry_dtype
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage import CombineReport, SetWriter
+from mascara_actors.storage import layout as L
 
 __all__ = ["run", "run_slow"]
 
@@ -216,7 +217,15 @@ def _combine_options(options: dict[str, Any], kind: str, failed: list[int]) -> d
 
 
 async def _combined(report: CombineReport, events: ObjectSendStream[Event]) -> Path | None:
-    """Report the nightly file ``report`` wrote (None: there was nothing to combine)."""
+    """Report the nightly file ``report`` wrote (None: there was nothing to combine), and the
+    per-set files it left out: the night lacks what they hold (a set written by another
+    version or configuration, say, after a restart mid-night)."""
+    for path, reason in report.skipped:
+        named = L.parse_set_file_name(path)
+        await events.send(ProductFailed(
+            setidx=named[1] if named is not None else None, product=report.kind,
+            reason=f"{path} was left out of the nightly file ({reason}); move it away and run "
+                   "the night again to make its set anew"))
     if report.output is None:
         return None
     await events.send(NightlyFileWritten(kind_=report.kind, path=str(report.output)))

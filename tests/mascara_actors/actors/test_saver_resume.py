@@ -104,7 +104,9 @@ async def test_a_set_not_written_loses_no_point_of_the_others(tmp_path: Path) ->
     in_the_way.write_bytes(b"not a per-set file")
     events = await _save(night, frames, star_rows)
     failed = [e for e in events if isinstance(e, ProductFailed)]
-    assert [(e.setidx, e.product) for e in failed] == [(sets[FAILED].setidx, "fast")]
+    # its write failed, and the foreign file in its place was left out of the nightly file
+    assert [(e.setidx, e.product) for e in failed] == [(sets[FAILED].setidx, "fast")] * 2
+    assert "was left out of the nightly file" in failed[1].reason
     with NightFile(L.nightly_file_path(night, "fast")) as nf:
         assert not set(at_risk) & set(nf.stars["id"].tolist())  # short of minobs for now
     kept = sorted(p.name for p in L.tmp_dir(night).glob("fast_*.hdf5"))
@@ -143,3 +145,20 @@ async def test_a_slow_set_on_disk_is_not_written_again(tmp_path: Path) -> None:
     assert nightly is not None
     with NightFile(nightly) as nf:
         assert nf.station["lstseq"].tolist() == [int(s.station["lstseq"][0]) for s in sets]
+
+
+async def test_a_set_of_another_layout_left_out_of_the_nightly_file_is_reported(
+        tmp_path: Path) -> None:
+    sets = make_night(9, nsets=3, nstars=30)
+    other = make_night(9, nsets=3, nstars=30, naper=3)[1]  # as another configuration wrote it
+    night = tmp_path / NIGHT
+    with SetWriter(night, header=HEADER) as writer:  # an earlier run, before the change
+        writer.write_set("fast", other.setidx, other.records, stars=other.stars,
+                         station=other.station, astrometry=other.astrometry)
+    frames = _frames([sets[0], sets[2]], CameraModel.from_config(load_config().camera("LPC")))
+    events = await _save(night, frames, _star_rows(sets))
+    (failed,) = [e for e in events if isinstance(e, ProductFailed)]
+    path = L.set_file_path(night, "fast", other.setidx)
+    assert (failed.setidx, failed.product) == (other.setidx, "fast")
+    assert f"{path} was left out of the nightly file (its record layout differs" in failed.reason
+    assert path.exists()
