@@ -41,7 +41,7 @@ import anyio.to_thread
 
 from mascara_actors.app.camera_channel import CameraCommand
 from mascara_actors.app.camera_process import CameraProcess, CameraUnavailable, RestartPolicy
-from mascara_actors.control import ControlServer, UnknownCamera
+from mascara_actors.control import ControlServer, UnknownCamera, owner_only_directory
 from mascara_actors.errors import MascaraError
 from mascara_actors.messages import Event
 
@@ -73,8 +73,9 @@ class StationLock:
 
     def acquire(self) -> None:
         """Take the lock (blocking file work: call it in a worker thread); StationInUse when
-        another station holds it."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        another station holds it, ControlError when the state directory is a symbolic link
+        or not this user's (the control socket's own check)."""
+        owner_only_directory(self.path.parent)  # before the lock file is opened in it
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -138,11 +138,13 @@ def run(args: argparse.Namespace) -> int:
 
 async def _answers(socket_path: Path) -> bool:
     """Whether a station answers on ``socket_path``."""
-    from mascara_actors.control import ControlClient, ControlError
+    from mascara_actors.control import ControlClient, ControlError, ForeignListener
 
     try:
         async with ControlClient(socket_path):
             return True
+    except ForeignListener:
+        raise  # another user's socket: starting a station beside it would not help
     except ControlError:
         return False
 
@@ -156,8 +158,10 @@ def _start_station(args: argparse.Namespace, socket_path: Path) -> int:
     ConfigError
         The station ended, or its socket did not answer in time (its log is named).
     """
+    from mascara_actors.control import owner_only_directory
+
     state_dir = socket_path.parent
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner_only_directory(state_dir)  # a symbolic link there is refused before any file
     log_path = state_dir / "started-by-console.log"
     argv = station_argv(args)
     print(f"no station runs on {args.out}: starting one ({' '.join(argv[3:])}) ...",

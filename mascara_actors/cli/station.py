@@ -232,7 +232,9 @@ def _station_log(path: Path) -> Iterator[None]:
     root = logging.getLogger()
     handlers = list(root.handlers)
     level = root.level
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from mascara_actors.control import owner_only_directory
+
+    owner_only_directory(path.parent)  # a symbolic link there is refused before any file
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setLevel(logging.INFO)
     to_file.setFormatter(

@@ -7,16 +7,20 @@ JSON, through which consoles read the station's events and send it commands.
 - :mod:`.protocol`: the wire format (:class:`Command`, :class:`Reply`,
   :class:`EventNotice`, :class:`Dropped`, the encode and decode functions).
 - :mod:`.errors`: :class:`ControlError` and its leaves.
+- :func:`owner_only_directory`: the check the server makes of its state directory (a real
+  directory of this user, mode 0700), for whoever puts other files there first.
 
 This package sits at the science level: it imports :mod:`mascara_actors.messages` and
 nothing of the actors, the application layer, ``hw`` or ``tui``. See
 ``docs/control-socket.md``.
 """
 
+from mascara_actors.control._unix import owner_only_directory as owner_only_directory
 from mascara_actors.control.client import ControlClient as ControlClient
 from mascara_actors.control.errors import CommandFailed as CommandFailed
 from mascara_actors.control.errors import ControlError as ControlError
 from mascara_actors.control.errors import Disconnected as Disconnected
+from mascara_actors.control.errors import ForeignListener as ForeignListener
 from mascara_actors.control.errors import ProtocolError as ProtocolError
 from mascara_actors.control.errors import SocketInUse as SocketInUse
 from mascara_actors.control.errors import UnknownCamera as UnknownCamera
@@ -45,8 +49,10 @@ __all__ = [
     "Disconnected",
     "Dropped",
     "EventNotice",
+    "ForeignListener",
     "ProtocolError",
     "Reply",
     "SocketInUse",
     "UnknownCamera",
+    "owner_only_directory",
 ]

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 _BATCH_BYTES = 256 * 1024
 """Most bytes handed to one ``send``, so that a stuck client holds little outside its buffer."""
 
+LOGGED_BAD_LINES = 5
+"""Bad lines of one client logged each; later ones are only counted, and the count logged
+when it leaves (a runaway script sends thousands a second, each answered all the same)."""
+
 Dispatch = Callable[[Command, str], Awaitable[bytes]]
 """Runs a command for a client (named by the string) and gives its reply line."""
 
@@ -77,6 +81,8 @@ class Connection:
         """``client #3 (pid 1234 uid 1000)``, for the log."""
         self.dropped = 0
         """Events dropped for this client so far."""
+        self.bad_lines = 0
+        """Lines of this client refused so far (answered with an error)."""
         self._stream = stream
         self._socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
         self._dispatch = dispatch
@@ -188,8 +194,17 @@ class Connection:
         self._wake.set()
 
     async def _refuse(self, message: str, request_id: int | str | None = None) -> None:
+        """Answer a bad line with an error; log it if it is among the client's first few."""
         self._counters.bad_lines += 1
-        log.info("control: %s sent a bad line: %s", self.label, message)
+        self.bad_lines += 1
+        if self.bad_lines <= LOGGED_BAD_LINES:
+            log.info("control: %s sent a bad line: %s", self.label, message)
+        elif self.bad_lines == LOGGED_BAD_LINES + 1:
+            log.info(
+                "control: %s keeps sending bad lines; the next ones are answered and counted, "
+                "not logged (the count comes when it leaves)",
+                self.label,
+            )
         await self._queue_reply(encode_error(request_id, message))
 
     # -- reading -------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from mascara_actors.control.errors import ControlError, SocketInUse
 
-__all__ = ["BoundSocket", "PeerCredentials", "bind_owner_only", "peer_credentials", "release"]
+__all__ = [
+    "BoundSocket",
+    "PeerCredentials",
+    "bind_owner_only",
+    "owner_only_directory",
+    "peer_credentials",
+    "release",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +70,35 @@ class BoundSocket:
     """(device, inode) of the socket file, so that only our own file is removed."""
 
 
-def _owner_only_directory(directory: Path) -> None:
-    """Make ``directory`` (and its parents) exist, owned by us with mode 0700."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+def owner_only_directory(directory: Path) -> None:
+    """Make ``directory`` (and its parents) exist, owned by us with mode 0700.
+
+    Raises
+    ------
+    ControlError
+        ``directory`` is a symbolic link (never followed: whoever can change the link would
+        choose where the socket goes and which directory is made 0700), not a directory, or
+        another user's; or its mode cannot be set.
+    """
+    with contextlib.suppress(FileExistsError):  # checked below, without following a link
+        directory.mkdir(mode=0o700, parents=True)
     uid = os.geteuid()
-    owner = os.stat(directory).st_uid
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a directory"
+        raise ControlError(
+            f"the control socket's directory {directory} is {what}: the station does not "
+            "follow it; make it a real directory of the station's user, or give the station "
+            "another state directory"
+        )
+    owner = info.st_uid
     if owner != uid:
         raise ControlError(
             f"the control socket's directory {directory} belongs to uid {owner}, not to this "
             f"station's uid {uid}: give the station a state directory of its own"
         )
     os.chmod(directory, 0o700)
-    info = os.stat(directory)
+    info = os.lstat(directory)
     if info.st_uid != uid or stat.S_IMODE(info.st_mode) != 0o700:
         raise ControlError(
             f"the control socket's directory {directory} has mode "
@@ -173,7 +197,7 @@ def bind_owner_only(path: Path, *, backlog: int = 128) -> BoundSocket:
             f"the control socket path {path} is {size} bytes long; Unix sockets allow "
             f"{SOCKET_PATH_MAX_BYTES}: give the station a shorter state directory"
         )
-    _owner_only_directory(path.parent)
+    owner_only_directory(path.parent)
     lock_fd = _lock(path)
     try:
         _clear_stale(path)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import pwd
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +31,13 @@ import anyio
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from mascara_actors.control.errors import ControlError, Disconnected, ProtocolError
+from mascara_actors.control._unix import peer_credentials
+from mascara_actors.control.errors import (
+    ControlError,
+    Disconnected,
+    ForeignListener,
+    ProtocolError,
+)
 from mascara_actors.control.protocol import (
     MAX_LINE_BYTES,
     Command,
@@ -82,6 +90,35 @@ async def within(scope: anyio.CancelScope, task: Callable[..., Awaitable[None]],
         await task(*args)
 
 
+def _user_name(uid: int) -> str:
+    """The login name of ``uid``, for messages."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "unknown user"
+
+
+def _check_listener(stream: SocketStream, path: Path) -> None:
+    """ForeignListener unless the process listening at ``path`` runs as this user (its
+    ``SO_PEERCRED``; not checked where the platform cannot tell).
+
+    Whoever can write a directory above the socket can put a socket of their own at its
+    path; a console must not send it commands, nor believe its answers.
+    """
+    peer = peer_credentials(stream.extra(SocketAttribute.raw_socket))
+    uid = os.geteuid()
+    if peer is None or peer.uid == uid:
+        return
+    raise ForeignListener(
+        f"the control socket {path} is served by process {peer.pid} of uid {peer.uid} "
+        f"({_user_name(peer.uid)}), not by this user (uid {uid}); nothing was sent to it. "
+        "If the station runs as that user, run the console as that user; if not, another "
+        "user has put a socket of their own at this path: make the station's output "
+        "directory and its parents writable by the station's user only, then start the "
+        "station again"
+    )
+
+
 class ReplyWaiter(Generic[R]):
     """A command waiting for its reply: ``reply`` is set, then ``done``."""
 
@@ -107,7 +144,8 @@ class ControlClient:
     Raises (on entering)
     --------------------
     ControlError
-        No station listens at ``path``, or this user may not use its socket.
+        No station listens at ``path``, this user may not use its socket, or the process
+        listening there is another user's (``SO_PEERCRED``, Linux).
     """
 
     def __init__(self, path: Path | str, *, event_buffer: int = 10_000) -> None:
@@ -149,10 +187,11 @@ class ControlClient:
                 f"permission denied on {self.path}: only the station's own user may use its "
                 "control socket"
             ) from None
-        self._stream = stream
-        self._send_lock = anyio.Lock()
         async with AsyncExitStack() as stack:
             stack.push_async_callback(stream.aclose)
+            _check_listener(stream, self.path)  # before a byte is sent
+            self._stream = stream
+            self._send_lock = anyio.Lock()
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(within, self._reader_scope, self._read_lines, stream)
             self._stack = stack.pop_all()

@@ -10,6 +10,8 @@ says what to do.
 - :class:`SocketInUse`: another station already listens on the socket path.
 - :class:`CommandFailed`: the station answered a command with an error (client side).
 - :class:`Disconnected`: the connection ended before the reply came (client side).
+- :class:`ForeignListener`: the process listening at the socket path is another user's
+  (client side).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "CommandFailed",
     "ControlError",
     "Disconnected",
+    "ForeignListener",
     "ProtocolError",
     "SocketInUse",
     "UnknownCamera",
@@ -70,3 +73,8 @@ class CommandFailed(ControlError):
 
 class Disconnected(ControlError):
     """The control connection ended (the station stopped or closed it) before a reply."""
+
+
+class ForeignListener(ControlError):
+    """The process listening at the control socket's path runs as another user: nothing is
+    sent to it (client side)."""

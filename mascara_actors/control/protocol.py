@@ -89,6 +89,34 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _line(value: object) -> bytes:
+    """``value`` as one line of JSON in UTF-8, without its newline; never fails to encode.
+
+    A lone surrogate (a string from a file name decoded with ``surrogateescape``, say) has no
+    UTF-8 form; ``backslashreplace`` writes it as ``\\udXXX``, which is its JSON escape: the
+    line stays valid JSON and reads back as the same string.
+    """
+    return _dumps(value).encode("utf-8", "backslashreplace")
+
+
+def _lone_surrogate(text: str) -> str:
+    """The first lone surrogate in ``text`` as its JSON escape (``\\ud800``); "" if none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return ""
+
+
+def _not_unicode(what: str, escape: str, request_id: RequestId | None = None) -> ProtocolError:
+    """The refusal of a string holding the lone surrogate ``escape`` (named, not quoted)."""
+    return ProtocolError(
+        f"{what} holds a lone surrogate ({escape}), which is not Unicode text: send characters "
+        "as UTF-8 (or escape one beyond U+FFFF as a surrogate pair)",
+        request_id=request_id,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
     """One command from a client."""
@@ -151,7 +179,7 @@ def encode_command(command: Command) -> bytes:
     data: dict[str, object] = {"id": command.id, "cmd": command.cmd}
     if command.camera is not None:
         data["camera"] = command.camera
-    return _dumps(data).encode() + b"\n"
+    return _line(data) + b"\n"
 
 
 def _parse_json(line: bytes) -> object:
@@ -191,7 +219,17 @@ def _request_id(data: Mapping[str, object]) -> RequestId:
             f'"id" must be an integer or a string of at most {MAX_ID_CHARS} characters, '
             f"got a string of {len(value)}"
         )
+    if isinstance(value, str) and (escape := _lone_surrogate(value)):
+        raise _not_unicode('"id"', escape)
     return value
+
+
+def _check_unicode(data: Mapping[str, object], request_id: RequestId) -> None:
+    """ProtocolError when a key or a string value holds a lone surrogate: such a string
+    would reach the log and the error messages, and cannot be written as UTF-8."""
+    for text in (*data, *(value for value in data.values() if isinstance(value, str))):
+        if escape := _lone_surrogate(text):
+            raise _not_unicode("a key or a string", escape, request_id)
 
 
 def decode_command(line: bytes) -> Command | None:
@@ -211,6 +249,7 @@ def decode_command(line: bytes) -> Command | None:
     if not isinstance(data, dict):
         raise ProtocolError(f"expected a JSON object, got {_json_name(data)}; send e.g. {EXAMPLE}")
     request_id = _request_id(data)
+    _check_unicode(data, request_id)
     unknown = sorted(set(data) - _COMMAND_KEYS)
     if unknown:
         names = ", ".join(_dumps(key) for key in unknown)
@@ -244,7 +283,7 @@ def encode_reply(request_id: RequestId | None, result: object) -> bytes:
     ProtocolError
         The line would be longer than :data:`MAX_LINE_BYTES`.
     """
-    line = _dumps({"reply": request_id, "ok": True, "result": result}).encode()
+    line = _line({"reply": request_id, "ok": True, "result": result})
     if len(line) > MAX_LINE_BYTES:
         raise ProtocolError(
             f"the reply is {len(line)} bytes, over the {MAX_LINE_BYTES}-byte line limit; "
@@ -257,7 +296,7 @@ def encode_reply(request_id: RequestId | None, result: object) -> bytes:
 def encode_error(request_id: RequestId | None, message: str) -> bytes:
     """An error reply, newline included (a message over the limit is cut)."""
     text = message if len(message) <= 4096 else message[:4096] + "..."
-    return _dumps({"reply": request_id, "ok": False, "error": text}).encode() + b"\n"
+    return _line({"reply": request_id, "ok": False, "error": text}) + b"\n"
 
 
 def encode_event(event: Event, camera: str | None) -> bytes:

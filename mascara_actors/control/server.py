@@ -114,7 +114,8 @@ class ControlServer:
     ----------
     path
         The socket file. Its directory is created if needed and made 0700 (give the station
-        a state directory of its own); the socket is created 0600.
+        a state directory of its own; a symbolic link there is refused); the socket is
+        created 0600.
     handler
         Runs the commands.
     buffer_lines
@@ -134,7 +135,7 @@ class ControlServer:
         Another station serves the same path.
     ControlError
         The path cannot be made an owner-only socket (too long, not a socket, foreign
-        directory).
+        directory, a directory that is a symbolic link).
 
     Notes
     -----
@@ -334,7 +335,12 @@ class ControlServer:
                 await conn.run()
             finally:
                 self._clients.discard(conn)
-                log.info("control: %s left (%d events dropped for it)", label, conn.dropped)
+                log.info(
+                    "control: %s left (%d events dropped for it, %d bad lines from it)",
+                    label,
+                    conn.dropped,
+                    conn.bad_lines,
+                )
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         except Exception:
@@ -347,12 +353,14 @@ class ControlServer:
         """Run ``command`` through the handler; its reply line."""
         self._counters.commands += 1
         where = f" {command.camera}" if command.camera is not None else ""
-        log.info("control: %s%s (id %r) from %s", command.cmd, where, command.id, client)
+        # every console asks status once a second: at INFO it would bury what operators did
+        level = logging.DEBUG if command.cmd == "status" else logging.INFO
+        log.log(level, "control: %s%s (id %r) from %s", command.cmd, where, command.id, client)
         try:
             result = await self._commands[command.cmd](command.camera)
             return encode_reply(command.id, result)
         except MascaraError as exc:
-            log.info("control: %s%s from %s refused: %s", command.cmd, where, client, exc)
+            log.log(level, "control: %s%s from %s refused: %s", command.cmd, where, client, exc)
             return encode_error(command.id, str(exc))
         except Exception as exc:  # a handler's bug must not end the connection
             log.exception("control: %s%s from %s failed", command.cmd, where, client)

@@ -25,8 +25,8 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from mascara_actors.app.camera_process import CameraProcess, RestartPolicy
-from mascara_actors.app.supervisor import StationInUse, StationSupervisor
-from mascara_actors.control import ControlClient, EventNotice
+from mascara_actors.app.supervisor import StationInUse, StationSupervisor, station_state_dir
+from mascara_actors.control import ControlClient, ControlError, EventNotice
 from mascara_actors.messages import Event
 from tests.app.test_station_recovery import quick_night_config
 from tests.stations import raw_frames, short_night_config
@@ -156,6 +156,40 @@ async def test_a_finished_night_is_not_restarted(tmp_path: Path) -> None:
     assert (camera.process_state, camera.restarts) == ("done", 0)
     assert camera.state.frames_reduced == 5
     assert camera.describe()["phase"] == "night done"
+
+
+@pytest.mark.anyio
+async def test_a_state_directory_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    """The station lock is taken in the state directory before the control socket is made:
+    it must not follow a link there either (whoever changes the link chooses the directory)."""
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    (out / "state").mkdir(parents=True)
+    station_state_dir(out).symlink_to(victim)
+    supervisor = StationSupervisor(out, {"LPC": fake("LPC", 1)}, env=ENV)
+    with pytest.raises(ControlError) as refused:
+        await supervisor.run()
+    assert str(refused.value) == (
+        f"the control socket's directory {station_state_dir(out)} is a symbolic link: the "
+        "station does not follow it; make it a real directory of the station's user, or give "
+        "the station another state directory"
+    )
+    assert list(victim.iterdir()) == []
+    assert supervisor.cameras["LPC"].pid is None  # no camera was started
+
+
+def test_the_station_command_writes_no_log_through_a_symbolic_link(tmp_path: Path) -> None:
+    """The command opens its log in the state directory before the supervisor runs."""
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    (out / "state").mkdir(parents=True)
+    station_state_dir(out).symlink_to(victim)
+    done = subprocess.run([sys.executable, "-m", "mascara_actors.cli", "station", "--out",
+                           str(out), "--frames", "1"], capture_output=True, text=True,
+                          timeout=120, env=ENV)
+    assert done.returncode == 2, done.stderr
+    assert f"{station_state_dir(out)} is a symbolic link" in done.stderr
+    assert list(victim.iterdir()) == []
 
 
 @pytest.mark.anyio

@@ -1,17 +1,18 @@
 """What the control-socket tests share: a fake station behind the socket, a raw client that
-sends any bytes, the events they publish, a process of another user, a cancellation timed to
-meet a socket's readiness."""
+sends any bytes, the events they publish, a process of another user (connecting, or
+listening), a cancellation timed to meet a socket's readiness."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import SocketStream
@@ -189,6 +190,62 @@ def connect_as(uid: int, path: Path, payload: bytes = b"") -> str:
     os.close(read_end)
     os.waitpid(pid, 0)
     return b"".join(chunks).decode()
+
+
+class ListenerOfAnotherUser:
+    """A forked process of user ``uid`` (gid the same, no groups) that listens at ``path``
+    (its directory must let that user in) and takes one connection. Blocking: make it and
+    call :meth:`outcome` in a worker thread."""
+
+    def __init__(self, uid: int, path: Path) -> None:
+        self._read_end, write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never return into the test runner
+            os.close(self._read_end)
+            _listen_as(uid, path, write_end)
+        os.close(write_end)
+        ready = os.read(self._read_end, 4096)
+        if ready != b"listening":
+            raise RuntimeError(f"the listener of uid {uid} did not start: {self.outcome(ready)}")
+
+    def outcome(self, start: bytes = b"") -> str:
+        """``accepted, received <n> bytes`` (read until its client closed), ``accept: <error>``
+        or ``child failed: <error>``; waits for the process to end."""
+        chunks = [start]
+        while chunk := os.read(self._read_end, 4096):
+            chunks.append(chunk)
+        os.close(self._read_end)
+        os.waitpid(self.pid, 0)
+        return b"".join(chunks).decode()
+
+
+def _listen_as(uid: int, path: Path, report: int) -> NoReturn:
+    """The child of :class:`ListenerOfAnotherUser`: writes ``listening``, then its outcome."""
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(os.fspath(path))
+        server.listen(1)  # SO_PEERCRED on a client's side names who called listen()
+        os.write(report, b"listening")
+        server.settimeout(5.0)
+        try:
+            conn, _ = server.accept()
+        except OSError as exc:
+            result = f"accept: {exc!r}"
+        else:
+            conn.settimeout(5.0)
+            received = 0
+            with contextlib.suppress(OSError):
+                while chunk := conn.recv(65536):
+                    received += len(chunk)
+            result = f"accepted, received {received} bytes"
+        os.write(report, result.encode())
+    except BaseException as exc:  # report anything to the parent
+        os.write(report, f"child failed: {exc!r}".encode())
+    finally:
+        os._exit(0)
 
 
 async def cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,

@@ -4,6 +4,7 @@ closed connection where not; the server and its other clients never notice."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,10 @@ async def watched_server(path: Path, station: FakeStation) -> AsyncIterator[Cont
         (b'{"id": 5, "cmd": "pause", "camera": ["LPC"]}\n', 5, '"camera" must be a camera id'),
         (b"[" * 60_000 + b"\n", None, "invalid JSON (nested too deeply)"),
         (b'{"id": ' + b"9" * 6000 + b', "cmd": "stop"}\n', None, "invalid JSON (Exceeds"),
+        (b'{"id": "\\ud800", "cmd": "status"}\n', None, '"id" holds a lone surrogate (\\ud800)'),
+        (b'{"id": 6, "cmd": "\\udfff"}\n', 6, "a key or a string holds a lone surrogate (\\udfff)"),
+        (b'{"id": 7, "cmd": "status", "\\ud800": 1}\n', 7, "a key or a string holds a lone"),
+        (b'{"id": 8, "cmd": "pause", "camera": "L\\udc8f"}\n', 8, "a key or a string holds"),
     ],
     ids=[
         "random-bytes",
@@ -64,6 +69,10 @@ async def watched_server(path: Path, station: FakeStation) -> AsyncIterator[Cont
         "camera-not-a-string",
         "deep-nesting",
         "huge-integer",
+        "lone-surrogate-id",
+        "lone-surrogate-cmd",
+        "lone-surrogate-key",
+        "lone-surrogate-camera",
     ],
 )
 async def test_a_bad_line_gets_an_error_reply_and_the_connection_goes_on(
@@ -178,3 +187,31 @@ async def test_a_connection_of_pure_noise_harms_nothing(
             assert lines
             assert all(line["ok"] is False for line in lines)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_client_sending_only_bad_lines_is_answered_each_time_but_logged_a_few_times(
+    socket_path: Path, station: FakeStation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runaway script once wrote 17,000 log lines a second: only a client's first 5 bad
+    lines are logged, the rest are counted when it leaves; every one is still answered."""
+    with caplog.at_level(logging.INFO, "mascara_actors.control"):
+        async with ControlServer(socket_path, station) as server:
+            async with raw_client(socket_path) as client:
+                await client.send(b"\x8f garbage\n" * 200)  # more than max_pending (32)
+                replies = [await client.line() for _ in range(200)]
+                await client.send(STATUS)
+                assert (await client.line())["ok"] is True  # the connection goes on
+            await wait_for(lambda: server.statistics().clients == 0)
+            assert server.statistics().bad_lines == 200
+    error = (
+        "not UTF-8 text (byte 0x8f at offset 0); send one JSON object per line, e.g. "
+        '{"id": 1, "cmd": "status"}'
+    )
+    assert {(r["reply"], r["ok"], r["error"]) for r in replies} == {(None, False, error)}
+    me = f"client #1 (pid {os.getpid()} uid {os.geteuid()})"
+    logged = [m for m in caplog.messages if me in m and "bad line" in m]
+    assert logged == [f"control: {me} sent a bad line: {error}"] * 5 + [
+        f"control: {me} keeps sending bad lines; the next ones are answered and counted, not "
+        "logged (the count comes when it leaves)",
+        f"control: {me} left (0 events dropped for it, 200 bad lines from it)",
+    ]

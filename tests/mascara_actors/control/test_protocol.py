@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 
 import pytest
 
@@ -33,6 +34,7 @@ from mascara_actors.messages import CameraLink, to_json
 from tests.mascara_actors.control.support import frame_event
 
 EXAMPLE_HINT = 'e.g. {"id": 1, "cmd": "status"}'
+NOT_UNICODE = "send characters as UTF-8 (or escape one beyond U+FFFF as a surrogate pair)"
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -53,6 +55,9 @@ def test_commands_as_typed_by_hand_are_read() -> None:
     assert decode_command(b'{"id": 1, "cmd": "status", "camera": null}') == Command(
         id=1, cmd="status"
     )
+    assert decode_command(b'{"id": "\\ud83d\\ude00", "cmd": "status"}') == Command(
+        id="\U0001f600", cmd="status"
+    )  # a surrogate pair is one character, as JSON means
 
 
 @pytest.mark.parametrize("line", [b"", b"   ", b"\r", b"\t \x0b"])
@@ -125,6 +130,17 @@ def test_a_blank_line_is_no_command(line: bytes) -> None:
             'unknown key(s) "camara"; a command has "id", "cmd" and, optionally, "camera"',
             8,
         ),
+        (
+            b'{"id": "a\\ud800", "cmd": "status"}',
+            '"id" holds a lone surrogate (\\ud800), which is not Unicode text: ' + NOT_UNICODE,
+            None,
+        ),
+        (
+            b'{"id": 9, "cmd": "pause", "camera": "\\udc8f"}',
+            "a key or a string holds a lone surrogate (\\udc8f), which is not Unicode text: "
+            + NOT_UNICODE,
+            9,
+        ),
     ],
 )
 def test_a_bad_command_says_what_is_wrong(
@@ -189,6 +205,17 @@ def test_a_reply_too_long_for_a_line_or_not_json_is_refused() -> None:
         encode_reply(1, "x" * MAX_LINE_BYTES)
     with pytest.raises(TypeError):
         encode_reply(1, object())
+
+
+def test_a_reply_holding_a_lone_surrogate_is_written_as_its_escape_and_reads_back() -> None:
+    """A file name decoded with surrogateescape has no UTF-8 form: the reply must not fail
+    (the client would get end of stream), it carries the string's JSON escape instead."""
+    name = os.fsdecode(b"/data/raw/LPC/\x8f.fits")
+    line = encode_reply("\ud800", {"path": name})
+    assert line == b'{"reply":"\\ud800","ok":true,"result":{"path":"/data/raw/LPC/\\udc8f.fits"}}\n'
+    assert decode_server_line(line[:-1]) == Reply(id="\ud800", ok=True, result={"path": name})
+    error = encode_error("\ud800", f"no file {name}")
+    assert decode_server_line(error[:-1]) == Reply(id="\ud800", ok=False, error=f"no file {name}")
 
 
 def test_a_long_error_message_is_cut_to_fit() -> None:

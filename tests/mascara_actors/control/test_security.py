@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import socket
 import stat
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
+from mascara_actors.app.supervisor import station_state_dir
 from mascara_actors.control import (
     ControlClient,
     ControlError,
     ControlServer,
+    ForeignListener,
     SocketInUse,
 )
-from tests.mascara_actors.control.support import NOBODY, FakeStation, connect_as, wait_for
+from tests.mascara_actors.control.support import (
+    NOBODY,
+    FakeStation,
+    ListenerOfAnotherUser,
+    connect_as,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -96,6 +106,55 @@ async def test_the_peer_check_refuses_another_user_even_past_open_permissions(
     assert f"uid {NOBODY}): only uid 0 may use this socket" in caplog.text
 
 
+async def test_the_client_refuses_a_socket_served_by_another_user(socket_path: Path) -> None:
+    """Whoever can write a directory above the socket can listen at its path: the console
+    must not send that process a command, nor believe its answers."""
+    _require_root()
+    await anyio.Path(socket_path.parent).mkdir(mode=0o755)
+    await anyio.to_thread.run_sync(os.chown, socket_path.parent, NOBODY, NOBODY)
+    impostor = await anyio.to_thread.run_sync(ListenerOfAnotherUser, NOBODY, socket_path)
+    try:
+        with pytest.raises(ForeignListener) as refused:
+            async with ControlClient(socket_path) as client:
+                await client.send("status", timeout_s=0.5)
+    finally:
+        outcome = await anyio.to_thread.run_sync(impostor.outcome)
+    assert str(refused.value) == (
+        f"the control socket {socket_path} is served by process {impostor.pid} of uid "
+        f"{NOBODY} ({pwd.getpwuid(NOBODY).pw_name}), not by this user (uid 0); nothing was "
+        "sent to it. If the station runs as that user, run the console as that user; if not, "
+        "another user has put a socket of their own at this path: make the station's output "
+        "directory and its parents writable by the station's user only, then start the "
+        "station again"
+    )
+    assert outcome == "accepted, received 0 bytes"
+
+
+async def test_the_console_says_whose_socket_it_is_and_starts_no_station(
+        socket_path: Path) -> None:
+    """Another user's socket where the station's should be is not "no station here": the
+    console says so instead of starting a station beside it."""
+    _require_root()
+    out = socket_path.parent.parent / "out"  # below a directory any user may reach
+    state = station_state_dir(out)
+    await anyio.Path(state).mkdir(mode=0o755, parents=True)
+    await anyio.to_thread.run_sync(os.chown, state, NOBODY, NOBODY)
+    socket_path = state / "control.sock"
+    impostor = await anyio.to_thread.run_sync(ListenerOfAnotherUser, NOBODY, socket_path)
+    try:
+        console = await anyio.run_process(
+            [sys.executable, "-m", "mascara_actors.cli", "console", "--out", str(out)],
+            check=False)
+    finally:
+        outcome = await anyio.to_thread.run_sync(impostor.outcome)
+    err = console.stderr.decode()
+    assert console.returncode == 2, err
+    assert f"the control socket {socket_path} is served by process {impostor.pid}" in err
+    assert "starting one" not in err
+    assert sorted(p.name for p in state.iterdir()) == ["control.sock"]
+    assert outcome == "accepted, received 0 bytes"
+
+
 async def test_a_second_server_on_the_same_path_refuses(
     socket_path: Path, station: FakeStation
 ) -> None:
@@ -161,6 +220,32 @@ async def test_a_directory_of_another_user_is_refused(socket_path: Path) -> None
         async with ControlServer(socket_path, FakeStation()):
             pass
     assert await _mode(socket_path.parent) == 0o755  # untouched
+
+
+@pytest.mark.parametrize("target", ["a directory", "nothing"])
+async def test_a_state_directory_that_is_a_symbolic_link_is_refused(
+    socket_path: Path, target: str
+) -> None:
+    """Whoever can change the link would choose where the socket goes and which directory
+    the server makes 0700."""
+    victim = socket_path.parent.parent / "victim"
+    if target == "a directory":
+        await anyio.Path(victim).mkdir()
+        await anyio.Path(victim).chmod(0o755)
+    await anyio.Path(socket_path.parent).symlink_to(victim)
+    with pytest.raises(ControlError) as refused:
+        async with ControlServer(socket_path, FakeStation()):
+            pass
+    assert str(refused.value) == (
+        f"the control socket's directory {socket_path.parent} is a symbolic link: the station "
+        "does not follow it; make it a real directory of the station's user, or give the "
+        "station another state directory"
+    )
+    if target == "a directory":
+        assert await _mode(victim) == 0o755  # untouched, and nothing made in it
+        assert [path async for path in anyio.Path(victim).iterdir()] == []
+    else:
+        assert not await anyio.Path(victim).exists()
 
 
 async def test_a_path_too_long_for_a_unix_socket_is_refused(socket_path: Path) -> None:

@@ -110,17 +110,28 @@ async def test_a_slow_command_holds_no_other(socket_path: Path, station: FakeSta
     assert darks[0].result == "darks taken"
 
 
-async def test_every_command_is_logged_with_its_client(
+async def test_every_command_is_logged_with_its_client_status_at_debug(
     socket_path: Path, station: FakeStation, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, "mascara_actors.control"):
+    """Each console polls status once a second: at INFO it would fill the station log."""
+    with caplog.at_level(logging.DEBUG, "mascara_actors.control"):
         async with ControlServer(socket_path, station), ControlClient(socket_path) as client:
             await client.send("pause", "LPW")
             await client.send("status")
+            await client.send("status", "LPX")
+            await client.send("resume", "LPX")
     me = f"client #1 (pid {os.getpid()} uid {os.geteuid()})"
-    assert f"control: pause LPW (id 1) from {me}" in caplog.messages
-    assert f"control: status (id 2) from {me}" in caplog.messages
-    assert f"control: {me} connected" in caplog.messages
+    levels = {record.getMessage(): record.levelno for record in caplog.records}
+    assert levels[f"control: pause LPW (id 1) from {me}"] == logging.INFO
+    assert levels[f"control: status (id 2) from {me}"] == logging.DEBUG
+    assert levels[f"control: status LPX (id 3) from {me}"] == logging.DEBUG
+    assert levels[f"control: resume LPX (id 4) from {me}"] == logging.INFO
+    refused = [(m.split(": no camera")[0], lv) for m, lv in levels.items() if "refused" in m]
+    assert refused == [
+        (f"control: status LPX from {me} refused", logging.DEBUG),
+        (f"control: resume LPX from {me} refused", logging.INFO),
+    ]
+    assert levels[f"control: {me} connected"] == logging.INFO
 
 
 async def test_several_clients_get_every_event_in_order(
