@@ -255,6 +255,7 @@ def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path
                 ) -> tuple[Table, list[str]]:
     """What a run would do with each night (from the records on disk; products are verified
     by the run itself), and why it would refuse the nights it would."""
+    from mascara_actors.app.archive.task import frames_changed
     from mascara_actors.storage.provenance import config_hash, read_provenance
 
     here = config_hash(config_dir)
@@ -272,7 +273,8 @@ def _plan_table(nights: tuple[CameraNight, ...], out: Path, config_dir: Path
             elif not record.made_here(here):
                 action, why = "refuse", f"holds a reduction by {record.describe()}"
             elif record.status == "complete":
-                action = "verify (complete)"
+                why = frames_changed(n, record.raw_frames)
+                action = "refuse" if why else "verify (complete)"
             else:
                 action = "resume"
         if why:

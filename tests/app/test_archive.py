@@ -338,6 +338,35 @@ def test_a_complete_night_is_verified_and_another_version_refused(
     assert reduce_camera_night(task).status == "not started"
 
 
+def test_a_complete_night_whose_frames_changed_since_is_refused_not_verified(
+        archive: Archive, local_run: Run, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A night's products are those of the frames it was reduced from: with a frame of it
+    moved away since (or one more arrived), verifying them would keep a stale reduction."""
+    key = "20260320LPC"
+    root = tmp_path / "raw"
+    root.mkdir()
+    gone = _science(archive.nights[key])[-1]
+    for path in archive.nights[key].iterdir():
+        if path != gone:
+            os.link(path, root / path.name)
+    out = tmp_path / "out"
+    shutil.copytree(local_run.out / key, out / key)
+    (night,) = scan_archive(root, load_config(archive.config)).nights
+    assert night.science == FRAMES - 1
+    why = (f"it was reduced complete from {FRAMES} science frames, and the archive now holds "
+           f"{FRAMES - 1}: move {key} out of the output directory (or reduce into another "
+           "--out) to reduce the night again")
+    outcome = reduce_camera_night(
+        NightTask(night, out, archive.config, ("test",), tmp_path / "stop", root))
+    assert (outcome.status, outcome.error) == ("failed", f"{out / key}: {why}")
+    assert main(["--config", str(archive.config), "archive", str(root), "--out", str(out),
+                 "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"{key[:8]}\s.*{key[8:]}\s.*{FRAMES - 1}\s.*refuse", err), err
+    assert f"{key[:8]} {key[8:]} would be refused: {why}" in " ".join(err.split())
+
+
 def test_verify_hashes_every_product_of_the_complete_nights(
         archive: Archive, local_run: Run, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,9 @@
 :func:`reduce_camera_night` runs the pipeline of ``--replay`` on the night's frames
 (:mod:`mascara_actors.app.replay`), so its products are the bytes a ``--replay`` of the
 night makes. It is idempotent: a night whose record says complete and whose products verify
-is not reduced again (one whose products do not is refused: they changed since it was
-made); an interrupted night resumes from its saved sets; a night holding
+is not reduced again (one whose products do not, or whose science frames in the archive are
+not as many as it was reduced from, is refused: it changed since it was made); an
+interrupted night resumes from its saved sets; a night holding
 another software version's products is refused. Expected failures come back as an outcome
 (the run goes on with the other nights); anything else raises, and Dask retries the task.
 
@@ -28,7 +29,7 @@ import anyio.to_thread
 
 from hw.recorded import RecordedNight
 from mascara_actors.actors.pipeline import NightReport, run_night
-from mascara_actors.app.archive.task import NightOutcome, NightTask
+from mascara_actors.app.archive.task import NightOutcome, NightTask, frames_changed
 from mascara_actors.app.replay import ReplayJob, plan_replay, record_complete, replay_frames
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import load_config
@@ -93,6 +94,9 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
             and record.status == "complete"
             and record.made_here(config_hash(config.directory))
         ):
+            if changed := frames_changed(n, record.raw_frames):
+                return outcome(status="failed", error=f"{night_dir}: {changed}",
+                               wall_s=time.monotonic() - t0)
             check_complete(night_dir, record, thorough=task.thorough)
             return outcome(status="verified", wall_s=time.monotonic() - t0)
         job = plan_replay(

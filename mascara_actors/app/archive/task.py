@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mascara_actors.app.archive.scan import CameraNight
 
-__all__ = ["STATUSES", "NightOutcome", "NightTask"]
+__all__ = ["STATUSES", "NightOutcome", "NightTask", "frames_changed"]
 
 STATUSES = ("reduced", "verified", "stopped", "incomplete", "failed", "not started")
 """An outcome's status: reduced by this run; complete before and verified (not reduced);
@@ -57,3 +57,15 @@ class NightOutcome:
     @property
     def key(self) -> str:
         return f"{self.night}{self.camera}"
+
+
+def frames_changed(night: CameraNight, recorded: int) -> str:
+    """Why a night recorded complete from ``recorded`` science frames no longer matches the
+    archive ("" when it does): frames of it added (a copy still arriving, a directory
+    found later) or taken away since. Its products would be verified and kept, though they
+    are not those of the frames there are now."""
+    if night.science == recorded:
+        return ""
+    return (f"it was reduced complete from {recorded} science frames, and the archive now "
+            f"holds {night.science}: move {night.key} out of the output directory (or reduce "
+            "into another --out) to reduce the night again")
