@@ -3,9 +3,13 @@ night, whatever the directories.
 
 :func:`~mascara_actors.app.archive.listing.walk_archive` gives what each directory holds:
 runs of raw frames of one camera letter, each with the site its header names, so its camera
-id (``LPC``). A run's night is the one :func:`~mascara_actors.night_window.frames_window`
-gives, as for ``--replay`` (once per site and local day, in a pool of processes when there
-are many). Runs of the same camera and night in other directories join. With a
+id (``LPC``). A run's night is that of its site and local day (noon to noon), which
+:func:`~mascara_actors.night_window.frames_window` gives from the site-day's science frames,
+as for ``--replay`` (once per site-day, in a pool of processes when there are many).
+Calibration frames never date a site-day: darks taken in the morning, the Sun up, are of the
+night they end, though a night window from them alone is the next one. Runs of the same
+camera and night in other directories join; a frame found in two places (a backup copy) is
+counted once, as the reduction takes it once. With a
 :class:`~mascara_actors.app.archive.scan_memory.ScanMemory`, the directories unchanged since
 the last scan and the site-days it dated are not read or dated again.
 
@@ -36,14 +40,14 @@ from datetime import datetime
 from pathlib import Path
 
 from hw.recorded import BorrowedDarks
-from mascara_actors.app.archive.listing import RunFacts, walk_archive
+from mascara_actors.app.archive.listing import RunFacts, distinct, walk_archive
 from mascara_actors.app.archive.scan_memory import ScanMemory, directory_identity
 from mascara_actors.app.archive.words import counted
 from mascara_actors.config import CameraConfig, Config, NightConfig, SiteConfig
 from mascara_actors.errors import ConfigError
 from mascara_actors.night_window import frames_window
 from mascara_actors.rawframe import parse_raw_filename
-from mascara_actors.sidereal import lstseq2date
+from mascara_actors.sidereal import REFERENCE_SITE, lstseq2date
 
 __all__ = ["ArchiveScan", "CameraNight", "FrameRun", "scan_archive"]
 
@@ -169,19 +173,11 @@ def scan_archive(
     runs, nfiles, searched, unchanged = _runs(root, config, problems,
                                               Path(exclude) if exclude is not None else None,
                                               say, memory)
-    # A night's window takes 0.2 s to compute: once per site and local day (noon to noon),
-    # which every camera's runs of that night share, from the first run's middle frame.
-    site_days: dict[tuple[str, int], tuple[SiteConfig, int]] = {}
-    run_days = []
-    for run in runs:
-        site = run.camera.site
-        middle = run.facts.middle
-        day = int(float(lstseq2date(middle, format="jd")) + site.longitude_deg / 360.0)
-        site_days.setdefault((site.name, day), (site, middle))
-        run_days.append((site.name, day))
+    site_days, run_days = _site_days(runs)
     nights_of = {key: night for key in site_days
                  if (night := memory.night(*key)) is not None}
-    undated = {key: v for key, v in site_days.items() if key not in nights_of}
+    undated = {key: (site, _midnight(site, key[1]) if lstseq is None else lstseq)
+               for key, (site, lstseq) in site_days.items() if key not in nights_of}
     nights_of |= _date_nights(undated, config.reduction.night,
                               lambda i: say(f"{nfiles:,} raw frames: dating the nights, "
                                             f"{i:,} of {len(undated):,} site-days"))
@@ -190,29 +186,9 @@ def scan_archive(
     by_night: dict[tuple[str, str], list[_Run]] = defaultdict(list)
     for run, key in zip(runs, run_days, strict=True):
         by_night[(run.camera.id, nights_of[key])].append(run)
-    found = []
-    for (camera_id, night), night_runs in sorted(by_night.items(),
-                                                 key=lambda kv: kv[0][::-1]):
-        science = sum(r.facts.science for r in night_runs)
-        if not science:
-            problems.append(
-                f"{camera_id} night {night}: {sum(r.facts.count for r in night_runs)} calibration "
-                f"frames and no science (in {night_runs[0].frames.directory}): nothing to "
-                "reduce; its darks can serve other nights"
-            )
-        first = min((r.facts.first_science for r in night_runs
-                     if r.facts.first_science is not None), default=None)
-        darks = [(lstseq, r.frames.directory / name)
-                 for r in night_runs for lstseq, name in r.facts.darks]
-        before = sorted(p for lstseq, p in darks if first is not None and lstseq < first)
-        found.append(CameraNight(
-            camera_id=camera_id,
-            night=night,
-            runs=tuple(sorted((r.frames for r in night_runs),
-                              key=lambda f: (str(f.directory), f.first))),
-            science=science,
-            darks=tuple(before or sorted(p for _, p in darks)),
-        ))
+    found = [_camera_night(camera_id, night, night_runs, problems)
+             for (camera_id, night), night_runs in sorted(by_night.items(),
+                                                          key=lambda kv: kv[0][::-1])]
     found = _lend_darks(found, config.reduction.calibration.min_dark)
     chosen = tuple(
         n for n in found
@@ -227,6 +203,37 @@ def scan_archive(
 
 def _quiet(_: str) -> None:
     return None
+
+
+SiteDay = tuple[str, int]
+"""A site's name and a local day (noon to noon), as a Julian day number."""
+
+
+def _site_days(runs: Sequence[_Run]) -> tuple[dict[SiteDay, tuple[SiteConfig, int | None]],
+                                              list[SiteDay]]:
+    """The site-days of ``runs``, each with the lstseq to date its night from, and the
+    site-day of each run. A night's window takes 0.2 s to compute: once per site-day, which
+    every camera's runs of that night share, from the middle science frame of the first run
+    with science; None for a site-day without science (calibration taken in daylight may
+    lie outside the night, and would date the next one)."""
+    site_days: dict[SiteDay, tuple[SiteConfig, int | None]] = {}
+    run_days = []
+    for run in runs:
+        site = run.camera.site
+        middle = run.facts.middle
+        jd = float(lstseq2date(run.facts.first if middle is None else middle, format="jd"))
+        key = (site.name, int(jd + site.longitude_deg / 360.0))
+        if key not in site_days or site_days[key][1] is None:
+            site_days[key] = (site, middle)
+        run_days.append(key)
+    return site_days, run_days
+
+
+def _midnight(site: SiteConfig, day: int) -> int:
+    """The lstseq of local midnight of ``site``'s local ``day``: in its night, whatever the
+    calibration frames of the day."""
+    jd = day + 0.5 - site.longitude_deg / 360.0
+    return int(REFERENCE_SITE.local_sidereal_time(jd).lstseq)
 
 
 _DATING_IN_PARALLEL = 16
@@ -293,6 +300,42 @@ def _runs(root: Path, config: Config, problems: list[str], exclude: Path | None,
             if camera is not None:
                 runs.append(_Run(FrameRun(directory, r.letter, r.first, r.last), camera, r))
     return runs, nfiles, searched, unchanged
+
+
+def _camera_night(camera_id: str, night: str, runs: Sequence[_Run],
+                  problems: list[str]) -> CameraNight:
+    """The camera-night of ``runs``, each frame counted once (the reduction takes one frame
+    per lstseq, a backup copy in another directory being the same frame)."""
+    science = distinct(span for r in runs for span in r.facts.science_lstseqs)
+    if not science:
+        calibration = len({(lstseq, kind) for r in runs
+                           for lstseq, kind, _ in r.facts.calibration})
+        problems.append(
+            f"{camera_id} night {night}: {calibration} calibration frames and no science (in "
+            f"{runs[0].frames.directory}): nothing to reduce; its darks can serve other nights"
+        )
+    first = min((r.facts.first_science for r in runs if r.facts.first_science is not None),
+                default=None)
+    return CameraNight(
+        camera_id=camera_id,
+        night=night,
+        runs=tuple(sorted((r.frames for r in runs), key=lambda f: (str(f.directory), f.first))),
+        science=science,
+        darks=_darks(runs, first),
+    )
+
+
+def _darks(runs: Sequence[_Run], first_science: int | None) -> tuple[Path, ...]:
+    """The darks of ``runs`` taken before ``first_science`` (all of them when none is), one
+    per lstseq: the copy the reduction takes (first by file name, then by path)."""
+    darks = sorted((lstseq, name, r.frames.directory / name)
+                   for r in runs for lstseq, name in r.facts.darks)
+    one: dict[int, Path] = {}
+    for lstseq, _, path in darks:
+        one.setdefault(lstseq, path)
+    before = [p for lstseq, p in one.items()
+              if first_science is not None and lstseq < first_science]
+    return tuple(sorted(before or one.values()))
 
 
 def _camera(directory: Path, run: RunFacts, config: Config,

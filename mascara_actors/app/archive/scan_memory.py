@@ -53,7 +53,9 @@ SETTLE_S = 60.0
 """A directory modified less than this long before the scan began is read again next
 time."""
 
-_SCHEMA = 2
+_SCHEMA = 3
+"""3: runs keep their science frames' lstseqs, and site-days are dated from science only
+(a memory of 2 may hold a site-day dated from the morning's darks)."""
 _NIGHT = re.compile(r"\d{8}")
 
 Stamp = tuple[int, int, int, int]
