@@ -14,7 +14,6 @@ command again); 2 bad input (no such ROOT, no scheduler at the address, nothing 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,9 +157,9 @@ def run(args: argparse.Namespace) -> int:
     _print_table(console, *_outcome_table(outcomes))
     _print_totals(console, outcomes, workers)
     console.print(f"manifest: {archive.manifest}")
-    if archive.interrupted:
+    if archive.stopped_by is not None:
         console.print("stopped: run the same command again to finish the nights")
-        return 128 + signal.SIGINT
+        return 128 + archive.stopped_by
     return 0 if all(o.status in ("reduced", "verified") for o in outcomes) else 1
 
 

@@ -14,6 +14,7 @@ second abandons them (their complete sets are on disk, nothing is half-written).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -29,6 +30,10 @@ from typing import Any
 
 import dask
 from distributed import Client, Future, LocalCluster, Worker, WorkerPlugin, as_completed
+from distributed.comm import registry
+from distributed.comm.addressing import parse_address
+from distributed.comm.core import connect
+from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
 from mascara_actors.app.archive.manifest import manifest_path, write_manifest
@@ -44,7 +49,7 @@ __all__ = ["SCHEDULER_TIMEOUT_S", "ArchiveRun", "Progress", "archive_client"]
 log = logging.getLogger(__name__)
 
 SCHEDULER_TIMEOUT_S = 3.0
-"""How long a scheduler address has to answer."""
+"""How long a scheduler address has to answer: the connection and Dask's handshake."""
 
 _POLL_S = 0.5
 _ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
@@ -73,8 +78,10 @@ def archive_client(
     Raises
     ------
     ConfigError
-        The scheduler does not answer within :data:`SCHEDULER_TIMEOUT_S`, or a worker runs
-        another version of the software.
+        No Dask scheduler answers at ``scheduler`` within :data:`SCHEDULER_TIMEOUT_S` (a
+        closed port, or one that answers but not in Dask's protocol), the address is of a
+        scheme Dask does not speak (the dashboard's ``http://``), or a worker runs another
+        version of the software.
     """
     # Importing distributed sets its loggers to INFO, and with the command's handler already
     # on the root logger its scheduler's chatter (a dozen lines a run) reached the terminal
@@ -82,17 +89,9 @@ def archive_client(
     level = logging.getLogger().getEffectiveLevel()
     logging.getLogger("distributed").setLevel(level)
     if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(
-                f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT_S:.0f} s "
-                f"({exc}): start one with `dask scheduler`, its workers with `dask worker "
-                "ADDRESS`, and pass the address it prints; leave --scheduler out to run on "
-                "this machine"
-            ) from None
-        with client:
+        with _scheduler_client(scheduler) as client:
             _check_workers(client)
+            _warn_of_the_schedulers_retries(client, scheduler, retries)
             yield client
         return
     security = Security.temporary()
@@ -136,6 +135,49 @@ def archive_client(
         yield client
 
 
+def _scheduler_client(scheduler: str) -> Client:
+    """A client of the scheduler at ``scheduler``, once it has answered Dask's handshake
+    within :data:`SCHEDULER_TIMEOUT_S`."""
+    scheme = parse_address(scheduler)[0]
+    try:
+        registry.get_backend(scheme)
+    except ValueError:
+        raise ConfigError(_not_dask(scheduler, scheme)) from None
+    # Dask's TLS settings (~/.config/dask), for the handshake and the client alike
+    security = Security()
+    try:
+        # Client waits for the scheduler's handshake for ever: a port that answers but not
+        # as Dask does (a dashboard, another service) hung the command without a word.
+        asyncio.run(asyncio.wait_for(_handshake(scheduler, security), SCHEDULER_TIMEOUT_S))
+        return Client(scheduler, security=security, timeout=SCHEDULER_TIMEOUT_S,
+                      set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: no port in the address
+        why = str(exc) or "no reply in Dask's protocol"  # the deadline's TimeoutError says none
+        raise ConfigError(
+            f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT_S:.0f} s "
+            f"({why}): start one with `dask scheduler`, its workers with `dask worker "
+            "ADDRESS`, and pass the address it prints (tcp://HOST:8786); leave --scheduler "
+            "out to run on this machine"
+        ) from None
+
+
+async def _handshake(address: str, security: Security) -> None:
+    """Connect to ``address`` and exchange Dask's handshake, then hang up."""
+    comm = await connect(address, timeout=SCHEDULER_TIMEOUT_S,
+                         **security.get_connection_args("client"))
+    comm.abort()
+
+
+def _not_dask(address: str, scheme: str) -> str:
+    """Why ``address``, of a scheme Dask does not speak, is no scheduler's."""
+    if scheme in ("http", "https"):
+        what = f"{scheme}:// is a web page's address (the dashboard's)"
+    else:
+        what = f"Dask does not speak {scheme}://"
+    return (f"--scheduler {address}: {what}; give the scheduler's, tcp://HOST:8786 as "
+            "`dask scheduler` prints it")
+
+
 class _WorkerLogLevel(WorkerPlugin):
     """The level of Dask's loggers in each worker process of the local cluster, kept by a
     worker that restarts (``silence_logs`` reaches only the nanny's logger there)."""
@@ -147,6 +189,24 @@ class _WorkerLogLevel(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         logging.getLogger("distributed").setLevel(self.level)
+
+
+def _warn_of_the_schedulers_retries(client: Client, scheduler: str, retries: int) -> None:
+    """Say so when the scheduler at ``scheduler`` tries a task whose worker died another
+    number of times than ``retries``."""
+    # Its distributed.scheduler.allowed-failures decides, for every client of it, and a
+    # client cannot change it. Retrying here instead (resubmitting a night whose worker
+    # died) would not replace it but multiply it: (allowed + 1) x (retries + 1) tries. So
+    # the run says what the scheduler does, here and in the manifest (_outcome). Asked
+    # with dask's own function: the scheduler's machine need not have this package.
+    allowed = int(client.run_on_scheduler(dask.config.get,
+                                          "distributed.scheduler.allowed-failures"))
+    if allowed != retries:
+        log.warning(
+            "the scheduler at %s tries a night whose worker dies %d more times, not --retries "
+            "%d (its distributed.scheduler.allowed-failures, which a client cannot change): "
+            "start `dask scheduler` with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=%d in "
+            "its environment for that", scheduler, allowed, retries, retries)
 
 
 def _worker_setup() -> tuple[str, bool]:
@@ -245,6 +305,8 @@ class ArchiveRun:
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
         self._signals = 0
+        self.stopped_by: signal.Signals | None = None
+        """The signal that stopped the run (SIGINT or SIGTERM); None when none did."""
 
     def run(self, client: Client, on_progress: Callable[[Progress], None]) -> list[NightOutcome]:
         """Reduce every night on ``client``'s cluster; returns an outcome per night (nights
@@ -291,11 +353,6 @@ class ArchiveRun:
         self.stop_file.unlink(missing_ok=True)
         return sorted(done.values(), key=lambda o: (o.night, o.camera))
 
-    @property
-    def interrupted(self) -> bool:
-        """A signal stopped the run."""
-        return self._signals > 0
-
     def _ask_stop(self) -> None:
         self.progress.stopping = True
         self.stop_file.touch()
@@ -305,6 +362,7 @@ class ArchiveRun:
         def handler(signum: int, _frame: FrameType | None) -> None:
             self._signals += 1
             if self._signals == 1:
+                self.stopped_by = signal.Signals(signum)
                 self._ask_stop()
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -324,12 +382,16 @@ class ArchiveRun:
             exc = future.exception()
         except Exception as err:  # a cancelled future raises its cancellation
             exc = err
+        # A night whose workers died was tried again as often as the scheduler allows (a
+        # remote one's setting, not --retries); one that raised, --retries times.
+        retries = (f"{exc.allowed_failures} retries: the scheduler's allowed-failures"
+                   if isinstance(exc, KilledWorker) else f"{self.retries} retries")
         return NightOutcome(
             night=n.night,
             camera=n.camera_id,
             status="failed",
             frames=n.science,
-            error=f"{type(exc).__name__}: {exc} (after {self.retries} retries)",
+            error=f"{type(exc).__name__}: {exc} (after {retries})",
         )
 
 

@@ -1,0 +1,201 @@
+"""`mascara-actors archive --scheduler ADDRESS` on loopback, quickly: an address where no Dask
+scheduler answers (a silent TCP listener, an HTTP server, the dashboard's http:// address) is
+refused within seconds in one line, and a night whose worker dies reports the retries the
+scheduler gave it (its own setting, which a client cannot change); and SIGTERM stops a run
+with its own exit status. The committed night is the archive; only the SIGTERM test reduces
+some of it, on the local cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from mascara_actors.app.archive.manifest import read_manifest
+from mascara_actors.app.archive.run import ArchiveRun, archive_client
+from mascara_actors.app.archive.scan import scan_archive
+from mascara_actors.cli import main
+from mascara_actors.config import load_config
+
+NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
+DASK = str(Path(sys.executable).parent / "dask")
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+       "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An archive of the committed night (hard links to its frames, or copies)."""
+    root = tmp_path / "raw"
+    root.mkdir()
+    for path in NIGHT.iterdir():
+        try:
+            os.link(path, root / path.name)
+        except OSError:
+            shutil.copyfile(path, root / path.name)
+    return root
+
+
+@contextlib.contextmanager
+def _silent_listener() -> Iterator[int]:
+    """A TCP port on loopback that accepts connections and never says a word."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _http_server() -> Iterator[int]:
+    """A real HTTP server on loopback (as a Dask dashboard is)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _archive(root: Path, out: Path, scheduler: str) -> tuple[int, float]:
+    """The command's exit code and its time in seconds."""
+    t0 = time.monotonic()
+    code = main(["archive", str(root), "--out", str(out), "--scheduler", scheduler])
+    return code, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("server", ["silent", "http"])
+def test_a_port_that_answers_but_not_as_a_scheduler_is_said_within_seconds(
+        server: str, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It used to wait for Dask's handshake for ever."""
+    with (_silent_listener() if server == "silent" else _http_server()) as port:
+        address = f"tcp://127.0.0.1:{port}"
+        code, took = _archive(root, tmp_path / "out", address)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert took < 10
+    (line,) = [line for line in err.splitlines() if line.startswith("mascara-actors:")]
+    assert line.startswith(f"mascara-actors: no Dask scheduler answers at {address} within 3 s")
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "manifests").exists()
+
+
+def test_the_dashboards_http_address_is_refused_saying_what_to_give(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It used to end in a traceback (ValueError: unknown address scheme 'http')."""
+    with _http_server() as port:
+        address = f"http://127.0.0.1:{port}"
+        code, took = _archive(root, tmp_path / "out", address)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert took < 10
+    assert "Traceback" not in err
+    assert (f"mascara-actors: --scheduler {address}: http:// is a web page's address (the "
+            "dashboard's); give the scheduler's, tcp://HOST:8786 as `dask scheduler` prints "
+            "it") in err
+
+
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path, allowed_failures: int, preload: Path) -> Iterator[str]:
+    """A `dask scheduler` with that ``distributed.scheduler.allowed-failures`` and one `dask
+    worker` (no nanny: one that dies stays dead) with that preload script; yields the
+    scheduler's address once the worker is in, and kills both after."""
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler_env = {**ENV,
+                     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+    daemons = [subprocess.Popen(
+        [DASK, "scheduler", "--port", "0", "--scheduler-file", str(scheduler_file), *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scheduler_env,
+        start_new_session=True)]
+    try:
+        daemons.append(subprocess.Popen(
+            [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+             "--no-nanny", "--preload", str(preload), *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+            start_new_session=True))
+        deadline = time.monotonic() + 30
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        match = re.search(r'"address": "([^"]+)"', scheduler_file.read_text())
+        assert match is not None
+        with Client(match.group(1), timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=30)
+        yield match.group(1)
+    finally:
+        for daemon in daemons:
+            if daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+
+
+def test_a_night_whose_worker_dies_reports_the_schedulers_retries_not_the_clients(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The scheduler's allowed-failures (0 here) decides how often a night whose worker dies
+    is tried again, whatever --retries says (2 here): the run warns at the start, and the
+    manifest gives the scheduler's number (it used to say "after 2 retries")."""
+    preload = tmp_path / "dies.py"
+    preload.write_text("import os\nimport mascara_actors.app.archive.night as night\n"
+                       "night.reduce_camera_night = lambda task: os._exit(1)\n")
+    config = load_config()
+    nights = scan_archive(root, config).nights
+    run = ArchiveRun(nights, root=root, out=tmp_path / "out", config_dir=config.directory,
+                     command=("test",), retries=2)
+    with (_dask_cluster(tmp_path, 0, preload) as address,
+          caplog.at_level(logging.WARNING, logger="mascara_actors"),
+          archive_client(address, retries=2) as client):
+        t0 = time.monotonic()
+        (outcome,) = run.run(client, lambda _: None)
+        assert time.monotonic() - t0 < 30
+    assert (f"the scheduler at {address} tries a night whose worker dies 0 more times, not "
+            "--retries 2 (its distributed.scheduler.allowed-failures, which a client cannot "
+            "change)") in caplog.text
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("KilledWorker: Attempted to run task")
+    assert outcome.error.endswith("(after 0 retries: the scheduler's allowed-failures)")
+    (row,) = read_manifest(run.manifest)
+    assert row["error"] == outcome.error
+
+
+def test_sigterm_stops_the_run_at_a_sets_end_with_its_own_exit_status(root: Path,
+                                                                       tmp_path: Path) -> None:
+    """As systemd stops a service: SIGTERM to the command alone. The running night saves its
+    current set and stops; the exit status says which signal it was (143), as the other
+    commands' do."""
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "mascara_actors.cli", "archive", str(root),
+                            "--out", str(out), "--workers", "1"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        events = out / "20260320LPC" / "logs" / "events.jsonl"
+        while time.monotonic() < deadline and not events.exists():
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 128 + signal.SIGTERM, err
+    assert "stopped: run the same command again to finish the nights" in err
+    (manifest,) = (out / "manifests").glob("archive-*.csv")
+    (row,) = read_manifest(manifest)
+    assert row["status"] == "stopped", row
