@@ -392,6 +392,7 @@ class ReductionSession:
             sky_radii=(phot.sky_radii_px[0], phot.sky_radii_px[1]),
             gain=phot.gain_e_per_adu,
             saturation=phot.saturation_adu,
+            flat=self.calibrator.flat_science,
             sky_estimator=self._sky,
             moon_xy=moon_xy,
             moon_radius=phot.moon_radius_px,

@@ -89,6 +89,7 @@ def measure_binned(
     *,
     aflag: int = 0,
     ephemeris: EphemerisTable | None = None,
+    flat: np.ndarray | None = None,
 ) -> SlowResult:
     """Slow photometry of a binned image: one record per star with V <= ``phot.slow_vmax``.
 
@@ -108,6 +109,10 @@ def measure_binned(
         Astrometry flag of the set, copied into every record.
     ephemeris
         Sun and Moon table of the site, for the station row and the Moon flag.
+    flat
+        The master flat the set's frames were divided by (science region), or None: a
+        binned pixel lies within tens of pixels of the detector pixels it was made of, and
+        a flat is smooth on that scale (see :func:`~mascara_actors.photometry.measure`).
 
     Raises
     ------
@@ -139,6 +144,7 @@ def measure_binned(
         sky_radii=(phot.sky_radii_px[0], phot.sky_radii_px[1]),
         gain=phot.gain_e_per_adu * binned.nimages,
         saturation=phot.saturation_adu,
+        flat=flat,
         sky_estimator=sky_estimator(phot.sky_estimator, minsky=phot.min_sky_pixels),
         moon_xy=moon_xy,
         moon_radius=phot.moon_radius_px,

@@ -253,6 +253,7 @@ def _binned_output(session: ReductionSession, stack: SetStack, solution: Astrome
         cfg.photometry,
         aflag=solution.aflag,
         ephemeris=session._ephemeris,
+        flat=session.calibrator.flat_science,
     )
     slow_station = np.array(slow.station)
     slow_station["setflag"] = int(binned.flag)

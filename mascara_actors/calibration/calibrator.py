@@ -88,8 +88,16 @@ class Calibrator:
     _dark_sci: np.ndarray | None = field(init=False, repr=False, compare=False)
     _bias_sci: np.ndarray | None = field(init=False, repr=False, compare=False)
     _inv_flat: np.ndarray | None = field(init=False, repr=False, compare=False)
+    _flat_sci: np.ndarray | None = field(init=False, repr=False, compare=False)
     _dark_bias: np.ndarray | np.float32 = field(init=False, repr=False, compare=False)
     _finite: bool = field(init=False, repr=False, compare=False)
+
+    @property
+    def flat_science(self) -> np.ndarray | None:
+        """The master flat over the science region (float32, about 1), which
+        :meth:`calibrate` divides by; None without a flat. The photometry needs it: the
+        detector saturates, and counts photons, before the flat."""
+        return self._flat_sci
 
     def __post_init__(self) -> None:
         masters = [(m, k) for m, k in ((self.dark, "dark"), (self.flat, "flat"),
@@ -109,13 +117,14 @@ class Calibrator:
         set_ = object.__setattr__
         set_(self, "_dark_sci", sci(self.dark) if self.dark is not None else None)
         set_(self, "_bias_sci", sci(self.bias) if self.bias is not None else None)
-        inv = None
+        inv = f = None
         if self.flat is not None:
             f = sci(self.flat)
             with np.errstate(divide="ignore", invalid="ignore"):
                 inv = np.where(np.isfinite(f) & (f >= FLAT_MIN), 1.0 / f, np.nan)
             inv = inv.astype(np.float32)
         set_(self, "_inv_flat", inv)
+        set_(self, "_flat_sci", f)
         dark_bias: np.ndarray | np.float32 = np.float32(math.nan)
         if self.dark is not None:
             dark_bias = (self._bias_sci if self._bias_sci is not None else np.float32(

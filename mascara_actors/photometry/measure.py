@@ -191,6 +191,7 @@ def measure(
     sky_radii: tuple[float, float] = (6.0, 21.0),
     gain: float = 0.62,
     saturation: float = 63000.0,
+    flat: ArrayLike | None = None,
     sky_estimator: SkyEstimator | None = None,
     moon_xy: tuple[float, float] | None = None,
     moon_radius: float = 30.0,
@@ -219,6 +220,13 @@ def measure(
     saturation : float
         Saturation / bad-pixel level, ADU: annulus pixels at or above it are left out of the
         sky (flag ``BAD_SKY_PIXEL``); a peak at or above it sets ``SATURATED``.
+    flat : array_like, shape (ny, nx), optional
+        The master flat ``image`` was divided by. The detector saturates and counts photons
+        before the flat: a star's saturation level (peak and sky pixels) is ``saturation``
+        over the flat at the star's pixel, and the photon noise of its flux is that of the
+        flux times that flat value. The flat is smooth on the scale of an aperture (its
+        pixel-to-pixel part, under 1 %, is well inside the 4 % between ``saturation`` and a
+        clipped pixel).
     sky_estimator : SkyEstimator, optional
         Robust sky estimator; default
         :class:`~mascara_actors.photometry.sky.ClippedMedianSky` (3 sigma, 5 iterations, at
@@ -314,15 +322,17 @@ def measure(
         rows, apbox = _gather(img, xi[idx], yi[idx], fx, fy, geo)
         raw, has_nan, pk = _aperture_sums(apbox, fx, fy, geo)
         n_finite = rows.npix.copy()
+        at_star = _flat_at(flat, img.shape, xi[idx], yi[idx])
+        level = float(saturation) / at_star
         # Saturated pixels sort to the end of the finite part: leave them out of the sky.
-        rows.npix = rows.count_below(np.full(idx.size, float(saturation)))
+        rows.npix = rows.count_below(level)
         n_good = rows.npix
         est = estimator.estimate_rows(rows)
         area = np.pi * np.square(apertures)
         with np.errstate(invalid="ignore"):
             f = raw - est.sky[:, None] * area
             f[has_nan] = np.nan
-            var = (area * est.esky[:, None] ** 2 + np.maximum(f, 0.0) / gain
+            var = (area * est.esky[:, None] ** 2 + np.maximum(f, 0.0) / (gain * at_star[:, None])
                    + area**2 * est.esky[:, None] ** 2 / est.nsky[:, None])
         flux[idx] = f
         eflux[idx] = np.sqrt(var)
@@ -334,13 +344,25 @@ def measure(
         sub[n_finite > n_good] |= _U8[PFlag.BAD_SKY_PIXEL]
         with np.errstate(invalid="ignore"):
             sub[~(est.sky >= 0.0)] |= _U8[PFlag.NEGATIVE_SKY]
-            sub[pk >= saturation] |= _U8[PFlag.SATURATED]
+            sub[pk >= level] |= _U8[PFlag.SATURATED]
             sub[(f < 0.0).any(axis=1)] |= _U8[PFlag.NEGATIVE_FLUX]
         sub[has_nan.any(axis=1)] |= _U8[PFlag.NAN_IN_APERTURE]
         pflag[idx] |= sub
     log.debug("measured %d of %d stars in %d apertures", idx.size, n, naper)
     return PhotometryResult(x=xs, y=ys, apertures=apertures, flux=flux, eflux=eflux, sky=sky,
                             esky=esky, nsky=nsky, peak=peak, pflag=pflag)
+
+
+def _flat_at(flat: ArrayLike | None, shape: tuple[int, ...], xi: NDArray[np.intp],
+             yi: NDArray[np.intp]) -> NDArray[np.float64]:
+    """The flat at the pixels (``xi``, ``yi``); ones without a flat."""
+    if flat is None:
+        return np.ones(xi.size)
+    f = np.asarray(flat)
+    if f.shape != shape:
+        raise FrameError(f"the flat is {f.shape}, the image {shape}: pass the master flat of "
+                         "the image's science region")
+    return f[yi, xi].astype(np.float64)
 
 
 def _gather(
