@@ -82,7 +82,9 @@ PFLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
         "than the minimum, legacy 20), in which case sky and flux are NaN"),
     FlagDefinition(
         PFlag.SATURATED, "saturated",
-        "the peak pixel in the largest aperture is at or above the saturation level"),
+        "the peak pixel in the largest aperture is at or above the saturation level (on a "
+        "flat-fielded frame, the level divided by the flat at the star: the detector "
+        "saturates before the flat)"),
     FlagDefinition(
         PFlag.NEGATIVE_FLUX, "negative_flux",
         "the sky-subtracted flux in at least one aperture is negative"),
