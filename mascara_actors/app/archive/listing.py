@@ -300,7 +300,7 @@ def _leads_nowhere(entry: os.DirEntry[str]) -> str:
     """What the symbolic link ``entry`` is when it leads nowhere, in words; empty when it
     leads to something."""
     try:
-        os.stat(entry.path)
+        entry.stat()  # what is_dir() found is cached: no second system call per file
     except OSError as exc:
         return (f"a symbolic link to {os.readlink(entry.path)}, which cannot be reached "
                 f"({exc.strerror or exc})")
@@ -315,8 +315,11 @@ def _run_facts(directory: Path, letter: str, frames: list[Frame]) -> list[RunFac
     if site is None:
         return [_facts(letter, frames, None,
                        f"none of the first {len(errors)} can be read (first: {errors[0]})")]
-    tail = frames[max(len(errors) + 1, len(frames) - _HEADERS_TRIED):]
-    if _site(directory, tail[::-1], []) in (None, site):
+    # the last frame only: a run's frames are one site's but in the rare mixed directory,
+    # and a million-frame scan reads two headers a run, not a dozen (one unreadable last
+    # frame, the night cut short, leaves the run whole)
+    last = frames[-1:] if len(frames) > len(errors) + 1 else []
+    if _site(directory, last, []) in (None, site):
         return [_facts(letter, frames, site)]
     return [_facts(letter, part, part_site)
             for part_site, part in _split_by_site(directory, frames, site)]
