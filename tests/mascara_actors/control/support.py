@@ -155,36 +155,58 @@ def connect_as(uid: int, path: Path, payload: bytes = b"") -> str:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into the test runner
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(5.0)
-            try:
-                sock.connect(os.fspath(path))
-            except PermissionError:
-                result = "PermissionError"
-            except OSError as exc:
-                result = f"OSError {exc.errno}"
-            else:
-                received = 0
-                try:
-                    if payload:
-                        sock.sendall(payload)
-                    while chunk := sock.recv(65536):
-                        received += len(chunk)
-                except OSError:
-                    pass
-                result = f"connected, received {received} bytes"
-            os.write(write_end, result.encode())
-        except BaseException as exc:  # report anything to the parent
-            os.write(write_end, f"child failed: {exc!r}".encode())
-        finally:
-            os._exit(0)
+        os.close(read_end)
+        _child(write_end, lambda: _connect_as(uid, path, payload))
     os.close(write_end)
-    chunks = []
+    return _outcome(read_end, pid)
+
+
+def _connect_as(uid: int, path: Path, payload: bytes) -> str:
+    """The work of :func:`connect_as`'s child."""
+    _become(uid)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5.0)
+    try:
+        sock.connect(os.fspath(path))
+    except PermissionError:
+        return "PermissionError"
+    except OSError as exc:
+        return f"OSError {exc.errno}"
+    with contextlib.suppress(OSError):
+        sock.sendall(payload)
+    return f"connected, received {_received(sock)} bytes"
+
+
+def _child(report: int, work: Callable[[], str]) -> NoReturn:
+    """Run ``work`` in a forked child, write what it returns (or how it failed) to
+    ``report`` and end the child, whatever happens."""
+    try:
+        os.write(report, work().encode())
+    except BaseException as exc:  # report anything to the parent
+        os.write(report, f"child failed: {exc!r}".encode())
+    finally:
+        os._exit(0)
+
+
+def _become(uid: int) -> None:
+    """Drop root for user ``uid`` (gid the same, no groups), in a forked child."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def _received(sock: socket.socket) -> int:
+    """Bytes read from ``sock`` until its other end closes it (or the connection fails)."""
+    received = 0
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            received += len(chunk)
+    return received
+
+
+def _outcome(read_end: int, pid: int, start: bytes = b"") -> str:
+    """What a forked child wrote to its pipe (after ``start``), once it has ended."""
+    chunks = [start]
     while chunk := os.read(read_end, 4096):
         chunks.append(chunk)
     os.close(read_end)
@@ -202,7 +224,7 @@ class ListenerOfAnotherUser:
         self.pid = os.fork()
         if self.pid == 0:  # the child: never return into the test runner
             os.close(self._read_end)
-            _listen_as(uid, path, write_end)
+            _child(write_end, lambda: _listen_as(uid, path, write_end))
         os.close(write_end)
         ready = os.read(self._read_end, 4096)
         if ready != b"listening":
@@ -211,41 +233,24 @@ class ListenerOfAnotherUser:
     def outcome(self, start: bytes = b"") -> str:
         """``accepted, received <n> bytes`` (read until its client closed), ``accept: <error>``
         or ``child failed: <error>``; waits for the process to end."""
-        chunks = [start]
-        while chunk := os.read(self._read_end, 4096):
-            chunks.append(chunk)
-        os.close(self._read_end)
-        os.waitpid(self.pid, 0)
-        return b"".join(chunks).decode()
+        return _outcome(self._read_end, self.pid, start)
 
 
-def _listen_as(uid: int, path: Path, report: int) -> NoReturn:
-    """The child of :class:`ListenerOfAnotherUser`: writes ``listening``, then its outcome."""
+def _listen_as(uid: int, path: Path, report: int) -> str:
+    """The work of :class:`ListenerOfAnotherUser`'s child: writes ``listening`` once it
+    listens, then takes one connection."""
+    _become(uid)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(os.fspath(path))
+    server.listen(1)  # SO_PEERCRED on a client's side names who called listen()
+    os.write(report, b"listening")
+    server.settimeout(5.0)
     try:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(os.fspath(path))
-        server.listen(1)  # SO_PEERCRED on a client's side names who called listen()
-        os.write(report, b"listening")
-        server.settimeout(5.0)
-        try:
-            conn, _ = server.accept()
-        except OSError as exc:
-            result = f"accept: {exc!r}"
-        else:
-            conn.settimeout(5.0)
-            received = 0
-            with contextlib.suppress(OSError):
-                while chunk := conn.recv(65536):
-                    received += len(chunk)
-            result = f"accepted, received {received} bytes"
-        os.write(report, result.encode())
-    except BaseException as exc:  # report anything to the parent
-        os.write(report, f"child failed: {exc!r}".encode())
-    finally:
-        os._exit(0)
+        conn, _ = server.accept()
+    except OSError as exc:
+        return f"accept: {exc!r}"
+    conn.settimeout(5.0)
+    return f"accepted, received {_received(conn)} bytes"
 
 
 async def cancel_as_it_turns_readable(scope: anyio.CancelScope, peer: socket.socket,
