@@ -284,6 +284,10 @@ def measure(
     if sky_centre not in ("star", "pixel"):
         raise ConfigError(f"sky_centre={sky_centre!r}: use 'star' (distances from the star) "
                           "or 'pixel' (from its nearest pixel centre)")
+    flat_img = None if flat is None else np.asarray(flat)
+    if flat_img is not None and flat_img.shape != img.shape:
+        raise FrameError(f"the flat is {flat_img.shape}, the image {img.shape}: pass the "
+                         "master flat of the image's science region")
     geo = _geometry(apertures, (sky_radii_t[0], sky_radii_t[1]), sky_centre)
     n = xs.size
     ny, nx = img.shape
@@ -322,7 +326,8 @@ def measure(
         rows, apbox = _gather(img, xi[idx], yi[idx], fx, fy, geo)
         raw, has_nan, pk = _aperture_sums(apbox, fx, fy, geo)
         n_finite = rows.npix.copy()
-        at_star = _flat_at(flat, img.shape, xi[idx], yi[idx])
+        at_star = (np.ones(idx.size) if flat_img is None
+                   else flat_img[yi[idx], xi[idx]].astype(np.float64))
         level = float(saturation) / at_star
         # Saturated pixels sort to the end of the finite part: leave them out of the sky.
         rows.npix = rows.count_below(level)
@@ -351,18 +356,6 @@ def measure(
     log.debug("measured %d of %d stars in %d apertures", idx.size, n, naper)
     return PhotometryResult(x=xs, y=ys, apertures=apertures, flux=flux, eflux=eflux, sky=sky,
                             esky=esky, nsky=nsky, peak=peak, pflag=pflag)
-
-
-def _flat_at(flat: ArrayLike | None, shape: tuple[int, ...], xi: NDArray[np.intp],
-             yi: NDArray[np.intp]) -> NDArray[np.float64]:
-    """The flat at the pixels (``xi``, ``yi``); ones without a flat."""
-    if flat is None:
-        return np.ones(xi.size)
-    f = np.asarray(flat)
-    if f.shape != shape:
-        raise FrameError(f"the flat is {f.shape}, the image {shape}: pass the master flat of "
-                         "the image's science region")
-    return f[yi, xi].astype(np.float64)
 
 
 def _gather(
