@@ -229,11 +229,11 @@ def _say(text: str) -> None:
 def _station_log(path: Path) -> Iterator[None]:
     """The log also to ``path`` (INFO and up), written from a thread of its own: the
     supervisor's event loop never waits on a disk or a terminal."""
+    from mascara_actors.control import owner_only_directory
+
     root = logging.getLogger()
     handlers = list(root.handlers)
     level = root.level
-    from mascara_actors.control import owner_only_directory
-
     owner_only_directory(path.parent)  # a symbolic link there is refused before any file
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setLevel(logging.INFO)
