@@ -173,7 +173,7 @@ def plan_replay(
             bias=calibration["bias"],
             dark=calibration["dark"],
             flat=calibration["flat"],
-            camera_letter=camera.letter,
+            camera=camera,
             calibration=config.reduction.calibration,
             binned_dir=binned_dir(night_dir),
             state_dir=out / "state",

@@ -76,9 +76,9 @@ from mascara_actors.app.camera_watch import CameraWatch
 from mascara_actors.app.reports import KINDS, CalibrationRun, StationReport, calibration_start
 from mascara_actors.calibration import (
     Masters,
+    adopt_legacy_table,
     dark_from_table,
     make_masters,
-    read_dark_table,
 )
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CameraConfig, Config, SensorConfig
@@ -314,7 +314,7 @@ class Station:
             self.phase = f"waiting for dusk: calibration from lstseq {dusk_first}"
             report.calibrations.append(await self._calibrate("dusk", first=dusk_first))
         elif not await anyio.to_thread.run_sync(
-            read_dark_table, self.camera.letter, self.state_dir
+            adopt_legacy_table, self.camera, self.state_dir
         ):
             self.phase = "dark sequence (no master dark yet)"
             report.calibrations.append(await self._calibrate("start", kinds=("dark",)))
@@ -378,7 +378,7 @@ class Station:
 
     def _table(self, masters: Masters) -> Masters:
         """``masters`` with the newest dark of the table when it has none of its own."""
-        dark, note = dark_from_table(self.camera.letter, self.state_dir)
+        dark, note = dark_from_table(self.camera, self.state_dir)
         log.log(logging.INFO if dark else logging.WARNING, "station: %s", note)
         return replace(masters, dark=dark, notes=(*masters.notes, note))
 
@@ -634,7 +634,7 @@ class Station:
                 partial(
                     make_masters,
                     **frames,
-                    camera_letter=self.camera.letter,
+                    camera=self.camera,
                     calibration=cal,
                     binned_dir=binned_dir(self.night_dir),
                     state_dir=self.state_dir,

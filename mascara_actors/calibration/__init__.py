@@ -34,6 +34,7 @@ from mascara_actors.calibration.calibrator import FLAT_MIN, CalibratedFrame, Cal
 from mascara_actors.calibration.combine import CLIP_NSIGMA, COMBINE_METHOD
 from mascara_actors.calibration.dark_model import EXPTIME_RTOL
 from mascara_actors.calibration.dark_table import (
+    adopt_legacy_table,
     dark_from_table,
     dark_table_path,
     get_dark_filename,
@@ -66,6 +67,7 @@ __all__ = [
     "ImageStatistics",
     "MasterFrame",
     "Masters",
+    "adopt_legacy_table",
     "dark_from_table",
     "dark_table_path",
     "get_dark_filename",

@@ -3,7 +3,7 @@
 Used by the replay of a recorded night (its calibration files) and by a live station (the
 dusk and dawn sequences it takes). Masters are written to the night's ``binned/``
 directory as ``{lstseq:08d}{CAM}master{kind}.fits``; a new master dark goes to the top of
-the camera's dark table (``state/darktable{CAM}.dat``), which later nights fall back on.
+the camera's dark table (``state/darktable{ID}.dat``), which later nights fall back on.
 
 One bad calibration frame never stops a night: frames that cannot be read (zero bytes,
 truncated, a damaged header) or do not belong (another camera, image shape or exposure
@@ -22,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from mascara_actors.calibration.build import master_bias, master_dark, master_flat
-from mascara_actors.calibration.dark_table import dark_from_table, update_dark_filename
+from mascara_actors.calibration.dark_table import (
+    adopt_legacy_table,
+    dark_from_table,
+    update_dark_filename,
+)
 from mascara_actors.calibration.master_files import MasterFrame, read_master, write_master
-from mascara_actors.config import CalibrationConfig
+from mascara_actors.config import CalibrationConfig, CameraConfig
 from mascara_actors.errors import CalibrationError, FrameError
 
 __all__ = ["Masters", "make_masters"]
@@ -117,7 +121,7 @@ def make_masters(
     bias: Sequence[Path] = (),
     dark: Sequence[Path] = (),
     flat: Sequence[Path] = (),
-    camera_letter: str,
+    camera: CameraConfig,
     calibration: CalibrationConfig,
     binned_dir: Path,
     state_dir: Path,
@@ -130,8 +134,8 @@ def make_masters(
         Raw calibration frames of one camera. A kind with fewer frames than its
         ``min_*`` in ``calibration`` makes no master. Frames that cannot be read or do not
         belong are left out with a warning (see the module docstring).
-    camera_letter
-        The camera (N, E, S, W or C), for the dark table.
+    camera
+        The camera, for its dark table.
     calibration
         ``reduction.calibration`` of the config (minimum counts, dark-table length).
     binned_dir
@@ -157,10 +161,11 @@ def make_masters(
             dark, calibration=calibration, leave_out=True), notes, left_out)
     if mdark is not None:
         dark_path = _write(mdark, binned_dir, notes)
-        update_dark_filename(camera_letter, dark_path, state_dir, nmax=calibration.dark_history)
+        adopt_legacy_table(camera, state_dir)
+        update_dark_filename(camera.id, dark_path, state_dir, nmax=calibration.dark_history)
         made.append("dark")
     else:
-        dark_path, note = dark_from_table(camera_letter, state_dir)
+        dark_path, note = dark_from_table(camera, state_dir)
         notes.append(f"{len(dark)} darks: {note}")
     flat_path = None
     if len(flat) >= calibration.min_flat and dark_path is not None:

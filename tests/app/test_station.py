@@ -127,7 +127,7 @@ async def test_dusk_calibration_then_science_from_the_sun(
         # dawn: after the last science frame; its master dark tops the table, then the others
         assert dawn.lstseqs[0] > science[-1]
         assert len(darks) == 3 * N_CAL
-        table = read_dark_table("C", out / "state")
+        table = read_dark_table("LPC", out / "state")
         assert table == [dawn.masters.dark, operator_run.masters.dark, dusk.masters.dark]
         assert all(Path(p).parent == report.night_dir / "binned" for p in table)
         # the science was reduced with the dusk masters, combined and summarised
@@ -195,7 +195,7 @@ async def test_science_stops_at_dawn_from_the_sun(
         assert report.ok
         assert report.science.state.frames_reduced == len(science)
         assert [p.name[:5] for p in report.science.nightly_files][:1] == ["fast_"]
-        assert read_dark_table("C", out / "state")[0] == (
+        assert read_dark_table("LPC", out / "state")[0] == (
             report.calibrations[1].masters.dark
         )
 

@@ -425,7 +425,7 @@ def test_each_camera_runs_its_night_from_darks_to_dawn(station_night: Night) -> 
         assert (night_dir / "lightcurves" / f"slow_{NIGHT}{camera}.hdf5").is_file()
         assert list((night_dir / "binned").glob("bin_*.fits*"))
         # the dawn's master dark tops the table, the dusk's (or the operator's) below it
-        table = [Path(p).name for p in read_dark_table(camera[-1], night.out / "state")]
+        table = [Path(p).name for p in read_dark_table(camera, night.out / "state")]
         assert table[0] == f"{dawn[0]:08d}{camera[-1]}masterdark.fits", camera
         assert table[-1] == f"{dusk[0]:08d}{camera[-1]}masterdark.fits", camera
         said = (night.out / "state" / "station" / f"{camera}.log").read_text()

@@ -20,8 +20,11 @@ import pytest
 from astropy.io import fits
 
 from mascara_actors.calibration import (
+    adopt_legacy_table,
+    dark_from_table,
     make_masters,
     master_dark,
+    read_dark_table,
     read_master,
     update_dark_filename,
     write_master,
@@ -136,7 +139,7 @@ def test_the_zero_byte_dark_is_left_out_of_the_master(bad_night: BadNight) -> No
     assert made.nobs == 9
     assert made.sources == tuple(p.name for p in good)
     np.testing.assert_array_equal(made.data, expected.data)
-    table = (bad_night.out / "state" / "darktableC.dat").read_text().split()
+    table = (bad_night.out / "state" / "darktableLPC.dat").read_text().split()
     assert table[0] == str(path)
 
 
@@ -148,6 +151,9 @@ def darks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The committed night's ten darks, copied (shared, read-only)."""
     directory = tmp_path_factory.mktemp("darks")
     return [Path(shutil.copy(NIGHT / f"{s}Cdark.fits.fz", directory)) for s in DARKS]
+
+
+LPC = load_config().camera("LPC")  # the camera of the replay night
 
 
 def _loose(min_dark: int) -> CalibrationConfig:
@@ -162,8 +168,9 @@ def test_too_few_good_darks_fall_back_on_the_dark_table_and_say_why(
     table_dark = tmp_path / "old" / "65000000Cmasterdark.fits"
     table_dark.parent.mkdir()
     write_master(table_dark, master_dark(darks, calibration=_loose(10)))
+    # the table under its legacy name (the camera letter): carried over to LPC's own
     update_dark_filename("C", table_dark, tmp_path / "state")
-    masters = make_masters(dark=[*darks[:3], cut, *darks[4:]], camera_letter="C",
+    masters = make_masters(dark=[*darks[:3], cut, *darks[4:]], camera=LPC,
                            calibration=_loose(10), binned_dir=tmp_path / "binned",
                            state_dir=tmp_path / "state")
     assert masters.dark == str(table_dark)
@@ -196,7 +203,7 @@ def test_darks_that_do_not_belong_are_left_out_with_a_warning(
                     header=fits.Header(list(frames[5].header.to_cards().items()))).writeto(floats)
     given = [darks[0], long, north, cropped, science, floats, *darks[6:]]
     with caplog.at_level("WARNING"):
-        masters = make_masters(dark=given, camera_letter="C", calibration=_loose(5),
+        masters = make_masters(dark=given, camera=LPC, calibration=_loose(5),
                                binned_dir=tmp_path / "binned", state_dir=tmp_path / "state")
     bad = [long, north, cropped, science, floats]
     reasons = {entry.split(": ")[0]: entry for entry in masters.left_out}
@@ -223,12 +230,12 @@ def test_a_foreign_file_at_the_master_path_is_replaced(
 ) -> None:
     cal = _loose(5)
     binned = tmp_path / "binned"
-    first = make_masters(dark=darks, camera_letter="C", calibration=cal, binned_dir=binned,
+    first = make_masters(dark=darks, camera=LPC, calibration=cal, binned_dir=binned,
                          state_dir=tmp_path / "state")
     path = Path(first.dark)
     reference = path.read_bytes()
     inode = path.stat().st_ino
-    again = make_masters(dark=darks, camera_letter="C", calibration=cal, binned_dir=binned,
+    again = make_masters(dark=darks, camera=LPC, calibration=cal, binned_dir=binned,
                          state_dir=tmp_path / "state")
     assert again.dark == first.dark
     assert path.stat().st_ino == inode  # the same master: the file is kept
@@ -245,13 +252,57 @@ def test_a_foreign_file_at_the_master_path_is_replaced(
             path.write_bytes(content)
         with caplog.at_level("WARNING"):
             caplog.clear()
-            masters = make_masters(dark=darks, camera_letter="C", calibration=cal,
+            masters = make_masters(dark=darks, camera=LPC, calibration=cal,
                                    binned_dir=binned, state_dir=tmp_path / "state")
         assert path.read_bytes() == reference, label
         (note,) = [n for n in masters.notes if n.startswith("replaced")]
         assert note.startswith(f"replaced {path}: ")
         assert any(r.getMessage() == note for r in caplog.records), label
         assert sorted(p.name for p in binned.iterdir()) == [path.name]  # no temporary left
+
+
+def test_the_two_sites_of_one_output_keep_their_own_dark_tables(
+    tmp_path: Path, darks: list[Path]
+) -> None:
+    """An archive output holds the nights of La Palma and La Silla: a camera's nights fall
+    back only on masters of its own site (a La Palma master made every frame of a La Silla
+    night fail when both shared the table of letter C)."""
+    cal, state = _loose(5), tmp_path / "state"
+    palma = make_masters(dark=darks, camera=LPC, calibration=cal,
+                         binned_dir=tmp_path / "LPC" / "binned", state_dir=state)
+    assert palma.made == ("dark",)
+    lsc = load_config().camera("LSC")
+    silla = make_masters(dark=[], camera=lsc, calibration=cal,
+                         binned_dir=tmp_path / "LSC" / "binned", state_dir=state)
+    assert silla.dark is None
+    assert silla.notes == ("0 darks: no dark table: subtracting the overscan level",)
+    assert read_dark_table("LPC", state) == [palma.dark]
+    assert sorted(p.name for p in state.iterdir()) == ["darktableLPC.dat"]
+
+
+def test_a_legacy_dark_table_is_carried_over_by_site(
+    tmp_path: Path, darks: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    made = master_dark(darks, calibration=_loose(5))
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    palma = write_master(tmp_path / "a" / "65000000Cmasterdark.fits", made)
+    silla = write_master(tmp_path / "b" / "65000100Cmasterdark.fits",
+                         dataclasses.replace(made, site="LaSilla"))
+    gone = tmp_path / "c" / "65000200Cmasterdark.fits"
+    for path in (palma, silla, gone):  # the legacy table, by letter: newest first
+        update_dark_filename("C", path, state)
+    legacy = (state / "darktableC.dat").read_text()
+    with caplog.at_level("WARNING"):
+        assert adopt_legacy_table(LPC, state) == [str(palma)]
+    assert any(str(gone) in r.getMessage() for r in caplog.records)
+    assert adopt_legacy_table(load_config().camera("LSC"), state) == [str(silla)]
+    assert adopt_legacy_table(load_config().camera("LPN"), state) == []
+    assert read_dark_table("LSC", state) == [str(silla)]
+    assert (state / "darktableC.dat").read_text() == legacy
+    # a night of La Palma without darks uses the carried-over master of its own site
+    assert dark_from_table(LPC, state) == (str(palma), f"using {palma} from the dark table")
 
 
 # --- configuration and summary -----------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_an_out_that_is_a_regular_file(tmp_path: Path) -> None:
 
 def test_a_night_held_by_another_replay(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    table = out / "state" / "darktableC.dat"
+    table = out / "state" / "darktableLPC.dat"
     table.parent.mkdir(parents=True)
     table.write_text("/the/other/run/masterdark.fits\n")
     before = table.stat().st_mtime_ns
