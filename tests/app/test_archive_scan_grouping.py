@@ -141,6 +141,27 @@ def test_the_same_frame_in_two_places_is_counted_once(tmp_path: Path) -> None:
     assert (second.borrowed.night, second.borrowed.paths) == ("20260320", first.darks)
 
 
+def test_darks_after_the_science_are_not_the_nights_when_its_biases_came_before(
+        tmp_path: Path) -> None:
+    """The reduction makes a night's masters from the calibration taken before its science
+    when there is any, of whatever kind: biases before and darks after leave it no darks of
+    its own, so the scan lends it another night's."""
+    root = tmp_path / "raw"
+    _committed(root / "night1")
+    night2 = root / "night2"
+    for k in range(DARKS):
+        _frame(night2, 65344170 + NEXT_NIGHT + k, "bias")
+    for k in range(15):
+        _frame(night2, 65344200 + NEXT_NIGHT + k)
+    for k in range(DARKS):
+        _frame(night2, 65344230 + NEXT_NIGHT + k, "dark")
+    scan = _twice(root, tmp_path / "out")
+    assert _nights(scan) == [("20260320LPC", FRAMES - DARKS, DARKS), ("20260321LPC", 15, 0)]
+    first, second = scan.nights
+    assert second.borrowed is not None
+    assert (second.borrowed.night, second.borrowed.paths) == ("20260320", first.darks)
+
+
 def test_a_directory_of_one_camera_letter_at_two_sites_is_split_by_site(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "raw"

@@ -326,16 +326,19 @@ def _camera_night(camera_id: str, night: str, runs: Sequence[_Run],
 
 
 def _darks(runs: Sequence[_Run], first_science: int | None) -> tuple[Path, ...]:
-    """The darks of ``runs`` taken before ``first_science`` (all of them when none is), one
-    per lstseq: the copy the reduction takes (first by file name, then by path)."""
+    """The darks the night's master dark is made of, one per lstseq: the copy the reduction
+    takes (first by file name, then by path). As the reduction decides: those taken before
+    ``first_science`` when any calibration frame (of any kind) was, else all of them; so a
+    night with its biases before the science and its darks after has none of its own."""
     darks = sorted((lstseq, name, r.frames.directory / name)
                    for r in runs for lstseq, name in r.facts.darks)
     one: dict[int, Path] = {}
     for lstseq, _, path in darks:
         one.setdefault(lstseq, path)
-    before = [p for lstseq, p in one.items()
-              if first_science is not None and lstseq < first_science]
-    return tuple(sorted(before or one.values()))
+    if first_science is not None and any(lstseq < first_science for r in runs
+                                         for lstseq, _, _ in r.facts.calibration):
+        return tuple(sorted(p for lstseq, p in one.items() if lstseq < first_science))
+    return tuple(sorted(one.values()))
 
 
 def _camera(directory: Path, run: RunFacts, config: Config,
