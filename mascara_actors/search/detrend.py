@@ -53,20 +53,46 @@ def _hats(x: np.ndarray, step: float) -> np.ndarray:
     return out
 
 
-def _design(jd: np.ndarray, lst: np.ndarray, days: float, lst_h: float) -> np.ndarray:
+def _design(jd: np.ndarray, lst: np.ndarray, days: float, lst_h: float
+            ) -> tuple[np.ndarray, list[slice]]:
     """Columns: per stretch of data (split at gaps longer than ``days``) hats every
-    ``days``; then hats every ``lst_h`` over the LST covered."""
+    ``days``; then hats every ``lst_h`` over the LST covered. Also the columns of each
+    block of hats (a stretch's, the LST term's)."""
     cols = []
+    blocks = []
+    start = 0
     cut = np.flatnonzero(np.diff(jd) > days) + 1
     for seg in np.split(np.arange(len(jd)), cut):
         block = _hats(jd[seg], days)
         full = np.zeros((len(jd), block.shape[1]))
         full[seg] = block
         cols.append(full)
+        blocks.append(slice(start, start + block.shape[1]))
+        start += block.shape[1]
     # LST around the star's own: a path that crosses 0 h stays in one piece
     dl = (lst - np.median(lst) + 12.0) % 24.0 - 12.0
     cols.append(_hats(dl, lst_h))
-    return np.hstack(cols)
+    blocks.append(slice(start, start + cols[-1].shape[1]))
+    return np.hstack(cols), blocks
+
+
+def _bending(blocks: list[slice], ncols: int) -> np.ndarray:
+    """The penalty matrix of the differences of neighbouring nodes in each block: added
+    weakly to the normal equations, it gives nodes without fitted points the straight line
+    between their neighbours (a stretch left out is bridged), holds the last node value
+    beyond the last points (no slope is extrapolated from a few noisy ones), and leaves the
+    nodes the points determine as they were."""
+    penalty = np.zeros((ncols, ncols))
+    for b in blocks:
+        n = b.stop - b.start
+        d1 = np.eye(n - 1, n, 1) - np.eye(n - 1, n)
+        penalty[b, b] += d1.T @ d1
+    return penalty
+
+
+_BENDING_WEIGHT = 1e-4
+"""Weight of :func:`_bending`, relative to the mean weight of a node in the normal
+equations: a node's own points outweigh it ten-thousandfold."""
 
 
 def detrend(jd: np.ndarray, lst: np.ndarray, mag: np.ndarray, emag: np.ndarray, *,
@@ -78,20 +104,26 @@ def detrend(jd: np.ndarray, lst: np.ndarray, mag: np.ndarray, emag: np.ndarray, 
     ``iterations`` fits: a transit at the end of a stretch of data, where the polynomials
     bend most easily, takes several to be left out whole). Points where ``exclude`` is true
     (a candidate's transits) never enter the fit."""
-    a = _design(jd, lst, days, lst_h)
+    a, blocks = _design(jd, lst, days, lst_h)
+    bending = _bending(blocks, a.shape[1])
     sw = 1.0 / emag
     free = np.ones(len(mag), bool) if exclude is None else ~exclude
     used = free.copy()
-    model = np.zeros(len(mag))
+    # the trend is fitted about the star's level: a node no point reaches then means "no
+    # trend", where about the raw magnitude it would mean "0 mag" (lstsq sets it to 0)
+    level = float(np.median(mag[free])) if free.any() else float(np.median(mag))
+    model = np.full(len(mag), level)
     for _ in range(iterations):
         if np.count_nonzero(used) <= a.shape[1]:
             break
         # normal equations: the design has tens of columns and thousands of rows, so this
         # is a hundred times faster than a least-squares solve of the whole matrix; lstsq
-        # of the small matrix copes with a column without points
+        # of the small matrix copes with the constant the blocks can trade between them
         aw = a[used] * sw[used, None]
-        coef = np.linalg.lstsq(aw.T @ aw, aw.T @ (mag[used] * sw[used]), rcond=None)[0]
-        model = a @ coef
+        normal = aw.T @ aw
+        normal += _BENDING_WEIGHT * float(np.mean(np.diag(normal))) * bending
+        coef = np.linalg.lstsq(normal, aw.T @ ((mag[used] - level) * sw[used]), rcond=None)[0]
+        model = level + a @ coef
         z = (mag - model) * sw
         sigma = 1.4826 * np.median(np.abs(z[used] - np.median(z[used])))
         keep = free & (np.abs(z) <= clip * max(float(sigma), 1e-12))
