@@ -110,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
             files = list(made.calibrated)
         else:
             files = list(args.files)
+        # the simulated season holds the transits already: the search only scores them
         rec = injection.inject_recover(files, args.out, transits, null_stars=nulls,
-                                       settings=search_settings(args), progress=progress)
+                                       settings=search_settings(args), progress=progress,
+                                       in_files=args.simulate is not None)
     table = Table(title="recovered fraction")
     table.add_column("depth", justify="right")
     table.add_column("injected", justify="right")

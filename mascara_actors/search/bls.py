@@ -51,7 +51,7 @@ class BLSPeriodogram:
     """Depth of that box (relative flux, positive: a dip)."""
     depth_err: np.ndarray
     duration: np.ndarray
-    """Its duration, days."""
+    """That box's length, days (of a transit, about mid-ingress to mid-egress)."""
     epoch: np.ndarray
     """Mid-time of one of its transits (the time of ``t[0]``'s fold plus the box centre), in
     the units of ``t``."""

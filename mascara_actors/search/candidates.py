@@ -51,7 +51,9 @@ class Candidate:
     epoch: float
     """Mid-transit, JD (UTC)."""
     duration: float
-    """First to last contact, days."""
+    """Length of the fitted box, days: about mid-ingress to mid-egress, so about one ingress
+    (or egress) shorter than first to last contact (a box fits a sloped ingress and egress
+    about half-way down)."""
     depth: float
     """Relative flux lost in transit (0.01 = 1 %), refined on the unbinned points."""
     depth_err: float

@@ -8,7 +8,8 @@ the injected period or half or twice it, or names one of these among its aliases
 the star's other passed peaks that fold the same points into transit, which the data cannot
 tell apart), within ``period_tolerance``, a fraction; the fraction at the period itself is
 given too. Every passed candidate of a star without an injected transit is a false
-candidate. Only the stars of the season count: those seen on at least half its nights.
+candidate. Only the stars of the season count: those seen on at least half its nights with
+data.
 Talens et al. (2018) recovered 84.0, 60.5 and 20.7 % of the transits of 2, 1 and 0.5 %
 (periods 1 to 5 days) in a year of La Palma data.
 
@@ -20,6 +21,7 @@ fractions per depth, the false candidates, Talens et al.'s figures) and ``recove
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,9 @@ from mascara_actors.search.settings import SearchSettings
 from mascara_actors.search.vetting import Thresholds
 
 __all__ = ["HARMONICS", "TALENS_2018", "Recovery", "inject_recover", "recovery_figure",
-           "recovery_of", "write_recovery"]
+           "recovery_of", "season_nights", "write_recovery"]
+
+log = logging.getLogger(__name__)
 
 TALENS_2018 = {0.02: 0.840, 0.01: 0.605, 0.005: 0.207}
 """Recovered fraction per depth, Talens et al. 2018 (A&A 619, A154), periods 1-5 days."""
@@ -117,15 +121,28 @@ def _matches(found: float, injected: float, tolerance: float,
     return any(abs(found / (h * injected) - 1.0) < tolerance for h in harmonics)
 
 
+def season_nights(report: SearchReport) -> int:
+    """The nights of the season with data: the most nights any star of the search has points
+    on (at least 1)."""
+    # Not the baseline in days: a season with gaps (files weeks apart, a camera down for
+    # the Moon) has far fewer nights with data than days, and every star would fall below
+    # half of them. Counted as each star's own nights are (dates of JD), so the two compare.
+    # The maximum, not a quantile: no star has more nights than the season, and the best
+    # observed one of a field's hundreds is seen on all of them; a quantile would sink when
+    # most stars searched are seen on a part of the season, and let those count.
+    return max((r.nights for r in report.results.values()), default=0) or 1
+
+
 def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched: Sequence[int],
                 period_tolerance: float = 0.01, min_night_fraction: float = 0.5
                 ) -> Recovery:
     """Score a search of stars ``searched`` into which ``injected`` transits were put.
 
     Only the stars of the season count, injected or not: those with points on at least
-    ``min_night_fraction`` of its nights (a star at the edge of the field's season, seen on
-    a few nights, holds too few transits for any search)."""
-    nights = max(round(report.baseline_days), 1)
+    ``min_night_fraction`` of its nights with data (:func:`season_nights`; a star at the
+    edge of the field's season, seen on a few nights, holds too few transits for any
+    search). The injected transits left out are logged."""
+    nights = season_nights(report)
 
     def of_season(hip: int) -> bool:
         r = report.results.get(hip)
@@ -136,6 +153,11 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
         if c.rank == 1:
             best[c.hip] = c
     kept = tuple(t for t in injected if of_season(t.hip))
+    if len(kept) < len(injected):
+        log.warning("%d of %d injected transits are not scored: their stars have points on "
+                    "fewer than %g of the season's %d nights with data (or were not searched)",
+                    len(injected) - len(kept), len(injected), min_night_fraction * nights,
+                    nights)
     found = tuple(best.get(t.hip) for t in kept)
     passed = [c if c is not None and c.passed else None for c in found]
 
@@ -161,14 +183,19 @@ def inject_recover(paths: Sequence[str | Path], outdir: str | Path,
                    injected: Sequence[TransitSpec], *, null_stars: Sequence[int] = (),
                    settings: SearchSettings | None = None,
                    thresholds: Thresholds | None = None, period_tolerance: float = 0.01,
-                   progress: SearchProgress | None = None) -> Recovery:
+                   progress: SearchProgress | None = None, in_files: bool = False
+                   ) -> Recovery:
     """Inject ``injected`` into the calibrated light curves ``paths`` (in memory), search
     them and ``null_stars`` (the stars that count false candidates), score and write the
-    recovery files into ``outdir``."""
+    recovery files into ``outdir``.
+
+    ``in_files``: the transits are in the light curves already (a season simulated with
+    them, :func:`~mascara_actors.search.season.simulate_season`); they are only scored, not
+    injected a second time."""
     outdir = Path(outdir)
     stars = sorted({t.hip for t in injected} | {int(h) for h in null_stars})
     report = search(paths, outdir / "search", settings, thresholds, sheets=0, stars=stars,
-                    injections=injected, progress=progress)
+                    injections=() if in_files else injected, progress=progress)
     rec = recovery_of(injected, report, stars, period_tolerance)
     write_recovery(outdir, rec)
     return rec
@@ -225,7 +252,8 @@ def recovery_figure(rec: Recovery) -> Figure:
     ax.set_ylim(0, 1.05)
     ax.set_title(f"{len(rec.injected)} transits injected, {int(rec.recovered.sum())} "
                  f"recovered; {len(rec.false)} false candidates in {rec.null_stars} stars")
-    ax.legend(fontsize=7, loc="lower left")
+    if ax.get_legend_handles_labels()[0]:  # nothing scored: no line to name
+        ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

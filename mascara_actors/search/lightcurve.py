@@ -83,7 +83,8 @@ def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
             skipped.append((path, f"cannot be read: {exc}"))
     if not readable:
         raise SearchError("no calibrated light-curve file could be read: give files made by "
-                          "mascara-actors calibrate (calibrated_*.hdf5)")
+                          "mascara-actors calibrate (calibrated_*.hdf5); "
+                          + _reasons(skipped))
     counts = Counter(r[1] for r in readable)
     camera = max(counts, key=lambda c: (counts[c], -[r[1] for r in readable].index(c)))
     kept = [r for r in readable if r[1] == camera]
@@ -93,6 +94,21 @@ def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
     lstseq = (min(r[3][0] for r in kept), max(r[3][1] for r in kept))
     days = tuple((r[3][1] - r[3][0]) / SLOTS_PER_SIDEREAL_DAY * SIDEREAL_DAY for r in kept)
     return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq, days)
+
+
+_REASONS_SHOWN = 3
+"""Files whose reason a "no file could be read" error gives (then how many more)."""
+
+
+def _reasons(skipped: Sequence[tuple[Path, str]]) -> str:
+    """The first files' reasons, then a count of the others: enough to tell a wrong
+    directory from a damaged file, without a page per file for a glob of hundreds."""
+    if not skipped:
+        return "no file given"
+    # the name only: most reasons give the whole path already
+    shown = "; ".join(f"{path.name}: {why}" for path, why in skipped[:_REASONS_SHOWN])
+    more = len(skipped) - _REASONS_SHOWN
+    return shown + (f"; and {more} more files that cannot be read" if more > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -114,8 +130,9 @@ class RawPoints:
 
 
 def read_points(files: Sequence[CalibratedFile], hip: int, min_nobs: int) -> RawPoints:
-    """The star's points with no calibration flag, at least ``min_nobs`` exposures and a
-    finite magnitude and positive error; a set read twice (overlapping files) counts once."""
+    """The star's points with no calibration flag, at least ``min_nobs`` exposures, a finite
+    JD, LST and magnitude and a positive error; a set read twice (overlapping files) counts
+    once."""
     parts = []
     for f in files:
         try:
@@ -124,7 +141,8 @@ def read_points(files: Sequence[CalibratedFile], hip: int, min_nobs: int) -> Raw
             continue
     rec = np.concatenate(parts) if parts else np.zeros(0, BIN_DTYPE)
     good = ((rec["cflag"] == 0) & (rec["nobs"] >= min_nobs) & np.isfinite(rec["mag"])
-            & np.isfinite(rec["emag"]) & (rec["emag"] > 0) & np.isfinite(rec["jd"]))
+            & np.isfinite(rec["emag"]) & (rec["emag"] > 0) & np.isfinite(rec["jd"])
+            & np.isfinite(rec["lst"]))
     rec = rec[good]
     _, first = np.unique(rec["setidx"], return_index=True)
     rec = rec[first]  # sorted by set index, hence by time

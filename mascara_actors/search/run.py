@@ -13,8 +13,9 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -107,13 +108,20 @@ def _points(opened: list[CalibratedFile], hip: int, s: SearchSettings,
 
 
 def _search_stars(task: _StarsTask) -> list[StarResult]:
-    """Worker: search a chunk of stars."""
+    """Worker: search a chunk of stars; a star whose reading or search fails is skipped with
+    its exception."""
     opened = _open(task.files)
     try:
         out = []
         for hip in task.hips:
-            pts = _points(opened, hip, task.settings, task.injections.get(hip))
-            out.append(search_points(hip, task.camera, pts, task.grid, task.settings))
+            # one star's failure (a damaged light curve, a bug its data brings out) is that
+            # star's: it must name the star and leave the others of the chunk searched
+            try:
+                pts = _points(opened, hip, task.settings, task.injections.get(hip))
+                out.append(search_points(hip, task.camera, pts, task.grid, task.settings))
+            except Exception as exc:
+                out.append(StarResult(hip, 0, 0, f"search failed: {type(exc).__name__}: "
+                                                 f"{exc}"))
         return out
     finally:
         for f in opened:
@@ -284,7 +292,9 @@ def search(
         raise SearchError("none of the stars asked for is in the calibrated files")
     grid = CoarseGrid.for_season(baseline, s)
     inject = {t.hip: t for t in injections}
-    data = _star_data(catalogue or Catalogue.load(), hips)
+    # every star of the files, searched or not: a neighbour that dilutes a searched star's
+    # dip is measured for the blend check whether or not it was asked for (``stars``)
+    data = _star_data(catalogue or Catalogue.load(), season.stars)
     tick = progress or (lambda stage, done, total: None)
     outdir.mkdir(parents=True, exist_ok=True)
     results: dict[int, StarResult] = {}
@@ -300,9 +310,13 @@ def search(
             try:
                 for r in fut.result():
                     results[r.hip] = r
-            except Exception as exc:
+                    if r.skipped and r.skipped.startswith("search failed"):
+                        log.warning("HIP %d: %s", r.hip, r.skipped)
+            except Exception as exc:  # the whole chunk: its files unreadable, its worker died
                 failed += [(h, f"search failed: {type(exc).__name__}: {exc}")
                            for h in futures[fut]]
+                log.warning("HIP %s: search failed: %s: %s",
+                            ", ".join(str(h) for h in futures[fut]), type(exc).__name__, exc)
             done += len(futures[fut])
             tick("stars", done, len(hips))
         found = [r for r in results.values() if r.peaks]
@@ -310,6 +324,7 @@ def search(
         rows = _candidates(season.camera, data, found, blend, limits)
         rows = _passed_first(rows, results)
         drawn = _sheets(pool, outdir, rows, results, grid.periods, sheets, tick)
+    _remove_stale_sheets(outdir, drawn.values())
     write_candidates(outdir, rows, criteria_text(limits))
     write_index(outdir, rows, drawn)
     skipped = sorted([(h, r.skipped) for h, r in results.items() if r.skipped] + failed)
@@ -438,6 +453,24 @@ def _sheets(pool: Executor, outdir: Path, rows: list[Candidate],
                         c.rank, exc)
         tick("sheets", done, len(futures))
     return out
+
+
+_SHEET_FILE = re.compile(r"HIP\d+_\d+\.png")
+"""The name of a sheet (:func:`~mascara_actors.search.sheets.sheet_name`)."""
+
+
+def _remove_stale_sheets(outdir: Path, drawn: Iterable[str]) -> None:
+    """Delete the sheets in ``outdir/sheets`` that this search did not draw (``drawn``:
+    names relative to ``outdir``): an earlier search into the same directory left them, of
+    stars that are no longer candidates or peaks ranked anew, which the index does not list
+    and a reader would take for this search's. Only files named as sheets are touched."""
+    folder = outdir / "sheets"
+    if not folder.is_dir():
+        return
+    keep = {Path(name).name for name in drawn}
+    for path in folder.iterdir():
+        if _SHEET_FILE.fullmatch(path.name) and path.name not in keep and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, report: SearchReport, s: SearchSettings, limits: Thresholds,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,11 @@ from mascara_actors.cli import main
 from mascara_actors.lcsim.transits import TransitSpec
 from mascara_actors.search.candidates import read_candidates
 from mascara_actors.search.errors import SearchError
-from mascara_actors.search.lightcurve import open_season
+from mascara_actors.search.lightcurve import open_season, read_points
 from mascara_actors.search.peaks import calibration_sidebands
 from mascara_actors.search.run import SearchReport, search
 from mascara_actors.search.settings import SearchSettings
+from mascara_actors.storage.calibrated import CalibratedFile
 
 from .synthetic import BLEND_PAIR, JD0, STARS, write_season
 
@@ -101,6 +104,55 @@ def test_a_blend_is_told_from_its_source(run: Run) -> None:
     assert source.blend_hip == BLEND_PAIR[1]
 
 
+@dataclasses.dataclass
+class Rerun:
+    report: SearchReport
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def victim_alone(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Rerun:
+    """The diluted member of the blend pair searched alone (``stars``), into a copy of the
+    whole search's output directory (its sheets, and two files that are not sheets)."""
+    out = tmp_path_factory.mktemp("rerun") / "out"
+    shutil.copytree(run.out, out)
+    (out / "sheets" / "notes.txt").write_text("mine")
+    shutil.copy(next((out / "sheets").glob("HIP*.png")), out / "sheets" / "HIP1_1.png.orig")
+    report = search(run.files, out, dataclasses.replace(SETTINGS, workers=1), sheets=1,
+                    stars=[BLEND_PAIR[1]])
+    return Rerun(report, out)
+
+
+def test_a_blend_is_told_when_the_victim_is_searched_alone(run: Run, victim_alone: Rerun
+                                                           ) -> None:
+    # the source is not searched, but it is in the files: it is measured as a neighbour
+    alone, together = _best(victim_alone.report, BLEND_PAIR[1]), _best(run.report,
+                                                                       BLEND_PAIR[1])
+    assert victim_alone.report.searched == 1
+    assert alone.period == pytest.approx(together.period, rel=1e-6)
+    assert not alone.checks["blend"]
+    assert (alone.blend_hip, alone.passed) == (together.blend_hip, together.passed) \
+        == (BLEND_PAIR[0], False)
+    assert alone.blend_snr == pytest.approx(together.blend_snr, rel=1e-6)
+
+
+def test_a_search_into_an_earlier_one_leaves_only_its_own_sheets(run: Run,
+                                                                  victim_alone: Rerun) -> None:
+    # the earlier search drew the sheets of other stars too
+    before = {p.name for p in (run.out / "sheets").iterdir()}
+    assert {n for n in before if not n.startswith(f"HIP{BLEND_PAIR[1]}_")}
+    left = {p.name for p in (victim_alone.out / "sheets").iterdir()}
+    sheets = {n for n in left if n.endswith(".png")}
+    # the sheets this search drew (of the victim's peaks), as the index links them
+    assert len(sheets) == victim_alone.report.sheets >= 1
+    assert all(re.fullmatch(rf"HIP{BLEND_PAIR[1]}_\d\.png", n) for n in sheets)
+    index = (victim_alone.out / "index.html").read_text()
+    assert set(re.findall(r"sheets/(HIP\d+_\d+\.png)", index)) == left - {
+        "notes.txt", "HIP1_1.png.orig"}
+    # files not named as sheets are the user's
+    assert left - {n for n in left if n.endswith(".png")} == {"notes.txt", "HIP1_1.png.orig"}
+
+
 def test_bad_input_is_skipped_and_reported(run: Run) -> None:
     r = run.report
     assert r.camera == "LPC"
@@ -145,6 +197,59 @@ def test_nothing_to_search_is_a_clear_error(tmp_path: Path, run: Run) -> None:
         search([tmp_path / "missing.hdf5"], tmp_path / "o", SETTINGS)
     with pytest.raises(SearchError, match="none of the stars"):
         search(run.files[:1], tmp_path / "o", SETTINGS, stars=[1])
+
+
+def test_no_readable_file_gives_each_file_s_reason(tmp_path: Path) -> None:
+    (tmp_path / "junk.hdf5").write_text("not hdf5")
+    files = [tmp_path / "missing.hdf5", tmp_path / "junk.hdf5",
+             *(tmp_path / f"gone{k}.hdf5" for k in range(3))]
+    with pytest.raises(SearchError) as err:
+        search(files, tmp_path / "o", SETTINGS)
+    text = str(err.value)
+    assert text.startswith("no calibrated light-curve file could be read")
+    assert re.search(r"missing\.hdf5: cannot be read: .*No such file", text)
+    assert re.search(r"junk\.hdf5: cannot be read: .*file signature not found", text)
+    assert "gone0.hdf5: cannot be read" in text
+    # the first three, then a count
+    assert "gone1" not in text
+    assert text.endswith("; and 2 more files that cannot be read")
+
+
+def _without_lst(hip: int, rec: np.ndarray) -> np.ndarray:
+    """A damaged light curve: the LST column is missing."""
+    if hip == STARS[1]:
+        names = [n for n in rec.dtype.names or () if n != "lst"]
+        return np.asarray(rec[names].copy())
+    return rec
+
+
+def test_a_star_that_fails_is_named_and_the_rest_of_its_chunk_searched(tmp_path: Path
+                                                                        ) -> None:
+    path = write_season(tmp_path / "calibrated.hdf5", nights=range(12), stars=STARS[:8],
+                        edit=_without_lst)
+    with CalibratedFile(path) as f:
+        assert "lst" not in (f.lightcurve(STARS[1]).dtype.names or ())
+    # one process: chunks of 2 stars, the damaged one with STARS[0]
+    report = search([path], tmp_path / "o", SearchSettings(period_max=5.0, workers=1),
+                    sheets=0)
+    assert report.skipped_stars == ((STARS[1], "search failed: ValueError: no field of name "
+                                                "lst"),)
+    assert report.searched == 7
+    assert report.results[STARS[0]].npoints == 12 * 108
+    assert report.results[STARS[0]].skipped is None
+
+
+def test_a_point_without_lst_is_dropped(tmp_path: Path) -> None:
+    def edit(hip: int, rec: np.ndarray) -> np.ndarray:
+        rec["lst"][[5, 100]] = np.nan
+        return rec
+
+    path = write_season(tmp_path / "calibrated.hdf5", nights=range(3), stars=STARS[:1],
+                        edit=edit)
+    with CalibratedFile(path) as f:
+        pts = read_points([f], STARS[0], 50)
+    assert len(pts) == 3 * 108 - 2
+    assert np.isfinite(pts.lst).all()
 
 
 def test_the_search_command(run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
