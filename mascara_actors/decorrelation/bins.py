@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mascara_actors.atmosphere import airmass, altitude_deg, scintillation
 from mascara_actors.binning.displacement import lst_difference_hours
+from mascara_actors.decorrelation.ingest import MAG_PER_RELATIVE_FLUX
 from mascara_actors.decorrelation.patch import PatchPoints
 from mascara_actors.decorrelation.station_times import StationTimes
 from mascara_actors.sidereal import SET_SIZE, set_index
 
-__all__ = ["BIN_DTYPE", "CFLAG_BITS", "CalibratedPoints", "bin_points"]
+__all__ = ["BIN_DTYPE", "CFLAG_BITS", "CalibratedPoints", "Scintillation", "bin_points",
+           "cell_rms"]
 
 BIN_DTYPE = np.dtype([
     ("setidx", "u8"), ("jd", "f8"), ("lst", "f8"), ("mag", "f4"), ("emag", "f4"),
@@ -33,7 +36,8 @@ intrapixel and clouds removed (mag), mean x, y (pixels)."""
 
 CFLAG_BITS = {
     1: ("few_points", "fewer good points than half a set (25 of 50)"),
-    2: ("cloudy", "mean clouds above 0.25 mag, or a cloud-cell extra sigma above 0.05 mag"),
+    2: ("cloudy", "mean clouds above 0.25 mag, or cloud cells with an extra sigma 0.05 mag "
+                  "(RMS over the set) beyond their scintillation"),
     4: ("few_cloud_stars", "some points were left out: their cloud cell had too few other "
                            "stars to measure the clouds without them"),
 }
@@ -61,6 +65,42 @@ class CalibratedPoints:
     """Clouds removed, mag."""
     cloud_sigma: np.ndarray
     """Extra sigma of each point's cloud cell, mag."""
+    scint_sigma: np.ndarray
+    """Scintillation expected in each point's cloud cell, mag (the RMS over the cell's
+    points at their airmasses, :func:`cell_rms`): it is not in the flux errors, so a cell's
+    extra sigma holds it (6 % at 25 degrees altitude); only what the cell has beyond it is
+    patchy cloud."""
+
+
+@dataclass(frozen=True)
+class Scintillation:
+    """What the scintillation of a camera's exposures depends on besides the airmass."""
+
+    lat_deg: float
+    """Site latitude, degrees."""
+    height_m: float
+    """Site height above sea level, metres."""
+    pupil_m: float
+    """Entrance pupil of the camera's lens, metres."""
+
+    def sigma_mag(self, ha_deg: np.ndarray, dec_deg: np.ndarray, exptime_s: np.ndarray
+                  ) -> np.ndarray:
+        """Scintillation noise (mag) of exposures of ``exptime_s`` seconds of stars at hour
+        angle ``ha_deg`` and declination ``dec_deg``."""
+        x = airmass(altitude_deg(ha_deg, dec_deg, self.lat_deg))
+        out: np.ndarray = MAG_PER_RELATIVE_FLUX * scintillation(
+            x, pupil_m=self.pupil_m, height_m=self.height_m, exptime_s=exptime_s)
+        return out
+
+
+def cell_rms(values: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The RMS of ``values`` over each cell (``cell``: the cell index of each value), on
+    every value of the cell."""
+    n = np.bincount(cell)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(np.bincount(cell, values * values, minlength=len(n)) / n)
+    out: np.ndarray = rms[cell]
+    return out
 
 
 def bin_points(p: PatchPoints, cal: CalibratedPoints, station: StationTimes
@@ -99,8 +139,10 @@ def bin_points(p: PatchPoints, cal: CalibratedPoints, station: StationTimes
     out["y"] = mean(p.y[sel].astype(float))
     flag = np.zeros(len(starts), np.uint8)
     flag[nobs < SET_SIZE // 2] |= 1
-    cloudy = (np.abs(clouds) > _CLOUDY_MAG) | (
-        np.maximum.reduceat(cal.cloud_sigma[sel], starts) > _CLOUDY_SIGMA)
+    # the set's patchy scatter, as the RMS over its exposures: one cell's extra sigma,
+    # measured from a handful of stars, is too noisy to flag a set alone
+    patchy = np.maximum(cal.cloud_sigma[sel] ** 2 - cal.scint_sigma[sel] ** 2, 0.0)
+    cloudy = (np.abs(clouds) > _CLOUDY_MAG) | (mean(patchy) > _CLOUDY_SIGMA**2)
     flag[cloudy] |= 2
     flag[np.isin(key[starts], keys_lost)] |= 4
     out["cflag"] = flag

@@ -8,7 +8,9 @@ into T after each spatial step (:mod:`.clear_sky`). Points under clouds thicker 
 ``max_cloud_for_maps``, in cloud cells of too few stars, or beyond ``clip`` sigma are
 calibrated but do not enter the maps; everything dropped is counted and reported.
 
-Memory stays bounded: the good points of each sky patch are kept in scratch files, one patch
+Memory stays bounded: the good points of each sky patch are kept in scratch files (in a
+hidden ``.calibrate-*`` directory of the output directory, holding the pid of its process,
+removed at the end; one left by a process that died is removed by the next run), one patch
 is in memory at a time per worker, and the maps are solved from accumulated normal
 equations. Two worker processes (one per core by default) each own about half of the
 patches; the patches of one HEALPix ring stay in one worker.
@@ -16,8 +18,11 @@ patches; the patches of one HEALPix ring stay in one worker.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from mascara_actors.decorrelation.bins import CFLAG_BITS
+from mascara_actors.config import load_config
+from mascara_actors.decorrelation.bins import CFLAG_BITS, Scintillation
 from mascara_actors.decorrelation.clear_sky import cloud_gauge
 from mascara_actors.decorrelation.errors import DecorrelationError, NotConverged
 from mascara_actors.decorrelation.grids import IntrapixelGrid, TransmissionGrid
@@ -52,12 +58,21 @@ from mascara_actors.sidereal import REFERENCE_LONGITUDE_DEG
 from mascara_actors.storage.baseline_file import BaselineFile
 from mascara_actors.storage.calibrated import FittedMaps, write_calibrated, write_maps
 from mascara_actors.storage.nightly_info import NightlyInfo
+from mascara_actors.storage.state import write_json_state
 
 __all__ = ["calibrate_baseline"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int, str], None]
+
+_SCRATCH_PREFIX = ".calibrate-"
+_OWNER_FILE = "owner.pid"
+"""In a scratch directory: the pid and host name of the process that made it."""
+_SCRATCH_BYTES_PER_POINT = 32
+"""A point in the scratch files: 28 for its star and exposure indices (int32), magnitude,
+error, HA and x, y (float32), and about 4 for the per-exposure lstseq, the per-star data and
+the archive headers (about 29 in all measured on a small baseline)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,18 @@ class _Baseline:
         return cls(path, info, dict(info.header), stars, StationTimes.from_table(station),
                    filelist)
 
+    def scintillation(self, pupil_m: float | None) -> Scintillation:
+        """The site (from the header) and the lens (``pupil_m``, metres, or the
+        configuration's lens of the baseline's camera) the scintillation depends on."""
+        if pupil_m is None:
+            pupil_m = load_config().camera(self.info.camera_id).lens.aperture_mm / 1e3
+        try:
+            lat, height = float(self.header["lat"]), float(self.header["height"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"{self.path}: its header gives no site latitude and height "
+                               f"({exc}): it is not a baseline of this version") from exc
+        return Scintillation(lat, height, float(pupil_m))
+
     @property
     def lon_offset(self) -> float:
         """Site longitude east of the reference longitude of the lstseq clock, degrees."""
@@ -116,6 +143,8 @@ class _Plan:
     """Declination range of the stars, degrees."""
     assignments: list[list[PatchAssignment]]
     """Per worker."""
+    npoints: int
+    """Points of the selected stars in the baseline (their good points are fewer)."""
 
     @property
     def npatch(self) -> int:
@@ -157,7 +186,7 @@ def _plan(base: _Baseline, settings: DecorrelationSettings,
                                              vmag[sel], float(p_ra[q])))
         load[k] += weight[ring == r].sum()
     return _Plan({int(q): float(d) for q, d in zip(patches, p_dec, strict=True)},
-                 float(dec.min()), float(dec.max()), groups)
+                 float(dec.min()), float(dec.max()), groups, int(nobs.sum()))
 
 
 class _Ticker:
@@ -252,14 +281,107 @@ def _count_map_drops(result: CalibrationResult, settings: DecorrelationSettings)
                    "in the maps)"] = int(last["thick_clouds"])
 
 
-def _not_converged(base: _Baseline, result: CalibrationResult, tol: float) -> NotConverged:
+def _earlier_outputs(outdir: Path, stem: str) -> list[Path]:
+    """The calibrated and maps files of ``stem`` already in ``outdir`` (an earlier run's)."""
+    return [p for p in (outdir / f"calibrated_{stem}.hdf5", outdir / f"maps_{stem}.hdf5")
+            if p.exists()]
+
+
+def _report_failure(base: _Baseline, outdir: Path, result: CalibrationResult,
+                    settings: DecorrelationSettings) -> list[Path]:
+    """Write the report of a run that did not converge, naming the files of an earlier run
+    left in ``outdir``; those files."""
+    # An earlier run's calibrated and maps files are left in place, not deleted: they may be
+    # the only good calibration of this camera, and a run that fails (too few iterations, a
+    # bad night added) says nothing against them. The message and the report name them, so
+    # nobody takes them for this run's; deleting them is the user's choice.
+    earlier = _earlier_outputs(outdir, base.path.stem)
+    path = write_report(outdir / f"report_{base.path.stem}.json", result, settings)
+    if earlier:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["earlier_run"] = {
+            "files": [str(p) for p in earlier],
+            "note": "this run wrote no calibrated or maps file: these are from an earlier run "
+                    "(left in place; the live calibration keeps using the newest maps_*.hdf5 "
+                    "of its calibration directory)"}
+        write_json_state(path, doc)
+    result.report_file = path
+    return earlier
+
+
+def _not_converged(base: _Baseline, result: CalibrationResult, tol: float,
+                   earlier: list[Path]) -> NotConverged:
     last = result.history[-1]
+    left = ""
+    if earlier:
+        left = (f"; {' and '.join(str(p) for p in earlier)} "
+                f"{'are' if len(earlier) > 1 else 'is'} from an earlier run, left in place (the "
+                "live calibration keeps using the newest maps_*.hdf5 of its calibration "
+                "directory): delete them if they should not be used")
     return NotConverged(
         f"the calibration of {base.path} did not converge in {result.iterations} "
         f"iterations (last RMS change of the maps {max(last['dT'], last['dipx']):.2g} mag, "
         f"tolerance {tol:g}); no calibrated file was written and the "
         f"baseline is untouched: see {result.report_file}, raise --max-iter or check "
-        "the nights it holds")
+        f"the nights it holds{left}")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_scratch(outdir: Path) -> list[Path]:
+    """Remove the scratch directories in ``outdir`` whose process is gone (killed); the
+    directories removed.
+
+    Only a directory with an owner file naming this host and a pid that no longer runs is
+    removed: one of a running calibration, of another host sharing the disk, or without an
+    owner file (an older version) is left, and the last is logged."""
+    removed = []
+    host = socket.gethostname()
+    for d in sorted(outdir.glob(f"{_SCRATCH_PREFIX}*")):
+        if not d.is_dir():
+            continue
+        try:
+            pid_text, owner_host = (d / _OWNER_FILE).read_text(encoding="utf-8").split()[:2]
+            pid = int(pid_text)
+            if pid <= 0:
+                raise ValueError(pid_text)
+        except (OSError, ValueError):
+            log.warning("left %s: a calibration scratch directory that names no owner; "
+                        "delete it if no calibration is running into %s", d, outdir)
+            continue
+        if owner_host != host or _pid_alive(pid):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        if d.exists():
+            log.warning("could not remove %s, the scratch directory of calibration process "
+                        "%d (gone): delete it by hand", d, pid)
+            continue
+        log.warning("removed %s: the scratch directory of calibration process %d, which "
+                    "ended without removing it (killed?)", d, pid)
+        removed.append(d)
+    return removed
+
+
+def _make_scratch(outdir: Path) -> Path:
+    """A new scratch directory in ``outdir`` holding the pid of this process."""
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=outdir))
+        (scratch / _OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n",
+                                           encoding="utf-8")
+    except OSError as exc:
+        raise StorageError(f"could not make the scratch directory of the calibration in "
+                           f"{outdir} ({exc.strerror or exc}): choose an --out directory you "
+                           "may write to, on a disk with room") from exc
+    return scratch
 
 
 def _write_outputs(base: _Baseline, outdir: Path, maps: CameraMaps,
@@ -306,6 +428,7 @@ def calibrate_baseline(
     outdir: str | Path,
     settings: DecorrelationSettings | None = None,
     *,
+    pupil_m: float | None = None,
     progress: Progress | None = None,
 ) -> CalibrationResult:
     """Fit the coarse decorrelation to a baseline and write the calibrated light curves.
@@ -323,6 +446,9 @@ def calibrate_baseline(
         Output directory (created if missing).
     settings
         Model and solver settings.
+    pupil_m
+        Entrance pupil of the camera's lens, metres, for the scintillation that the cloud
+        flag allows for (default: the lens of the baseline's camera in the configuration).
     progress
         Called with (stage, done, total, note) as the work advances.
 
@@ -333,14 +459,17 @@ def calibrate_baseline(
     DecorrelationError
         Too few nights, no usable data or settings that cannot work.
     NotConverged
-        The solver did not converge: only the report is written.
+        The solver did not converge: only the report is written (the calibrated and maps
+        files of an earlier run, if any, are left and named).
     """
     t_start = time.monotonic()
     settings = settings or DecorrelationSettings()
     settings.check()
     base = _Baseline.read(Path(baseline), settings)
+    scintillation = base.scintillation(pupil_m)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_scratch(outdir)
     result = CalibrationResult(baseline=base.path, outdir=outdir)
     plan = _plan(base, settings, result.dropped_stars)
     grid = TransmissionGrid.covering(plan.dec_min, plan.dec_max,
@@ -348,9 +477,10 @@ def calibrate_baseline(
     r_ha, r_dec = settings.ipx_ratios()
     maps = CameraMaps(grid, IntrapixelGrid.on(grid, ha_ratio=r_ha, dec_ratio=r_dec), settings)
     tick = _Ticker(progress, plan.npatch, settings.max_iter + 2)
-    scratch = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=outdir))
+    scratch = _make_scratch(outdir)
     setup = WorkerSetup(scratch, maps.grid, maps.ipx_grid, settings, base.station,
-                        base.lon_offset)
+                        base.lon_offset, scintillation,
+                        plan.npoints * _SCRATCH_BYTES_PER_POINT)
     workers = None
     try:
         workers = Workers([setup] * len(plan.assignments))
@@ -359,9 +489,8 @@ def calibrate_baseline(
         _count_map_drops(result, settings)
         if not result.converged:
             result.seconds = time.monotonic() - t_start
-            result.report_file = write_report(outdir / f"report_{base.path.stem}.json",
-                                              result, settings)
-            raise _not_converged(base, result, settings.tol)
+            earlier = _report_failure(base, outdir, result, settings)
+            raise _not_converged(base, result, settings.tol, earlier)
         tick.last_pass(result.iterations, "calibrated light curves")
         finals = workers.run([Finish(maps.T, maps.ipx)] * len(plan.assignments),
                              FinishedPatches, tick)

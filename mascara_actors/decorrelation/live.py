@@ -21,12 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from mascara_actors.atmosphere import airmass, altitude_deg, scintillation
-from mascara_actors.decorrelation.bins import BIN_DTYPE, CalibratedPoints, bin_points
+from mascara_actors.decorrelation.bins import (
+    BIN_DTYPE,
+    CalibratedPoints,
+    Scintillation,
+    bin_points,
+    cell_rms,
+)
 from mascara_actors.decorrelation.extra_variance import extra_variance
 from mascara_actors.decorrelation.grids import IntrapixelGrid, TransmissionGrid
 from mascara_actors.decorrelation.ingest import (
-    MAG_PER_RELATIVE_FLUX,
     POINT_REASONS,
     good_points,
 )
@@ -199,7 +203,9 @@ class LiveCalibration:
         x, y = rec["x"].astype(float), rec["y"].astype(float)
         trans = trans + self.ipx_grid.evaluate(self.ipx, ha, dec, x, y)
         r = mag - trans
-        clouds, cal = self._clouds(r, emag, k, rec["lstseq"])
+        scint = Scintillation(self.lat_deg, self.height_m, self.pupil_m).sigma_mag(
+            ha, dec, exptime)
+        clouds, cal = self._clouds(r, emag, k, rec["lstseq"], scint)
         ids, star = np.unique(rec["id"].astype(np.int64), return_inverse=True)
         lstseq, t = np.unique(rec["lstseq"].astype(np.int64), return_inverse=True)
         first = np.unique(star, return_index=True)[1]
@@ -208,7 +214,7 @@ class LiveCalibration:
                              ha=ha, x=x.astype(np.float32), y=y.astype(np.float32))
         cal = CalibratedPoints(mag=r - cal.clouds, var=cal.var, use=cal.use,
                                cloud_ok=cal.cloud_ok, trans=trans, clouds=cal.clouds,
-                               cloud_sigma=cal.cloud_sigma)
+                               cloud_sigma=cal.cloud_sigma, scint_sigma=cal.scint_sigma)
         curves = bin_points(points, cal, times)
         bins = np.zeros(sum(len(b) for _, b in curves), LIVE_BIN_DTYPE)
         if curves:
@@ -218,9 +224,6 @@ class LiveCalibration:
             bins["id"] = np.repeat([i for i, _ in curves], [len(b) for _, b in curves])
             bins["vmag"] = stars["vmag"][np.searchsorted(stars["id"], bins["id"])]
             # the same bins from the photometric errors and the scintillation: the floor
-            x = airmass(altitude_deg(ha, dec, self.lat_deg))
-            scint = MAG_PER_RELATIVE_FLUX * scintillation(
-                x, pupil_m=self.pupil_m, height_m=self.height_m, exptime_s=exptime)
             photometric = dataclasses.replace(cal, var=emag**2 + scint**2)
             bins["efloor"] = np.concatenate([b["emag"] for _, b in
                                              bin_points(points, photometric, times)])
@@ -232,10 +235,11 @@ class LiveCalibration:
             np.count_nonzero(~cal.use))
         return LiveSet(setidx, out, bins, clouds, dropped)
 
-    def _clouds(self, r: np.ndarray, emag: np.ndarray, k: np.ndarray, lstseq: np.ndarray
-                ) -> tuple[np.ndarray, CalibratedPoints]:
+    def _clouds(self, r: np.ndarray, emag: np.ndarray, k: np.ndarray, lstseq: np.ndarray,
+                scint: np.ndarray) -> tuple[np.ndarray, CalibratedPoints]:
         """Clouds per (patch, exposure) cell from ``r = mag - T - ipx`` with the stars'
-        magnitudes fixed; each point's leave-one-out cloud (NaN where not measured)."""
+        magnitudes fixed; each point's leave-one-out cloud (NaN where not measured) and
+        its cell's scintillation (from each point's, ``scint``, mag)."""
         s = self.settings
         min_stars, clip = int(s["min_cloud_stars"]), s["clip"]
         base = r - self.mag[k]
@@ -271,5 +275,6 @@ class LiveCalibration:
         table["nstars"] = np.minimum(nstars, np.iinfo(np.uint16).max)
         cal = CalibratedPoints(mag=np.empty(0), var=e2 + s2t[cell], use=ok & keep,
                                cloud_ok=ok, trans=np.empty(0), clouds=c_loo,
-                               cloud_sigma=np.sqrt(s2t)[cell])
+                               cloud_sigma=np.sqrt(s2t)[cell],
+                               scint_sigma=cell_rms(scint, cell))
         return table, cal

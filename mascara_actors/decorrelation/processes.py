@@ -2,9 +2,12 @@
 
 The parent sends each worker a command (:mod:`.worker`) over a pipe and waits for all of
 them, passing on their progress ticks. A worker that fails sends its error back: a
-:class:`~mascara_actors.errors.MascaraError` (bad input, named) stays a
-:class:`~mascara_actors.decorrelation.errors.DecorrelationError`, anything else is a bug and
-raised as RuntimeError; a worker that dies (killed, out of memory) is said to have died.
+:class:`~mascara_actors.errors.StorageError` (a file it could not read or write, named;
+an OSError is made one) stays a StorageError, another
+:class:`~mascara_actors.errors.MascaraError` (bad input, named) becomes a
+:class:`~mascara_actors.decorrelation.errors.DecorrelationError`, both with the worker's own
+message; anything else is a bug and raised as RuntimeError; a worker that dies (killed, out
+of memory) is said to have died.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from mascara_actors.decorrelation.worker import (
     Tick,
     WorkerSetup,
 )
-from mascara_actors.errors import MascaraError
+from mascara_actors.errors import MascaraError, StorageError
 
 __all__ = ["Workers"]
 
@@ -52,13 +55,30 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
             conn.send(("done", result))
         except BaseException as exc:
             log.debug("worker error: %s", traceback.format_exc())
-            kind = "input" if isinstance(exc, MascaraError) else "error"
-            conn.send((kind, f"{type(exc).__name__}: {exc}"))
+            conn.send(_report(exc))
+
+
+def _report(exc: BaseException) -> tuple[str, str]:
+    """What a worker sends back for ``exc``: its kind and its message."""
+    if isinstance(exc, StorageError):
+        return "storage", str(exc)
+    if isinstance(exc, MascaraError):
+        return "input", str(exc)
+    if isinstance(exc, OSError):
+        # the worker turns its scratch files' errors into StorageError; any other file it
+        # could not read or write is named here, so the command still ends with one line
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return "storage", (f"a calibration worker could not read or write {where}"
+                           f"{exc.strerror or exc}; check that disk and run the command again")
+    return "error", f"a calibration worker failed: {type(exc).__name__}: {exc}"
 
 
 def _failure(kind: str, text: str) -> Exception:
-    message = f"a calibration worker failed: {text}"
-    return DecorrelationError(message) if kind == "input" else RuntimeError(message)
+    if kind == "storage":
+        return StorageError(text)
+    if kind == "input":
+        return DecorrelationError(text)
+    return RuntimeError(text)
 
 
 class Workers:
@@ -99,7 +119,10 @@ class Workers:
             ) -> list[_R]:
         """Run ``commands[k]`` on worker k; their results, checked to be ``result_type``."""
         if self.local is not None:
-            results: list[object] = [self.local.run(commands[0], tick)]
+            try:
+                results: list[object] = [self.local.run(commands[0], tick)]
+            except OSError as exc:  # as from a worker process: a StorageError naming the file
+                raise StorageError(_report(exc)[1]) from exc
         else:
             results = self._run_remote(commands, tick)
         checked = [r for r in results if isinstance(r, result_type)]

@@ -71,6 +71,12 @@ class DecorrelationSettings:
             raise DecorrelationError(
                 f"max_iter={self.max_iter}, min_iter={self.min_iter}, "
                 f"inner_iter={self.inner_iter}: each must be at least 1")
+        if self.max_iter < self.min_iter:
+            # the fit never stops before min_iter iterations: it could never converge
+            raise DecorrelationError(
+                f"max_iter={self.max_iter} is less than min_iter={self.min_iter}, the "
+                "iterations the fit always runs, so it could never converge: give "
+                f"max_iter (--max-iter) of at least {self.min_iter}")
         if self.workers is not None and self.workers < 1:
             raise DecorrelationError(f"workers={self.workers}: must be at least 1")
         self.ipx_ratios()

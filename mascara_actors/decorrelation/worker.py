@@ -9,13 +9,20 @@ step and the calibrated points binned per set). One patch is in memory at a time
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mascara_actors.decorrelation.bins import CalibratedPoints, bin_points
+from mascara_actors.decorrelation.bins import (
+    CalibratedPoints,
+    Scintillation,
+    bin_points,
+    cell_rms,
+)
 from mascara_actors.decorrelation.clear_sky import ClearLevels, clear_levels_by_ha
 from mascara_actors.decorrelation.grids import IntrapixelGrid, TransmissionGrid
 from mascara_actors.decorrelation.ingest import IngestedPatch, PatchAssignment, ingest_patch
@@ -28,6 +35,7 @@ from mascara_actors.decorrelation.temporal import (
     leave_one_out_clouds,
     solve_temporal,
 )
+from mascara_actors.errors import StorageError
 from mascara_actors.storage.baseline_file import BaselineFile
 from mascara_actors.storage.calibrated import STAR_FIT_DTYPE, PatchClouds
 
@@ -56,6 +64,10 @@ class WorkerSetup:
     station: StationTimes
     lon_offset: float
     """Site longitude minus the reference longitude of the lstseq clock, degrees."""
+    scintillation: Scintillation
+    """The site and lens, for the scintillation a cloud cell's extra sigma holds."""
+    scratch_need: int = 0
+    """Bytes the scratch copy of all the workers needs, about (an upper bound)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,29 @@ class PatchWorker:
             return self.iterate(command, tick)
         return self.finish(command, tick)
 
+    @contextmanager
+    def _scratch(self, path: Path) -> Iterator[None]:
+        """Turn an OSError on the scratch file ``path`` into a StorageError that names it,
+        says the scratch copy lives in --out and how much room it needs."""
+        try:
+            yield
+        except OSError as exc:
+            where = self.setup.scratch.parent
+            need = _size(self.setup.scratch_need)
+            reason = exc.strerror or str(exc)
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise StorageError(
+                    f"could not write the scratch file {path}: {reason}; the calibration "
+                    f"keeps a scratch copy of the baseline's good points in the --out "
+                    f"directory ({where}), up to about {need}: free that much space there "
+                    "or choose an --out on a disk with room, and run the command again"
+                ) from exc
+            raise StorageError(
+                f"the scratch file {path}: {reason} (the calibration keeps a scratch copy of "
+                f"the baseline's good points, about {need}, in the --out directory "
+                f"{where}); check that disk or choose another --out, and run the command "
+                "again") from exc
+
     def ingest(self, command: Ingest, tick: Tick) -> IngestSummary:
         """Read the stars of the assigned patches, keep their good points in scratch."""
         summary = IngestSummary()
@@ -169,14 +204,18 @@ class PatchWorker:
                 got = ingest_patch(bf, item, self.settings, self.setup.station,
                                    self.setup.lon_offset)
                 if got.points is not None:
-                    got.points.save(scratch_path(self.setup.scratch, item.patch))
+                    path = scratch_path(self.setup.scratch, item.patch)
+                    with self._scratch(path):
+                        got.points.save(path)
                 summary.add(item.patch, got)
                 tick()
         self.patches = summary.patches
         return summary
 
     def _load(self, q: int) -> tuple[PatchPoints, PatchGeometry]:
-        p = PatchPoints.load(scratch_path(self.setup.scratch, q))
+        path = scratch_path(self.setup.scratch, q)
+        with self._scratch(path):
+            p = PatchPoints.load(path)
         return p, PatchGeometry.of(p, self.setup.grid, self.setup.ipx_grid)
 
     def iterate(self, command: Iterate, tick: Tick) -> IterationSums:
@@ -244,9 +283,12 @@ class PatchWorker:
         out.nfew += int(np.count_nonzero(~ok_cloud))
         out.nclip += int(np.count_nonzero(ok_cloud & outlier))
         sigma_t = np.sqrt(state.s2t)
+        station = self.setup.station
+        scint = cell_rms(self.setup.scintillation.sigma_mag(
+            p.ha, p.dec[p.star], station.exptime[station.rows(p.lstseq[p.t])]), p.t)
         cal = CalibratedPoints(mag=r - c_loo, var=1.0 / fit.w, use=ok_cloud & ~outlier,
                                cloud_ok=ok_cloud, trans=terms.trans + terms.ipx,
-                               clouds=c_loo, cloud_sigma=sigma_t[p.t])
+                               clouds=c_loo, cloud_sigma=sigma_t[p.t], scint_sigma=scint)
         out.curves.extend(bin_points(p, cal, self.setup.station))
         out.clouds.append(PatchClouds(q, p.lstseq, state.c.astype(np.float32),
                                       sigma_t.astype(np.float32),
@@ -258,3 +300,10 @@ class PatchWorker:
         rows["npoints"] = np.bincount(p.star, minlength=p.nstars)
         rows["patch"] = q
         out.stars.append(rows)
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for a person: MB (at least 0.1) or GB."""
+    if nbytes >= 10**9:
+        return f"{nbytes / 1e9:.1f} GB"
+    return f"{max(nbytes / 1e6, 0.1):.1f} MB"

@@ -89,6 +89,33 @@ class _Merged:
     """(nights, stars): records of each star in each night (from the dataset lengths)."""
 
 
+# The nightly header attributes that say how the fluxes were measured (photometry apertures
+# and sky annulus, px; exposure time, s; aperture method) and stored: nights that differ in
+# any of them have fluxes on different scales, which the calibration would take for clouds.
+# The site, versions and night differ harmlessly and are not compared.
+_ALIKE_ATTRS = ("aper", "skyrad", "aperture_method", "exptime", "format_version")
+
+
+def _same_attr(a: object, b: object) -> bool:
+    """Whether two header attribute values are the same (numbers to 1e-9, relative)."""
+    if a is None or b is None:
+        return a is None and b is None
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        return False
+    if np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number):
+        return bool(np.allclose(x, y, rtol=1e-9, atol=0.0))
+    return bool(np.array_equal(x, y))
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "absent"
+    if isinstance(value, np.ndarray):
+        return str(value.tolist())
+    return repr(value)
+
+
 def _check_sources(files: Sequence[str | Path]) -> list[NightlyInfo]:
     if len(files) < 2:
         raise StorageError(f"a baseline merges several nights of one camera; got {len(files)} "
@@ -114,7 +141,8 @@ def _check_sources(files: Sequence[str | Path]) -> list[NightlyInfo]:
 
 
 def _check_alike(infos: list[NightlyInfo]) -> None:
-    """One camera, one record layout, each night once."""
+    """One camera, one record layout, one photometry (:data:`_ALIKE_ATTRS`), each night
+    once."""
     first = infos[0]
     by_night: dict[str, Path] = {}
     for info in infos:
@@ -126,6 +154,14 @@ def _check_alike(infos: list[NightlyInfo]) -> None:
                 and info.lc_dtype != first.lc_dtype:
             raise StorageError(f"{info.path} stores light-curve records of another layout than "
                                f"{first.path}: reduce both nights with the same version")
+        for key in _ALIKE_ATTRS:
+            mine, theirs = info.header.get(key), first.header.get(key)
+            if not _same_attr(mine, theirs):
+                raise StorageError(
+                    f"{info.path} and {first.path} were reduced differently: their header "
+                    f"attribute {key!r} is {_show(mine)} and {_show(theirs)}; the fluxes of a "
+                    "baseline must be measured alike: reduce the odd night again with the "
+                    "settings of the others, or build one baseline per setting")
         night = info.nights[0]
         if night in by_night:
             raise StorageError(f"night {night} is given twice ({by_night[night]} and "
@@ -323,14 +359,26 @@ def _write(out: Path, nights: list[_Night], merged: _Merged, *, compression: str
         create_dataset(f, "sources", sources)
         write_field_group(f, L.GROUP_STATION, merged.station)
         lcs_out = f.create_group(L.GROUP_LIGHTCURVES, track_order=True)
+        # first and last lstseq of each star over all nights, from its merged light curve
+        span = np.zeros((len(merged.ids), 2), np.int64)
+        index = {int(i): k for k, i in enumerate(merged.ids.tolist())}
         for part in chunks:
-            write_curves(lcs_out, _star_curves(nights, merged, part), compression, pool)
+            curves = _star_curves(nights, merged, part)
+            for i, curve in curves:
+                if len(curve):
+                    span[index[i]] = curve["lstseq"].min(), curve["lstseq"].max()
+            write_curves(lcs_out, curves, compression, pool)
+            del curves
             ah.check()
             if progress is not None:
                 progress(part.stop, len(merged.ids))
         stars = merged.stars[kept]
-        if "nobs" in (stars.dtype.names or ()):
+        names = stars.dtype.names or ()
+        if "nobs" in names:
             stars["nobs"] = total[kept]
+        for k, name in enumerate(("lstseqmin", "lstseqmax")):
+            if name in names:
+                stars[name] = span[kept, k]
         write_field_group(f, L.GROUP_STARS, stars)
         if merged.astrometry is not None:
             write_field_group(f, L.GROUP_ASTROMETRY, merged.astrometry)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mascara_actors.decorrelation.bins import CalibratedPoints, bin_points
+from mascara_actors.atmosphere import airmass, scintillation
+from mascara_actors.decorrelation.bins import CalibratedPoints, bin_points, cell_rms
 from mascara_actors.decorrelation.clear_sky import clear_level
 from mascara_actors.decorrelation.extra_variance import extra_variance
 from mascara_actors.decorrelation.grids import IntrapixelGrid, TransmissionGrid, pixel_basis
@@ -118,6 +119,36 @@ def test_a_star_never_removes_its_own_signal_through_the_clouds() -> None:
     assert not ok.any()
 
 
+def test_a_cell_is_cloudy_only_for_the_scatter_beyond_the_scintillation() -> None:
+    """Low in the sky the scintillation (not in the flux errors) fills a cloud cell's extra
+    sigma: 6 % at 25 degrees altitude on a clear night. Only what a cell has beyond it is
+    patchy cloud (bit 2); else a side camera's clear bins were flagged and the transit
+    search dropped them."""
+    lstseq = np.arange(50000, 50200, dtype=np.int64)  # sets 1000 to 1003
+    p = _patch(np.zeros(200, np.int64), np.arange(200), lstseq)
+    station = StationTimes(lstseq, 2460000.0 + np.arange(200) / 13500,
+                           np.arange(200) * 0.001, np.full(200, 6.4))
+    # Young's scintillation of a 17 mm pupil at 2,400 m, 6.4 s, 25 degrees altitude (mag)
+    scint = 1.0857 * scintillation(airmass(np.full(200, 25.0)), pupil_m=0.017,
+                                   height_m=2400.0, exptime_s=np.full(200, 6.4))
+    assert scint[0] == pytest.approx(0.062, abs=0.003)
+    set_of = np.arange(200) // 50
+    # sets 1000, 1001: the cells hold the scintillation only (within 1 %); set 1002: 0.06
+    # mag of patchy cloud beyond it; set 1003: at the zenith scintillation, 0.06 mag of cloud
+    beyond = np.array([0.0, 0.0, 0.06, 0.06])[set_of]
+    floor = np.where(set_of < 3, scint, 0.013)
+    sigma = np.sqrt((np.where(set_of == 1, 1.01, 1.0) * floor) ** 2 + beyond**2)
+    cal = CalibratedPoints(mag=np.ones(200), var=np.full(200, 0.01**2), use=np.ones(200, bool),
+                           cloud_ok=np.ones(200, bool), trans=np.zeros(200),
+                           clouds=np.zeros(200), cloud_sigma=sigma, scint_sigma=floor)
+    [(_, bins)] = bin_points(p, cal, station)
+    assert bins["setidx"].tolist() == [1000, 1001, 1002, 1003]
+    assert (bins["cflag"] & 2).tolist() == [0, 0, 2, 2]
+    # a cell's scintillation is the RMS of its points' (the lowest stars weigh most)
+    assert cell_rms(np.array([0.03, 0.04, 0.01]), np.array([0, 0, 1])) == pytest.approx(
+        [np.sqrt(0.00125), np.sqrt(0.00125), 0.01])
+
+
 def test_bins_average_a_set_and_its_lst_across_midnight() -> None:
     lstseq = np.arange(49950, 50050, dtype=np.int64)  # sets 999 and 1000
     p = _patch(np.zeros(100, np.int64), np.arange(100), lstseq)
@@ -126,7 +157,8 @@ def test_bins_average_a_set_and_its_lst_across_midnight() -> None:
     mag = np.where(np.arange(100) < 50, 1.0, 2.0)
     cal = CalibratedPoints(mag=mag, var=np.full(100, 0.01**2), use=np.arange(100) != 3,
                            cloud_ok=np.arange(100) != 3, trans=np.zeros(100),
-                           clouds=np.zeros(100), cloud_sigma=np.zeros(100))
+                           clouds=np.zeros(100), cloud_sigma=np.zeros(100),
+                           scint_sigma=np.zeros(100))
     [(hip, bins)] = bin_points(p, cal, station)
     assert hip == 100
     assert bins["setidx"].tolist() == [999, 1000]
