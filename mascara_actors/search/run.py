@@ -354,11 +354,16 @@ def _blends(pool: Executor, season: SeasonInputs, s: SearchSettings,
     requests = [(n, tuple(e for _, e in asks[n])) for n in sorted(asks)]
     tasks = [_BlendTask(season.files, s, tuple(c)) for c in
              (requests[i:i + 20] for i in range(0, len(requests), 20))]
-    futures = [pool.submit(_measure_neighbours, t) for t in tasks]
+    futures = {pool.submit(_measure_neighbours, t): t for t in tasks}
     for done, fut in enumerate(as_completed(futures), start=1):
         try:
             answers = fut.result()
-        except Exception:
+        except Exception as exc:
+            # their candidates then pass the blend check unchecked: say so, never in silence
+            log.warning("the blend check could not measure the neighbours HIP %s (%s: %s): "
+                        "the candidates within %g\" of them are not checked against them",
+                        ", ".join(str(n) for n, _ in futures[fut].requests),
+                        type(exc).__name__, exc, s.blend_radius_arcsec)
             answers = []
         for n, snrs in answers:
             for (key, _), snr in zip(asks[n], snrs, strict=True):

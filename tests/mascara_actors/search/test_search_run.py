@@ -239,6 +239,30 @@ def test_a_star_that_fails_is_named_and_the_rest_of_its_chunk_searched(tmp_path:
     assert report.results[STARS[0]].skipped is None
 
 
+def test_a_neighbour_that_cannot_be_measured_is_said(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The blend check of a candidate whose neighbour cannot be measured is not done: the
+    search says so (it once passed such candidates in silence)."""
+    def edit(hip: int, rec: np.ndarray) -> np.ndarray:
+        if hip != BLEND_PAIR[0]:
+            return rec
+        return np.asarray(rec[[n for n in rec.dtype.names or () if n != "lst"]].copy())
+
+    transits = {t.hip: t for t in (BLENDED, DILUTED)}
+    path = write_season(tmp_path / "calibrated.hdf5", nights=range(30), stars=BLEND_PAIR,
+                        transits=transits, edit=edit)
+    with caplog.at_level("WARNING", "mascara_actors.search"):
+        report = search([path], tmp_path / "o", SearchSettings(period_max=10.0, workers=1),
+                        sheets=0, stars=[BLEND_PAIR[1]])
+    best = _best(report, BLEND_PAIR[1])
+    assert best.period == pytest.approx(DILUTED.period_d, rel=1e-3)
+    assert best.blend_hip == 0
+    said = [r.getMessage() for r in caplog.records if "blend check" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].startswith(f"the blend check could not measure the neighbours HIP "
+                              f"{BLEND_PAIR[0]} (ValueError: no field of name lst)")
+
+
 def test_a_point_without_lst_is_dropped(tmp_path: Path) -> None:
     def edit(hip: int, rec: np.ndarray) -> np.ndarray:
         rec["lst"][[5, 100]] = np.nan
