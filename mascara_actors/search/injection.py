@@ -8,8 +8,8 @@ the injected period or half or twice it, or names one of these among its aliases
 the star's other passed peaks that fold the same points into transit, which the data cannot
 tell apart), within ``period_tolerance``, a fraction; the fraction at the period itself is
 given too. Every passed candidate of a star without an injected transit is a false
-candidate. Only the stars of the season count: those seen on at least half its nights with
-data.
+candidate. Only the stars of the season count: those seen on at least half the nights its
+files span.
 Talens et al. (2018) recovered 84.0, 60.5 and 20.7 % of the transits of 2, 1 and 0.5 %
 (periods 1 to 5 days) in a year of La Palma data.
 
@@ -122,15 +122,13 @@ def _matches(found: float, injected: float, tolerance: float,
 
 
 def season_nights(report: SearchReport) -> int:
-    """The nights of the season with data: the most nights any star of the search has points
-    on (at least 1)."""
-    # Not the baseline in days: a season with gaps (files weeks apart, a camera down for
-    # the Moon) has far fewer nights with data than days, and every star would fall below
-    # half of them. Counted as each star's own nights are (dates of JD), so the two compare.
-    # The maximum, not a quantile: no star has more nights than the season, and the best
-    # observed one of a field's hundreds is seen on all of them; a quantile would sink when
-    # most stars searched are seen on a part of the season, and let those count.
-    return max((r.nights for r in report.results.values()), default=0) or 1
+    """The nights of the season: those its files span (:attr:`SearchReport.nights`; the
+    baseline in days for a report that does not say)."""
+    # Not the baseline in days: a season of files weeks apart would have every star below
+    # half of it. The nights lost to weather within a file's span count, against every star
+    # alike, as they did in Talens et al.'s year: only a star seen on part of the files'
+    # nights (the edge of the field's season) is left out.
+    return report.nights or max(round(report.baseline_days), 1)
 
 
 def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched: Sequence[int],
@@ -139,8 +137,8 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
     """Score a search of stars ``searched`` into which ``injected`` transits were put.
 
     Only the stars of the season count, injected or not: those with points on at least
-    ``min_night_fraction`` of its nights with data (:func:`season_nights`; a star at the
-    edge of the field's season, seen on a few nights, holds too few transits for any
+    ``min_night_fraction`` of the nights its files span (:func:`season_nights`; a star at
+    the edge of the field's season, seen on a few nights, holds too few transits for any
     search). The injected transits left out are logged."""
     nights = season_nights(report)
 
@@ -155,7 +153,7 @@ def recovery_of(injected: Sequence[TransitSpec], report: SearchReport, searched:
     kept = tuple(t for t in injected if of_season(t.hip))
     if len(kept) < len(injected):
         log.warning("%d of %d injected transits are not scored: their stars have points on "
-                    "fewer than %g of the season's %d nights with data (or were not searched)",
+                    "fewer than %g of the season's %d nights (or were not searched)",
                     len(injected) - len(kept), len(injected), min_night_fraction * nights,
                     nights)
     found = tuple(best.get(t.hip) for t in kept)

@@ -49,6 +49,25 @@ class SeasonInputs:
     """The first and last exposure of ``files``."""
     file_days: tuple[float, ...] = ()
     """Days from the first exposure of each file to its last (each was calibrated alone)."""
+    file_spans: tuple[tuple[int, int], ...] = ()
+    """The first and last exposure (lstseq) of each file."""
+
+    @property
+    def nights(self) -> int:
+        """Nights the files span: the nights from each file's first exposure to its last,
+        a night covered by two files counted once (the nights lost to weather within a
+        file's span count; the weeks between two files do not)."""
+        if not self.file_spans:
+            return max(round(self.baseline_days), 1)
+        spans = sorted(self.file_spans)
+        total, (lo, hi) = 0, spans[0]
+        for a, b in spans[1:]:
+            if a - hi < SLOTS_PER_SIDEREAL_DAY:  # overlapping or on the next night
+                hi = max(hi, b)
+                continue
+            total += _span_nights(lo, hi)
+            lo, hi = a, b
+        return total + _span_nights(lo, hi)
 
     @property
     def baseline_days(self) -> float:
@@ -93,7 +112,14 @@ def open_season(paths: Sequence[str | Path]) -> SeasonInputs:
     stars = np.unique(np.concatenate([r[2] for r in kept]))
     lstseq = (min(r[3][0] for r in kept), max(r[3][1] for r in kept))
     days = tuple((r[3][1] - r[3][0]) / SLOTS_PER_SIDEREAL_DAY * SIDEREAL_DAY for r in kept)
-    return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq, days)
+    return SeasonInputs(camera, tuple(r[0] for r in kept), tuple(skipped), stars, lstseq, days,
+                        tuple(r[3] for r in kept))
+
+
+def _span_nights(first: int, last: int) -> int:
+    """Nights from exposure ``first`` to exposure ``last`` (lstseq) of one stretch of data:
+    its whole days and the night it starts on."""
+    return int((last - first) // SLOTS_PER_SIDEREAL_DAY) + 1
 
 
 _REASONS_SHOWN = 3

@@ -65,6 +65,9 @@ class SearchReport:
     baseline_days: float
     results: dict[int, StarResult] = field(repr=False, default_factory=dict)
     """Each searched star's result (without its periodogram and light curves)."""
+    nights: int = 0
+    """Nights the files span (:attr:`~mascara_actors.search.lightcurve.SeasonInputs.nights`;
+    0: not known, the baseline in days is taken)."""
 
     @property
     def passed(self) -> list[Candidate]:
@@ -331,7 +334,7 @@ def search(
     report = SearchReport(outdir, season.camera, season.files, season.skipped,
                           len(hips), tuple((h, str(w)) for h, w in skipped), tuple(rows),
                           len(drawn), time.perf_counter() - start, baseline,
-                          {h: _lean(r) for h, r in results.items()})
+                          {h: _lean(r) for h, r in results.items()}, season.nights)
     _write_json(outdir / "search.json", report, s, limits, season, injections)
     return report
 
@@ -486,6 +489,7 @@ def _write_json(path: Path, report: SearchReport, s: SearchSettings, limits: Thr
         "files": [str(p) for p in season.files],
         "skipped_files": [{"file": str(p), "why": w} for p, w in season.skipped],
         "baseline_days": report.baseline_days,
+        "nights": report.nights,
         "settings": asdict(s),
         "thresholds": asdict(limits),
         "criteria": criteria_text(limits),
