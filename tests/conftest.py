@@ -25,6 +25,10 @@ import trio.lowlevel
 import trio.testing
 from blockbuster import BlockBuster, blockbuster_ctx
 
+# before any test module imports numpy, so the tests reduce with the numpy code paths the
+# command line takes (mascara_actors/numpy_dispatch.py)
+import mascara_actors  # noqa: F401
+
 BACKENDS = ("asyncio", "trio", "trio-autojump")
 
 

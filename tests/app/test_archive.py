@@ -41,6 +41,7 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
 from mascara_actors.faults import FAULT_ENV
+from mascara_actors.numpy_dispatch import VARIABLE, slow_avx512_sort
 from mascara_actors.rawframe import raw_filename
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
@@ -415,11 +416,11 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
 
 
 @contextlib.contextmanager
-def _dask_cluster(tmp_path: Path, workers: list[tuple[list[str], dict[str, str]]],
+def _dask_cluster(tmp_path: Path, workers: list[tuple[list[str], dict[str, str | None]]],
                   ) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """A `dask scheduler` on loopback and one `dask worker` per (extra arguments, extra
-    environment) in ``workers``, all in before it yields (address, [scheduler, *workers]);
-    every process is killed after."""
+    environment: None leaves a variable out) in ``workers``, all in before it yields
+    (address, [scheduler, *workers]); every process is killed after."""
     scheduler_file = tmp_path / "scheduler.json"
     daemons = [subprocess.Popen(
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -430,7 +431,8 @@ def _dask_cluster(tmp_path: Path, workers: list[tuple[list[str], dict[str, str]]
             daemons.append(subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
                  "--no-dashboard", "--host", "127.0.0.1", *args],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **env},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={k: v for k, v in {**ENV, **env}.items() if v is not None},
                 start_new_session=True))
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
@@ -483,15 +485,18 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
 
 
 def test_a_worker_of_another_version_is_refused_before_any_night(
-        archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
     """A `dask worker` whose software reports another version (set by a preload script, as
     another install would report it): the run stops before it reduces or writes anything,
-    naming the worker and what to do."""
+    naming the worker and what to do. Started without numpy's setting for this CPU, it is
+    said to lack it (on AMD Zen 4, where numpy's AVX-512 sort is slow)."""
     preload = tmp_path / "other_version.py"
     preload.write_text("import mascara_actors.app.archive.run as run\n"
                        "run.SOFTWARE = 'mascara-actors 0.0.1'\n")
     out = tmp_path / "out"
-    with _dask_cluster(tmp_path, [(["--preload", str(preload)], {})]) as (address, _):
+    with _dask_cluster(tmp_path, [(["--preload", str(preload)], {VARIABLE: None})]) as (
+            address, _):
         code = main(["--config", str(archive.config), "archive", str(archive.root), "--out",
                      str(out), "--scheduler", address])
     err = capsys.readouterr().err
@@ -500,6 +505,8 @@ def test_a_worker_of_another_version_is_refused_before_any_night(
                      r"runs mascara-actors 0\.0\.1\); this is " + re.escape(SOFTWARE), err), err
     assert "install the same version on every worker" in err
     assert not out.exists() or not any(out.iterdir())
+    lacks = f"were started without {VARIABLE}=X86_V4 in their environment" in caplog.text
+    assert lacks is slow_avx512_sort(Path("/proc/cpuinfo").read_text()), caplog.text
 
 
 def test_a_scheduler_that_does_not_answer_is_said_within_seconds(

@@ -41,6 +41,7 @@ from mascara_actors.app.archive.scan import CameraNight
 from mascara_actors.app.archive.scan_memory import archive_state_dir
 from mascara_actors.app.archive.task import NightOutcome, NightTask
 from mascara_actors.errors import ConfigError
+from mascara_actors.numpy_dispatch import VARIABLE, dispatch_environment
 from mascara_actors.storage import event_log_path
 from mascara_actors.storage.provenance import SOFTWARE
 
@@ -98,7 +99,8 @@ def archive_client(
     settings: dict[str, Any] = {
         "distributed.scheduler.allowed-failures": retries,
         "distributed.nanny.pre-spawn-environ": {
-            **dask.config.get("distributed.nanny.pre-spawn-environ"), **_ONE_ARENA},
+            **dask.config.get("distributed.nanny.pre-spawn-environ"), **_ONE_ARENA,
+            **dispatch_environment()},
     }
     if not dashboard:
         # The workers' statistical profiler samples every thread 100 times a second for the
@@ -209,14 +211,30 @@ def _warn_of_the_schedulers_retries(client: Client, scheduler: str, retries: int
             "its environment for that", scheduler, allowed, retries, retries)
 
 
-def _worker_setup() -> tuple[str, bool]:
-    """What :func:`_check_workers` asks each worker: its software, and whether it started
-    with :data:`_ONE_ARENA`."""
-    return SOFTWARE, all(os.environ.get(k) == v for k, v in _ONE_ARENA.items())
+def _worker_setup() -> tuple[str, dict[str, str]]:
+    """What :func:`_check_workers` asks each worker: its software, and the settings its
+    environment lacks (:data:`_ONE_ARENA`; numpy's fast sort, on a CPU that needs it)."""
+    missing = {k: v for k, v in _ONE_ARENA.items() if os.environ.get(k) != v}
+    return SOFTWARE, missing | dispatch_environment()
+
+
+_WHY_SETTING = {
+    "MALLOC_ARENA_MAX": "fresh memory for every frame",
+    VARIABLE: "numpy's AVX-512 sort is slow on their CPU, AMD Zen 4; and their products differ "
+              "in the last bits from a `--replay`'s",
+}
 
 
 def _check_workers(client: Client) -> None:
-    setups: dict[str, tuple[str, bool]] = client.run(_worker_setup)
+    setups: dict[str, tuple[str, dict[str, str]]] = client.run(_worker_setup)
+    for name, why in _WHY_SETTING.items():
+        lacking = sorted(addr for addr, (_, missing) in setups.items() if name in missing)
+        if lacking:
+            setting = f"{name}={next(m[name] for _, m in setups.values() if name in m)}"
+            log.warning(
+                "%d of %d workers (%s) were started without %s in their environment: their "
+                "nights run slower (%s); start them as `%s dask worker ADDRESS`",
+                len(lacking), len(setups), ", ".join(lacking), setting, why, setting)
     other = {addr: v for addr, (v, _) in setups.items() if v != SOFTWARE}
     if other:
         listed = ", ".join(f"{addr} runs {v}" for addr, v in sorted(other.items()))
@@ -224,13 +242,6 @@ def _check_workers(client: Client) -> None:
             f"workers run another version of the software ({listed}); this is {SOFTWARE}: "
             "install the same version on every worker, or their nights would mix versions"
         )
-    many = sorted(addr for addr, (_, one) in setups.items() if not one)
-    if many:
-        setting = " ".join(f"{k}={v}" for k, v in _ONE_ARENA.items())
-        log.warning(
-            "%d of %d workers (%s) were started without %s in their environment: their "
-            "nights run slower (fresh memory for every frame); start them as `%s dask worker "
-            "ADDRESS`", len(many), len(setups), ", ".join(many), setting, setting)
 
 
 @dataclass(slots=True)
