@@ -53,7 +53,8 @@ def add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    help="simulate this many of the camera's stars, at random (default all)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--hours", type=float, default=None,
-                   help="simulate only this many hours of each night (default all of it)")
+                   help="simulate only this many hours of each night, at most to its end "
+                        "(default all of it)")
     p.add_argument("--offset-hours", type=float, default=0.0, metavar="H",
                    help="with --hours: start this long after the night starts (default 0: "
                         "the night starts at sunset, so its first hour is bright twilight)")

@@ -73,10 +73,14 @@ class LightCurveSimulation:
                                   f"({self.nights} nights)")
         if int(self.every_set) != self.every_set or self.every_set < 1:
             raise ConfigError(f"every_set={self.every_set}: must be a positive whole number")
-        if self.hours is not None and self.hours <= 0:
-            raise ConfigError(f"hours={self.hours}: must be positive")
+        if self.hours is not None and not 0 < self.hours <= 24:
+            raise ConfigError(f"hours={self.hours}: give the hours of each night to simulate, "
+                              "more than 0 and at most 24 (leave it out for whole nights)")
         if self.offset_hours < 0:
             raise ConfigError(f"offset_hours={self.offset_hours}: must not be negative")
+        if self.offset_hours and self.hours is None:
+            raise ConfigError(f"offset_hours={self.offset_hours} is for part of a night: give "
+                              "hours too (whole nights start when the night starts)")
         if self.stars is not None and self.stars < 1:
             raise ConfigError(f"stars={self.stars}: simulate at least one star")
 

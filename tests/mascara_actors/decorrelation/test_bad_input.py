@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,14 @@ def test_the_commands_have_help_and_clear_errors(small: Small, tmp_path: Path,
     assert "did not converge" in capsys.readouterr().err
     assert main(["simulate-lightcurves", str(tmp_path / "sim"), "--nights", "0"]) == 2
     assert "nights=0" in capsys.readouterr().err
+    for args, said in ((["--hours", "30"], "hours=30.0: give the hours of each night"),
+                       (["--offset-hours", "2"], "offset_hours=2.0 is for part of a night"),
+                       (["--hours", "1", "--offset-hours", "20"],
+                        r"offset_hours=20\.0: the night of 2026-01-08 at LaPalma is 1\d\.\d h")):
+        assert main(["simulate-lightcurves", str(tmp_path / "sim"), "--nights", "1",
+                     *args]) == 2, args
+        assert re.search(said, capsys.readouterr().err), args
+    assert not (tmp_path / "sim").exists()
 
 
 # --- the live calibration: a night never stops for its calibration --------------------------
