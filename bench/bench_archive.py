@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench._core import bench, figure, host_reference_ms
+from bench._core import bench, figure, host_cpu, host_reference_ms
 from hw.sim.night_start import choose_start_lstseq
 from hw.sim.recording import record_night
 from hw.sim.sky import SimulationSettings
@@ -164,7 +164,7 @@ def run():
     context = {"nights": len(_NIGHTS), "frames": total, "frames_per_night": frames,
                "form": form, "wall_2_workers_s": round(two_s, 1),
                "wall_1_worker_s": round(one_s, 1), "cpu_count": os.cpu_count(),
-               "host_ref_ms": [ref_before, ref_after],
+               "host_ref_ms": [ref_before, ref_after], **host_cpu(),
                "cpu_user_sys_2_workers_s": two_cpu, "cpu_user_sys_1_worker_s": one_cpu,
                "time_split_2_workers": split, "summary": summary[0] if summary else ""}
     yield figure("archive_x_realtime_per_core",
