@@ -5,7 +5,7 @@ The photometry sorts each star's sky-annulus pixels, 5,000 rows of 1,264 float32
 version wherever the CPU has AVX-512. On AMD Zen 4 that version is the slow one: its
 partition step stores with ``vcompressps`` to memory, which Zen 4 runs in microcode. Those
 rows sort in 44 ms with it and in 21 ms with the AVX2 version on the same core (a 1-d
-sort of 6.4 million float32: 240 against 38 ms); an archive night is 13 % faster in all.
+sort of 6.4 million float32: 240 against 38 ms); a night reduces 8-14 % faster.
 numpy chooses its paths once, when it is imported, from ``NPY_DISABLE_CPU_FEATURES``;
 disabling ``X86_V4`` (AVX-512 F/CD/BW/DQ/VL) sends the sorts, and the ufuncs compiled for
 that level, to their AVX2 versions. Zen 5 stores compressed vectors at full speed.
