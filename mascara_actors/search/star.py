@@ -30,8 +30,8 @@ class CoarseGrid:
 
     @classmethod
     def for_season(cls, baseline_days: float, s: SearchSettings) -> CoarseGrid:
-        """The grid of ``s`` for a season of ``baseline_days``. The sidebands the
-        calibration leaves are searched: a transit there is far deeper than the leak, and
+        """The grid of ``s`` for a season of ``baseline_days``. The band the calibration
+        leaks the sidereal day into is searched: a transit there is far deeper than the leak, and
         the vetting asks a peak there to stand above it
         (:attr:`~.vetting.Thresholds.sideband_snr`)."""
         periods = period_grid(baseline_days, s.period_min, s.period_max, min(s.durations),

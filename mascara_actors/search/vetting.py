@@ -36,11 +36,11 @@ class Thresholds:
     duration_excess: float = 2.0
     alias_tolerance: float = 0.005
     sidebands: tuple[float, ...] = ()
-    """Frequencies (1/day) beside the sidereal day that the calibration leaves (the search
+    """Frequencies (1/day) down to which the calibration leaks the sidereal day (the search
     sets them from its files: :func:`~.peaks.calibration_sidebands`)."""
     sideband_width: float = 0.0
-    """Half-width of the band about each sideband, 1/day (the search sets it to 1 over the
-    season's baseline)."""
+    """How far, 1/day, the band from each sideband to the sidereal day is widened on both
+    sides (the search sets it to 1 over the season's baseline, its resolution)."""
     sideband_snr: float = 20.0
     """A peak in a sideband's band passes only with at least this S/N. The calibration's
     leak makes dips there of S/N up to about 14 in quiet stars (800 of the benchmark
@@ -71,9 +71,10 @@ CRITERIA: dict[str, str] = {
                 "Jupiter across a star of the host's spectral class",
     "alias": "period further than {alias_tolerance} (fractionally) from every multiple and "
              "fraction of the sidereal day, and, unless its S/N is at least {sideband_snr}, "
-             "frequency further than {sideband_width:.4f} per day from the sidebands the "
-             "calibration leaves beside the sidereal day (1/sidereal day - 1/T for "
-             "calibrated files of T days, the median), whose leaked dips reach S/N 14",
+             "frequency outside the band the calibration leaks the sidereal day into, "
+             "widened by {sideband_width:.4f} per day (from the sidereal day down to "
+             "1/sidereal day - 1/T for calibrated files of T days, the median), whose leaked "
+             "dips reach S/N 14",
     "blend": "no neighbour within the blend radius shows the dip more significantly",
 }
 

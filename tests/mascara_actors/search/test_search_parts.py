@@ -75,11 +75,13 @@ def test_the_sidebands_of_calibrated_files_are_masked_within_the_resolution() ->
     (f,) = calibration_sidebands([14.98, 15.02, 15.0, 4.0, 0.5])
     assert f == pytest.approx(1.0 / SIDEREAL_DAY - 1.0 / 15.0, abs=1e-3)
     assert 1.0 / f == pytest.approx(1.068, abs=0.001)
-    periods = np.array([1.0 / (f + 0.015), 1.0 / f, 1.0 / (f - 0.015), 1.0 / (f + 0.02), 2.5])
+    periods = np.array([1.0 / (f + 0.04), 1.0 / (f + 0.015), 1.0 / f, 1.0 / (f - 0.015),
+                        1.0 / (f - 0.02), 2.5])
     assert alias_free(periods, 0.005).all()
+    # the leak fills the band from the sidereal day down to f (1.03-1.05 d is inside it);
     # a 60-day season resolves 1/60 per day
-    assert alias_free(periods, 0.005, (f,), 1 / 60).tolist() == [False, False, False, True,
-                                                                 True]
+    assert alias_free(periods, 0.005, (f,), 1 / 60).tolist() == [False, False, False, False,
+                                                                 True, True]
     assert calibration_sidebands([0.5]) == ()
 
 
@@ -248,11 +250,15 @@ def test_a_peak_in_a_sideband_passes_only_above_the_leak() -> None:
     limits = Thresholds(sidebands=(f,), sideband_width=1 / 60)
     in_band = dataclasses.replace(_measure(), period=1.0 / (f + 0.01), duration=0.08,
                                   in_transit_fraction=0.05)
+    mid_band = dataclasses.replace(in_band, period=1.04)  # between f and the sidereal day
     for snr, passes in ((14.0, False), (19.9, False), (20.0, True), (95.0, True)):
-        checks = vet(dataclasses.replace(in_band, snr=snr), sde=15.0, sptype="A",
-                     blend_snr=0.0, limits=limits)
-        assert checks["alias"] is passes, snr
-        assert all(v for k, v in checks.items() if k != "alias"), checks
+        for peak in (in_band, mid_band):
+            checks = vet(dataclasses.replace(peak, snr=snr), sde=15.0, sptype="A",
+                         blend_snr=0.0, limits=limits)
+            assert checks["alias"] is passes, (peak.period, snr)
+            assert all(v for k, v in checks.items() if k != "alias"), checks
+    below = dataclasses.replace(in_band, period=1.0 / (f - 0.02), snr=14.0)
+    assert vet(below, sde=15.0, sptype="A", blend_snr=0.0, limits=limits)["alias"]
     # a multiple of the sidereal day fails whatever its S/N
     day = dataclasses.replace(in_band, period=2 * SIDEREAL_DAY, snr=95.0)
     assert not vet(day, sde=15.0, sptype="A", blend_snr=0.0, limits=limits)["alias"]
