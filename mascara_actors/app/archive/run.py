@@ -219,18 +219,21 @@ def _worker_setup() -> tuple[str, dict[str, str]]:
 
 
 _WHY_SETTING = {
-    "MALLOC_ARENA_MAX": "fresh memory for every frame",
+    **dict.fromkeys(_ONE_ARENA, "fresh memory for every frame"),
     VARIABLE: "numpy's AVX-512 sort is slow on their CPU, AMD Zen 4; and their products differ "
               "in the last bits from a `--replay`'s",
 }
 
 
 def _check_workers(client: Client) -> None:
-    setups: dict[str, tuple[str, dict[str, str]]] = client.run(_worker_setup)
+    setups: dict[str, tuple[str, object]] = client.run(_worker_setup)
+    # A worker of another release may answer in another form (a bool before December
+    # 2026): its settings are then unknown, and the version check below refuses it.
+    lacks = {addr: missing for addr, (_, missing) in setups.items() if isinstance(missing, dict)}
     for name, why in _WHY_SETTING.items():
-        lacking = sorted(addr for addr, (_, missing) in setups.items() if name in missing)
+        lacking = sorted(addr for addr, missing in lacks.items() if name in missing)
         if lacking:
-            setting = f"{name}={next(m[name] for _, m in setups.values() if name in m)}"
+            setting = f"{name}={lacks[lacking[0]][name]}"
             log.warning(
                 "%d of %d workers (%s) were started without %s in their environment: their "
                 "nights run slower (%s); start them as `%s dask worker ADDRESS`",
