@@ -119,15 +119,17 @@ def _compression(sim: LightCurveSimulation, config: Config) -> str | None:
     return None if compression == "none" else compression
 
 
-def _plan(sim: LightCurveSimulation, config: Config, catalogue: Catalogue, part: Path
-          ) -> _Plan:
-    """Draw the weather and the stars (the nights draw the rest from their own seeds)."""
+def _plan(sim: LightCurveSimulation, config: Config, catalogue: Catalogue, part: Path,
+          schedule: list[NightSlots] | None = None) -> _Plan:
+    """Draw the weather and the stars (the nights draw the rest from their own seeds); the
+    nights' slots are ``schedule`` when the caller has them."""
     camera = config.camera(sim.camera)
+    if schedule is None:
+        schedule = night_schedule(config, camera, sim)
     sensor = config.sensor(sim.sensor) if sim.sensor else camera.sensor
     model = CameraModel.from_config(camera, nx=sensor.xsize, ny=sensor.ysize)
     seed = np.random.SeedSequence(sim.seed)
     rng = np.random.default_rng(seed.spawn(1)[0])
-    schedule = night_schedule(config, camera, sim)
     weather = sim.weather or tuple(rng.choice(WEATHER, sim.nights, p=WEATHER_ODDS).tolist())
     lon_offset = camera.site.longitude_deg - REFERENCE_LONGITUDE_DEG
     stars = choose_stars(sim, catalogue, model, lon_offset, schedule, rng)
@@ -242,8 +244,10 @@ def simulate_lightcurves(
     if any(len(r) == 0 for r in runs) or [i for r in runs for i in r] != list(range(sim.nights)):
         raise ConfigError(f"batches={runs}: give runs of nights that cover 0..{sim.nights - 1} "
                           "once each, in order")
+    # before the output directory is made: a night's slots can refuse the settings
+    schedule = night_schedule(config, config.camera(sim.camera), sim)
     part = _check_outdir(outdir)
-    plan = _plan(sim, config, catalogue or Catalogue.load(), part)
+    plan = _plan(sim, config, catalogue or Catalogue.load(), part, schedule)
     total = sum(len(n.sets(sim.every_set)) for n in plan.schedule)
     done = 0
 
