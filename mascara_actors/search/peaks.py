@@ -19,7 +19,7 @@ def alias_free(periods: np.ndarray, tolerance: float,
     """True where a period (days) is further than ``tolerance`` (a fraction) from every
     k sidereal days and every sidereal day over k (k = 1, 2, ...), and whose frequency is
     outside the band each of ``sidebands`` (1/day) spans with the sidereal day, widened by
-    ``width`` (1/day) on both sides (:func:`calibration_sidebands` says why a band)."""
+    ``width`` (1/day) beyond the sideband (:func:`calibration_sidebands` says why a band)."""
     periods = np.asarray(periods, float)
     ratio = periods / SIDEREAL_DAY
     # the nearest whole multiple, and the nearest whole fraction
@@ -28,10 +28,11 @@ def alias_free(periods: np.ndarray, tolerance: float,
     kk = np.maximum(np.rint(1.0 / ratio), 1.0)
     near_fraction = np.abs(ratio * kk - 1.0) < tolerance
     out: np.ndarray = ~(near_multiple | near_fraction)
-    freq = 1.0 / periods
+    freq, day = 1.0 / periods, 1.0 / SIDEREAL_DAY
     for f in sidebands:
-        lo, hi = sorted((f, 1.0 / SIDEREAL_DAY))
-        out &= (freq < lo - width) | (freq > hi + width)
+        # widened away from the sidereal day only: the day itself is the alias mask's
+        lo, hi = (f - width, day) if f < day else (day, f + width)
+        out &= (freq < lo) | (freq > hi)
     return out
 
 

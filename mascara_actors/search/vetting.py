@@ -39,8 +39,8 @@ class Thresholds:
     """Frequencies (1/day) down to which the calibration leaks the sidereal day (the search
     sets them from its files: :func:`~.peaks.calibration_sidebands`)."""
     sideband_width: float = 0.0
-    """How far, 1/day, the band from each sideband to the sidereal day is widened on both
-    sides (the search sets it to 1 over the season's baseline, its resolution)."""
+    """How far, 1/day, the band from the sidereal day to each sideband reaches beyond the
+    sideband (the search sets it to 1 over the season's baseline, its resolution)."""
     sideband_snr: float = 20.0
     """A peak in a sideband's band passes only with at least this S/N. The calibration's
     leak makes dips there of S/N up to about 14 in quiet stars (800 of the benchmark
