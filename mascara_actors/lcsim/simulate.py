@@ -230,7 +230,8 @@ def simulate_lightcurves(
     Raises
     ------
     ConfigError
-        Unknown camera, bad weather names, nothing to simulate.
+        Unknown camera, bad weather names, nothing to simulate, an offset past the end of
+        a night (before anything is written).
     StorageError
         ``outdir`` is not empty, or a file cannot be written.
     """
