@@ -16,6 +16,7 @@ import argparse
 import functools
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -104,6 +105,21 @@ def _log_to_file(path: Path) -> Iterator[None]:
             root.addHandler(h)
 
 
+def _hang_up(signum: int, frame: object) -> None:
+    """The console's terminal is gone (a closed window, a dropped ssh session): leave at once.
+
+    Textual does not notice: its input thread spun on the closed terminal at most of a core
+    for ever, the cores the station reduces on, while its screen writer waited on it. The
+    console keeps nothing of the station's (the station goes on, ignoring the hang-up), so
+    there is nothing to save but its own log.
+    """
+    logging.getLogger(__name__).warning("the terminal hung up: the console leaves, the "
+                                        "station goes on")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the console; returns the exit code (0 after detaching, or a clean quit)."""
     # the console and the station's client load here, not with --help
@@ -122,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
         started = _start_station(args, socket_path)
     link = StationLink(socket_path, dict(config.cameras))
     app = StationConsole(link, lookup=_lookup)
-    with _log_to_file(socket_path.parent / "console.log"):
-        code = anyio.run(app.run_async, backend="asyncio") or 0
+    previous = signal.signal(signal.SIGHUP, _hang_up)
+    try:
+        with _log_to_file(socket_path.parent / "console.log"):
+            code = anyio.run(app.run_async, backend="asyncio") or 0
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     pid = link.station.get("pid") or started or "?"
     if link.lost is None:
         print(

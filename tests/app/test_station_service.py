@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -92,6 +93,8 @@ class Night:
     status_after_fuzz: dict[str, Any] = field(default_factory=dict)
     killed_pid: int = 0
     ignores_hup: bool = False
+    console_hung_up: tuple[int | None, float] = (None, 0.0)
+    """A console on a terminal that closed: its exit code and the seconds it took."""
     second: subprocess.CompletedProcess[str] | None = None
     marks: dict[str, float] = field(default_factory=dict)
     """Seconds from the station's start to each step of the scenario (for a failure's
@@ -126,6 +129,39 @@ def _fuzz(socket_path: Path, night: Night) -> None:
         night.fuzzed += 1
 
     one_stream()
+
+
+def _console_on_a_closing_terminal(out: Path, config_dir: Path) -> tuple[int | None, float]:
+    """Start ``mascara-actors console`` on a pty, let it draw, close the terminal; its exit
+    code (None when it still runs 10 s later) and the seconds it took."""
+    terminal, tty = os.openpty()
+    cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "console",
+           "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _ON_A_TERMINAL, *cmd], stdin=tty,
+                            stdout=tty, stderr=tty, env={**ENV, "TERM": "xterm-256color"})
+    os.close(tty)
+    try:
+        drawn = b""
+        deadline = time.monotonic() + 60
+        while b"science" not in drawn and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([terminal], [], [], 0.5)[0]:
+                with contextlib.suppress(OSError):
+                    drawn += os.read(terminal, 65536)
+        assert b"science" in drawn, drawn[-2000:]  # its panels show the cameras observing
+        os.close(terminal)  # the kernel hangs up the console's session
+        terminal = -1
+        t0 = time.monotonic()
+        try:
+            code: int | None = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, round(time.monotonic() - t0, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if terminal >= 0:
+            os.close(terminal)
 
 
 async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
@@ -254,6 +290,10 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
         await anyio.to_thread.run_sync(_fuzz, sock, night)
         night.status_after_fuzz = (await client.send("status")).unwrap()
         mark("fuzzed")
+        # 5. a console on a terminal of its own, which then closes (a dropped ssh session)
+        night.console_hung_up = await anyio.to_thread.run_sync(
+            _console_on_a_closing_terminal, night.out, config_dir)
+        mark("console hung up")
 
     # the listener ends when the station closes the socket
 
@@ -388,6 +428,15 @@ def test_a_killed_pipeline_resumes_to_the_same_files(
     for name in binned:
         assert (night_dir / "binned" / name).read_bytes() == \
             (ref_dir / "binned" / name).read_bytes(), name
+
+
+def test_a_console_whose_terminal_closes_leaves_and_the_station_goes_on(
+        station_night: Night) -> None:
+    # Textual alone spun on the closed terminal at most of a core until killed
+    code, seconds = station_night.console_hung_up
+    assert code == 128 + signal.SIGHUP, station_night.console_hung_up
+    assert seconds < 10
+    assert station_night.code == 0, station_night.log
 
 
 def test_the_station_outlives_its_terminal_and_refuses_a_twin(station_night: Night) -> None:
