@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mascara_actors.numpy_dispatch import this_cpu
+
 Figure = dict[str, Any]
 BenchFn = Callable[[], Iterable[Figure]]
 
@@ -86,15 +88,8 @@ def host_cpu() -> dict[str, object]:
     """The CPU's model name and whether numpy runs its AVX-512 (X86_V4) code paths."""
     from numpy._core._multiarray_umath import __cpu_features__
 
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "numpy_avx512": bool(__cpu_features__.get("X86_V4", False))}
+    return {"cpu": this_cpu().get("model name", ""),
+            "numpy_avx512": bool(__cpu_features__.get("X86_V4", False))}
 
 
 def emit(fig: Figure) -> None:

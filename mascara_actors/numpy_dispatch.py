@@ -27,22 +27,39 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["VARIABLE", "dispatch_environment", "prefer_fast_sort", "slow_avx512_sort"]
+__all__ = [
+    "VARIABLE", "cpu_fields", "dispatch_environment", "prefer_fast_sort", "slow_avx512_sort",
+    "this_cpu", "this_cpu_sorts_slowly",
+]
 
 VARIABLE = "NPY_DISABLE_CPU_FEATURES"
 _DISABLED = "X86_V4"
 _ZEN4_FAMILY = 0x19  # AMD family 19h: Zen 3 (no AVX-512) and Zen 4
 
 
-def slow_avx512_sort(cpuinfo: str) -> bool:
-    """True when ``cpuinfo`` (the text of ``/proc/cpuinfo``) describes a CPU whose AVX-512
-    sort is slower than its AVX2 one: an AMD family 19h core with AVX-512 (Zen 4)."""
+def cpu_fields(cpuinfo: str) -> dict[str, str]:
+    """The fields of the first processor in ``cpuinfo`` (the text of ``/proc/cpuinfo``):
+    its block describes them all."""
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         if not line.strip():
-            break  # the first processor's block describes them all
+            break
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
+    return fields
+
+
+def this_cpu() -> dict[str, str]:
+    """:func:`cpu_fields` of this machine (empty where there is no ``/proc/cpuinfo``)."""
+    try:
+        return cpu_fields(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:  # not Linux
+        return {}
+
+
+def slow_avx512_sort(fields: dict[str, str]) -> bool:
+    """True when the processor of :func:`cpu_fields` ``fields`` sorts slower with AVX-512
+    than with AVX2: an AMD family 19h core with AVX-512 (Zen 4)."""
     try:
         family = int(fields.get("cpu family", ""))
     except ValueError:
@@ -51,17 +68,15 @@ def slow_avx512_sort(cpuinfo: str) -> bool:
             and "avx512f" in fields.get("flags", "").split())
 
 
-def _this_cpu_sorts_slowly() -> bool:
-    try:
-        return slow_avx512_sort(Path("/proc/cpuinfo").read_text(errors="replace"))
-    except OSError:  # not Linux
-        return False
+def this_cpu_sorts_slowly() -> bool:
+    """:func:`slow_avx512_sort` of this machine's CPU."""
+    return slow_avx512_sort(this_cpu())
 
 
 def dispatch_environment() -> dict[str, str]:
     """The variables a new reducing process needs in its environment (empty when this
     CPU sorts well with AVX-512 or the variable is already set here, and so inherited)."""
-    if VARIABLE in os.environ or not _this_cpu_sorts_slowly():
+    if VARIABLE in os.environ or not this_cpu_sorts_slowly():
         return {}
     return {VARIABLE: _DISABLED}
 

@@ -41,7 +41,7 @@ from mascara_actors.catalogue import Catalogue
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
 from mascara_actors.faults import FAULT_ENV
-from mascara_actors.numpy_dispatch import VARIABLE, slow_avx512_sort
+from mascara_actors.numpy_dispatch import VARIABLE, this_cpu_sorts_slowly
 from mascara_actors.rawframe import raw_filename
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
@@ -510,7 +510,7 @@ def test_a_worker_of_another_version_is_refused_before_any_night(
     assert not out.exists() or not any(out.iterdir())
     lacks = re.search(rf"1 of 2 workers \(tcp://127\.0\.0\.1:\d+\) were started without "
                       rf"{VARIABLE}=X86_V4 in their environment", caplog.text)
-    assert bool(lacks) is slow_avx512_sort(Path("/proc/cpuinfo").read_text()), caplog.text
+    assert bool(lacks) is this_cpu_sorts_slowly(), caplog.text
 
 
 def test_a_scheduler_that_does_not_answer_is_said_within_seconds(
