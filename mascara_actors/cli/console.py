@@ -7,7 +7,8 @@ the console or its terminal never stops it). ``q`` detaches; the station goes on
 ``mascara-actors console --out OUT`` attaches again, from any terminal of the station's user.
 
 ``--replay DIR`` instead plays a recorded night as the camera, in this process, with the
-console of one camera (the night stops for a restart when it quits).
+console of one camera (the night stops for a restart when it quits, or when its terminal
+hangs up: exit status 129).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mascara_actors.errors import ConfigError
 if TYPE_CHECKING:
     from mascara_actors.actors.pipeline import NightReport
     from mascara_actors.catalogue import Catalogue
+    from tui.feed import ConsoleFeed
     from tui.messages import LightCurve
 
 __all__ = ["add_parser", "run"]
@@ -64,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "back); p pause/resume its reduction, d take darks, e end its night as at dawn, "
             "l star look-up, s stop the station (both asked first), q detach (the station goes "
             "on). --replay DIR plays a recorded night as the camera instead, in this process "
-            "(q stops it, saving first; run again to resume)."
+            "(q, or its terminal closing, stops it, saving first; run again to resume)."
         ),
     )
     add_station_options(
@@ -115,9 +117,39 @@ def _hang_up(signum: int, frame: object) -> None:
     """
     logging.getLogger(__name__).warning("the terminal hung up: the console leaves, the "
                                         "station goes on")
+    _leave(signum)
+
+
+def _leave(signum: int) -> None:
+    """Exit now with the signal's status, the log written: Textual can neither draw nor
+    restore a closed terminal, so its own exit is not waited for."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(128 + signum)
+
+
+_HANG_UP_GRACE_S = 60.0
+"""Seconds a replayed night has to stop after its terminal hangs up; past them the console
+leaves anyway (what is saved is saved atomically: a restart redoes the rest)."""
+
+
+async def _stop_on_hang_up(feed: ConsoleFeed) -> None:
+    """On SIGHUP (the terminal of a replay's console is gone), stop the night as ``q`` does:
+    the frames in flight reduced, complete sets saved, the open set left for the restart;
+    then leave (:func:`_leave`). The default action, death at once, left no word of why."""
+    log = logging.getLogger(__name__)
+    with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
+        async for signum in hangups:
+            log.warning("the terminal hung up: stopping the night (complete sets are saved), "
+                        "then the console leaves")
+            feed.stop.set()
+            feed.gate.resume()
+            with anyio.move_on_after(_HANG_UP_GRACE_S) as waited:
+                await feed.finished.wait()
+            log.warning("%s; run the same command again to go on",
+                        "the night did not stop in time" if waited.cancelled_caught
+                        else "the night stopped")
+            _leave(signum)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -232,7 +264,6 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     from mascara_actors.app.replay import plan_replay
     from mascara_actors.cli.console_feed import replay_feed
     from tui.app import make_console, run_console
-    from tui.feed import ConsoleFeed
 
     job = plan_replay(
         args.replay, args.out, config=config, camera_id=args.camera, realtime=True
@@ -251,7 +282,11 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     async def main() -> int:
         catalogue = await anyio.to_thread.run_sync(_catalogue)
         feeds.append(replay_feed(job, catalogue, speed=args.speed))
-        return await run_console(make_console(feeds[0]))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_hang_up, feeds[0])
+            code = await run_console(make_console(feeds[0]))
+            tg.cancel_scope.cancel()
+        return code
 
     with _log_to_file(log_path):
         code = anyio.run(main, backend="asyncio")

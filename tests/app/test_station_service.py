@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -49,6 +48,7 @@ from mascara_actors.storage import NightFile
 from tests.app.test_station_recovery import N_QUICK, quick_night_config
 from tests.app.test_supervisor import ENV
 from tests.stations import raw_frames
+from tests.terminal import read_until, start_on_a_terminal
 from tui.screens.station import CameraScreen, StationScreen
 from tui.station_app import StationConsole
 from tui.station_link import StationLink
@@ -65,12 +65,6 @@ PAUSED = "LPE"
 
 # Runs a command in a session of its own whose controlling terminal is its stdin (a pty), as
 # a login shell would; exec keeps the pid.
-_ON_A_TERMINAL = (
-    "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
-)
-
-
 @dataclass
 class Night:
     """What the station did, and what was seen of it."""
@@ -134,19 +128,11 @@ def _fuzz(socket_path: Path, night: Night) -> None:
 def _console_on_a_closing_terminal(out: Path, config_dir: Path) -> tuple[int | None, float]:
     """Start ``mascara-actors console`` on a pty, let it draw, close the terminal; its exit
     code (None when it still runs 10 s later) and the seconds it took."""
-    terminal, tty = os.openpty()
     cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "console",
            "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-c", _ON_A_TERMINAL, *cmd], stdin=tty,
-                            stdout=tty, stderr=tty, env={**ENV, "TERM": "xterm-256color"})
-    os.close(tty)
+    proc, terminal = start_on_a_terminal(cmd, {**ENV, "TERM": "xterm-256color"})
     try:
-        drawn = b""
-        deadline = time.monotonic() + 60
-        while b"science" not in drawn and time.monotonic() < deadline and proc.poll() is None:
-            if select.select([terminal], [], [], 0.5)[0]:
-                with contextlib.suppress(OSError):
-                    drawn += os.read(terminal, 65536)
+        drawn = read_until(terminal, proc, lambda seen: b"science" in seen, 60)
         assert b"science" in drawn, drawn[-2000:]  # its panels show the cameras observing
         os.close(terminal)  # the kernel hangs up the console's session
         terminal = -1
@@ -312,10 +298,7 @@ def station_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
     night = Night(out=tmp / "out", config_dir=config_dir)
     cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "station",
            "--frames", str(FRAMES), "--speed", str(SPEED), "--out", str(night.out)]
-    terminal, tty = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", _ON_A_TERMINAL, *cmd], stdin=tty,
-                            stdout=tty, stderr=tty, env=ENV)
-    os.close(tty)
+    proc, terminal = start_on_a_terminal(cmd, ENV)
     try:
         anyio.run(_scenario, night, proc, terminal, cmd, config_dir, backend="asyncio")
         night.code = proc.wait(timeout=300)
