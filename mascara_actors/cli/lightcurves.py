@@ -96,7 +96,8 @@ def add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "to a baseline and write OUT/calibrated_{stem}.hdf5 (one point per star and set "
             "of 50), OUT/maps_{stem}.hdf5 (the maps, with the baseline they came from), "
             "OUT/plots/*.png and OUT/report_{stem}.json. A fit that does not converge writes "
-            "only the report and exits with status 1; the baseline is never modified."),
+            "only OUT/report_{stem}.failed.json and exits with status 1 (an earlier run's "
+            "files and report are kept); the baseline is never modified."),
     )
     p.add_argument("baseline", type=Path, help="baseline file (mascara-actors baseline)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")

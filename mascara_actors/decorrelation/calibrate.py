@@ -287,6 +287,13 @@ def _earlier_outputs(outdir: Path, stem: str) -> list[Path]:
             if p.exists()]
 
 
+def _report_path(outdir: Path, stem: str, *, failed: bool = False) -> Path:
+    """The report of a run on baseline ``stem``: ``report_{stem}.json`` beside the files of
+    a run that converged, ``report_{stem}.failed.json`` for one that did not (so that an
+    earlier run's report stays with its files)."""
+    return outdir / f"report_{stem}{'.failed' if failed else ''}.json"
+
+
 def _report_failure(base: _Baseline, outdir: Path, result: CalibrationResult,
                     settings: DecorrelationSettings) -> list[Path]:
     """Write the report of a run that did not converge, naming the files of an earlier run
@@ -296,11 +303,13 @@ def _report_failure(base: _Baseline, outdir: Path, result: CalibrationResult,
     # bad night added) says nothing against them. The message and the report name them, so
     # nobody takes them for this run's; deleting them is the user's choice.
     earlier = _earlier_outputs(outdir, base.path.stem)
-    path = write_report(outdir / f"report_{base.path.stem}.json", result, settings)
+    path = write_report(_report_path(outdir, base.path.stem, failed=True), result, settings)
     if earlier:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        kept = _report_path(outdir, base.path.stem)
         doc["earlier_run"] = {
             "files": [str(p) for p in earlier],
+            "report": str(kept) if kept.exists() else None,
             "note": "this run wrote no calibrated or maps file: these are from an earlier run "
                     "(left in place; the live calibration keeps using the newest maps_*.hdf5 "
                     "of its calibration directory)"}
@@ -436,7 +445,8 @@ def calibrate_baseline(
     Writes into ``outdir``: ``calibrated_{stem}.hdf5`` (binned light curves, see
     :data:`~mascara_actors.decorrelation.BIN_DTYPE`), ``maps_{stem}.hdf5`` (transmission,
     intrapixel, clouds, magnitudes, with the baseline they came from), ``plots/*.png`` and
-    ``report_{stem}.json``.
+    ``report_{stem}.json``; a run that does not converge writes ``report_{stem}.failed.json``
+    alone and raises :class:`NotConverged`.
 
     Parameters
     ----------
@@ -500,6 +510,7 @@ def calibrate_baseline(
         shutil.rmtree(scratch, ignore_errors=True)
     _write_outputs(base, outdir, maps, finals, settings, result)
     result.seconds = time.monotonic() - t_start
-    result.report_file = write_report(outdir / f"report_{base.path.stem}.json", result,
-                                      settings)
+    result.report_file = write_report(_report_path(outdir, base.path.stem), result, settings)
+    # an earlier failure's report would contradict the files this run wrote
+    _report_path(outdir, base.path.stem, failed=True).unlink(missing_ok=True)
     return result

@@ -112,7 +112,8 @@ def test_a_calibration_that_does_not_converge_says_so_and_writes_nothing(
     assert "baseline is untouched" in str(info.value)
     assert not list((tmp_path / "out").glob("calibrated_*"))
     assert not list((tmp_path / "out").glob("maps_*"))
-    report = json.loads((tmp_path / "out" / "report_b.json").read_text())
+    assert not (tmp_path / "out" / "report_b.json").exists()
+    report = json.loads((tmp_path / "out" / "report_b.failed.json").read_text())
     assert report["status"] == "not converged"
     assert report["iterations"] == 2
     assert base.read_bytes() == before

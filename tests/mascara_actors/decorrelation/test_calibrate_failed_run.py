@@ -1,7 +1,7 @@
 """A calibration that cannot or did not converge: ``max_iter`` below ``min_iter`` is refused
 saying the minimum, and a run that does not converge names the calibrated and maps files an
 earlier run left in --out (kept: the live calibration may depend on them) in its message and
-its report."""
+its own report, leaving the earlier run's report with its files."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def test_a_run_that_does_not_converge_names_the_earlier_files_it_leaves(
     assert good.converged
     assert good.calibrated_file is not None
     assert good.maps_file is not None
-    earlier = {p: p.read_bytes() for p in (good.calibrated_file, good.maps_file)}
+    assert good.report_file == out / "report_b.json"
+    earlier = {p: p.read_bytes() for p in (good.calibrated_file, good.maps_file,
+                                           good.report_file)}
 
     with pytest.raises(NotConverged) as info:
         calibrate_baseline(base, out, quick_settings(max_iter=1, min_iter=1, tol=1e-12))
@@ -58,16 +60,22 @@ def test_a_run_that_does_not_converge_names_the_earlier_files_it_leaves(
     assert (f"; {out / 'calibrated_b.hdf5'} and {out / 'maps_b.hdf5'} are from an earlier "
             "run, left in place (the live calibration keeps using the newest maps_*.hdf5 of "
             "its calibration directory): delete them if they should not be used") in message
-    report = json.loads((out / "report_b.json").read_text())
+    assert f"see {out / 'report_b.failed.json'}," in message
+    report = json.loads((out / "report_b.failed.json").read_text())
     assert report["status"] == "not converged"
     assert report["files"]["calibrated"] is None
     assert report["earlier_run"]["files"] == [str(out / "calibrated_b.hdf5"),
                                               str(out / "maps_b.hdf5")]
+    assert report["earlier_run"]["report"] == str(out / "report_b.json")
     assert report["earlier_run"]["note"].startswith("this run wrote no calibrated or maps "
                                                     "file: these are from an earlier run")
-    # the earlier calibration is untouched, and still the one a night would use
+    # the earlier calibration and its report are untouched, and still the one a night uses
     assert {p: p.read_bytes() for p in earlier} == earlier
     assert find_calibration(tmp_path, "LPC") == out / "maps_b.hdf5"
+    # a run that converges again leaves no failure's report to contradict its files
+    assert calibrate_baseline(base, out, quick_settings()).converged
+    assert not (out / "report_b.failed.json").exists()
+    assert json.loads((out / "report_b.json").read_text())["status"] == "converged"
 
 
 def test_a_first_run_that_does_not_converge_names_no_earlier_file(
@@ -76,5 +84,5 @@ def test_a_first_run_that_does_not_converge_names_no_earlier_file(
         calibrate_baseline(small_baseline.output, tmp_path / "out",
                            quick_settings(max_iter=1, min_iter=1, tol=1e-12))
     assert "earlier run" not in str(info.value)
-    report = json.loads((tmp_path / "out" / "report_baseline.json").read_text())
+    report = json.loads((tmp_path / "out" / "report_baseline.failed.json").read_text())
     assert "earlier_run" not in report
