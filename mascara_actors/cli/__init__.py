@@ -18,10 +18,9 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import FrameType
 
 from mascara_actors import __version__
-from mascara_actors.cli.interrupts import imports_uninterrupted
+from mascara_actors.cli.interrupts import imports_uninterrupted, sigterm_as_sigint
 from mascara_actors.errors import MascaraError
 
 __all__ = ["build_parser", "main"]
@@ -204,27 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     From its first instruction until a command listens for signals itself, SIGTERM acts as
     SIGINT: either stops the command with one line and exit 128 + the signal number.
     """
-    terminated: list[int] = []
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        terminated.append(signum)
-        signal.raise_signal(signal.SIGINT)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        return _main(argv)
-    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
-        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
-            raise
-        signum = signal.SIGTERM if terminated else signal.SIGINT
-        print(
-            f"mascara-actors: stopped by {signum.name} while starting (nothing is half-written); "
-            "run the same command again",
-            file=sys.stderr,
-        )
-        return 128 + signum
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_sigint() as terminated:
+        try:
+            return _main(argv)
+        except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
+                raise
+            signum = signal.SIGTERM if terminated else signal.SIGINT
+            print(
+                f"mascara-actors: stopped by {signum.name} while starting (nothing is "
+                "half-written); run the same command again",
+                file=sys.stderr,
+            )
+            return 128 + signum
 
 
 def _main(argv: list[str] | None) -> int:

@@ -1,12 +1,14 @@
-"""Ctrl-C while a command imports its modules: :func:`imports_uninterrupted`."""
+"""Ctrl-C while a command imports its modules (:func:`imports_uninterrupted`), and SIGTERM
+that stops what Ctrl-C stops (:func:`sigterm_as_sigint`)."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 from collections.abc import Iterator
+from types import FrameType
 
-__all__ = ["imports_uninterrupted"]
+__all__ = ["imports_uninterrupted", "sigterm_as_sigint"]
 
 
 @contextlib.contextmanager
@@ -32,3 +34,25 @@ def imports_uninterrupted() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if held:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint() -> Iterator[list[int]]:
+    """Inside, SIGTERM acts as SIGINT: a KeyboardInterrupt where Python's own SIGINT handler
+    is in place. The list yielded gets each SIGTERM received, to tell the two apart.
+
+    For what runs outside an event loop's own signal handling: the start of every command
+    (:func:`mascara_actors.cli.main`), and a station's dawn summary, after the loop has
+    put back the default action (death without a word).
+    """
+    terminated: list[int] = []
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,7 +14,8 @@ Exit status: 0 when every camera's night is over (or the station was stopped by 
 command); 1 when the nights are over but the station report could not be made or mailed
 (the command that makes it again is printed); 2 for a configuration error or a station
 already running on ``--out``; 130 / 143 when stopped by SIGINT / SIGTERM (run the same
-command again to resume the nights).
+command again to resume the nights; stopped during the dawn summary, the nights are complete
+and the command that makes the summary is printed).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import anyio
 
 import mascara_actors
 from mascara_actors.cli import summary as summary_cli
-from mascara_actors.cli.interrupts import imports_uninterrupted
+from mascara_actors.cli.interrupts import imports_uninterrupted, sigterm_as_sigint
 from mascara_actors.config import CameraConfig, Config, load_config
 from mascara_actors.errors import ConfigError, StorageError
 
@@ -340,16 +341,24 @@ def _dawn_summary(args: argparse.Namespace, out: Path, site: str,
              + again("YYYYMMDD"))
         return 1
     status = 0
-    for night in nights:  # one night, unless the cameras' clocks disagree about the date
-        try:
-            code = summary_cli.station_report(
-                out, night, cameras, site=site, mail=args.mail,
-                mail_config=summary_cli.mail_config_path(args), config=config, say=_say)
-        except Exception as exc:
-            # a failure of the report must not hide how the nights went (printed above)
-            log.exception("station summary of %s failed", night)
-            _say(f"station summary of {night} NOT made ({type(exc).__name__}: {exc}); make "
-                 f"it again with: {again(night)}")
-            code = 1
-        status = max(status, code)
+    # The nights' event loop is gone, and with it the signal handling: SIGTERM (a service
+    # stopped at dawn) would end the process without a word, the report half made.
+    with sigterm_as_sigint() as terminated:
+        for night in nights:  # one night, unless the cameras' clocks disagree about the date
+            try:
+                code = summary_cli.station_report(
+                    out, night, cameras, site=site, mail=args.mail,
+                    mail_config=summary_cli.mail_config_path(args), config=config, say=_say)
+            except KeyboardInterrupt:
+                signum = signal.SIGTERM if terminated else signal.SIGINT
+                _say(f"station summary of {night} NOT finished: stopped by {signum.name} (the "
+                     f"nights are complete); make it again with: {again(night)}")
+                return 128 + signum
+            except Exception as exc:
+                # a failure of the report must not hide how the nights went (printed above)
+                log.exception("station summary of %s failed", night)
+                _say(f"station summary of {night} NOT made ({type(exc).__name__}: {exc}); "
+                     f"make it again with: {again(night)}")
+                code = 1
+            status = max(status, code)
     return status

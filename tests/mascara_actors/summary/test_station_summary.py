@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -317,3 +322,53 @@ def test_station_command_mails_the_report_not_the_cameras(
     cameras["LPC"].process_state = "stopped"
     assert station_cli._dawn_summary(args, out, "LP", supervisor) == 0
     assert "station summary not made: the night of LPC is not over" in capsys.readouterr().err
+
+
+_DAWN = """
+import argparse, sys, types
+from pathlib import Path
+import mascara_actors
+from mascara_actors.cli import station as station_cli
+out, mail_config, cameras = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(",")
+args = argparse.Namespace(config=None, mail=True, mail_config=mail_config)
+state = {c: types.SimpleNamespace(process_state="done", state=types.SimpleNamespace(night=""),
+                                  status={"night_dir": str(out / f"20260320{c}")})
+         for c in cameras}
+sys.exit(station_cli._dawn_summary(args, out, "LP", types.SimpleNamespace(cameras=state)))
+"""
+
+
+def test_a_station_stopped_during_its_dawn_summary_says_how_to_make_it_again(
+        out: Path, tmp_path: Path) -> None:
+    """SIGTERM (the service stopped) while the report is being mailed: exit 143 with the
+    command that makes and mails it, not a silent death; nothing is marked mailed."""
+    mail = tmp_path / "mail.toml"
+    with socket.socket() as stall:
+        # an SMTP server that takes the connection and never greets: the mail waits on it
+        stall.bind(("127.0.0.1", 0))
+        stall.listen()
+        stall.settimeout(60)
+        mail.write_text(
+            '[mail]\nsender = "station@example.org"\nrecipients = ["team@example.org"]\n'
+            f'host = "127.0.0.1"\nport = {stall.getsockname()[1]}\nsecurity = "none"\n'
+            'timeout_s = 60.0\nretries = 0\nbackoff_s = 0.0\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MASCARA_SMTP_")}
+        proc = subprocess.Popen([sys.executable, "-c", _DAWN, str(out), str(mail),
+                                 ",".join(CAMERAS)], env=env, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            conn, _ = stall.accept()  # the report is written; the mail is under way
+            with conn:
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert (f"station summary of {NIGHT} NOT finished: stopped by SIGTERM (the nights are "
+            "complete); make it again with: mascara-actors summary --station "
+            f"{out} --night {NIGHT} --cameras {','.join(CAMERAS)} --mail") in err
+    station = out / f"{NIGHT}LP-station"
+    assert (station / f"summary_{NIGHT}LP.html").is_file()
+    assert not (station / MAILED_MARKER).exists()  # the command above mails it
