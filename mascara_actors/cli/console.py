@@ -14,17 +14,19 @@ hangs up: exit status 129).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
@@ -120,7 +122,7 @@ def _hang_up(signum: int, frame: object) -> None:
     _leave(signum)
 
 
-def _leave(signum: int) -> None:
+def _leave(signum: int) -> NoReturn:
     """Exit now with the signal's status, the log written: Textual can neither draw nor
     restore a closed terminal, so its own exit is not waited for."""
     for handler in logging.getLogger().handlers:
@@ -133,23 +135,59 @@ _HANG_UP_GRACE_S = 60.0
 leaves anyway (what is saved is saved atomically: a restart redoes the rest)."""
 
 
-async def _stop_on_hang_up(feed: ConsoleFeed) -> None:
-    """On SIGHUP (the terminal of a replay's console is gone), stop the night as ``q`` does:
-    the frames in flight reduced, complete sets saved, the open set left for the restart;
-    then leave (:func:`_leave`). The default action, death at once, left no word of why."""
+def _on_replay_hang_up(loop: asyncio.AbstractEventLoop, hung_up: anyio.Event, signum: int,
+                       frame: object) -> None:
+    """SIGHUP of a replay's console (a plain handler: it runs even while the event loop is
+    blocked): keep Textual off the closed terminal, arm the deadline, wake
+    :func:`_stop_after_hang_up`.
+
+    The kernel sends SIGCONT with the hang-up, and Textual's handler of it restarts its
+    screen on the dead terminal: its writer's queue filled and blocked the event loop for
+    good, so the night could neither stop nor time out. Handlers run in signal order, so
+    this one disarms it first.
+    """
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
+    _off_the_terminal()
+    deadline = threading.Timer(_HANG_UP_GRACE_S + 5.0, _leave_late, (signum,))
+    deadline.daemon = True
+    deadline.start()
+    loop.call_soon_threadsafe(hung_up.set)
+
+
+def _off_the_terminal() -> None:
+    """Point the standard streams away from a closed terminal: stdin at a pipe nothing
+    writes to (a reader waits there instead of spinning on the terminal's end of file),
+    stdout and stderr at /dev/null (a writer never blocks)."""
+    silent, _kept_open = os.pipe()  # its write end stays open: the pipe never ends
+    os.dup2(silent, 0)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+
+
+def _leave_late(signum: int) -> NoReturn:
+    logging.getLogger(__name__).warning(
+        "the night did not stop within %.0f s of the hang-up: the console leaves; run the "
+        "same command again to go on (what was saved is kept)", _HANG_UP_GRACE_S)
+    _leave(signum)
+
+
+async def _stop_after_hang_up(feed: ConsoleFeed, hung_up: anyio.Event) -> None:
+    """Once the terminal of a replay's console is gone, stop the night as ``q`` does: the
+    frames in flight reduced, complete sets saved, the open set left for the restart; then
+    leave (:func:`_leave`). SIGHUP's default action, death at once, left no word of why."""
+    await hung_up.wait()
     log = logging.getLogger(__name__)
-    with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
-        async for signum in hangups:
-            log.warning("the terminal hung up: stopping the night (complete sets are saved), "
-                        "then the console leaves")
-            feed.stop.set()
-            feed.gate.resume()
-            with anyio.move_on_after(_HANG_UP_GRACE_S) as waited:
-                await feed.finished.wait()
-            log.warning("%s; run the same command again to go on",
-                        "the night did not stop in time" if waited.cancelled_caught
-                        else "the night stopped")
-            _leave(signum)
+    log.warning("the terminal hung up: stopping the night (complete sets are saved), then "
+                "the console leaves")
+    feed.stop.set()
+    feed.gate.resume()
+    with anyio.move_on_after(_HANG_UP_GRACE_S) as waited:
+        await feed.finished.wait()
+    if waited.cancelled_caught:
+        _leave_late(signal.SIGHUP)  # does not return
+    log.warning("the night stopped; run the same command again to go on")
+    _leave(signal.SIGHUP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,10 +320,16 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     async def main() -> int:
         catalogue = await anyio.to_thread.run_sync(_catalogue)
         feeds.append(replay_feed(job, catalogue, speed=args.speed))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_hang_up, feeds[0])
-            code = await run_console(make_console(feeds[0]))
-            tg.cancel_scope.cancel()
+        hung_up = anyio.Event()
+        previous = signal.signal(signal.SIGHUP, functools.partial(
+            _on_replay_hang_up, asyncio.get_running_loop(), hung_up))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_after_hang_up, feeds[0], hung_up)
+                code = await run_console(make_console(feeds[0]))
+                tg.cancel_scope.cancel()
+        finally:
+            signal.signal(signal.SIGHUP, previous)
         return code
 
     with _log_to_file(log_path):

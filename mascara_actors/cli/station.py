@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "1 the nights are over but the station report could not be made or mailed (the "
             "command that makes it again is printed); 2 a configuration error, or another "
             "station runs on the same --out; 130/143 stopped by SIGINT/SIGTERM (run the same "
-            "command again to resume)."
+            "command again to resume; during the dawn summary the nights are complete and "
+            "the command that makes the summary is printed)."
         ),
     )
     add_station_options(p)
@@ -322,7 +323,8 @@ def _night_of(supervisor: StationSupervisor, camera: str) -> str:
 def _dawn_summary(args: argparse.Namespace, out: Path, site: str,
                   supervisor: StationSupervisor) -> int:
     """The station report once every camera's night is over; the exit status (0, or 1 with
-    the command that makes the report again)."""
+    the command that makes the report again; 130/143 with that command when SIGINT/SIGTERM
+    stops it)."""
     cameras = list(supervisor.cameras)
     nights = sorted({n for n in (_night_of(supervisor, c) for c in cameras) if n})
     config = Path(args.config).resolve() if args.config is not None else None

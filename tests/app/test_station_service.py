@@ -63,8 +63,7 @@ NIGHT = "20260320"
 KILLED = "LPN"
 PAUSED = "LPE"
 
-# Runs a command in a session of its own whose controlling terminal is its stdin (a pty), as
-# a login shell would; exec keeps the pid.
+
 @dataclass
 class Night:
     """What the station did, and what was seen of it."""

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -44,8 +45,19 @@ def test_a_replay_console_whose_terminal_closes_stops_the_night_and_a_restart_fi
 
         read_until(terminal, proc, some_frames_reduced, 90)
         assert some_frames_reduced(b""), (night_dir / "logs" / "console.log").read_text()
+        # A stop that takes a while (a slow frame, a set being saved): the reducer and
+        # binner processes are held while the terminal closes. Textual, resumed by the
+        # SIGCONT that comes with the hang-up, used to block the event loop for good then.
+        helpers = [int(p) for p in subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+        assert helpers, "the replay runs its reducer and binner in processes of their own"
+        for pid in helpers:
+            os.kill(pid, signal.SIGSTOP)
         os.close(terminal)  # the kernel hangs up the console's session
         terminal = -1
+        time.sleep(5)
+        for pid in helpers:
+            os.kill(pid, signal.SIGCONT)
         code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
