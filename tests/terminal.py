@@ -8,7 +8,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 ON_A_TERMINAL = (
     "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
@@ -18,25 +18,45 @@ ON_A_TERMINAL = (
 closing the pty's other end hangs it up (SIGHUP), as closing a window does."""
 
 
-def start_on_a_terminal(cmd: Sequence[str], env: dict[str, str]
-                        ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``cmd`` on a new pty; the process and the terminal's end (read what it draws
-    from it, close it to hang up)."""
-    terminal, tty = os.openpty()
+class Terminal:
+    """The terminal's end of a pty, and the process running on it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], fd: int) -> None:
+        self.proc = proc
+        self.fd = fd
+
+    def read_until(self, done: Callable[[bytes], bool], timeout_s: float) -> bytes:
+        """What the terminal shows until ``done`` of it is true, the process ends or
+        ``timeout_s`` pass (reading keeps a full-screen program from blocking on its
+        writes)."""
+        drawn = b""
+        deadline = time.monotonic() + timeout_s
+        while not done(drawn) and time.monotonic() < deadline and self.proc.poll() is None:
+            if select.select([self.fd], [], [], 0.5)[0]:
+                with contextlib.suppress(OSError):
+                    drawn += os.read(self.fd, 65536)
+        return drawn
+
+    def hang_up(self) -> None:
+        """Close the terminal: the kernel hangs up the process's session."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@contextlib.contextmanager
+def on_a_terminal(cmd: Sequence[str], env: dict[str, str]) -> Iterator[Terminal]:
+    """Run ``cmd`` on a new pty; on leaving, a process still running is killed and the
+    terminal closed."""
+    fd, tty = os.openpty()
     proc = subprocess.Popen([sys.executable, "-c", ON_A_TERMINAL, *cmd], stdin=tty,
                             stdout=tty, stderr=tty, env=env)
     os.close(tty)
-    return proc, terminal
-
-
-def read_until(terminal: int, proc: subprocess.Popen[bytes], done: Callable[[bytes], bool],
-               timeout_s: float) -> bytes:
-    """What the terminal shows until ``done`` of it is true, the process ends or
-    ``timeout_s`` pass (reading keeps a full-screen program from blocking on its writes)."""
-    drawn = b""
-    deadline = time.monotonic() + timeout_s
-    while not done(drawn) and time.monotonic() < deadline and proc.poll() is None:
-        if select.select([terminal], [], [], 0.5)[0]:
-            with contextlib.suppress(OSError):
-                drawn += os.read(terminal, 65536)
-    return drawn
+    terminal = Terminal(proc, fd)
+    try:
+        yield terminal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        terminal.hang_up()

@@ -48,7 +48,7 @@ from mascara_actors.storage import NightFile
 from tests.app.test_station_recovery import N_QUICK, quick_night_config
 from tests.app.test_supervisor import ENV
 from tests.stations import raw_frames
-from tests.terminal import read_until, start_on_a_terminal
+from tests.terminal import Terminal, on_a_terminal
 from tui.screens.station import CameraScreen, StationScreen
 from tui.station_app import StationConsole
 from tui.station_link import StationLink
@@ -129,28 +129,21 @@ def _console_on_a_closing_terminal(out: Path, config_dir: Path) -> tuple[int | N
     code (None when it still runs 10 s later) and the seconds it took."""
     cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "console",
            "--out", str(out)]
-    proc, terminal = start_on_a_terminal(cmd, {**ENV, "TERM": "xterm-256color"})
-    try:
-        drawn = read_until(terminal, proc, lambda seen: b"science" in seen, 60)
+    with on_a_terminal(cmd, {**ENV, "TERM": "xterm-256color"}) as terminal:
+        drawn = terminal.read_until(lambda seen: b"science" in seen, 60)
         assert b"science" in drawn, drawn[-2000:]  # its panels show the cameras observing
-        os.close(terminal)  # the kernel hangs up the console's session
-        terminal = -1
+        terminal.hang_up()
         t0 = time.monotonic()
         try:
-            code: int | None = proc.wait(timeout=10)
+            code: int | None = terminal.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             code = None
         return code, round(time.monotonic() - t0, 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if terminal >= 0:
-            os.close(terminal)
 
 
-async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
-                    cmd: list[str], config_dir: Path) -> None:
+async def _scenario(night: Night, terminal: Terminal, cmd: list[str],
+                    config_dir: Path) -> None:
+    proc = terminal.proc
     sock = night.out / "state" / "station" / "control.sock"
     t0 = time.monotonic()
 
@@ -191,9 +184,7 @@ async def _scenario(night: Night, proc: subprocess.Popen[bytes], terminal: int,
         night.ignores_hup = bool(int(sig_ign[1], 16) & (1 << (signal.SIGHUP - 1)))
         os.kill(night.killed_pid, signal.SIGKILL)
         mark("killed")
-        with contextlib.suppress(OSError):
-            os.read(terminal, 1 << 16)
-        os.close(terminal)
+        terminal.hang_up()
         os.kill(proc.pid, signal.SIGHUP)
         night.second = await anyio.to_thread.run_sync(
             partial(subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=ENV)
@@ -297,16 +288,9 @@ def station_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
     night = Night(out=tmp / "out", config_dir=config_dir)
     cmd = [sys.executable, "-m", "mascara_actors.cli", "--config", str(config_dir), "station",
            "--frames", str(FRAMES), "--speed", str(SPEED), "--out", str(night.out)]
-    proc, terminal = start_on_a_terminal(cmd, ENV)
-    try:
-        anyio.run(_scenario, night, proc, terminal, cmd, config_dir, backend="asyncio")
-        night.code = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(terminal)
+    with on_a_terminal(cmd, ENV) as terminal:
+        anyio.run(_scenario, night, terminal, cmd, config_dir, backend="asyncio")
+        night.code = terminal.proc.wait(timeout=300)
     night.log = (night.out / "state" / "station" / "station.log").read_text()
     return night
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tests.terminal import read_until, start_on_a_terminal
+from tests.terminal import on_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 NIGHT = REPO / "replay_data" / "night"
@@ -38,33 +38,26 @@ def test_a_replay_console_whose_terminal_closes_stops_the_night_and_a_restart_fi
     events = night_dir / "logs" / "events.jsonl"
     cmd = [sys.executable, "-m", "mascara_actors.cli", "console", "--replay", str(NIGHT),
            "--out", str(out), "--speed", "20"]
-    proc, terminal = start_on_a_terminal(cmd, ENV)
-    try:
+    with on_a_terminal(cmd, ENV) as terminal:
         def some_frames_reduced(_: bytes) -> bool:
             return sum(e["kind"] == "FrameReducedEvent" for e in _kinds(events)) >= 3
 
-        read_until(terminal, proc, some_frames_reduced, 90)
+        terminal.read_until(some_frames_reduced, 90)
         assert some_frames_reduced(b""), (night_dir / "logs" / "console.log").read_text()
         # A stop that takes a while (a slow frame, a set being saved): the reducer and
         # binner processes are held while the terminal closes. Textual, resumed by the
         # SIGCONT that comes with the hang-up, used to block the event loop for good then.
         helpers = [int(p) for p in subprocess.run(
-            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+            ["pgrep", "-P", str(terminal.proc.pid)], capture_output=True,
+            text=True).stdout.split()]
         assert helpers, "the replay runs its reducer and binner in processes of their own"
         for pid in helpers:
             os.kill(pid, signal.SIGSTOP)
-        os.close(terminal)  # the kernel hangs up the console's session
-        terminal = -1
+        terminal.hang_up()
         time.sleep(5)
         for pid in helpers:
             os.kill(pid, signal.SIGCONT)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if terminal >= 0:
-            os.close(terminal)
+        code = terminal.proc.wait(timeout=60)
 
     log = (night_dir / "logs" / "console.log").read_text()
     assert code == 128 + signal.SIGHUP, log  # not killed by the hang-up: it stopped the night
