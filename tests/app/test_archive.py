@@ -2,11 +2,12 @@
 two `dask worker` processes on loopback.
 
 Four small simulated camera-nights of two cameras (LPC, LPN; 2026-03-20 and -21; the crop512
-sensor, 30 science frames in two sets of 15) lie in one archive, mixed: two cameras in one
-directory, the others at other depths, plain, gzip and Rice-compressed frames, a truncated
-and a corrupt frame, a foreign FITS file, a file with a raw frame's name that is not one,
-and a night with no darks (it borrows the camera's other night's). Every night the archive
-reduces is compared, byte for byte, with the real `mascara-actors --replay` of that night.
+sensor, 30 science frames in two sets of 15, one night 28) lie in one archive, mixed: two
+cameras in one directory, the others at other depths, plain, gzip and Rice-compressed frames,
+a truncated and a corrupt frame, a foreign FITS file, a file with a raw frame's name that is
+not one, and a night with no darks (it borrows the camera's other night's). Every night the
+archive reduces is compared, byte for byte, with the real `mascara-actors --replay` of that
+night.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
 """The tests' environment, without the allocator settings a LocalCluster's nanny leaves in
 the environment of the process that started it (an earlier test)."""
 FRAMES = 30
+SHORT = "20260320LPN"
+"""A night of two frames fewer (second in date order): the longest nights run first."""
+SCIENCE = {"20260320LPC": FRAMES, SHORT: FRAMES - 2, "20260321LPC": FRAMES,
+           "20260321LPN": FRAMES}
+"""Science frames of each night."""
 FIRST_SLOT = 35
 """The science starts at slot 35 of a set: two sets of 15 frames."""
 TWENTIETH = ["20260320LPC", "20260320LPN"]
@@ -75,12 +81,12 @@ class Archive:
     """Night key -> the name of its truncated or corrupt frame."""
 
 
-def _record(out: Path, camera_id: str, date: str, darks: int, compression: str,
+def _record(out: Path, camera_id: str, date: str, frames: int, darks: int, compression: str,
             catalogue: Catalogue) -> Path:
     camera = load_config().camera(camera_id)
     start = choose_start_lstseq(camera, date, sun_alt_deg=-18.0)
     start = (start // SET_SIZE + 1) * SET_SIZE + FIRST_SLOT
-    record_night(out, camera, catalogue, start_lstseq=start, n_science=FRAMES,
+    record_night(out, camera, catalogue, start_lstseq=start, n_science=frames,
                  sensor=load_config().sensor("crop512"), n_bias=0, n_dark=darks,
                  compression=compression, settings=SimulationSettings(seed=5, vmax=VMAX))
     (out / "truth.fits").unlink()
@@ -115,7 +121,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
                                     ("20260321LPC", N_CAL, ".fits"),
                                     ("20260321LPN", 0, ".fits.fz")):
         date = f"{key[:4]}-{key[4:6]}-{key[6:8]}"
-        night = nights[key] = _record(made / key, key[8:], date, darks, compression, catalogue)
+        night = nights[key] = _record(made / key, key[8:], date, SCIENCE[key], darks,
+                                      compression, catalogue)
         replayed = night
         if key == "20260320LPN":  # a frame whose header is garbage: the night goes on
             corrupt = _science(night)[7]
@@ -230,7 +237,7 @@ def test_the_dry_run_lists_the_nights_and_reduces_none(archive: Archive, tmp_pat
                  str(out), "--dry-run"]) == 0
     err = capsys.readouterr().err
     for key in archive.nights:
-        assert re.search(rf"{key[:8]}\s.*{key[8:]}\s.*{FRAMES}\s.*reduce", err), key
+        assert re.search(rf"{key[:8]}\s.*{key[8:]}\s.*{SCIENCE[key]}\s.*reduce", err), key
     assert re.search(r"20260321\s.*LPN\s.*0 \(\+4 of 20260320\)", err)
     assert not out.exists()
 
@@ -254,7 +261,7 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
         earlier = local_run.first_manifest[key]
         reduced = int(row["reduced"]) + int(earlier["reduced"])
         # a broken frame fails in each run that reads it (a set binned again reads it too)
-        assert reduced + (key in archive.broken) == FRAMES, (row, earlier)
+        assert reduced + (key in archive.broken) == SCIENCE[key], (row, earlier)
         if key not in archive.broken:
             assert int(row["failed"]) + int(earlier["failed"]) == 0, (row, earlier)
         assert row["worker"].startswith("tls://127.0.0.1:"), row
@@ -281,6 +288,9 @@ def test_an_interrupted_run_resumes_and_reduces_nothing_twice(archive: Archive,
     statuses = Counter(row["status"] for row in first.values())
     assert statuses["stopped"] >= 1, first
     assert statuses["not started"] >= 1, first  # two workers, four nights
+    # the longest nights first: the short one, second in date order, waits for the others
+    assert {key: int(row["frames"]) for key, row in first.items()} == SCIENCE
+    assert first[SHORT]["status"] == "not started", first
     for key, row in first.items():
         if row["status"] == "stopped":  # it finished its current set, and saved it
             assert int(row["reduced"]) > 0, row
@@ -294,7 +304,7 @@ def test_an_interrupted_run_resumes_and_reduces_nothing_twice(archive: Archive,
         assert row["status"] == expected, (key, first[key], row)
         counts = _frame_events(out / key)
         assert max(counts.values()) == 1, f"{key}: a frame reduced twice"
-        assert len(counts) == FRAMES - (key in archive.broken), key
+        assert len(counts) == SCIENCE[key] - (key in archive.broken), key
 
 
 def test_a_complete_night_is_verified_and_another_version_refused(
@@ -398,8 +408,7 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
         archive: Archive) -> None:
     scan = scan_archive(archive.root, load_config(archive.config))
     assert {n.key: (n.science, len(n.darks)) for n in scan.nights} == {
-        "20260320LPC": (FRAMES, N_CAL), "20260320LPN": (FRAMES, N_CAL),
-        "20260321LPC": (FRAMES, N_CAL), "20260321LPN": (FRAMES, 0)}
+        key: (frames, 0 if key == "20260321LPN" else N_CAL) for key, frames in SCIENCE.items()}
     for n in scan.nights:
         assert sorted(p.name for p in n.frames()) == sorted(
             p.name for p in archive.nights[n.key].iterdir())
@@ -409,7 +418,7 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
     assert [p.name for p in borrowed["20260321LPN"].paths] == sorted(
         p.name for p in archive.nights["20260320LPN"].iterdir() if "dark" in p.name)
     assert len(scan.problems) == 2
-    assert scan.files == 4 * FRAMES + 3 * N_CAL + 1
+    assert scan.files == sum(SCIENCE.values()) + 3 * N_CAL + 1
     assert [n.key for n in scan_archive(archive.root, load_config(archive.config),
                                         nights="202603[2]1", cameras=["lpn"]).nights] == [
         "20260321LPN"]

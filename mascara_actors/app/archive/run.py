@@ -293,7 +293,12 @@ class _FrameCounter:
 
 class ArchiveRun:
     """One run over the chosen camera-nights of an archive into ``out`` (``thorough``:
-    every product of the complete nights is hashed to verify them)."""
+    every product of the complete nights is hashed to verify them).
+
+    The longest nights (most science frames) run first, those of equal length by date and
+    camera: a run in date order could leave one long night to the end, its worker busy for
+    half an hour while the others wait idle; longest first, the run ends on short nights.
+    """
 
     def __init__(
         self,
@@ -306,7 +311,7 @@ class ArchiveRun:
         retries: int = 2,
         thorough: bool = False,
     ) -> None:
-        self.nights = tuple(nights)
+        self.nights = tuple(sorted(nights, key=lambda n: -n.science))  # stable: then by date
         self.out = out
         self.retries = retries
         started = datetime.now(UTC)
@@ -315,7 +320,7 @@ class ArchiveRun:
         self.stop_file = archive_state_dir(out) / f"stop-{self.run_id}"
         self._tasks = [
             NightTask(n, out, config_dir, tuple(command), self.stop_file, root, thorough)
-            for n in nights
+            for n in self.nights
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
         self._signals = 0
@@ -332,6 +337,7 @@ class ArchiveRun:
                 _reduce_on_worker,
                 task,
                 key=f"night-{task.night.key}-{self.run_id}",
+                priority=task.night.science,
                 retries=self.retries,
                 pure=False,
             ): task
