@@ -114,8 +114,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
     if report.stopped_early:
         status, error = "stopped", report.failure or ""
     elif report.missing or not job.reduced(report):
-        status = "incomplete"
-        error = "; ".join(report.missing) or "no frame of the night could be reduced"
+        status, error = "incomplete", _why_incomplete(report)
     else:
         record_complete(job)
         summarise_night(job.plan.night_dir, config=config)
@@ -127,6 +126,18 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         reduced=state.frames_reduced,
         failed=state.frames_failed,
     )
+
+
+def _why_incomplete(report: NightReport) -> str:
+    """Why a night that ran to its end is not complete: the first product that could not be
+    written (its reason says the cause, a full disk say, and what to do), then what is
+    missing."""
+    missing = "; ".join(report.missing) or "no frame of the night could be reduced"
+    failed = report.state.products_failed
+    if not failed:
+        return missing
+    more = f" (and {len(failed) - 1} more products not written)" if len(failed) > 1 else ""
+    return f"{failed[0]}{more}; missing: {missing}"
 
 
 async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightReport:

@@ -10,7 +10,6 @@ files and the binned images byte-identical to an uninterrupted run's.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from mascara_actors.faults import FAULT_ENV, fill_file_system
+from tests.disks import tmpfs
 from tests.mascara_actors.actors.conftest import NIGHT, REPO
 
 # The module's fixtures run dozens of short nights: more than the default per-test timeout.
@@ -266,18 +266,6 @@ def test_stopped_at_every_phase_then_resumed(stopped_nights, reference, sig, tar
 
 
 # --- a full disk, for real ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: int) -> Iterator[Path]:
-    """A real file system of ``size`` bytes mounted at ``path`` (we run as root)."""
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                   check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 FULL_AT = ["start", *PHASES]
