@@ -27,6 +27,7 @@ __all__ = [
     "shared_tmp_path_for",
     "storage_error",
     "tmp_path_for",
+    "write_remedy",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,19 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_remedy(exc: OSError) -> str:
+    """What to do about a failed write: free space for a full disk or a file size limit,
+    otherwise look at the permissions and the disk."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return "free disk space (or raise the file size limit)"
+    return "check the directory's permissions and the disk"
+
+
 def storage_error(path: Path, exc: OSError) -> StorageError:
     """The StorageError for a failed write of ``path``, with what to do about it."""
-    hint = ("free disk space (or raise the file size limit)"
-            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-            else "check the directory's permissions and the disk")
     return StorageError(f"could not write {path}: {exc.strerror or exc}; "
-                        f"no partial file was left and earlier files are untouched; {hint} "
-                        "and run again")
+                        f"no partial file was left and earlier files are untouched; "
+                        f"{write_remedy(exc)} and run again")
 
 
 def remove_quietly(path: Path) -> None:

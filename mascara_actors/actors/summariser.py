@@ -15,6 +15,7 @@ from typing import BinaryIO
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 
+from mascara_actors.atomic_files import write_remedy
 from mascara_actors.messages import Event, ProductFailed, to_json
 from mascara_actors.night_state import NightState
 
@@ -60,7 +61,8 @@ async def run(*, inbox: ObjectReceiveStream[Event], log_path: Path, state: Night
                     # A full disk must not stop the night: the counters go on, the log
                     # stops here (the summary says so).
                     failed = True
-                    reason = f"{log_path}: {exc}; no event is logged from here on"
+                    reason = (f"{log_path}: {exc}; no event is logged from here on; "
+                              f"{write_remedy(exc)}")
                     log.error("event log %s", reason)
                     state.apply(ProductFailed(setidx=None, product="event log", reason=reason))
     finally:

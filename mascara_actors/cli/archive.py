@@ -7,7 +7,8 @@ again; interrupted ones resume. The manifest of the run is ``DIR/manifests/archi
 
 Exit codes: 0 every chosen night is reduced (now or before, verified); 1 some night failed,
 stopped or is incomplete (the table and the manifest say which and why; run the same
-command again); 2 bad input (no such ROOT, no scheduler at the address, nothing to reduce);
+command again); 2 bad input (no such ROOT, no scheduler at the address, nothing to reduce)
+or a full output disk (the manifest could not be written: the run stopped as at Ctrl-C);
 130/143 when a signal stopped the run (its running nights finished their current set).
 """
 
@@ -55,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "--cameras LPC,LPN`; on a cluster: `dask scheduler` on one machine, `dask worker "
             "tcp://HOST:8786` on each, then `mascara-actors archive ROOT --out DIR "
             "--scheduler tcp://HOST:8786` (ROOT and DIR on a disk every worker sees). "
-            "Exit status: 0 all reduced, 1 some night not, 2 bad input, 130 interrupted."
+            "Exit status: 0 all reduced, 1 some night not, 2 bad input or a full output "
+            "disk (the manifest could not be written; the run stopped), 130 interrupted."
         ),
     )
     p.add_argument("root", type=Path, metavar="ROOT", help="the archive of raw frames")
@@ -156,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
             outcomes = archive.run(client, show)
     _print_table(console, *_outcome_table(outcomes))
     _print_totals(console, outcomes, workers)
+    if archive.manifest_error is not None:
+        console.print(f"manifest NOT written, so the run stopped: {archive.manifest_error}")
+        return 2
     console.print(f"manifest: {archive.manifest}")
     if archive.stopped_by is not None:
         console.print("stopped: run the same command again to finish the nights")

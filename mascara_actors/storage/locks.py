@@ -71,9 +71,12 @@ class NightLock:
         except OSError:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
+        except OSError as exc:  # a full disk: the lock holds all the same, its holder unnamed
+            log.debug("%s: the holder is not written (%s)", self.path, exc)
         log.debug("locked %s", self.path)
         return self
 

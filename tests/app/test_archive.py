@@ -31,9 +31,6 @@ import pytest
 from astropy.io import fits
 from distributed import Client
 
-from hw.sim.night_start import choose_start_lstseq
-from hw.sim.recording import record_night
-from hw.sim.sky import SimulationSettings
 from mascara_actors.app.archive.manifest import read_manifest
 from mascara_actors.app.archive.night import reduce_camera_night
 from mascara_actors.app.archive.scan import scan_archive
@@ -46,8 +43,13 @@ from mascara_actors.numpy_dispatch import VARIABLE, this_cpu_sorts_slowly
 from mascara_actors.rawframe import raw_filename
 from mascara_actors.sidereal import SET_SIZE
 from mascara_actors.storage.provenance import SOFTWARE, product_files, read_provenance
-from tests.app.archive_dirs import settle
-from tests.stations import N_CAL, VMAX, short_night_config
+from tests.app.archive_dirs import (
+    archive_config,
+    assert_same_products,
+    record_short_night,
+    settle,
+)
+from tests.stations import N_CAL
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +65,6 @@ SHORT = "20260320LPN"
 SCIENCE = {"20260320LPC": FRAMES, SHORT: FRAMES - 2, "20260321LPC": FRAMES,
            "20260321LPN": FRAMES}
 """Science frames of each night."""
-FIRST_SLOT = 35
-"""The science starts at slot 35 of a set: two sets of 15 frames."""
 TWENTIETH = ["20260320LPC", "20260320LPN"]
 
 
@@ -81,18 +81,6 @@ class Archive:
     """Night key -> the name of its truncated or corrupt frame."""
 
 
-def _record(out: Path, camera_id: str, date: str, frames: int, darks: int, compression: str,
-            catalogue: Catalogue) -> Path:
-    camera = load_config().camera(camera_id)
-    start = choose_start_lstseq(camera, date, sun_alt_deg=-18.0)
-    start = (start // SET_SIZE + 1) * SET_SIZE + FIRST_SLOT
-    record_night(out, camera, catalogue, start_lstseq=start, n_science=frames,
-                 sensor=load_config().sensor("crop512"), n_bias=0, n_dark=darks,
-                 compression=compression, settings=SimulationSettings(seed=5, vmax=VMAX))
-    (out / "truth.fits").unlink()
-    return out
-
-
 def _science(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if re.fullmatch(r"\d{8}[A-Z]\.fits.*", p.name))
 
@@ -105,10 +93,7 @@ def _run(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     tmp = tmp_path_factory.mktemp("archive")
-    config = short_night_config(tmp)
-    reduction = config / "reduction.toml"
-    reduction.write_text(re.sub(r"(?m)^minobs\s*=\s*[0-9]+", "minobs = 15",
-                                reduction.read_text()))
+    config = archive_config(tmp)
     catalogue = Catalogue.load()
     made = tmp / "made"
     references = tmp / "replayed"
@@ -121,7 +106,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
                                     ("20260321LPC", N_CAL, ".fits"),
                                     ("20260321LPN", 0, ".fits.fz")):
         date = f"{key[:4]}-{key[4:6]}-{key[6:8]}"
-        night = nights[key] = _record(made / key, key[8:], date, SCIENCE[key], darks,
+        night = nights[key] = record_short_night(made / key, key[8:], date, SCIENCE[key], darks,
                                       compression, catalogue)
         replayed = night
         if key == "20260320LPN":  # a frame whose header is garbage: the night goes on
@@ -168,15 +153,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     for key in nights:
         assert len(product_files(references / key)) >= 4, key
     return Archive(root, config, nights, references, broken)
-
-
-def _same_products(out: Path, references: Path, keys: list[str]) -> None:
-    for key in keys:
-        expected = product_files(references / key)
-        got = product_files(out / key)
-        assert [p.name for p in got] == [p.name for p in expected], key
-        for a, b in zip(got, expected, strict=True):
-            assert a.read_bytes() == b.read_bytes(), f"{key}: {a.name} differs from --replay"
 
 
 def _frame_events(night_dir: Path) -> Counter[int]:
@@ -265,7 +241,7 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
         if key not in archive.broken:
             assert int(row["failed"]) + int(earlier["failed"]) == 0, (row, earlier)
         assert row["worker"].startswith("tls://127.0.0.1:"), row
-    _same_products(out, archive.references, list(archive.nights))
+    assert_same_products(out, archive.references, list(archive.nights))
     record = read_provenance(out / "20260321LPN")
     assert record is not None
     assert record.status == "complete"
@@ -343,7 +319,7 @@ def test_a_complete_night_is_verified_and_another_version_refused(
     assert "holds a reduction by mascara-actors 0.0.9" in outcome.error
     assert "never mixed" in outcome.error
     assert log.stat().st_size == size
-    _same_products(out, archive.references, [night.key])
+    assert_same_products(out, archive.references, [night.key])
 
     (tmp_path / "stop").touch()
     assert reduce_camera_night(task).status == "not started"
@@ -490,7 +466,7 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
     first = [n for lstseq, n in reduced.items() if lstseq // SET_SIZE == first_set]
     assert first, reduced
     assert max(first) == 1, reduced
-    _same_products(out, archive.references, TWENTIETH)
+    assert_same_products(out, archive.references, TWENTIETH)
 
 
 def test_a_worker_of_another_version_is_refused_before_any_night(
@@ -558,4 +534,4 @@ def test_a_night_killed_in_its_combine_is_finished_by_the_retry(
     assert len(list((out / night.key / "tmp").glob("slow_*.hdf5"))) == 2
     outcome = reduce_camera_night(task)
     assert (outcome.status, outcome.reduced, outcome.error) == ("reduced", 0, "")
-    _same_products(out, archive.references, [night.key])
+    assert_same_products(out, archive.references, [night.key])

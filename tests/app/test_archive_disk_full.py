@@ -1,34 +1,39 @@
-"""A full output disk during an archive run, for real (a tmpfs): the run says so and what to do,
-keeps what was written, and the same command finishes the night once there is room, with the
-bytes of a run that never met a full disk."""
+"""A full output disk during an archive run, for real (a tmpfs): the run says why and what to
+do, stops as at a Ctrl-C, keeps what was written, and the same command finishes the nights
+once there is room, with the bytes of a run that never met a full disk."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from mascara_actors.catalogue import Catalogue
 from mascara_actors.faults import FAULT_ENV
-from mascara_actors.storage.provenance import product_files
+from mascara_actors.sidereal import SET_SIZE
+from tests.app.archive_dirs import archive_config, assert_same_products, record_short_night
 from tests.disks import tmpfs
+from tests.stations import N_CAL
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-NIGHT = REPO / "replay_data" / "night"
-FIRST_SET = 1306884
-"""The first set of the committed night."""
+NIGHTS = ("20260320LPC", "20260321LPN")
+"""Two nights of 30 frames: the first runs first (same length, earlier date)."""
+FIRST_FAILURE = (r"(set {first_set} (binned|slow) not written: could not write \S+:|nightly "
+                 r"event log not written: \S+: \[Errno 28\]) No space left on device;.* free "
+                 r"disk space \(or raise the file size limit\)")
+"""The first product a full disk refused, its cause and what to do: the binner, the saver
+and the event log meet the full disk first in any order."""
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != FAULT_ENV}
-FULL_AFTER_FIRST_SET = f"fast-saved:{FIRST_SET}=FILL:"
-"""The fault: the disk fills up once the first set's fast file is written, and stays full
-while the process lives (the filler's path follows)."""
 
-# One night's task as a Dask worker runs it, in a process of its own (which ends the fault's
-# filling); its outcome as JSON on stdout.
+# One night's task as a Dask worker runs it, in a process of its own (the fault's filling
+# ends with it); its outcome as JSON on stdout.
 _ONE_NIGHT = r"""
 import dataclasses, json, sys
 from pathlib import Path
@@ -36,70 +41,104 @@ from mascara_actors.app.archive.night import reduce_camera_night
 from mascara_actors.app.archive.scan import scan_archive
 from mascara_actors.app.archive.task import NightTask
 from mascara_actors.config import load_config
-root, out = Path(sys.argv[1]), Path(sys.argv[2])
-config = load_config()
-(night,) = scan_archive(root, config).nights
+root, out, config_dir, key = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+config = load_config(config_dir)
+(night,) = [n for n in scan_archive(root, config).nights if n.key == key]
 task = NightTask(night, out, config.directory, ("test",), out / "stop", root)
 print(json.dumps(dataclasses.asdict(reduce_camera_night(task))))
 """
 
 
-def _archive(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The real command on the committed night with one worker."""
+@dataclass(frozen=True)
+class Archive:
+    root: Path
+    config: Path
+    first_set: int
+    """The first set of the first night: the disk fills once its fast file is written."""
+    reference: Path
+    """The whole archive reduced on a disk with room."""
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    tmp = tmp_path_factory.mktemp("disk_full")
+    config = archive_config(tmp)
+    catalogue = Catalogue.load()
+    root = tmp / "raw"
+    for key in NIGHTS:
+        record_short_night(root / key, key[8:], f"{key[:4]}-{key[4:6]}-{key[6:8]}", 30, N_CAL,
+                           ".fits", catalogue)
+    first = min(int(p.name[:8]) for p in (root / NIGHTS[0]).glob("*C.fits"))
+    archive = Archive(root, config, first // SET_SIZE, tmp / "reference")
+    done = _archive(archive, archive.reference)
+    assert done.returncode == 0, done.stderr
+    return archive
+
+
+def _archive(archive: Archive, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command on the archive, with one worker."""
     return subprocess.run(
-        [sys.executable, "-m", "mascara_actors.cli", "archive", str(NIGHT), "--out", str(out),
-         "--workers", "1"],
+        [sys.executable, "-m", "mascara_actors.cli", "--config", str(archive.config), "archive",
+         str(archive.root), "--out", str(out), "--workers", "1"],
         capture_output=True, text=True, timeout=300, env={**ENV, **env})
 
 
-def _same_products(out: Path, reference: Path) -> None:
-    expected = product_files(reference / "20260320LPC")
-    got = product_files(out / "20260320LPC")
-    assert [p.name for p in got] == [p.name for p in expected]
-    for a, b in zip(got, expected, strict=True):
-        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs from the run with room"
-    assert not list(out.rglob("*.tmp"))
+def _full_after_first_set(archive: Archive, filler: Path) -> dict[str, str]:
+    """The fault: the disk fills once the first set's fast file is written, and stays full
+    while the process lives."""
+    return {FAULT_ENV: f"fast-saved:{archive.first_set}=FILL:{filler}"}
 
 
-def test_a_full_disk_stops_the_run_with_what_to_do_and_the_rerun_finishes_it(
-        tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
-    assert _archive(reference).returncode == 0
+def test_a_full_disk_stops_the_run_says_why_and_the_rerun_finishes_it(
+        archive: Archive, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", 256 << 20) as disk:
         out, filler = disk / "out", disk / "filler"
-        full = _archive(out, **{FAULT_ENV: f"{FULL_AFTER_FIRST_SET}{filler}"})
-        # the manifest cannot be written either: the run ends there, saying why and what to do
-        assert full.returncode == 2, full.stderr
+        full = _archive(archive, out, **_full_after_first_set(archive, filler))
         said = " ".join(full.stderr.split())
-        assert f"could not write {out / 'manifests'}" in said, said
-        assert "No space left on device" in said
-        assert "free disk space (or raise the file size limit) and run again" in said
+        assert full.returncode == 2, full.stderr
         assert "Traceback" not in full.stderr
+        # the table: the first night incomplete, its cause first; the second never reduced
+        first = re.search(r"20260320 LPC incomplete: (.*?); missing: (.*?) 20260321", said)
+        assert first, said
+        assert re.match(FIRST_FAILURE.format(first_set=archive.first_set), first[1]), said
+        assert f"set {archive.first_set}: binned image and slow photometry" in first[2]
+        # the second, begun before the stop reached its worker, or not begun
+        second = re.search(r"20260321 LPN (not started|stopped|failed) ", said)
+        assert second, said
+        if second[1] == "failed":
+            assert re.search(r"20260321 LPN failed: could not write \S+: No space left on "
+                             r"device", said), said
+        # the last line: no manifest, why, and what to do
+        assert re.search(rf"manifest NOT written, so the run stopped: could not write "
+                         rf"{out / 'manifests'}/archive-\S+\.csv: No space left on device;.*"
+                         r"free disk space \(or raise the file size limit\) and run again",
+                         said), said
         # the first set's fast file, written before the disk filled, is kept
-        assert (out / "20260320LPC" / "tmp" / f"fast_00{FIRST_SET}.hdf5").is_file()
+        assert (out / NIGHTS[0] / "tmp" / f"fast_00{archive.first_set}.hdf5").is_file()
+
         filler.unlink()
-        again = _archive(out)
+        again = _archive(archive, out)
         assert again.returncode == 0, again.stderr
-        assert "1 reduced" in again.stderr
-        _same_products(out, reference)
+        assert "2 reduced" in again.stderr
+        assert_same_products(out, archive.reference, NIGHTS, against="a run with room")
+        assert not list(out.rglob("*.tmp"))
 
 
-def test_a_night_whose_products_met_a_full_disk_says_why_first(tmp_path: Path) -> None:
+def test_a_night_whose_products_met_a_full_disk_says_why_first(archive: Archive,
+                                                              tmp_path: Path) -> None:
     """The manifest's error of a night that ran to its end without some products: the
     first one not written and why (the full disk, and what to do), then what is missing."""
     with tmpfs(tmp_path / "disk", 256 << 20) as disk:
-        out = disk / "out"
         done = subprocess.run(
-            [sys.executable, "-c", _ONE_NIGHT, str(NIGHT), str(out)], capture_output=True,
-            text=True, timeout=300,
-            env={**ENV, FAULT_ENV: f"{FULL_AFTER_FIRST_SET}{disk / 'filler'}"})
+            [sys.executable, "-c", _ONE_NIGHT, str(archive.root), str(disk / "out"),
+             str(archive.config), NIGHTS[0]],
+            capture_output=True, text=True, timeout=300,
+            env={**ENV, **_full_after_first_set(archive, disk / "filler")})
         assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout.splitlines()[-1])
     assert outcome["status"] == "incomplete", outcome
     cause, _, missing = outcome["error"].partition("; missing: ")
-    assert cause.startswith(f"set {FIRST_SET} binned not written: could not write "), cause
-    assert "No space left on device" in cause
-    assert "free disk space (or raise the file size limit) and run again" in cause
+    assert re.match(FIRST_FAILURE.format(first_set=archive.first_set), cause), cause
     assert "more products not written" in cause
-    assert f"set {FIRST_SET}: binned image and slow photometry" in missing
+    assert f"set {archive.first_set}: binned image and slow photometry" in missing
     assert "the nightly fast file" in missing

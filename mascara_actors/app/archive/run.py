@@ -21,7 +21,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ from mascara_actors.app.archive.manifest import manifest_path, write_manifest
 from mascara_actors.app.archive.scan import CameraNight
 from mascara_actors.app.archive.scan_memory import archive_state_dir
 from mascara_actors.app.archive.task import NightOutcome, NightTask
-from mascara_actors.errors import ConfigError
+from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.numpy_dispatch import VARIABLE, dispatch_environment
 from mascara_actors.storage import event_log_path
 from mascara_actors.storage.provenance import SOFTWARE
@@ -295,9 +295,15 @@ class ArchiveRun:
     """One run over the chosen camera-nights of an archive into ``out`` (``thorough``:
     every product of the complete nights is hashed to verify them).
 
-    The longest nights (most science frames) run first, those of equal length by date and
-    camera: a run in date order could leave one long night to the end, its worker busy for
-    half an hour while the others wait idle; longest first, the run ends on short nights.
+    The longest nights (most science frames in the archive) are submitted first, those of
+    equal length by date and camera: a run in date order could leave one long night to the
+    end, its worker busy for half an hour while the others wait idle; longest first, the run
+    ends on short nights. (Submission order, not a Dask priority: on a shared scheduler this
+    run's nights do not jump ahead of other clients' work.)
+
+    When the manifest cannot be written (a full output disk, where the nights' products
+    cannot be written either), the run stops as at a first Ctrl-C: running nights finish
+    their current set, the others do not begin; :attr:`manifest_error` says why.
     """
 
     def __init__(
@@ -311,7 +317,7 @@ class ArchiveRun:
         retries: int = 2,
         thorough: bool = False,
     ) -> None:
-        self.nights = tuple(sorted(nights, key=lambda n: -n.science))  # stable: then by date
+        self.nights = tuple(sorted(nights, key=lambda n: (-n.science, n.night, n.camera_id)))
         self.out = out
         self.retries = retries
         started = datetime.now(UTC)
@@ -324,20 +330,24 @@ class ArchiveRun:
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
         self._signals = 0
+        self._abandon: str | None = None
+        """Why the running nights are abandoned (not waited for), once they are."""
         self.stopped_by: signal.Signals | None = None
         """The signal that stopped the run (SIGINT or SIGTERM); None when none did."""
+        self.manifest_error: Exception | None = None
+        """Why the manifest's latest version could not be written; None once it was."""
 
     def run(self, client: Client, on_progress: Callable[[Progress], None]) -> list[NightOutcome]:
         """Reduce every night on ``client``'s cluster; returns an outcome per night (nights
         abandoned by a second signal are ``failed`` with the reason)."""
         self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+        self.manifest.parent.mkdir(parents=True, exist_ok=True)
         counter = _FrameCounter(self.out, self.nights)
         futures: dict[Future[NightOutcome], NightTask] = {
             client.submit(
                 _reduce_on_worker,
                 task,
                 key=f"night-{task.night.key}-{self.run_id}",
-                priority=task.night.science,
                 retries=self.retries,
                 pure=False,
             ): task
@@ -349,7 +359,7 @@ class ArchiveRun:
         pending = as_completed(futures, loop=client.loop)
         workers = max(len(client.scheduler_info()["workers"]), 1)
         with self._signal_handlers():
-            while not pending.is_empty() and self._signals < 2:
+            while not pending.is_empty() and self._abandon is None:
                 batch = pending.next_batch(block=False)
                 # read the logs before the nights just ended leave the poll: their last lines
                 self.progress.frames_done = counter.poll(finished, limit=4 * workers)
@@ -358,20 +368,35 @@ class ArchiveRun:
                     done[outcome.key] = outcome
                     finished.add(index[outcome.key])
                 if batch:
-                    write_manifest(self.manifest, done.values())
+                    self._save_manifest(done)
                 self.progress.nights_done = len(done)
                 on_progress(self.progress)
                 if not pending.is_empty():
                     time.sleep(_POLL_S)
-        if self._signals >= 2:
+        if self._abandon is not None:
             client.cancel(list(futures))
             for task in self._tasks:
                 if task.night.key not in done:
-                    done[task.night.key] = _abandoned(task)
-            write_manifest(self.manifest, done.values())
+                    done[task.night.key] = _abandoned(task, self._abandon)
+            self._save_manifest(done)
         self.progress.frames_done = counter.poll(set())
         self.stop_file.unlink(missing_ok=True)
         return sorted(done.values(), key=lambda o: (o.night, o.camera))
+
+    def _save_manifest(self, done: dict[str, NightOutcome]) -> None:
+        """Write the manifest; when it cannot be, stop the run (once) and keep the error."""
+        try:
+            write_manifest(self.manifest, done.values())
+        except (StorageError, OSError) as exc:
+            if self.manifest_error is None:
+                log.error("the manifest cannot be written (%s): the run stops", exc)
+                try:
+                    self._ask_stop()
+                except OSError:  # the nights cannot be told to stop at a set's end
+                    self._abandon = "abandoned: the output disk took no stop file"
+            self.manifest_error = exc
+        else:
+            self.manifest_error = None
 
     def _ask_stop(self) -> None:
         self.progress.stopping = True
@@ -383,7 +408,10 @@ class ArchiveRun:
             self._signals += 1
             if self._signals == 1:
                 self.stopped_by = signal.Signals(signum)
-                self._ask_stop()
+                with suppress(OSError):  # a full disk: a second signal abandons the nights
+                    self._ask_stop()
+            else:
+                self._abandon = "abandoned by a second signal"
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -429,12 +457,11 @@ def _reduce_on_worker(task: NightTask) -> NightOutcome:
     return reduce_camera_night(task)
 
 
-def _abandoned(task: NightTask) -> NightOutcome:
+def _abandoned(task: NightTask, why: str) -> NightOutcome:
     return NightOutcome(
         night=task.night.night,
         camera=task.night.camera_id,
         status="failed",
         frames=task.night.science,
-        error="abandoned by a second signal: its complete sets are on disk; run the same "
-        "command again to finish it",
+        error=f"{why}: its complete sets are on disk; run the same command again to finish it",
     )

@@ -14,6 +14,7 @@ import pytest
 
 from mascara_actors import records as R
 from mascara_actors.errors import StorageError
+from mascara_actors.faults import fill_file_system
 from mascara_actors.storage import (
     NightId,
     NightLock,
@@ -22,6 +23,7 @@ from mascara_actors.storage import (
     list_set_files,
     set_file_path,
 )
+from tests.disks import tmpfs
 from tests.mascara_actors.storage._data import HEADER, NIGHT, make_night, write_sets
 
 REPO = Path(__file__).resolve().parents[3]
@@ -205,6 +207,22 @@ def test_writer_in_another_process_is_refused(night_dir: Path) -> None:
     # the kernel dropped the dead holder's lock
     with SetWriter(night_dir) as w:
         assert w.lock.held
+
+
+def test_the_lock_holds_on_a_full_disk_and_is_released(tmp_path: Path) -> None:
+    """A full disk takes no holder's name: the lock is held all the same (no descriptor left
+    holding it behind a raised error, which refused the next writer, even of this process,
+    as 'locked by another writer')."""
+    with tmpfs(tmp_path / "disk", 1 << 20) as disk:
+        night_dir = disk / NIGHT
+        night_dir.mkdir()
+        fill_file_system(disk / "filler")
+        lock = NightLock(night_dir).acquire()
+        assert lock.held
+        with pytest.raises(StorageError, match=r"locked by another writer \(process unknown"):
+            NightLock(night_dir).acquire()
+        lock.release()
+        assert NightLock(night_dir).acquire().held
 
 
 def test_async_writer_writes_and_releases(night_dir: Path) -> None:
