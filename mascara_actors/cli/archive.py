@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(frames, completed=p.frames_done)
 
             outcomes = archive.run(client, show)
-    _print_table(console, *_outcome_table(outcomes))
+    _print_table(console, *_outcome_table(outcomes, args.out))
     _print_totals(console, outcomes, workers)
     if archive.manifest_error is not None:
         console.print(f"manifest NOT written, so the run stopped: {archive.manifest_error}")
@@ -294,9 +294,11 @@ _TABLE_ALL_UP_TO = 40
 them all): the table of an archive of years would be thousands of lines."""
 
 
-def _outcome_table(outcomes: list[NightOutcome]) -> tuple[Table, list[str]]:
+def _outcome_table(outcomes: list[NightOutcome], out: Path) -> tuple[Table, list[str]]:
     """A line per camera-night (per night not done, in a large run), and the error of each
-    night that has one."""
+    night that has one; a night without one whose frames failed says where they are named."""
+    from mascara_actors.storage.layout import report_path, summary_dir
+
     title = "camera-nights"
     if len(outcomes) > _TABLE_ALL_UP_TO:
         outcomes = [o for o in outcomes if o.status not in ("reduced", "verified")]
@@ -306,7 +308,15 @@ def _outcome_table(outcomes: list[NightOutcome]) -> tuple[Table, list[str]]:
     for o in outcomes:
         table.add_row(o.night, o.camera, o.status, f"{o.reduced}/{o.frames}", str(o.failed),
                       f"{o.wall_s:.1f}", o.worker.split("://", 1)[-1])
-    return table, [f"{o.night} {o.camera} {o.status}: {o.error}" for o in outcomes if o.error]
+    notes = []
+    for o in outcomes:
+        if o.error:
+            notes.append(f"{o.night} {o.camera} {o.status}: {o.error}")
+        elif o.failed:
+            report = report_path(summary_dir(out / o.key), o.key, ".txt")
+            notes.append(f"{o.night} {o.camera}: {counted(o.failed, 'frame')} could not be "
+                         f"reduced (unreadable, no stars...): which and why in {report}")
+    return table, notes
 
 
 def _print_totals(console: Console, outcomes: list[NightOutcome], workers: int) -> None:

@@ -34,9 +34,11 @@ __all__ = [
     "lightcurve_dir",
     "nightly_file_path",
     "parse_set_file_name",
+    "report_path",
     "set_file_path",
     "star_file_name",
     "starfile_dir",
+    "summary_dir",
     "tmp_dir",
 ]
 
@@ -183,6 +185,17 @@ def nightly_file_path(night_dir: Path, kind: str) -> Path:
 def event_log_path(night_dir: str | Path) -> Path:
     """``{night_dir}/logs/events.jsonl``: the night's event log."""
     return Path(night_dir) / "logs" / "events.jsonl"
+
+
+def summary_dir(night_dir: str | Path) -> Path:
+    """``{night_dir}/summary``, where the night's report files go."""
+    return Path(night_dir) / "summary"
+
+
+def report_path(directory: Path, tag: str, suffix: str) -> Path:
+    """The report page ``{directory}/summary_{tag}{suffix}`` (``.html`` or ``.txt``) of a
+    camera-night (tag ``20260320LPC``) or of a station's night (``20260320LP``)."""
+    return directory / f"summary_{tag}{suffix}"
 
 
 def star_file_name(kind: str, star_id: int, nid: NightId) -> str:

@@ -16,6 +16,7 @@ from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
 from mascara_actors.config import Config, load_config
 from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.storage import NightFile
+from mascara_actors.storage.layout import report_path, summary_dir
 from mascara_actors.storage.live_sets import read_live_night
 from mascara_actors.summary import live_plots, plots
 from mascara_actors.summary.html import Image, render_html, render_text
@@ -23,21 +24,9 @@ from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
 from mascara_actors.summary.report import NightSummary, collect_summary
 
-__all__ = ["SummaryOutcome", "candidates_file", "make_images", "report_path", "summarise_night",
-           "summary_dir"]
+__all__ = ["SummaryOutcome", "candidates_file", "make_images", "summarise_night"]
 
 log = logging.getLogger(__name__)
-
-
-def summary_dir(night_dir: str | Path) -> Path:
-    """``{night_dir}/summary``, where the report files go."""
-    return Path(night_dir) / "summary"
-
-
-def report_path(directory: Path, tag: str, suffix: str) -> Path:
-    """The report page ``{directory}/summary_{tag}{suffix}`` (``.html`` or ``.txt``) of a
-    camera-night (tag ``20260320LPC``) or of a station's night (``20260320LP``)."""
-    return directory / f"summary_{tag}{suffix}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

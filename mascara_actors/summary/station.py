@@ -33,10 +33,10 @@ import numpy as np
 from mascara_actors.atomic_files import atomic_write_bytes, atomic_write_text
 from mascara_actors.errors import ConfigError, StorageError
 from mascara_actors.storage import NightId, read_json_state, write_json_state
+from mascara_actors.storage.layout import report_path
 from mascara_actors.summary.html import Image
 from mascara_actors.summary.mail import MailResult, mail_report
 from mascara_actors.summary.mailconfig import MailConfig
-from mascara_actors.summary.night import report_path
 from mascara_actors.summary.station_html import render_station_html, render_station_text
 from mascara_actors.summary.station_plots import CameraSky, station_sky_map
 from mascara_actors.summary.station_report import CameraRow, camera_row

@@ -16,7 +16,7 @@ import numpy as np
 
 from mascara_actors.errors import StorageError
 from mascara_actors.storage import NightFile, NightId, nightly_file_path
-from mascara_actors.summary.night import report_path, summary_dir
+from mascara_actors.storage.layout import report_path, summary_dir
 from mascara_actors.summary.report import NightSummary, collect_summary
 from mascara_actors.summary.station_plots import CameraSky
 

@@ -251,9 +251,15 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
     (dark,) = [p.name for p in product_files(out / "20260321LPN") if "masterdark" in p.name]
     assert record.masters == {"dark": dark}
     assert record.command[-4:] == ("--out", str(out), "--workers", "2")
+    said = " ".join(err.split())
     for key, name in archive.broken.items():
         failed_log = (out / key / "logs" / "events.jsonl").read_text()
         assert re.search(rf'"kind":"FrameFailed".*{name}', failed_log), key
+        # the table's note points at the night's report, which names the frame and why
+        report = out / key / "summary" / f"summary_{key}.txt"
+        assert (f"{key[:8]} {key[8:]}: 1 frame could not be reduced (unreadable, no stars...): "
+                f"which and why in {report}") in said, said
+        assert re.search(rf"{name}: .*(truncated|not FITS|cannot be read)", report.read_text())
 
 
 def test_an_interrupted_run_resumes_and_reduces_nothing_twice(archive: Archive,

@@ -223,12 +223,17 @@ def test_a_large_run_lists_only_the_nights_not_done() -> None:
 
     def shown(rows: list[NightOutcome]) -> list[str]:
         console = Console(record=True, width=80)
-        table, notes = _outcome_table(rows)
+        table, notes = _outcome_table(rows, Path("/data/reduced"))
         console.print(table)
         return [*console.export_text().splitlines(), *notes]
 
     small = shown(outcomes(39))
     assert sum(line.startswith("2026") for line in small) == 40 + 1  # the rows, the error
+    failing = NightOutcome(night="20260320", camera="LPC", status="reduced", frames=120,
+                           reduced=118, failed=2, wall_s=20.0)
+    assert _outcome_table([failing], Path("/data/reduced"))[1] == [
+        "20260320 LPC: 2 frames could not be reduced (unreadable, no stars...): which and why "
+        "in /data/reduced/20260320LPC/summary/summary_20260320LPC.txt"]
     large = shown(outcomes(40))
     assert large[0].strip() == "camera-nights not done (1; the manifest has every night)"
     assert [line.split()[:3] for line in large if line.startswith("2026")] == [
