@@ -73,6 +73,8 @@ def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
     tiles = np.frombuffer(buf, descriptor, count=2 * ny).reshape(ny, 2).astype(np.int64)
     sizes, offsets = tiles[:, 0], tiles[:, 1]
     heap = int(header.get("THEAP", table))
+    if not table <= heap <= len(buf):
+        raise ValueError(f"THEAP = {heap} puts the heap outside the table's data area")
     if (sizes < 0).any() or (offsets < 0).any() or (sizes + offsets > len(buf) - heap).any():
         raise ValueError("a tile descriptor points outside the heap")
     starts = offsets + heap

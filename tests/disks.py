@@ -11,11 +11,12 @@ __all__ = ["tmpfs"]
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: int) -> Iterator[Path]:
-    """A real file system of ``size`` bytes mounted at ``path``."""
+def tmpfs(path: Path, size: int, *, inodes: int | None = None) -> Iterator[Path]:
+    """A real file system of ``size`` bytes (and at most ``inodes`` files and directories)
+    mounted at ``path``."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                   check=True)
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes is not None else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
     try:
         yield path
     finally:

@@ -28,7 +28,7 @@ from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
-    from mascara_actors.app.archive.run import Progress
+    from mascara_actors.app.archive.run import ArchiveRun, Progress
     from mascara_actors.app.archive.scan import ArchiveScan, CameraNight
     from mascara_actors.app.archive.scan_memory import ScanMemory
     from mascara_actors.app.archive.task import NightOutcome
@@ -158,14 +158,28 @@ def run(args: argparse.Namespace) -> int:
             outcomes = archive.run(client, show)
     _print_table(console, *_outcome_table(outcomes, args.out))
     _print_totals(console, outcomes, workers)
-    if archive.manifest_error is not None:
-        console.print(f"manifest NOT written, so the run stopped: {archive.manifest_error}")
+    if archive.manifest_failure is not None:
+        _print_manifest_failure(console, archive, outcomes)
         return 2
     console.print(f"manifest: {archive.manifest}")
     if archive.stopped_by is not None:
         console.print("stopped: run the same command again to finish the nights")
         return 128 + archive.stopped_by
     return 0 if all(o.status in ("reduced", "verified") for o in outcomes) else 1
+
+
+def _print_manifest_failure(console: Console, archive: ArchiveRun,
+                            outcomes: list[NightOutcome]) -> None:
+    """The manifest's fate, and whether its failure cut the run short."""
+    if archive.manifest_error is not None:
+        console.print(f"manifest NOT written: {archive.manifest_error}")
+    else:
+        console.print(f"manifest: {archive.manifest} (written once there was room again)")
+    if any(o.status in ("stopped", "not started") or o.error.startswith("abandoned")
+           for o in outcomes):
+        console.print(f"the run stopped early, as the manifest could not be written "
+                      f"({archive.manifest_failure}); run the same command again once there "
+                      "is room: it finishes the nights")
 
 
 def _memory(args: argparse.Namespace, config_dir: Path) -> ScanMemory:
@@ -296,8 +310,9 @@ them all): the table of an archive of years would be thousands of lines."""
 
 def _outcome_table(outcomes: list[NightOutcome], out: Path) -> tuple[Table, list[str]]:
     """A line per camera-night (per night not done, in a large run), and the error of each
-    night that has one; a night without one whose frames failed says where they are named."""
-    from mascara_actors.storage.layout import report_path, summary_dir
+    night that has one; a night without one whose frames failed says where they are named
+    (its report, or its event log when it has none)."""
+    from mascara_actors.storage.layout import event_log_path, report_path, summary_dir
 
     title = "camera-nights"
     if len(outcomes) > _TABLE_ALL_UP_TO:
@@ -313,9 +328,11 @@ def _outcome_table(outcomes: list[NightOutcome], out: Path) -> tuple[Table, list
         if o.error:
             notes.append(f"{o.night} {o.camera} {o.status}: {o.error}")
         elif o.failed:
-            report = report_path(summary_dir(out / o.key), o.key, ".txt")
+            where = report_path(summary_dir(out / o.key), o.key, ".txt")
+            if o.status != "reduced" or not where.is_file():
+                where = event_log_path(out / o.key)
             notes.append(f"{o.night} {o.camera}: {counted(o.failed, 'frame')} could not be "
-                         f"reduced (unreadable, no stars...): which and why in {report}")
+                         f"reduced (unreadable, no stars...): which and why in {where}")
     return table, notes
 
 

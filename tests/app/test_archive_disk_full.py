@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from mascara_actors.app.archive.run import ArchiveRun
 from mascara_actors.catalogue import Catalogue
-from mascara_actors.faults import FAULT_ENV
+from mascara_actors.faults import FAULT_ENV, fill_file_system
 from mascara_actors.sidereal import SET_SIZE
 from tests.app.archive_dirs import archive_config, assert_same_products, record_short_night
 from tests.disks import tmpfs
@@ -23,6 +25,7 @@ from tests.stations import N_CAL
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
 NIGHTS = ("20260320LPC", "20260321LPN")
 """Two nights of 30 frames: the first runs first (same length, earlier date)."""
 FIRST_FAILURE = (r"(set {first_set} (binned|slow) not written: could not write \S+:|nightly "
@@ -108,11 +111,12 @@ def test_a_full_disk_stops_the_run_says_why_and_the_rerun_finishes_it(
         if second[1] == "failed":
             assert re.search(r"20260321 LPN failed: could not write \S+: No space left on "
                              r"device", said), said
-        # the last line: no manifest, why, and what to do
-        assert re.search(rf"manifest NOT written, so the run stopped: could not write "
-                         rf"{out / 'manifests'}/archive-\S+\.csv: No space left on device;.*"
-                         r"free disk space \(or raise the file size limit\) and run again",
-                         said), said
+        # the last lines: no manifest, why, and what to do; the run cut short, if it was
+        assert re.search(rf"manifest NOT written: could not write {out / 'manifests'}/"
+                         r"archive-\S+\.csv: No space left on device;.* free disk space \(or "
+                         r"raise the file size limit\) and run again", said), said
+        cut_short = "the run stopped early, as the manifest could not be written (could not"
+        assert (cut_short in said) == (second[1] != "failed"), said
         # the first set's fast file, written before the disk filled, is kept
         assert (out / NIGHTS[0] / "tmp" / f"fast_00{archive.first_set}.hdf5").is_file()
 
@@ -142,3 +146,63 @@ def test_a_night_whose_products_met_a_full_disk_says_why_first(archive: Archive,
     assert "more products not written" in cause
     assert f"set {archive.first_set}: binned image and slow photometry" in missing
     assert "the nightly fast file" in missing
+
+
+# --- the run's stop, on a real full disk, without a cluster --------------------------------
+
+
+def _run(out: Path) -> ArchiveRun:
+    """A run of no night into ``out``, its directories made (as its start makes them)."""
+    run = ArchiveRun([], root=out.parent, out=out, config_dir=REPO / "config",
+                     command=("test",))
+    run.manifest.parent.mkdir(parents=True)
+    run.stop_file.parent.mkdir(parents=True)
+    return run
+
+
+def test_a_manifest_that_fails_stops_the_run_and_is_remembered_once_written(
+        tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", 1 << 20) as disk:
+        run = _run(disk / "out")
+        fill_file_system(disk / "filler")
+        run._save_manifest({})
+        assert run.progress.stopping
+        assert run.stop_file.exists()
+        assert "No space left on device" in str(run.manifest_failure)
+        assert run.manifest_error is run.manifest_failure
+        (disk / "filler").unlink()
+        run._save_manifest({})
+        assert run.manifest.is_file()
+        assert run.manifest_error is None
+        assert "No space left on device" in str(run.manifest_failure)  # why it stopped
+
+
+def test_a_disk_that_takes_no_stop_file_abandons_the_nights(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", 1 << 20, inodes=64) as disk:
+        run = _run(disk / "out")
+        for k in range(64):  # every inode taken
+            try:
+                (disk / f"f{k}").touch()
+            except OSError:
+                break
+        run._save_manifest({})
+        assert not run.stop_file.exists()
+        assert run._abandon == "abandoned: the output disk took no stop file"
+
+
+def test_a_signal_while_stopping_abandons_the_nights(tmp_path: Path) -> None:
+    run = _run(tmp_path / "out")
+    with run._signal_handlers():
+        os.kill(os.getpid(), signal.SIGINT)  # the first: the nights finish their set
+        assert run.stopped_by == signal.SIGINT
+        assert run.stop_file.exists()
+        assert run._abandon is None
+        os.kill(os.getpid(), signal.SIGTERM)  # the second: abandoned
+        assert run._abandon == "abandoned by a signal while the run was stopping"
+    other = _run(tmp_path / "other")
+    other.manifest_failure = OSError("full")
+    other._ask_stop()  # as the manifest's failure stops it
+    with other._signal_handlers():
+        os.kill(os.getpid(), signal.SIGINT)  # the first signal, while stopping: abandoned
+        assert other._abandon == "abandoned by a signal while the run was stopping"
+        assert other.stopped_by is None

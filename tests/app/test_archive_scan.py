@@ -229,16 +229,28 @@ def test_a_large_run_lists_only_the_nights_not_done() -> None:
 
     small = shown(outcomes(39))
     assert sum(line.startswith("2026") for line in small) == 40 + 1  # the rows, the error
-    failing = NightOutcome(night="20260320", camera="LPC", status="reduced", frames=120,
-                           reduced=118, failed=2, wall_s=20.0)
-    assert _outcome_table([failing], Path("/data/reduced"))[1] == [
-        "20260320 LPC: 2 frames could not be reduced (unreadable, no stars...): which and why "
-        "in /data/reduced/20260320LPC/summary/summary_20260320LPC.txt"]
     large = shown(outcomes(40))
     assert large[0].strip() == "camera-nights not done (1; the manifest has every night)"
     assert [line.split()[:3] for line in large if line.startswith("2026")] == [
         ["20261231", "LPN", "failed"], ["20261231", "LPN", "failed:"]]
     assert large[-1] == "20261231 LPN failed: the disk is full"
+
+
+def test_failed_frames_are_pointed_at_where_they_are_named(tmp_path: Path) -> None:
+    def note(status: str) -> list[str]:
+        night = NightOutcome(night="20260320", camera="LPC", status=status, frames=120,
+                             reduced=118, failed=2, wall_s=20.0)
+        return _outcome_table([night], tmp_path)[1]
+
+    head = "20260320 LPC: 2 frames could not be reduced (unreadable, no stars...): which and why"
+    events = tmp_path / "20260320LPC" / "logs" / "events.jsonl"
+    # no report (a stopped night, or one whose report met a full disk): the event log
+    assert note("stopped") == [f"{head} in {events}"]
+    assert note("reduced") == [f"{head} in {events}"]
+    report = tmp_path / "20260320LPC" / "summary" / "summary_20260320LPC.txt"
+    report.parent.mkdir(parents=True)
+    report.write_text("frames failed ...")
+    assert note("reduced") == [f"{head} in {report}"]
 
 
 def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None:

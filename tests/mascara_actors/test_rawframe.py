@@ -315,6 +315,28 @@ def test_a_tile_pointing_outside_the_heap_makes_the_frame_unreadable(
         read_raw(path)
 
 
+@pytest.mark.parametrize("where", ["before-the-file", "inside-the-table", "past-the-end"])
+def test_a_heap_offset_outside_the_data_makes_the_frame_unreadable(
+    tmp_path: Path, frame: RawFrame, where: str
+) -> None:
+    path = write_raw(tmp_path / raw_filename(LSTSEQ, "C", ext=".fits.fz"), frame.data,
+                     frame.header)
+    start, heap_at, size = _heap(path)
+    theap = {"before-the-file": -16, "inside-the-table": 8,
+             "past-the-end": heap_at - start + size + 8}[where]
+    raw = path.read_bytes()
+    with fits.open(path, disable_image_compression=True) as hdul:
+        info, header = hdul[1].fileinfo(), hdul[1].header.copy()
+    header["THEAP"] = theap
+    card = header.tostring(padding=True).encode()
+    assert len(card) == info["datLoc"] - info["hdrLoc"]  # the header keeps its size
+    path.write_bytes(raw[:info["hdrLoc"]] + card + raw[info["datLoc"]:])
+    with pytest.raises(FrameError, match=re.escape(
+            f"{path}: unreadable FITS file (THEAP = {theap} puts the heap outside the "
+            "table's data area)")):
+        read_raw(path)
+
+
 @pytest.mark.parametrize(
     "layout", [{}, {"tile_shape": (16, 16)}], ids=["row-tiles", "square-tiles"]
 )

@@ -21,7 +21,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -303,7 +303,9 @@ class ArchiveRun:
 
     When the manifest cannot be written (a full output disk, where the nights' products
     cannot be written either), the run stops as at a first Ctrl-C: running nights finish
-    their current set, the others do not begin; :attr:`manifest_error` says why.
+    their current set, the others do not begin; :attr:`manifest_failure` says why. A stop
+    that cannot reach the nights (the disk takes no stop file either), or a signal while
+    stopping, abandons them instead.
     """
 
     def __init__(
@@ -329,11 +331,12 @@ class ArchiveRun:
             for n in self.nights
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
-        self._signals = 0
         self._abandon: str | None = None
         """Why the running nights are abandoned (not waited for), once they are."""
         self.stopped_by: signal.Signals | None = None
         """The signal that stopped the run (SIGINT or SIGTERM); None when none did."""
+        self.manifest_failure: Exception | None = None
+        """Why the manifest could not be written, the first time (which stopped the run)."""
         self.manifest_error: Exception | None = None
         """Why the manifest's latest version could not be written; None once it was."""
 
@@ -388,30 +391,32 @@ class ArchiveRun:
         try:
             write_manifest(self.manifest, done.values())
         except (StorageError, OSError) as exc:
-            if self.manifest_error is None:
+            if self.manifest_failure is None:
                 log.error("the manifest cannot be written (%s): the run stops", exc)
-                try:
+                self.manifest_failure = exc
+                if not self.progress.stopping:
                     self._ask_stop()
-                except OSError:  # the nights cannot be told to stop at a set's end
-                    self._abandon = "abandoned: the output disk took no stop file"
             self.manifest_error = exc
         else:
             self.manifest_error = None
 
     def _ask_stop(self) -> None:
+        """Running nights finish their current set and the others do not begin (the stop
+        file); when the output disk takes no stop file, they are abandoned."""
         self.progress.stopping = True
-        self.stop_file.touch()
+        try:
+            self.stop_file.touch()
+        except OSError:
+            self._abandon = "abandoned: the output disk took no stop file"
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:
         def handler(signum: int, _frame: FrameType | None) -> None:
-            self._signals += 1
-            if self._signals == 1:
-                self.stopped_by = signal.Signals(signum)
-                with suppress(OSError):  # a full disk: a second signal abandons the nights
-                    self._ask_stop()
+            if self.progress.stopping:  # a second signal, or one after the manifest failed
+                self._abandon = "abandoned by a signal while the run was stopping"
             else:
-                self._abandon = "abandoned by a second signal"
+                self.stopped_by = signal.Signals(signum)
+                self._ask_stop()
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
