@@ -4,7 +4,6 @@ once there is room, with the bytes of a run that never met a full disk."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -34,23 +33,6 @@ FIRST_FAILURE = (r"(set {first_set} (binned|slow) not written: could not write \
 """The first product a full disk refused, its cause and what to do: the binner, the saver
 and the event log meet the full disk first in any order."""
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != FAULT_ENV}
-
-# One night's task as a Dask worker runs it, in a process of its own (the fault's filling
-# ends with it); its outcome as JSON on stdout.
-_ONE_NIGHT = r"""
-import dataclasses, json, sys
-from pathlib import Path
-from mascara_actors.app.archive.night import reduce_camera_night
-from mascara_actors.app.archive.scan import scan_archive
-from mascara_actors.app.archive.task import NightTask
-from mascara_actors.config import load_config
-root, out, config_dir, key = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-config = load_config(config_dir)
-(night,) = [n for n in scan_archive(root, config).nights if n.key == key]
-task = NightTask(night, out, config.directory, ("test",), out / "stop", root)
-print(json.dumps(dataclasses.asdict(reduce_camera_night(task))))
-"""
-
 
 @dataclass(frozen=True)
 class Archive:
@@ -86,17 +68,14 @@ def _archive(archive: Archive, out: Path, **env: str) -> subprocess.CompletedPro
         capture_output=True, text=True, timeout=300, env={**ENV, **env})
 
 
-def _full_after_first_set(archive: Archive, filler: Path) -> dict[str, str]:
-    """The fault: the disk fills once the first set's fast file is written, and stays full
-    while the process lives."""
-    return {FAULT_ENV: f"fast-saved:{archive.first_set}=FILL:{filler}"}
-
-
 def test_a_full_disk_stops_the_run_says_why_and_the_rerun_finishes_it(
         archive: Archive, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", 256 << 20) as disk:
         out, filler = disk / "out", disk / "filler"
-        full = _archive(archive, out, **_full_after_first_set(archive, filler))
+        # the disk fills once the first set's fast file is written, and stays full while the
+        # worker lives
+        fault = f"fast-saved:{archive.first_set}=FILL:{filler}"
+        full = _archive(archive, out, **{FAULT_ENV: fault})
         said = " ".join(full.stderr.split())
         assert full.returncode == 2, full.stderr
         assert "Traceback" not in full.stderr
@@ -126,26 +105,6 @@ def test_a_full_disk_stops_the_run_says_why_and_the_rerun_finishes_it(
         assert "2 reduced" in again.stderr
         assert_same_products(out, archive.reference, NIGHTS, against="a run with room")
         assert not list(out.rglob("*.tmp"))
-
-
-def test_a_night_whose_products_met_a_full_disk_says_why_first(archive: Archive,
-                                                              tmp_path: Path) -> None:
-    """The manifest's error of a night that ran to its end without some products: the
-    first one not written and why (the full disk, and what to do), then what is missing."""
-    with tmpfs(tmp_path / "disk", 256 << 20) as disk:
-        done = subprocess.run(
-            [sys.executable, "-c", _ONE_NIGHT, str(archive.root), str(disk / "out"),
-             str(archive.config), NIGHTS[0]],
-            capture_output=True, text=True, timeout=300,
-            env={**ENV, **_full_after_first_set(archive, disk / "filler")})
-        assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout.splitlines()[-1])
-    assert outcome["status"] == "incomplete", outcome
-    cause, _, missing = outcome["error"].partition("; missing: ")
-    assert re.match(FIRST_FAILURE.format(first_set=archive.first_set), cause), cause
-    assert "more products not written" in cause
-    assert f"set {archive.first_set}: binned image and slow photometry" in missing
-    assert "the nightly fast file" in missing
 
 
 # --- the run's stop, on a real full disk, without a cluster --------------------------------
