@@ -175,8 +175,7 @@ def _print_manifest_failure(console: Console, archive: ArchiveRun,
         console.print(f"manifest NOT written: {archive.manifest_error}")
     else:
         console.print(f"manifest: {archive.manifest} (written once there was room again)")
-    if any(o.status in ("stopped", "not started") or o.error.startswith("abandoned")
-           for o in outcomes):
+    if archive.abandoned or any(o.status in ("stopped", "not started") for o in outcomes):
         console.print(f"the run stopped early, as the manifest could not be written "
                       f"({archive.manifest_failure}); run the same command again once there "
                       "is room: it finishes the nights")

@@ -34,6 +34,7 @@ FIRST_FAILURE = (r"(set {first_set} (binned|slow) not written: could not write \
 and the event log meet the full disk first in any order."""
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != FAULT_ENV}
 
+
 @dataclass(frozen=True)
 class Archive:
     root: Path
@@ -146,7 +147,7 @@ def test_a_disk_that_takes_no_stop_file_abandons_the_nights(tmp_path: Path) -> N
                 break
         run._save_manifest({})
         assert not run.stop_file.exists()
-        assert run._abandon == "abandoned: the output disk took no stop file"
+        assert run.abandoned == "abandoned: the output disk took no stop file"
 
 
 def test_a_signal_while_stopping_abandons_the_nights(tmp_path: Path) -> None:
@@ -155,13 +156,13 @@ def test_a_signal_while_stopping_abandons_the_nights(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # the first: the nights finish their set
         assert run.stopped_by == signal.SIGINT
         assert run.stop_file.exists()
-        assert run._abandon is None
+        assert run.abandoned is None
         os.kill(os.getpid(), signal.SIGTERM)  # the second: abandoned
-        assert run._abandon == "abandoned by a signal while the run was stopping"
+        assert run.abandoned == "abandoned by a signal while the run was stopping"
     other = _run(tmp_path / "other")
     other.manifest_failure = OSError("full")
     other._ask_stop()  # as the manifest's failure stops it
     with other._signal_handlers():
         os.kill(os.getpid(), signal.SIGINT)  # the first signal, while stopping: abandoned
-        assert other._abandon == "abandoned by a signal while the run was stopping"
+        assert other.abandoned == "abandoned by a signal while the run was stopping"
         assert other.stopped_by is None

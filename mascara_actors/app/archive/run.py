@@ -331,8 +331,8 @@ class ArchiveRun:
             for n in self.nights
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))
-        self._abandon: str | None = None
-        """Why the running nights are abandoned (not waited for), once they are."""
+        self.abandoned: str | None = None
+        """Why the running nights were abandoned (not waited for); None when they were not."""
         self.stopped_by: signal.Signals | None = None
         """The signal that stopped the run (SIGINT or SIGTERM); None when none did."""
         self.manifest_failure: Exception | None = None
@@ -342,7 +342,7 @@ class ArchiveRun:
 
     def run(self, client: Client, on_progress: Callable[[Progress], None]) -> list[NightOutcome]:
         """Reduce every night on ``client``'s cluster; returns an outcome per night (nights
-        abandoned by a second signal are ``failed`` with the reason)."""
+        abandoned are ``failed`` with the reason: :attr:`abandoned`)."""
         self.stop_file.parent.mkdir(parents=True, exist_ok=True)
         self.manifest.parent.mkdir(parents=True, exist_ok=True)
         counter = _FrameCounter(self.out, self.nights)
@@ -362,7 +362,7 @@ class ArchiveRun:
         pending = as_completed(futures, loop=client.loop)
         workers = max(len(client.scheduler_info()["workers"]), 1)
         with self._signal_handlers():
-            while not pending.is_empty() and self._abandon is None:
+            while not pending.is_empty() and self.abandoned is None:
                 batch = pending.next_batch(block=False)
                 # read the logs before the nights just ended leave the poll: their last lines
                 self.progress.frames_done = counter.poll(finished, limit=4 * workers)
@@ -376,11 +376,11 @@ class ArchiveRun:
                 on_progress(self.progress)
                 if not pending.is_empty():
                     time.sleep(_POLL_S)
-        if self._abandon is not None:
+        if self.abandoned is not None:
             client.cancel(list(futures))
             for task in self._tasks:
                 if task.night.key not in done:
-                    done[task.night.key] = _abandoned(task, self._abandon)
+                    done[task.night.key] = _abandoned(task, self.abandoned)
             self._save_manifest(done)
         self.progress.frames_done = counter.poll(set())
         self.stop_file.unlink(missing_ok=True)
@@ -407,13 +407,13 @@ class ArchiveRun:
         try:
             self.stop_file.touch()
         except OSError:
-            self._abandon = "abandoned: the output disk took no stop file"
+            self.abandoned = "abandoned: the output disk took no stop file"
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:
         def handler(signum: int, _frame: FrameType | None) -> None:
             if self.progress.stopping:  # a second signal, or one after the manifest failed
-                self._abandon = "abandoned by a signal while the run was stopping"
+                self.abandoned = "abandoned by a signal while the run was stopping"
             else:
                 self.stopped_by = signal.Signals(signum)
                 self._ask_stop()
