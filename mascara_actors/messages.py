@@ -277,6 +277,13 @@ class NightStarted(Event):
     calibration: str = ""
     """The calibration of earlier nights each set is calibrated with as it is saved (a maps
     file), "" when the camera has none: the light curves stay raw."""
+    dark: str | None = None
+    """The master dark the frames are calibrated with (its file name); "" when there is
+    none: only the overscan level is subtracted. None in the logs of versions that did not
+    record it."""
+    flat: str | None = None
+    """The master flat the frames are divided by (its file name), "" when there is none;
+    None when not recorded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

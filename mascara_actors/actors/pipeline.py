@@ -88,6 +88,10 @@ class NightPlan:
     window: tuple[int, int] | None = None
     """``[first, end)`` lstseq of the night: frames outside it belong to another night and
     fail alone (None: no check)."""
+    calibration_notes: tuple[str, ...] = ()
+    """What the operator should know of the night's masters (no dark of its own and which
+    one it uses, calibration frames left out and why): warnings of its event log, so its
+    report keeps them."""
 
     @property
     def night_dir(self) -> Path:
@@ -288,8 +292,12 @@ async def run_night(
                         frames_expected=plan.frames_expected,
                         resumed_sets=len(resume.done_sets),
                         calibration=str(calibration.path) if calibration else "",
+                        dark=Path(plan.worker.dark).name if plan.worker.dark else "",
+                        flat=Path(plan.worker.flat).name if plan.worker.flat else "",
                     )
                 )
+                for note in plan.calibration_notes:
+                    await ev_send.send(WarningEvent(source="masters", message=note))
                 for note in resume.notes:
                     await ev_send.send(WarningEvent(source="resume", message=note))
                 if calibration_problem:

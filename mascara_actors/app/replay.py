@@ -154,14 +154,16 @@ def plan_replay(
     night_dir = nid.night_dir(out)
     # Refuse a second replay of the same night before touching its masters or dark table.
     calibration, calibration_note = _calibration_frames(night, first_science=science[0][0])
+    borrowed_note = None
     if borrowed_darks is not None and len(calibration["dark"]) < (
         config.reduction.calibration.min_dark
     ):
-        calibration_note = (
+        borrowed_note = (
             f"{len(calibration['dark'])} darks in this night: the master dark is made from "
             f"the {len(borrowed_darks.paths)} darks of night {borrowed_darks.night}, the "
             "camera's nearest night with darks"
         )
+        calibration_note = None  # the frames it spoke of are not the ones used
         calibration["dark"] = list(borrowed_darks.paths)
     with NightLock(night_dir):
         provenance = start_provenance(
@@ -184,7 +186,8 @@ def plan_replay(
                                ("bias", masters.bias))
             if path is not None
         })
-    notes = [*([calibration_note] if calibration_note else []), *masters.notes]
+    warnings = (*([borrowed_note] if borrowed_note else []), *masters.notes)
+    notes = [*([calibration_note] if calibration_note else []), *warnings]
     resume = resume_point(night_dir)
     todo = tuple(f for f in science if not resume.skips(f[0]) and not resume.rebins(f[0]))
     rebin = tuple(f for f in science if resume.rebins(f[0]))
@@ -209,6 +212,7 @@ def plan_replay(
         frames_expected=len(todo),
         live=realtime,
         window=(window.start_lstseq, window.stop_lstseq),
+        calibration_notes=warnings,
     )
     return ReplayJob(
         plan=plan,

@@ -338,6 +338,7 @@ class Station:
             frames_expected=(slots_left if self.max_science_frames is None
                              else min(slots_left, self.max_science_frames)),
             live=True,
+            calibration_notes=masters.notes,
         )
         science_over = anyio.Event()
         async with anyio.create_task_group() as tg:

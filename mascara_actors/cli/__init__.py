@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from mascara_actors import __version__
 from mascara_actors.cli.interrupts import imports_uninterrupted, sigterm_as_sigint
@@ -197,6 +198,20 @@ def _one_line(exc: MascaraError | OSError) -> str:
     return f"{path}: {exc.strerror or exc}; check the path and run the command again"
 
 
+class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is at that moment: a progress bar (rich's)
+    takes stderr over while it shows and prints such lines above itself. A handler bound to
+    the stderr of the command's start wrote through the bar."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code.
 
@@ -231,7 +246,8 @@ def _main(argv: list[str] | None) -> int:
             for name in ("mascara_actors.cli.console", "mascara_actors.cli.replay"):
                 importlib.import_module(name)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[_StderrNow()])
     try:
         if args.command in COMMANDS:
             return int(importlib.import_module(COMMANDS[args.command]).run(args))

@@ -56,6 +56,13 @@ def _percent(fraction: float) -> str:
     return "n/a" if not math.isfinite(fraction) else f"{_fmt(100.0 * fraction)}%"
 
 
+def _master(name: str | None, without: str) -> str:
+    """A master frame's row: its file name, what its absence means, or "not recorded"."""
+    if name is None:
+        return "not recorded (an earlier version's log)"
+    return name or f"none: {without}"
+
+
 def _fixed(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
@@ -109,6 +116,8 @@ def summary_rows(s: NightSummary) -> list[tuple[str, list[tuple[str, str, str]]]
         ("finished", "Night finished", "yes" if s.finished else "no"),
     ]
     science = [
+        ("master_dark", "Master dark", _master(s.dark, "only the overscan level subtracted")),
+        ("master_flat", "Master flat", _master(s.flat, "the frames are not flat-fielded")),
         ("astro_solutions", "Astrometry checks / solutions", str(len(s.astro_dr))),
         ("astro_dr_median", "Astrometry RMS residual (px), median", _fmt(s.astro_dr_median)),
         ("astro_dr_max", "Astrometry RMS residual (px), max", _fmt(s.astro_dr_max)),

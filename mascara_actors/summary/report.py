@@ -121,6 +121,10 @@ class NightSummary:
     """Products the last finished run could not make (a re-run makes them)."""
     calibration: str = ""
     """The calibration of earlier nights the last run calibrated the sets with ("" none)."""
+    dark: str | None = None
+    """The master dark of the last run (a file name; "" none; None: its log does not say)."""
+    flat: str | None = None
+    """The master flat of the last run, as :attr:`dark`."""
     sets_calibrated: int = 0
     """Sets calibrated live (clouds solved, calibrated points written)."""
     candidates: KnownCandidates | None = None
@@ -344,6 +348,8 @@ def collect_summary(night_dir: str | Path, *, weather: bool = True,
         log_unknown_kinds=log_.unknown_kinds,
         runs=len(started),
         calibration=started[-1].calibration if started else "",
+        dark=started[-1].dark if started else None,
+        flat=started[-1].flat if started else None,
         sets_calibrated=len({c.setidx for c in log_.of(ev.SetCalibrated)}),
         finished=bool(log_.of(ev.NightFinished)),
         sets_without_image=_sets_without_image(log_),

@@ -252,6 +252,19 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
     assert record.masters == {"dark": dark}
     assert record.command[-4:] == ("--out", str(out), "--workers", "2")
     said = " ".join(err.split())
+    # the borrowed darks are on the night's record: its report names the master and says
+    # whose darks made it; the table points there
+    borrowed = out / "20260321LPN" / "summary" / "summary_20260321LPN.txt"
+    report = borrowed.read_text()
+    assert re.search(rf"(?m)^  Master dark +{dark}$", report), report
+    assert re.search(r"warning x1 \[masters\] first .*: 0 darks in this night: the master "
+                     r"dark is made from the 4 darks of night 20260320", report), report
+    for key, row in rows.items():  # each run that reduces it makes its masters
+        warned = key == "20260321LPN" and row["status"] == "reduced"
+        assert row["warnings"] == ("1" if warned else "0"), (key, row)
+    if rows["20260321LPN"]["status"] == "reduced":
+        assert re.search(r"20260321 LPN: 1 warning \(its masters, a resumed night\.\.\.\): "
+                         rf"which and why in {re.escape(str(borrowed))}", said), said
     for key, name in archive.broken.items():
         failed_log = (out / key / "logs" / "events.jsonl").read_text()
         assert re.search(rf'"kind":"FrameFailed".*{name}', failed_log), key

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 
@@ -63,6 +65,37 @@ def test_only_the_run_joins_the_local_cluster_and_http_serves_nothing_unasked(
         if not dashboard:  # a worker that restarts (after a crash) stays quiet
             client.restart()
             assert list(client.run(_distributed_log_level).values()) == [logging.CRITICAL]
+
+
+def test_what_a_night_logs_on_a_worker_is_logged_by_the_command(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """As the command logs (its level; above its progress bar), not on the worker's own
+    stderr, which broke through the bar and which nobody reads on a remote worker."""
+    caplog.set_level(logging.WARNING)
+    with archive_client(workers=1) as client:
+        client.submit(_log_as_a_night_does, pure=False).result()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _forwarded(caplog):
+            time.sleep(0.05)
+    forwarded = _forwarded(caplog)
+    assert [(r.name, r.levelno, r.getMessage()) for r in forwarded] == [
+        ("mascara_actors.calibration.masters", logging.WARNING,
+         "no master dark from this sequence: 3 darks"),
+        ("hw.recorded", logging.WARNING, "skipped unreadable frame: 1C.fits"),
+    ]
+    assert all(r.process != os.getpid() for r in forwarded)  # they came from the worker
+
+
+def _forwarded(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(("mascara_actors.c", "hw."))]
+
+
+def _log_as_a_night_does() -> None:
+    masters = logging.getLogger("mascara_actors.calibration.masters")
+    masters.info("masters made: dark")  # below the command's level: not sent
+    masters.warning("no master dark from this sequence: %d darks", 3)
+    time.sleep(0.2)  # in this order
+    logging.getLogger("hw.recorded").warning("skipped unreadable frame: %s", "1C.fits")
 
 
 def _distributed_log_level() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from mascara_actors.calibration import (
 )
 from mascara_actors.config import CalibrationConfig, default_config_dir, load_config
 from mascara_actors.errors import ConfigError
-from mascara_actors.messages import FrameFailed, FrameReducedEvent, from_json
+from mascara_actors.messages import FrameFailed, FrameReducedEvent, WarningEvent, from_json
 from mascara_actors.rawframe import read_raw, write_raw
 from mascara_actors.storage import NightFile
 from mascara_actors.summary import collect_summary, render_html, render_text
@@ -141,6 +142,18 @@ def test_the_zero_byte_dark_is_left_out_of_the_master(bad_night: BadNight) -> No
     np.testing.assert_array_equal(made.data, expected.data)
     table = (bad_night.out / "state" / "darktableLPC.dat").read_text().split()
     assert table[0] == str(path)
+    # the night's record keeps it: a warning of its event log, and its report names the
+    # master and lists the warning
+    (warning,) = [e for e in _events(bad_night.night_dir) if isinstance(e, WarningEvent)]
+    assert warning.source == "masters"
+    assert warning.message.startswith(f"left out of the master dark: {empty}: unreadable FITS "
+                                      "file (0 bytes")
+    text = render_text(collect_summary(bad_night.night_dir, weather=False))
+    assert re.search(rf"(?m)^  Master dark +{path.name}$", text), text
+    assert re.search(r"(?m)^  Master flat +none: the frames are not flat-fielded$", text), text
+    assert re.search(r"(?m)^  Warnings +1$", text), text
+    assert re.search(rf"warning x1 \[masters\] first .*: left out of the master dark: "
+                     rf"{re.escape(str(empty))}: unreadable FITS", text), text
 
 
 # --- masters: too few left, frames that do not belong, a foreign file at the path -------------

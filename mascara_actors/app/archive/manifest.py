@@ -19,7 +19,7 @@ from mascara_actors.atomic_files import atomic_write_text
 __all__ = ["COLUMNS", "manifest_path", "read_manifest", "write_manifest"]
 
 COLUMNS = tuple(f.name for f in fields(NightOutcome))
-"""night, camera, status, frames, reduced, failed, wall_s, worker, error."""
+"""night, camera, status, frames, reduced, failed, warnings, wall_s, worker, error."""
 
 
 def manifest_path(out: Path, started: datetime | None = None) -> Path:

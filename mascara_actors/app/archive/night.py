@@ -125,6 +125,7 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         wall_s=time.monotonic() - t0,
         reduced=state.frames_reduced,
         failed=state.frames_failed,
+        warnings=state.warnings,
     )
 
 

@@ -93,6 +93,7 @@ def archive_client(
         with _scheduler_client(scheduler) as client:
             _check_workers(client)
             _warn_of_the_schedulers_retries(client, scheduler, retries)
+            _forward_logs(client, level)
             yield client
         return
     security = Security.temporary()
@@ -132,8 +133,9 @@ def archive_client(
         # own log added, at the end of some runs, the traceback of a heartbeat that raced
         # the scheduler's close. With -v they log as the command does.
         client.register_plugin(
-            _WorkerLogLevel(logging.CRITICAL if level >= logging.WARNING else level))
+            _WorkerLogLevel(logging.CRITICAL if level >= logging.WARNING else level, level))
         _check_workers(client)
+        _forward_logs(client, level)
         yield client
 
 
@@ -180,17 +182,32 @@ def _not_dask(address: str, scheme: str) -> str:
             "`dask scheduler` prints it")
 
 
+_OUR_LOGGERS = ("mascara_actors", "hw")
+
+
+def _forward_logs(client: Client, level: int) -> None:
+    """What the nights log on the workers, from ``level`` up, is logged by this command, as
+    it logs its own lines (above its progress bar), not on the workers' stderr: a remote
+    worker's is read by nobody, and a local one's lines broke through the bar."""
+    for name in _OUR_LOGGERS:
+        client.forward_logging(name, level=level)
+
+
 class _WorkerLogLevel(WorkerPlugin):
-    """The level of Dask's loggers in each worker process of the local cluster, kept by a
-    worker that restarts (``silence_logs`` reaches only the nanny's logger there)."""
+    """The level of Dask's loggers and of this software's in each worker process of the
+    local cluster, kept by a worker that restarts (``silence_logs`` reaches only the nanny's
+    logger there)."""
 
     name = "mascara-actors-log-level"
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, dask_level: int, level: int) -> None:
+        self.dask_level = dask_level
         self.level = level
 
     def setup(self, worker: Worker) -> None:
-        logging.getLogger("distributed").setLevel(self.level)
+        logging.getLogger("distributed").setLevel(self.dask_level)
+        for name in _OUR_LOGGERS:
+            logging.getLogger(name).setLevel(self.level)
 
 
 def _warn_of_the_schedulers_retries(client: Client, scheduler: str, retries: int) -> None:

@@ -50,6 +50,9 @@ class NightOutcome:
     """Frames reduced by this run."""
     failed: int = 0
     """Frames that failed in this run (unreadable, no stars...)."""
+    warnings: int = 0
+    """Warnings this run logged for the night (no dark of its own, calibration frames left
+    out, a resumed night...): its report lists them."""
     wall_s: float = 0.0
     worker: str = ""
     error: str = ""
