@@ -56,8 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "--cameras LPC,LPN`; on a cluster: `dask scheduler` on one machine, `dask worker "
             "tcp://HOST:8786` on each, then `mascara-actors archive ROOT --out DIR "
             "--scheduler tcp://HOST:8786` (ROOT and DIR on a disk every worker sees). "
-            "Exit status: 0 all reduced, 1 some night not, 2 bad input or a full output "
-            "disk (the manifest could not be written; the run stopped), 130 interrupted."
+            "What the workers log is printed here (`mascara-actors -v archive ...` for "
+            "more); the report of each night reduced, DIR/NIGHT/summary/, names its failed "
+            "frames, its masters and its warnings. Exit status: 0 all reduced, 1 some "
+            "night not, 2 bad input or a full output disk (the manifest could not be "
+            "written; the run stopped), 130 interrupted."
         ),
     )
     p.add_argument("root", type=Path, metavar="ROOT", help="the archive of raw frames")

@@ -5,6 +5,7 @@ process per core, one thread each: a night's reduction is one core's work) or of
 scheduler at an address. The local cluster speaks TLS with a certificate made for this run
 and held in memory, so only this process and its workers can join it; its HTTP listeners
 serve nothing unless the dashboard is asked for (which any user of the machine can read).
+What this software logs on the workers is logged by the command (Dask's log forwarding).
 
 :class:`ArchiveRun` submits the nights, follows them (camera-nights done, frames reduced
 from each night's event log), writes the manifest as each night ends, and stops: the first
