@@ -312,8 +312,8 @@ them all): the table of an archive of years would be thousands of lines."""
 
 def _outcome_table(outcomes: list[NightOutcome], out: Path) -> tuple[Table, list[str]]:
     """A line per camera-night (per night not done, in a large run), and the error of each
-    night that has one; a night without one whose frames failed or that logged warnings
-    says where they are named (its report, or its event log when it has none)."""
+    night that has one; a night whose frames failed or that logged warnings says where they
+    are named (its report, or its event log when it has none)."""
     from mascara_actors.storage.layout import event_log_path, report_path, summary_dir
 
     title = "camera-nights"
@@ -329,7 +329,7 @@ def _outcome_table(outcomes: list[NightOutcome], out: Path) -> tuple[Table, list
     for o in outcomes:
         if o.error:
             notes.append(f"{o.night} {o.camera} {o.status}: {o.error}")
-        elif o.failed or o.warnings:
+        if o.failed or o.warnings:
             where = report_path(summary_dir(out / o.key), o.key, ".txt")
             if o.status != "reduced" or not where.is_file():
                 where = event_log_path(out / o.key)

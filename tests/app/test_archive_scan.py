@@ -236,21 +236,36 @@ def test_a_large_run_lists_only_the_nights_not_done() -> None:
     assert large[-1] == "20261231 LPN failed: the disk is full"
 
 
-def test_failed_frames_are_pointed_at_where_they_are_named(tmp_path: Path) -> None:
-    def note(status: str) -> list[str]:
+def test_failed_frames_and_warnings_are_pointed_at_where_they_are_named(tmp_path: Path
+                                                                         ) -> None:
+    def note(status: str, *, reduced: int = 118, failed: int = 2, warnings: int = 0,
+             error: str = "") -> list[str]:
         night = NightOutcome(night="20260320", camera="LPC", status=status, frames=120,
-                             reduced=118, failed=2, wall_s=20.0)
+                             reduced=reduced, failed=failed, warnings=warnings, wall_s=20.0,
+                             error=error)
         return _outcome_table([night], tmp_path)[1]
 
-    head = "20260320 LPC: 2 frames could not be reduced (unreadable, no stars...): which and why"
+    head = "20260320 LPC: 2 frames could not be reduced (unreadable, no stars...)"
     events = tmp_path / "20260320LPC" / "logs" / "events.jsonl"
     # no report (a stopped night, or one whose report met a full disk): the event log
-    assert note("stopped") == [f"{head} in {events}"]
-    assert note("reduced") == [f"{head} in {events}"]
+    assert note("stopped") == [f"{head}: which and why in {events}"]
+    assert note("reduced") == [f"{head}: which and why in {events}"]
+    # a night whose every frame failed: its error, and where each frame's reason is
+    none = "no frame of the night could be reduced"
+    assert note("incomplete", reduced=0, failed=120, error=none) == [
+        f"20260320 LPC incomplete: {none}",
+        "20260320 LPC: 120 frames could not be reduced (unreadable, no stars...): which and "
+        f"why in {events}"]
     report = tmp_path / "20260320LPC" / "summary" / "summary_20260320LPC.txt"
     report.parent.mkdir(parents=True)
     report.write_text("frames failed ...")
-    assert note("reduced") == [f"{head} in {report}"]
+    assert note("reduced") == [f"{head}: which and why in {report}"]
+    assert note("reduced", warnings=1) == [
+        f"{head} and 1 warning (its masters, a resumed night...): which and why in {report}"]
+    assert note("reduced", failed=0, warnings=2) == [
+        "20260320 LPC: 2 warnings (its masters, a resumed night...): which and why in "
+        f"{report}"]
+    assert note("reduced", failed=0) == []
 
 
 def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None:
