@@ -302,6 +302,38 @@ def test_an_interrupted_run_resumes_and_reduces_nothing_twice(archive: Archive,
         assert len(counts) == SCIENCE[key] - (key in archive.broken), key
 
 
+def test_a_worker_that_does_not_see_the_disks_fails_the_night_saying_so(
+        archive: Archive, tmp_path: Path) -> None:
+    """As a worker of a cluster whose machine does not mount the disk (or one unmounted
+    since the scan): the night fails at once, naming the path, instead of Dask retrying a
+    FileNotFoundError."""
+    root = tmp_path / "raw"
+    shutil.copytree(archive.nights["20260321LPC"], root / "2026" / "21")
+    (night,) = scan_archive(root, load_config(archive.config)).nights
+    out = tmp_path / "out"
+    (out / "state").mkdir(parents=True)  # as a run makes it, for its stop file
+    task = NightTask(night, out, archive.config, ("test",), out / "state" / "stop", root)
+    said = "must be on a disk every worker mounts at the same path (is it still mounted here?)"
+
+    (root / "2026").rename(tmp_path / "moved")  # the night's directory is gone
+    outcome = reduce_camera_night(task)
+    assert outcome.status == "failed"
+    assert outcome.error.endswith(f"does not see {root / '2026' / '21'} of the night: moved or "
+                                  "unmounted since the scan; run the same command again to "
+                                  "scan the archive as it is now"), outcome.error
+    root.rename(tmp_path / "unmounted")
+    outcome = reduce_camera_night(task)
+    assert (outcome.status, outcome.reduced) == ("failed", 0)
+    assert f"does not see the archive {root}: the archive and --out {said}" in outcome.error
+    (tmp_path / "unmounted").rename(root)
+    (tmp_path / "moved").rename(root / "2026")
+    (out / "state").rmdir()  # an empty mount point: the disk is not mounted there
+    outcome = reduce_camera_night(task)
+    assert f"does not see the output directory {out}: the archive and --out {said}" in (
+        outcome.error)
+    assert list(out.iterdir()) == []  # nothing written where the disk should be
+
+
 def test_a_complete_night_is_verified_and_another_version_refused(
         archive: Archive, local_run: Run, tmp_path: Path) -> None:
     """The task a worker runs, run here: idempotent, and never mixing versions."""

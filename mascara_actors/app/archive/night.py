@@ -8,6 +8,9 @@ not as many as it was reduced from, is refused: it changed since it was made); a
 interrupted night resumes from its saved sets; a night holding
 another software version's products is refused. Expected failures come back as an outcome
 (the run goes on with the other nights); anything else raises, and Dask retries the task.
+A worker that does not see the archive or the output directory where the run saw them (a
+cluster machine without the shared disk, a disk unmounted since the scan) fails the night
+at once, naming the path: retrying cannot help.
 
 A stop is asked for by creating the run's stop file (on the output disk, which every worker
 shares): a night not begun then does not begin, a running one reduces to the end of its
@@ -85,6 +88,8 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
     )
     if task.stop_file.exists():
         return outcome(status="not started")
+    if unseen := _unseen(task):
+        return outcome(status="failed", error=unseen, wall_s=time.monotonic() - t0)
     try:
         config = load_config(task.config_dir)
         night_dir = task.out / n.key
@@ -127,6 +132,26 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
         failed=state.frames_failed,
         warnings=state.warnings,
     )
+
+
+def _unseen(task: NightTask) -> str:
+    """Why this worker cannot reduce the night: the archive or the output directory is not
+    where the run saw it ("" when both are). On a cluster, a worker whose machine does not
+    mount the disk; on any machine, a disk unmounted (or the night moved) since the scan.
+    The output directory is looked for by the directory of the run's stop file, which the
+    run makes in it before any night: an empty mount point is no output directory."""
+    for what, path, sign in (("the archive", task.archive_root, task.archive_root),
+                             ("the output directory", task.out, task.stop_file.parent)):
+        if not sign.is_dir():
+            return (f"worker {_worker_name()} does not see {what} {path}: the archive and "
+                    "--out must be on a disk every worker mounts at the same path (is it "
+                    "still mounted here?)")
+    runs = sorted({run.directory for run in task.night.runs})
+    if missing := [str(d) for d in runs if not d.is_dir()]:
+        return (f"worker {_worker_name()} does not see {', '.join(missing)} of the night: "
+                "moved or unmounted since the scan; run the same command again to scan the "
+                "archive as it is now")
+    return ""
 
 
 def _why_incomplete(report: NightReport) -> str:
