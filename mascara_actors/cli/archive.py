@@ -111,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
                           "workers with `dask worker ADDRESS`")
     config = load_config(args.config)
     cameras = args.cameras.split(",") if args.cameras else None
+    if args.scheduler is not None and not args.dry_run:
+        # before the scan (minutes on an archive of years): a wrong address is said at once
+        with imports_uninterrupted():
+            from mascara_actors.app.archive.run import check_scheduler
+        check_scheduler(args.scheduler)
     console = Console(stderr=True, soft_wrap=True)
     memory = _memory(args, config.directory)
     with console.status(f"scanning {args.root}") as status:

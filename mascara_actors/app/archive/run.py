@@ -46,7 +46,13 @@ from mascara_actors.numpy_dispatch import VARIABLE, dispatch_environment
 from mascara_actors.storage import event_log_path
 from mascara_actors.storage.provenance import SOFTWARE
 
-__all__ = ["SCHEDULER_TIMEOUT_S", "ArchiveRun", "Progress", "archive_client"]
+__all__ = [
+    "SCHEDULER_TIMEOUT_S",
+    "ArchiveRun",
+    "Progress",
+    "archive_client",
+    "check_scheduler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +146,44 @@ def archive_client(
         yield client
 
 
-def _scheduler_client(scheduler: str) -> Client:
-    """A client of the scheduler at ``scheduler``, once it has answered Dask's handshake
-    within :data:`SCHEDULER_TIMEOUT_S`."""
+def check_scheduler(scheduler: str) -> Security:
+    """The security settings to reach the Dask scheduler at ``scheduler`` (Dask's TLS
+    settings, ``~/.config/dask``), once it has answered Dask's handshake within
+    :data:`SCHEDULER_TIMEOUT_S`; :class:`ConfigError` saying what to do otherwise. The
+    command asks before its scan, which takes minutes on an archive of years."""
     scheme = parse_address(scheduler)[0]
     try:
         registry.get_backend(scheme)
     except ValueError:
         raise ConfigError(_not_dask(scheduler, scheme)) from None
-    # Dask's TLS settings (~/.config/dask), for the handshake and the client alike
     security = Security()
     try:
         # Client waits for the scheduler's handshake for ever: a port that answers but not
         # as Dask does (a dashboard, another service) hung the command without a word.
         asyncio.run(asyncio.wait_for(_handshake(scheduler, security), SCHEDULER_TIMEOUT_S))
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: no port in the address
+        raise _no_scheduler(scheduler, exc) from None
+    return security
+
+
+def _scheduler_client(scheduler: str) -> Client:
+    """A client of the scheduler at ``scheduler``, once it has answered Dask's handshake."""
+    security = check_scheduler(scheduler)
+    try:
         return Client(scheduler, security=security, timeout=SCHEDULER_TIMEOUT_S,
                       set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: no port in the address
-        why = str(exc) or "no reply in Dask's protocol"  # the deadline's TimeoutError says none
-        raise ConfigError(
-            f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT_S:.0f} s "
-            f"({why}): start one with `dask scheduler`, its workers with `dask worker "
-            "ADDRESS`, and pass the address it prints (tcp://HOST:8786); leave --scheduler "
-            "out to run on this machine"
-        ) from None
+    except (OSError, TimeoutError) as exc:  # gone since its handshake
+        raise _no_scheduler(scheduler, exc) from None
+
+
+def _no_scheduler(scheduler: str, exc: Exception) -> ConfigError:
+    why = str(exc) or "no reply in Dask's protocol"  # the deadline's TimeoutError says none
+    return ConfigError(
+        f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT_S:.0f} s "
+        f"({why}): start one with `dask scheduler`, its workers with `dask worker "
+        "ADDRESS`, and pass the address it prints (tcp://HOST:8786); leave --scheduler "
+        "out to run on this machine"
+    )
 
 
 async def _handshake(address: str, security: Security) -> None:
