@@ -80,10 +80,10 @@ def run(args: argparse.Namespace, *, directory: Path, out: Path) -> int:
         return 1
     # The end-of-night chain: the summary is written always (it lists what is missing),
     # mailed only when asked.
-    if not report.missing:
-        record_complete(job)
     outcome = summarise_night(job.plan.night_dir, send=bool(getattr(args, "mail", False)),
                               config=args.config)
+    if not report.missing:  # after the report: a complete night is not replayed again
+        record_complete(job)
     print(f"summary: {outcome.html_path}", file=sys.stderr)
     for problem in outcome.problems:
         print(f"summary: {problem}", file=sys.stderr)

@@ -347,6 +347,12 @@ def test_a_complete_night_is_verified_and_another_version_refused(
     outcome = reduce_camera_night(task)
     assert (outcome.status, outcome.reduced, outcome.error) == ("verified", 0, "")
     assert log.stat().st_size == size
+    # a night recorded complete without its report (killed between the two by an earlier
+    # version, which recorded first) has it made again when verified
+    report = out / night.key / "summary" / f"summary_{night.key}.txt"
+    shutil.rmtree(report.parent)
+    assert reduce_camera_night(task).status == "verified"
+    assert report.read_text().startswith(f"Reduction Summary {night.key}\n")
 
     # a product changed with its size and modification time kept (a copy that kept the
     # times, not the bytes): only hashing every product finds it; the night is then

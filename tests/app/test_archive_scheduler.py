@@ -174,6 +174,34 @@ def test_a_night_whose_worker_dies_reports_the_schedulers_retries_not_the_client
     assert row["error"] == outcome.error
 
 
+def test_relative_paths_reach_a_worker_that_runs_elsewhere(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`archive raw --out out --scheduler ...` from the archive's parent directory: a `dask
+    worker` started in another directory sees every path of the night's task (its nights all
+    failed, "does not see the archive raw")."""
+    preload = tmp_path / "sees.py"
+    preload.write_text(
+        "import mascara_actors.app.archive.night as night\n"
+        "from mascara_actors.app.archive.task import NightOutcome\n"
+        "def sees(task):\n"
+        "    paths = (task.archive_root, task.out, task.config_dir, *task.night.frames())\n"
+        "    unseen = [str(p) for p in paths if not p.exists()]\n"
+        "    return NightOutcome(night=task.night.night, camera=task.night.camera_id,\n"
+        "                        status='failed' if unseen else 'verified',\n"
+        "                        frames=task.night.science, error=' '.join(unseen))\n"
+        "night.reduce_camera_night = sees\n")
+    config_dir = tmp_path / "config"
+    shutil.copytree(load_config().directory, config_dir)
+    with _dask_cluster(tmp_path, 0, preload) as address:  # its worker runs where pytest does
+        monkeypatch.chdir(tmp_path)
+        (night,) = scan_archive(Path("raw"), load_config(Path("config"))).nights
+        run = ArchiveRun([night], root=Path("raw"), out=Path("out"), config_dir=Path("config"),
+                         command=("test",))
+        with archive_client(address) as client:
+            (outcome,) = run.run(client, lambda _: None)
+    assert (outcome.status, outcome.error) == ("verified", "")
+
+
 def test_sigterm_stops_the_run_at_a_sets_end_with_its_own_exit_status(root: Path,
                                                                        tmp_path: Path) -> None:
     """As systemd stops a service: SIGTERM to the command alone. The running night saves its

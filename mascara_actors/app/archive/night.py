@@ -40,6 +40,7 @@ from mascara_actors.errors import MascaraError
 from mascara_actors.frames import FrameReady
 from mascara_actors.night_state import NightState
 from mascara_actors.sidereal import SET_SIZE
+from mascara_actors.storage.layout import report_path, summary_dir
 from mascara_actors.storage.provenance import (
     check_complete,
     config_hash,
@@ -103,6 +104,10 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
                 return outcome(status="failed", error=f"{night_dir}: {changed}",
                                wall_s=time.monotonic() - t0)
             check_complete(night_dir, record, thorough=task.thorough)
+            if not report_path(summary_dir(night_dir), n.key, ".txt").is_file():
+                # made after the record by earlier versions: a night killed between the two
+                # was left without its report
+                summarise_night(night_dir, config=config)
             return outcome(status="verified", wall_s=time.monotonic() - t0)
         job = plan_replay(
             RecordedNight(task.archive_root, files=n.frames()),
@@ -121,8 +126,10 @@ def reduce_camera_night(task: NightTask) -> NightOutcome:
     elif report.missing or not job.reduced(report):
         status, error = "incomplete", _why_incomplete(report)
     else:
-        record_complete(job)
+        # the report before the record: a night recorded complete is not reduced again, so
+        # one killed between the two would be left without its report
         summarise_night(job.plan.night_dir, config=config)
+        record_complete(job)
         status, error = "reduced", ""
     return outcome(
         status=status,

@@ -364,8 +364,10 @@ class ArchiveRun:
         self.manifest = manifest_path(out, started)
         self.run_id = uuid.uuid4().hex[:8]
         self.stop_file = archive_state_dir(out) / f"stop-{self.run_id}"
+        # absolute: the workers of a cluster run in directories of their own
         self._tasks = [
-            NightTask(n, out, config_dir, tuple(command), self.stop_file, root, thorough)
+            NightTask(n.absolute(), out.absolute(), config_dir.absolute(), tuple(command),
+                      self.stop_file.absolute(), root.absolute(), thorough)
             for n in self.nights
         ]
         self.progress = Progress(nights=len(nights), frames=sum(n.science for n in nights))

@@ -105,6 +105,19 @@ class CameraNight:
         directories (a few ms for a night of thousands)."""
         return tuple(sorted(p for run in self.runs for p in run.paths()))
 
+    def absolute(self) -> CameraNight:
+        """The night with every path absolute (a worker of a cluster runs in a directory of
+        its own)."""
+        borrowed = self.borrowed
+        if borrowed is not None:
+            borrowed = replace(borrowed, paths=tuple(p.absolute() for p in borrowed.paths))
+        return replace(
+            self,
+            runs=tuple(replace(run, directory=run.directory.absolute()) for run in self.runs),
+            darks=tuple(p.absolute() for p in self.darks),
+            borrowed=borrowed,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ArchiveScan:
