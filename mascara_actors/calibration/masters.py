@@ -166,7 +166,7 @@ def make_masters(
         made.append("dark")
     else:
         dark_path, note = dark_from_table(camera, state_dir)
-        notes.append(f"{len(dark)} darks: {note}")
+        notes.append(f"no master dark from the night's {len(dark)} dark files: {note}")
     flat_path = None
     if len(flat) >= calibration.min_flat and dark_path is not None:
         try:

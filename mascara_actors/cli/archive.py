@@ -15,6 +15,8 @@ or a full output disk (the manifest could not be written: the run stopped as at 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.scheduler is not None:
         raise ConfigError("--workers is for the LocalCluster: with --scheduler, start the "
                           "workers with `dask worker ADDRESS`")
+    _check_out(args.out)
     config = load_config(args.config)
     cameras = args.cameras.split(",") if args.cameras else None
     if args.scheduler is not None and not args.dry_run:
@@ -187,6 +190,14 @@ def _print_manifest_failure(console: Console, archive: ArchiveRun,
         console.print(f"the run stopped early, as the manifest could not be written "
                       f"({archive.manifest_failure}); run the same command again once there "
                       "is room: it finishes the nights")
+
+
+def _check_out(out: Path) -> None:
+    """NotADirectoryError (said as what to do) when ``out``, or a directory it would be made
+    in, is a file: before the scan, which takes minutes on an archive of years."""
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
 
 
 def _memory(args: argparse.Namespace, config_dir: Path) -> ScanMemory:

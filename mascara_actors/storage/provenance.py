@@ -124,7 +124,10 @@ def read_provenance(night_dir: Path) -> Provenance | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise StorageError(f"{path}: cannot read the night's provenance record ({exc})") from exc
+        raise StorageError(
+            f"{path}: cannot read the night's provenance record ({exc}): move the night "
+            "directory away and reduce it again"
+        ) from exc
     try:
         return Provenance(
             software=str(data["software"]),

@@ -36,11 +36,18 @@ __all__ = [
     "collect_summary",
     "event_log_path",
     "frame_stats",
+    "problem_pattern",
 ]
 
 log = logging.getLogger(__name__)
 
 _NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def problem_pattern(message: str) -> str:
+    """``message`` with every number replaced by ``#``: messages of the same problem on
+    other frames (lstseq, sizes, file names of numbers) have the same pattern."""
+    return _NUMBER.sub("#", message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +197,7 @@ def _group_problems(failed: list[ev.FrameFailed],
         ("error", "reducer", f.reason, f.time, f.lstseq) for f in failed
     ] + [("warning", w.source, w.message, w.time, w.lstseq) for w in warnings]
     for level, source, message, t, lstseq in items:
-        key = (level, source, _NUMBER.sub("#", message))
+        key = (level, source, problem_pattern(message))
         counts[key] += 1
         if key not in first or t < first[key][0]:
             first[key] = (t, lstseq, message)

@@ -334,6 +334,24 @@ def test_a_worker_that_does_not_see_the_disks_fails_the_night_saying_so(
     assert list(out.iterdir()) == []  # nothing written where the disk should be
 
 
+def test_a_night_of_which_no_frame_can_be_reduced_says_why(archive: Archive,
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    shutil.copytree(archive.nights["20260321LPC"], root)
+    science = _science(root)
+    for path in science:  # every frame's header readable, its data cut short
+        path.write_bytes(path.read_bytes()[:5760])
+    (night,) = scan_archive(root, load_config(archive.config)).nights
+    out = tmp_path / "out"
+    outcome = reduce_camera_night(
+        NightTask(night, out, archive.config, ("test",), tmp_path / "stop", root))
+    assert (outcome.status, outcome.reduced, outcome.failed) == ("incomplete", 0, len(science))
+    assert re.fullmatch(
+        r"no frame of the night could be reduced \(every frame failed with: .*"
+        rf"{re.escape(str(root))}/\d{{8}}C\.fits: the data of an HDU ends at byte \d+ but the "
+        r"file has 5760 bytes: the file is truncated\)", outcome.error), outcome.error
+
+
 def test_a_complete_night_is_verified_and_another_version_refused(
         archive: Archive, local_run: Run, tmp_path: Path) -> None:
     """The task a worker runs, run here: idempotent, and never mixing versions."""

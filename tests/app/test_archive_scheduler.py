@@ -112,6 +112,19 @@ def test_the_dashboards_http_address_is_refused_saying_what_to_give(
             "it") in err
 
 
+def test_an_out_that_is_a_file_is_said_before_the_scan(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("not a directory")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "reduced"):
+        for dry in ([], ["--dry-run"]):
+            assert main(["archive", str(root), "--out", str(out), *dry]) == 2
+            err = capsys.readouterr().err
+            assert (f"mascara-actors: {tmp_path / 'afile'} is a file, not a directory: pass a "
+                    "directory (or a path that does not exist yet) as --out, or move the file "
+                    "away") in err, err
+            assert "raw frames" not in err, err  # before the scan
+
+
 @contextlib.contextmanager
 def _dask_cluster(tmp_path: Path, allowed_failures: int, preload: Path) -> Iterator[str]:
     """A `dask scheduler` with that ``distributed.scheduler.allowed-failures`` and one `dask

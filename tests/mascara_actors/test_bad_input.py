@@ -193,7 +193,8 @@ def test_too_few_good_darks_fall_back_on_the_dark_table_and_say_why(
     assert why.startswith("no master dark from this sequence: found 9 dark frame(s) (after "
                           f"leaving out 1: {cut}: unreadable FITS file")
     assert "need at least 10" in why
-    assert table == f"10 darks: using {table_dark} from the dark table"
+    assert table == (f"no master dark from the night's 10 dark files: using {table_dark} "
+                     "from the dark table")
     assert masters.left_out == ()  # nothing was combined: no master to leave frames out of
 
 
@@ -288,7 +289,8 @@ def test_the_two_sites_of_one_output_keep_their_own_dark_tables(
     silla = make_masters(dark=[], camera=lsc, calibration=cal,
                          binned_dir=tmp_path / "LSC" / "binned", state_dir=state)
     assert silla.dark is None
-    assert silla.notes == ("0 darks: no dark table: subtracting the overscan level",)
+    assert silla.notes == ("no master dark from the night's 0 dark files: no dark table: "
+                           "subtracting the overscan level",)
     assert read_dark_table("LPC", state) == [palma.dark]
     assert sorted(p.name for p in state.iterdir()) == ["darktableLPC.dat"]
 

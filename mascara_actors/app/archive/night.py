@@ -23,6 +23,7 @@ import functools
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ from mascara_actors.storage.provenance import (
     read_provenance,
 )
 from mascara_actors.summary import summarise_night
+from mascara_actors.summary.report import problem_pattern
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -166,11 +168,27 @@ def _why_incomplete(report: NightReport) -> str:
     written (its reason says the cause, a full disk say, and what to do), then what is
     missing."""
     missing = "; ".join(report.missing) or "no frame of the night could be reduced"
+    if not report.missing and (common := _most_common_failure(report.state)):
+        missing += f" ({common})"
     failed = report.state.products_failed
     if not failed:
         return missing
     more = f" (and {len(failed) - 1} more products not written)" if len(failed) > 1 else ""
     return f"{failed[0]}{more}; missing: {missing}"
+
+
+def _most_common_failure(state: NightState) -> str:
+    """The reason most of the night's failed frames share, with how many share it ("" when
+    none failed): the cause of a night of which no frame could be reduced, in its error."""
+    reasons = [message for _, level, _, message in state.problems if level == "error"]
+    if not reasons:
+        return ""
+    patterns = Counter(problem_pattern(r) for r in reasons)
+    pattern, count = patterns.most_common(1)[0]
+    example = next(r for r in reasons if problem_pattern(r) == pattern)
+    share = ("every frame" if count == len(reasons)
+             else f"{count} of the last {len(reasons)} failed frames")
+    return f"{share} failed with: {example}"
 
 
 async def _reduce(job: ReplayJob, state: NightState, stop_file: Path) -> NightReport:

@@ -121,8 +121,9 @@ def test_products_without_a_record_are_refused_an_empty_directory_is_not(
 @pytest.mark.parametrize("text", ["{not json", '{"software": "x"}', "[]"])
 def test_a_damaged_record_is_an_error_naming_the_file(tmp_path: Path, text: str) -> None:
     (tmp_path / PROVENANCE_NAME).write_text(text)
-    with pytest.raises(StorageError, match=PROVENANCE_NAME):
+    with pytest.raises(StorageError, match=PROVENANCE_NAME) as raised:
         read_provenance(tmp_path)
+    assert str(raised.value).endswith("move the night directory away and reduce it again")
 
 
 def test_a_product_with_its_recorded_size_and_time_is_not_read_unless_thorough(
