@@ -194,6 +194,20 @@ def test_a_directory_of_one_camera_letter_at_two_sites_is_split_by_site(
     assert read == [frames[0], frames[-1]]
 
 
+def test_a_pipe_with_a_frames_name_is_left_out_not_read(tmp_path: Path) -> None:
+    """Opening a named pipe blocks until something writes to it: the night hung, and a
+    Ctrl-C could not stop it (its set never ended)."""
+    night = tmp_path / "raw" / "night"
+    frames = [_frame(night, 65344200 + k) for k in range(5)]
+    frames[2].unlink()
+    os.mkfifo(frames[2])
+    scan = _twice(tmp_path / "raw", tmp_path / "out")
+    assert _nights(scan) == [("20260320LPC", 4, 0)]
+    assert scan.problems == (
+        f"{frames[2]}: not a regular file (a pipe, socket or device): left out",)
+    assert scan.nights[0].frames() == (frames[0], frames[1], frames[3], frames[4])
+
+
 def test_symbolic_links_to_directories_are_followed_once(tmp_path: Path) -> None:
     root, disk2 = tmp_path / "raw", tmp_path / "disk2"
     _committed(disk2 / "night")

@@ -110,7 +110,9 @@ class DirectoryFacts:
     runs: tuple[RunFacts, ...]
     foreign: tuple[str, ...]
     dangling: tuple[tuple[str, str], ...] = ()
-    """(name, what it is) of its symbolic links that lead nowhere. Not in :meth:`to_json`:
+    """(name, what it is) of its entries left out: symbolic links that lead nowhere, and
+    entries with a raw frame's name that are no regular file (reading a pipe blocks the
+    night until something writes to it). Not in :meth:`to_json`:
     such a directory is never kept in the memory, since mounting the disk a link leads to
     mends the link and leaves the directory's times alone."""
 
@@ -272,7 +274,10 @@ def _read_directory(directory: Path) -> DirectoryFacts:
                 dangling.append((entry.name, nowhere))
                 continue
             parsed = parse_raw_filename(entry.name)
-            if parsed is not None:
+            if parsed is not None and not entry.is_file():
+                # opening a pipe blocks until something writes to it: the night would hang
+                dangling.append((entry.name, "not a regular file (a pipe, socket or device)"))
+            elif parsed is not None:
                 by_letter[parsed[1]].append((parsed[0], parsed[2], entry.name))
             elif entry.name.lower().endswith(_FITS_SUFFIXES):
                 foreign.append(entry.name)

@@ -72,7 +72,7 @@ class FrameRun:
             for entry in entries:
                 parsed = parse_raw_filename(entry.name)
                 if (parsed is not None and parsed[1] == self.letter
-                        and self.first <= parsed[0] <= self.last and not entry.is_dir()):
+                        and self.first <= parsed[0] <= self.last and entry.is_file()):
                     out.append(self.directory / entry.name)
         return sorted(out)
 
