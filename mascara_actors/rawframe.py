@@ -205,6 +205,9 @@ class RawHeader:
         }
         if not all(np.isfinite([values["lst"], values["jd"], values["jdmid"], values["exptime"]])):
             raise FrameError(f"{source}: LST, JD, JDMID and EXPTIME must be finite numbers")
+        if values["exptime"] < 0 or (values["exptime"] == 0 and values["imagetyp"] != "bias"):
+            raise FrameError(f"{source}: EXPTIME {values['exptime']:g} s: only a bias frame "
+                             "has no exposure time, and none has a negative one")
         if values["imagetyp"] not in FRAME_KINDS:
             raise FrameError(
                 f"{source}: IMAGETYP {values['imagetyp']!r} is not one of {FRAME_KINDS}"

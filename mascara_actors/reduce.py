@@ -42,16 +42,41 @@ from mascara_actors.errors import AstrometryFailed, FrameError
 from mascara_actors.photometry import PhotometryResult, measure, sky_estimator
 from mascara_actors.rawframe import RawFrame, RawHeader, read_raw
 from mascara_actors.records import fast_record_dtype, station_dtype
-from mascara_actors.sidereal import lst_mid_hours, lstday, lstidx
+from mascara_actors.sidereal import (
+    lst_mid_hours,
+    lstday,
+    lstidx,
+    lstseq2date,
+    slot_length_solar_s,
+)
 
 __all__ = [
     "FrameResult",
     "ReductionSession",
+    "check_clock",
     "photometry_records",
     "star_altaz",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def check_clock(path: str | Path, header: RawHeader) -> None:
+    """FrameError unless the frame's JD lies in its slot (LSTSEQ), give or take a slot.
+
+    The two are redundant: the light curves' times come from JD, the astrometry from LST,
+    so a camera computer whose clock was off (or a header edited) gave light curves with
+    wrong times and nothing else wrong.
+    """
+    slot_s = slot_length_solar_s()
+    start = float(lstseq2date(header.lstseq))
+    late_s = (header.jd - start) * 86400.0
+    if not -slot_s <= late_s <= 2.0 * slot_s:
+        raise FrameError(
+            f"{path}: JD {header.jd:.6f} is {late_s:+.0f} s from the start of its slot "
+            f"(LSTSEQ {header.lstseq}, JD {start:.6f}): the header's clock and slot "
+            "contradict each other (the camera computer's clock?), so its time is unknown"
+        )
 
 
 def star_altaz(
@@ -231,6 +256,7 @@ class ReductionSession:
                 f"{path}: frame of {h.site} camera {h.camera}, but this reducer runs "
                 f"{self.camera.site.name} camera {self.camera.letter}"
             )
+        check_clock(path, h)
         return raw
 
     def calibrated_image(self, raw: RawFrame) -> np.ndarray:

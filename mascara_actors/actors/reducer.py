@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -70,6 +71,13 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BROKEN_IN_A_ROW", "MAX_CHECKS_PER_SET", "SOLVE_EVERY", "run"]
 
 log = logging.getLogger(__name__)
+
+_NEGATIVE_SKY = (
+    "median sky {sky:.0f} ADU per pixel after calibration: the master dark ({dark}) is "
+    "brighter than the frames (darks of another exposure time, temperature or readout, or "
+    "light in them?), and the photometry of such frames is wrong: check the night's darks "
+    "and reduce it again"
+)
 
 # --- the actor ----------------------------------------------------------------------------
 
@@ -149,6 +157,7 @@ async def run(
     tried_sets: set[int] = set()  # sets in which a solve failed, while none succeeded
     restarts_seen = worker.restarts
     broken_in_a_row = 0
+    sky_below_zero = False
     given_up = False
 
     async def report_restarts(lstseq: int) -> None:
@@ -235,7 +244,7 @@ async def run(
 
     async def reduce(msg: FrameReady, setidx: int, solution: AstrometricSolution) -> None:
         """Fast photometry of ``msg`` with ``solution``, sent on; a failure fails it alone."""
-        nonlocal broken_in_a_row
+        nonlocal broken_in_a_row, sky_below_zero
         try:
             result: FrameResult = await worker.run(REDUCE_JOB, spec, str(msg.path), solution)
         except Exception as exc:  # fault isolation: one bad frame must not stop the night
@@ -257,6 +266,13 @@ async def run(
         )
         sky = result.records["sky"]
         sky = sky[np.isfinite(sky)]
+        if not sky_below_zero and sky.size and float(np.median(sky)) < 0.0:
+            sky_below_zero = True  # once a night: every frame after it is likely the same
+            await events.send(WarningEvent(
+                source="reducer", lstseq=result.lstseq,
+                message=_NEGATIVE_SKY.format(
+                    sky=float(np.median(sky)),
+                    dark=Path(spec.dark).name if spec.dark else "none: the overscan level")))
         await events.send(
             FrameReducedEvent(
                 lstseq=result.lstseq,

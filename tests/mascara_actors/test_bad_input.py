@@ -156,6 +156,33 @@ def test_the_zero_byte_dark_is_left_out_of_the_master(bad_night: BadNight) -> No
                      rf"{re.escape(str(empty))}: unreadable FITS", text), text
 
 
+def test_darks_brighter_than_the_sky_are_said_once_in_the_nights_report(
+        tmp_path: Path) -> None:
+    """Darks with light in them (or of another exposure, temperature or readout) made a
+    master that turned every frame's sky negative: the night was 'reduced', 0 warnings."""
+    night = tmp_path / "night"
+    night.mkdir()
+    for lstseq in DARKS:  # light in every dark: 5,000 ADU over its science region
+        raw = read_raw(NIGHT / f"{lstseq}Cdark.fits.fz")
+        data = raw.data.copy()
+        h = raw.header
+        data[h.y0:h.y0 + h.ysize, h.x0:h.x0 + h.xsize] += 5000
+        write_raw(night / f"{lstseq}Cdark.fits.fz", data, h)
+    for lstseq in SCIENCE[:8]:
+        shutil.copyfile(NIGHT / f"{lstseq}C.fits.fz", night / f"{lstseq}C.fits.fz")
+    out = tmp_path / "out"
+    result = _cli("--replay", str(night), "--out", str(out), "--in-process")
+    (night_dir,) = out.glob("*LPC")
+    (warning,) = [e for e in _events(night_dir) if isinstance(e, WarningEvent)]
+    assert warning.source == "reducer"
+    assert warning.lstseq in SCIENCE[:8]
+    assert re.fullmatch(r"median sky -\d+ ADU per pixel after calibration: the master dark "
+                        r"\(\d{8}Cmasterdark\.fits\) is brighter than the frames .*: check the "
+                        r"night's darks and reduce it again", warning.message), warning.message
+    text = render_text(collect_summary(night_dir, weather=False))
+    assert re.search(r"(?m)^  Warnings +1$", text), (text, result.stderr)
+
+
 # --- masters: too few left, frames that do not belong, a foreign file at the path -------------
 
 

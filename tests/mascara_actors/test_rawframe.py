@@ -74,6 +74,25 @@ def test_a_header_that_contradicts_the_file_name_is_refused(
     assert isinstance(info.value, FrameError)  # fails alone, as any bad frame does
 
 
+@pytest.mark.parametrize(("imagetyp", "exptime", "refused"), [
+    ("science", 0.0, True), ("science", -6.4, True), ("dark", 0.0, True),
+    ("bias", -1.0, True), ("bias", 0.0, False), ("science", 6.4, False)])
+def test_an_exposure_time_that_cannot_be_is_refused(
+    tmp_path: Path, frame: RawFrame, imagetyp: str, exptime: float, refused: bool
+) -> None:
+    """Reduced as good points before, a dark scaled to it (0 or -6.4 s)."""
+    path = tmp_path / raw_filename(LSTSEQ, "C", imagetyp, ext=".fits")
+    write_raw(path, frame.data, dataclasses.replace(frame.header, imagetyp=imagetyp,
+                                                    exptime=exptime))
+    if not refused:
+        assert read_raw(path).header.exptime == exptime
+        return
+    with pytest.raises(FrameError, match=re.escape(
+            f"{path}: EXPTIME {exptime:g} s: only a bias frame has no exposure time, and none "
+            "has a negative one")):
+        read_raw(path)
+
+
 def test_a_name_that_is_not_a_raw_frame_name_is_not_checked(
     tmp_path: Path, frame: RawFrame
 ) -> None:

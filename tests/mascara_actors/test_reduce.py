@@ -136,6 +136,31 @@ def test_frame_of_another_camera_is_refused(night, tmp_path: Path) -> None:
         night["session"].reduce_frame(other, night["solution"])
 
 
+@pytest.mark.parametrize(("shift_s", "refused"), [
+    (3600.0, True), (-3600.0, True), (-9.0, True), (14.0, True),  # out of its slot
+    (-6.0, False), (6.0, False), (12.0, False)])  # within a slot of its start
+def test_a_frame_whose_clock_contradicts_its_slot_is_refused(night, tmp_path: Path,
+                                                            shift_s: float,
+                                                            refused: bool) -> None:
+    """JD (the light curves' times) and LSTSEQ (the astrometry's) must agree: a header an
+    hour off was reduced without a word, its points an hour off in the light curves."""
+    path, _ = night["frames"][1]
+    raw = read_raw(path)
+    days = shift_s / 86400.0
+    moved = dataclasses.replace(raw.header, jd=raw.header.jd + days,
+                                jdmid=raw.header.jdmid + days)
+    other = write_raw(tmp_path / path.name, raw.data, moved)
+    if not refused:
+        assert night["session"].read(other).header.jd == moved.jd
+        return
+    with pytest.raises(FrameError) as info:
+        night["session"].read(other)
+    assert str(info.value).startswith(
+        f"{other}: JD {moved.jd:.6f} is {shift_s:+.0f} s from the start of its slot (LSTSEQ "
+        f"{raw.header.lstseq}, JD {raw.header.jd:.6f}): the header's clock and slot "
+        "contradict each other")
+
+
 def test_truncated_frame_fails_alone(night, tmp_path: Path) -> None:
     path, _ = night["frames"][1]
     cut = tmp_path / path.name
