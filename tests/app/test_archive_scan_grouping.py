@@ -194,6 +194,30 @@ def test_a_directory_of_one_camera_letter_at_two_sites_is_split_by_site(
     assert read == [frames[0], frames[-1]]
 
 
+def test_many_foreign_fits_files_are_counted_in_a_line_frames_named_in_capitals_said(
+        tmp_path: Path) -> None:
+    """A camera's frames named ``*.FITS`` were left out one line each (a year of them: a
+    million lines), and nothing said they were raw frames but for the case."""
+    root = tmp_path / "raw"
+    capitals = root / "capitals"
+    for k in range(5):
+        frame = _frame(capitals, 65344200 + k)
+        frame.rename(frame.with_name(frame.name.replace(".fits", ".FITS")))
+    few = root / "few"
+    few.mkdir(parents=True)
+    for name in ("notes.fits", "flat-test.fits.gz"):
+        (few / name).write_bytes(b"")
+    scan = _twice(root, tmp_path / "out")
+    pattern = "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])"
+    assert scan.problems == (
+        f"{capitals}: 5 FITS files whose names are not raw frames' {pattern}, "
+        "65344200C.FITS the first; some would be raw frames with lower-case extensions "
+        "(.fits, .gz, .fz): rename them so",
+        f"{few / 'flat-test.fits.gz'}: a FITS file whose name is not a raw frame's {pattern}",
+        f"{few / 'notes.fits'}: a FITS file whose name is not a raw frame's {pattern}",
+    )
+
+
 def test_a_pipe_with_a_frames_name_is_left_out_not_read(tmp_path: Path) -> None:
     """Opening a named pipe blocks until something writes to it: the night hung, and a
     Ctrl-C could not stop it (its set never ended)."""

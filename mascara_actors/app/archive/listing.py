@@ -26,7 +26,7 @@ import itertools
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,10 +244,7 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
             subdirs.remove(products_here.name)
             products.append(products_here)
         stack.extend((directory / name, f"{relative}{name}/") for name in reversed(subdirs))
-        problems.extend(
-            f"{directory / name}: a FITS file whose name is not a raw frame's "
-            "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])" for name in facts.foreign
-        )
+        problems.extend(_foreign_files(directory, facts.foreign))
         problems.extend(f"{directory / name}: {what}: left out" for name, what in facts.dangling)
         problems.extend(f"{directory}: {counted(r.count, 'frame')} of camera {r.letter}: "
                         f"{r.unreadable}" for r in facts.runs if r.unreadable)
@@ -256,6 +253,32 @@ def walk_archive(root: Path, memory: ScanMemory, problems: list[str], *,
         more = f" and {len(products) - 1} more like it" if len(products) > 1 else ""
         problems.append(f"{products[0]}{more}: the binned images and masters of a reduced "
                         "night, not searched for raw frames")
+
+
+_FOREIGN_LISTED = 3
+"""Foreign FITS files of a directory named one a line; more are counted in one line."""
+
+
+def _foreign_files(directory: Path, names: Sequence[str]) -> list[str]:
+    """What the scan says of the FITS files in ``directory`` whose names are not raw
+    frames': a line each, or one line for many (a directory of thousands)."""
+    pattern = "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])"
+    if len(names) <= _FOREIGN_LISTED:
+        lines = [f"{directory / n}: a FITS file whose name is not a raw frame's {pattern}"
+                 for n in names]
+    else:
+        lines = [f"{directory}: {len(names)} FITS files whose names are not raw frames' "
+                 f"{pattern}, {names[0]} the first"]
+    if any(_raw_but_for_case(n) for n in names):
+        lines[-1] += ("; some would be raw frames with lower-case extensions (.fits, .gz, "
+                      ".fz): rename them so")
+    return lines
+
+
+def _raw_but_for_case(name: str) -> bool:
+    """Whether ``name`` is a raw frame's name but for the case of its extensions."""
+    stem, dot, extensions = name.partition(".")
+    return bool(dot) and parse_raw_filename(f"{stem}.{extensions.lower()}") is not None
 
 
 def _read_directory(directory: Path) -> DirectoryFacts:
