@@ -257,8 +257,9 @@ def test_a_local_cluster_reduces_each_night_as_replay_does(archive: Archive,
     borrowed = out / "20260321LPN" / "summary" / "summary_20260321LPN.txt"
     report = borrowed.read_text()
     assert re.search(rf"(?m)^  Master dark +{dark}$", report), report
-    assert re.search(r"warning x1 \[masters\] first .*: 0 darks in this night: the master "
-                     r"dark is made from the 4 darks of night 20260320", report), report
+    # (said by each run that reduced some of it: the first may have begun it)
+    assert re.search(r"warning x[12] \[masters\] first .*: 0 darks in this night: the "
+                     r"master dark is made from the 4 darks of night 20260320", report), report
     for key, row in rows.items():  # each run that reduces it makes its masters
         warned = key == "20260321LPN" and row["status"] == "reduced"
         assert row["warnings"] == ("1" if warned else "0"), (key, row)
