@@ -266,12 +266,13 @@ async def run(
         )
         sky = result.records["sky"]
         sky = sky[np.isfinite(sky)]
-        if not sky_below_zero and sky.size and float(np.median(sky)) < 0.0:
+        median_sky = float(np.median(sky)) if sky.size else float("nan")
+        if not sky_below_zero and median_sky < 0.0:
             sky_below_zero = True  # once a night: every frame after it is likely the same
             await events.send(WarningEvent(
                 source="reducer", lstseq=result.lstseq,
                 message=_NEGATIVE_SKY.format(
-                    sky=float(np.median(sky)),
+                    sky=median_sky,
                     dark=Path(spec.dark).name if spec.dark else "none: the overscan level")))
         await events.send(
             FrameReducedEvent(
@@ -280,7 +281,7 @@ async def run(
                 nflagged=result.nflagged,
                 latency_s=time.time() - msg.arrived,
                 timings=result.timings,
-                sky=float(np.median(sky)) if sky.size else float("nan"),
+                sky=median_sky,
                 ccdtemp=float(result.station["ccdtemp"][0]),
                 path=str(msg.path),
             )

@@ -183,9 +183,9 @@ def _most_common_failure(state: NightState) -> str:
     reasons = [message for _, level, _, message in state.problems if level == "error"]
     if not reasons:
         return ""
-    patterns = Counter(problem_pattern(r) for r in reasons)
-    pattern, count = patterns.most_common(1)[0]
-    example = next(r for r in reasons if problem_pattern(r) == pattern)
+    patterns = [problem_pattern(r) for r in reasons]
+    pattern, count = Counter(patterns).most_common(1)[0]
+    example = reasons[patterns.index(pattern)]
     share = ("every frame" if count == len(reasons)
              else f"{count} of the last {len(reasons)} failed frames")
     return f"{share} failed with: {example}"
