@@ -24,7 +24,7 @@ from mascara_actors import __version__
 from mascara_actors.cli.interrupts import imports_uninterrupted, sigterm_as_sigint
 from mascara_actors.errors import MascaraError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "file_in_the_way", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPLAY = REPO_ROOT / "replay_data" / "night"
@@ -177,14 +177,21 @@ def _input_error(group: BaseExceptionGroup) -> MascaraError | OSError | None:
     return None
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file that stands where the directory ``path``, or one it would be made in, should
+    be (None when there is none)."""
+    there = next((p for p in (path, *path.parents) if p.exists()), None)
+    return there if there is not None and not there.is_dir() else None
+
+
 def _one_line(exc: MascaraError | OSError) -> str:
     """The error as one line that says what to do (a path problem names the path)."""
     if isinstance(exc, MascaraError) or exc.filename is None:
         return " ".join(str(exc).split())
     path = Path(os.fsdecode(exc.filename))
     if isinstance(exc, NotADirectoryError | FileExistsError):
-        blocker = next((p for p in (path, *path.parents) if p.exists()), path)
-        if not blocker.is_dir():
+        blocker = file_in_the_way(path)
+        if blocker is not None:
             return (f"{blocker} is a file, not a directory: pass a directory (or a path that "
                     "does not exist yet) as --out, or move the file away")
     if isinstance(exc, PermissionError):

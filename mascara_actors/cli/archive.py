@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mascara_actors.app.archive.words import counted
+from mascara_actors.cli import file_in_the_way
 from mascara_actors.cli.interrupts import imports_uninterrupted
 from mascara_actors.errors import ConfigError, StorageError
 
@@ -195,8 +196,7 @@ def _print_manifest_failure(console: Console, archive: ArchiveRun,
 def _check_out(out: Path) -> None:
     """NotADirectoryError (said as what to do) when ``out``, or a directory it would be made
     in, is a file: before the scan, which takes minutes on an archive of years."""
-    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    if file_in_the_way(out) is not None:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
 
 
