@@ -174,24 +174,6 @@ class AnnulusPixels:
         """Number of candidate pixels (sure plus edge)."""
         return int(self.sure_dx.size + self.edge_dx.size)
 
-    def box_index(self, half_size: int | None = None) -> NDArray[np.intp]:
-        """Flat indices of the candidates (sure first, then edge) in a square box.
-
-        Parameters
-        ----------
-        half_size : int, optional
-            Half size ``h`` of the ``(2h+1) x (2h+1)`` box, row-major (default
-            :attr:`half_size`; must not be smaller).
-        """
-        h = self.half_size if half_size is None else int(half_size)
-        if h < self.half_size:
-            raise ValueError(f"half_size={h} is smaller than the annulus ({self.half_size})")
-        n = 2 * h + 1
-        dx = np.concatenate([self.sure_dx, self.edge_dx])
-        dy = np.concatenate([self.sure_dy, self.edge_dy])
-        flat: NDArray[np.intp] = ((dy + h) * n + dx + h).astype(np.intp)
-        return flat
-
     def edge_outside(self, fx: ArrayLike, fy: ArrayLike) -> NDArray[np.bool_]:
         """Which edge pixels fall outside the annulus, per star.
 

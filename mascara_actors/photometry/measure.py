@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
 from mascara_actors.errors import ConfigError, FrameError
@@ -44,6 +43,7 @@ from mascara_actors.photometry.apertures import (
     circle_overlap_last,
 )
 from mascara_actors.photometry.flags import PFlag
+from mascara_actors.photometry.gather import PixelRuns, gather_runs, pixel_runs
 from mascara_actors.photometry.sky import ClippedMedianSky, SkyEstimator
 from mascara_actors.photometry.sorted_rows import SortedRows
 
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 _U8 = {f: np.uint8(f) for f in PFlag}
 
 _CHUNK = 256
-"""Stars per chunk of the gather: keeps the pixel boxes and annulus rows in cache."""
+"""Stars per chunk of the annulus sort: keeps their rows in cache."""
 _TOUCHED = 1e-12
 """Overlap (pixel^2) above which a pixel counts as inside an aperture (peak, NaN flag);
 smaller values are rounding noise of pixels the circle only grazes."""
@@ -132,12 +132,12 @@ class _Geometry:
 
     apertures: tuple[float, ...]
     annulus: AnnulusPixels
-    half: int  # half size of the gathered box
+    half: int  # half size of the box that must lie on the image
     ap_half: tuple[int, ...]  # half size of each aperture's box
     n_sure: int  # annulus row: n_sure pixels always in the annulus, then the edge pixels
     n_cand: int  # sure plus edge pixels
-    runs: tuple[tuple[int, int, int], ...]  # sure pixels as (box flat start, length, column)
-    edge_index: NDArray[np.intp]  # flat index of the edge pixels in the gathered box
+    candidates: PixelRuns  # the annulus row: sure pixels row by row, then edge pixels
+    box: PixelRuns  # the largest aperture's box, row by row
 
 
 @functools.lru_cache(maxsize=16)
@@ -145,21 +145,16 @@ def _geometry(apertures: tuple[float, ...], sky_radii: tuple[float, float],
               centre: str) -> _Geometry:
     annulus = annulus_pixels(*sky_radii, centre=centre)
     ap_half = tuple(box_half_size(r) for r in apertures)
-    half = max(annulus.half_size, *ap_half)
-    index = annulus.box_index(half)
-    n_sure = int(annulus.sure_dx.size)
-    # The sure pixels of one box row are one or two contiguous runs: copying runs (about
-    # 2 per row) is faster than a gather with one index per pixel.
-    sure = np.sort(index[:n_sure])
-    width = 2 * half + 1
-    cut = np.flatnonzero((np.diff(sure) != 1) | (np.diff(sure // width) != 0)) + 1
-    starts = np.r_[0, cut].astype(int)
-    ends = np.r_[cut, n_sure].astype(int)
-    runs = tuple((int(sure[a]), int(b - a), int(a)) for a, b in zip(starts, ends, strict=True)
-                 if b > a)
-    return _Geometry(apertures=apertures, annulus=annulus, half=half, ap_half=ap_half,
-                     n_sure=n_sure, n_cand=int(index.size), runs=runs,
-                     edge_index=index[n_sure:])
+    a = max(ap_half)
+    box_dy, box_dx = np.mgrid[-a:a + 1, -a:a + 1].reshape(2, -1)
+    # the sure pixels' order is free (each row is sorted): row by row makes long runs
+    sure = np.lexsort((annulus.sure_dx, annulus.sure_dy))
+    candidates = pixel_runs(np.concatenate([annulus.sure_dx[sure], annulus.edge_dx]),
+                            np.concatenate([annulus.sure_dy[sure], annulus.edge_dy]))
+    return _Geometry(apertures=apertures, annulus=annulus, half=max(annulus.half_size, a),
+                     ap_half=ap_half, n_sure=int(annulus.sure_dx.size),
+                     n_cand=annulus.n_candidates, candidates=candidates,
+                     box=pixel_runs(box_dx, box_dy))
 
 
 def _check_options(apertures: tuple[float, ...], sky_radii: tuple[float, ...], gain: float,
@@ -369,29 +364,22 @@ def _gather(
     the last axis, shape (2a+1, 2a+1, n).
     """
     n = xi.size
-    h = geo.half
-    width = 2 * h + 1
-    windows = sliding_window_view(img, (width, width))
     m = geo.n_cand
+    side = 2 * max(geo.ap_half) + 1
+    boxes = np.empty((n, side * side), dtype=img.dtype)
+    gather_runs(img, xi, yi, geo.box, boxes)
     rows = SortedRows.empty(n, m, img.dtype)
-    a = max(geo.ap_half)
-    apbox = np.empty((2 * a + 1, 2 * a + 1, n), dtype=img.dtype)
+    gather_runs(img, xi, yi, geo.candidates, rows.buffer)
     nan_if = np.array([1.0, np.nan], dtype=img.dtype)
     for start in range(0, n, _CHUNK):
         s = slice(start, min(start + _CHUNK, n))
-        box = windows[yi[s] - h, xi[s] - h]  # (c, width, width), a copy
-        apbox[:, :, s] = box[:, h - a:h + a + 1, h - a:h + a + 1].transpose(1, 2, 0)
         ann = rows.buffer[s]
-        flat = box.reshape(box.shape[0], -1)
-        for first, length, col in geo.runs:
-            ann[:, col:col + length] = flat[:, first:first + length]
         ann[:, m:] = np.nan
-        n_in = np.full(box.shape[0], m)
-        if geo.edge_index.size:
+        n_in = np.full(ann.shape[0], m)
+        if m > geo.n_sure:
             outside = geo.annulus.edge_outside(fx[s], fy[s])
             # Multiplying by a 1-or-NaN table lookup is much faster than copyto(where=).
-            np.multiply(np.take(flat, geo.edge_index, axis=1),
-                        np.take(nan_if, outside.view(np.uint8)), out=ann[:, geo.n_sure:m])
+            ann[:, geo.n_sure:m] *= np.take(nan_if, outside.view(np.uint8))
             n_in -= outside.sum(axis=1)
         ann.sort(axis=1)
         low = np.isneginf(ann[:, 0])
@@ -402,7 +390,7 @@ def _gather(
             fixed.sort(axis=1)
             ann[low] = fixed
         rows.prepare(s, max_finite=n_in)
-    return rows, apbox
+    return rows, np.ascontiguousarray(boxes.T).reshape(side, side, n)
 
 
 def _aperture_sums(

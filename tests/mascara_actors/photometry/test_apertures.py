@@ -117,17 +117,6 @@ def test_annulus_6_21_counts() -> None:
     assert inside == expected
 
 
-def test_annulus_box_index_addresses_the_offsets() -> None:
-    ann = annulus_pixels(6.0, 21.0)
-    idx = ann.box_index(23)
-    n = 2 * 23 + 1
-    dy, dx = np.divmod(idx, n)
-    np.testing.assert_array_equal(dx - 23, np.r_[ann.sure_dx, ann.edge_dx])
-    np.testing.assert_array_equal(dy - 23, np.r_[ann.sure_dy, ann.edge_dy])
-    with pytest.raises(ValueError, match="smaller than the annulus"):
-        ann.box_index(20)
-
-
 def test_annulus_centred_on_the_pixel_is_one_fixed_set() -> None:
     ann = annulus_pixels(6.0, 21.0, centre="pixel")
     assert ann.edge_dx.size == 0
