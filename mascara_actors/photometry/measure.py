@@ -1,10 +1,10 @@
 """Fast aperture photometry of many stars on one calibrated frame.
 
-:func:`measure` does, for all stars at once (no Python loop per star): one gather of the
-``(2h+1)^2`` pixel box around every star from a read-only sliding-window view of the image,
-exact circle/pixel overlap weights for each aperture (:mod:`.apertures`), a sort of each
-star's sky annulus pixels, and a robust sky estimate on the sorted rows (:mod:`.sky`). Stars
-are processed in chunks so that the working arrays stay in the CPU cache.
+:func:`measure` does, for all stars at once (no Python loop per star): one compiled gather
+of every star's aperture box and sky annulus pixels (:mod:`.gather`), exact circle/pixel
+overlap weights for each aperture (:mod:`.apertures`), a sort of each star's annulus
+pixels, and a robust sky estimate on the sorted rows (:mod:`.sky`). Stars are sorted and
+processed in chunks so that the working arrays stay in the CPU cache.
 
 Conventions
 -----------
