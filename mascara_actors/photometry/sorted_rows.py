@@ -1,13 +1,15 @@
 """Rows sorted once, with order statistics and window sums in O(32) per row.
 
 The data structure under the robust sky estimators (:mod:`.sky`): window sums over a
-sorted row come from prefix sums of fixed 32-pixel blocks plus one partial block, so every
-clipping iteration costs O(n_stars * 32) whatever the number of pixels; there is no Python
-loop per star.
+sorted row come from prefix sums of fixed 32-pixel blocks plus one partial block, and counts
+from a search of the block starts and one block, so every clipping iteration costs
+O(n_stars * 32) whatever the number of pixels. The two per-row loops are compiled (numba):
+numpy needed a gather of each row's block and masks around it, twice the time (issue 17).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -15,6 +17,45 @@ __all__ = ["SortedRows"]
 
 _BLOCK = 32
 _PREPARE_CHUNK = 256
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_below(buf: np.ndarray, starts: np.ndarray, rows: np.ndarray, npix: np.ndarray,
+                 bound: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        t = bound[i]
+        lo, hi = 0, starts.shape[1]
+        while lo < hi:  # blocks that start below t (NaN starts and a NaN t compare false)
+            mid = (lo + hi) >> 1
+            if starts[r, mid] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        count = 0
+        if lo > 0:
+            first = (lo - 1) * 32
+            count = first
+            for j in range(first, first + 32):
+                if buf[r, j] < t:
+                    count += 1
+        out[i] = min(count, npix[r])
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_sums(buf: np.ndarray, p1: np.ndarray, p2: np.ndarray, rows: np.ndarray,
+                 k: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                 ) -> None:  # pragma: no cover - compiled; see SortedRows._prefix
+    for i in range(rows.shape[0]):
+        r, b = rows[i], k[i] // 32
+        a1 = 0.0
+        a2 = 0.0
+        for j in range(b * 32, k[i]):
+            v = np.float64(buf[r, j])
+            a1 += v
+            a2 += v * v
+        s1[i] = p1[r, b] + a1
+        s2[i] = p2[r, b] + a2
 
 
 class SortedRows:
@@ -47,9 +88,9 @@ class SortedRows:
     Notes
     -----
     Rows are stored as ``d = values - ref``, which keeps float32 sums accurate, in blocks
-    of 32 entries. Window sums add block prefix sums to one partial block; counts look up
-    the block starts, then one block. Every query costs O(32) per row whatever the row
-    length. Every query takes ``sel``, the indices of the rows to work on (default all);
+    of 32 entries. Window sums add block prefix sums to one partial block; counts search
+    the block starts, then count in one block. Every query costs O(32) per row whatever the
+    row length. Every query takes ``sel``, the indices of the rows to work on (default all);
     indices may repeat, so several queries on the same rows can be batched in one call.
 
     To fill the rows chunk by chunk while the data is in cache, use :meth:`empty`, write
@@ -107,11 +148,9 @@ class SortedRows:
         self.npix = np.zeros(n, dtype=np.intp)
         self.ref = np.zeros(n)
         self._dflat = buf.reshape(-1)
-        self._blocks = buf.reshape(n * nb, _BLOCK)
         self._starts = np.empty((n, nb), dtype=buf.dtype)
         self._p1 = np.zeros((n, nb + 1))
         self._p2 = np.zeros((n, nb + 1))
-        self._below = np.tri(_BLOCK + 1, _BLOCK, k=-1, dtype=bool)  # [r, i] = i < r
 
     def prepare(self, rows: slice, npix: ArrayLike | None = None, *,
                 max_finite: ArrayLike | None = None) -> None:
@@ -187,13 +226,10 @@ class SortedRows:
         if np.any(inclusive):
             # v <= t exactly when v < the next float above t.
             t = np.where(inclusive, np.nextafter(t, np.inf), t)
-        tv = self._strict_bound(t)[:, None]
-        starts = self._starts if sel is None else np.take(self._starts, rows, axis=0)
-        nblk = np.less(starts, tv).sum(axis=1)
-        blk = np.maximum(nblk - 1, 0)
-        within = np.less(np.take(self._blocks, rows * self._nb + blk, axis=0), tv).sum(axis=1)
-        count = np.where(nblk > 0, blk * _BLOCK + within, 0)
-        return np.minimum(count, self.npix[rows])
+        count = np.empty(rows.size, dtype=np.intp)
+        _count_below(self.buffer, self._starts, rows.astype(np.intp, copy=False), self.npix,
+                     self._strict_bound(t), count)
+        return count
 
     def _strict_bound(self, t: NDArray[np.float64]) -> NDArray[np.floating]:
         """``t`` in the dtype of the stored values, rounded up, so that ``v < result``
@@ -218,13 +254,10 @@ class SortedRows:
     def _prefix(self, k: NDArray[np.intp], rows: NDArray[np.intp],
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Sums of ``d`` and ``d**2`` over the first ``k`` entries of each row."""
-        b = k // _BLOCK
-        part = np.take(self._blocks, rows * self._nb + np.minimum(b, self._nb - 1), axis=0)
-        # Entries past k (NaN among them) must not reach the sums: select, not multiply.
-        part = np.where(self._below[k - b * _BLOCK], part, part.dtype.type(0))
-        pidx = rows * (self._nb + 1) + b
-        return (self._p1.reshape(-1)[pidx] + np.einsum("nk->n", part),
-                self._p2.reshape(-1)[pidx] + np.einsum("nk,nk->n", part, part))
+        s1, s2 = np.empty(rows.size), np.empty(rows.size)
+        _prefix_sums(self.buffer, self._p1, self._p2, rows.astype(np.intp, copy=False),
+                     np.asarray(k, dtype=np.intp), s1, s2)
+        return s1, s2
 
     def window_sums(self, lo: NDArray[np.intp], hi: NDArray[np.intp],
                     sel: NDArray[np.intp] | None = None,

@@ -86,9 +86,11 @@ def _sorted_integer_rows(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     return a, nfin
 
 
-def test_sorted_rows_counts_match_searchsorted() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sorted_rows_counts_match_searchsorted(dtype: type) -> None:
     rng = np.random.default_rng(20)
     a, nfin = _sorted_integer_rows(rng)
+    a = a.astype(dtype)
     rows = SortedRows(a)
     np.testing.assert_array_equal(rows.npix, nfin)
     for t in [989.0, 995.0, 999.5, 1000.0, 1009.0, 2000.0]:
