@@ -3,7 +3,7 @@
 The data structure under the robust sky estimators (:mod:`.sky`): window sums over a
 sorted row come from prefix sums of fixed 32-pixel blocks plus one partial block, and counts
 from a search of the block starts and one block, so every clipping iteration costs
-O(n_stars * 32) whatever the number of pixels. The two per-row loops are compiled (numba):
+O(n_stars * 32) whatever the number of pixels. The per-row loops are compiled (numba):
 numpy needed a gather of each row's block and masks around it, twice the time (issue 17).
 """
 
@@ -40,6 +40,40 @@ def _count_below(buf: np.ndarray, starts: np.ndarray, rows: np.ndarray, npix: np
                 if buf[r, j] < t:
                     count += 1
         out[i] = min(count, npix[r])
+
+
+@numba.njit(cache=True, nogil=True)
+def _subtract_and_sum(v: np.ndarray, ref: np.ndarray, starts: np.ndarray, p1: np.ndarray,
+                      p2: np.ndarray) -> None:  # pragma: no cover - compiled; see prepare
+    # One pass a row: d = v - ref in place, each block's first d, and the prefix sums of d
+    # and d**2 over whole blocks (NaN from the first block holding a NaN: never used).
+    # Four running sums a block, added in a fixed order: the additions overlap, and the
+    # result does not depend on the CPU (as a vectorising compiler's order would).
+    for i in range(v.shape[0]):
+        p1[i, 0] = 0.0
+        p2[i, 0] = 0.0
+        for b in range(starts.shape[1]):
+            a0 = a1 = a2 = a3 = q0 = q1 = q2 = q3 = 0.0
+            for j in range(b * 32, b * 32 + 32, 4):
+                v[i, j] -= ref[i]
+                v[i, j + 1] -= ref[i]
+                v[i, j + 2] -= ref[i]
+                v[i, j + 3] -= ref[i]
+                d0, d1 = np.float64(v[i, j]), np.float64(v[i, j + 1])
+                d2, d3 = np.float64(v[i, j + 2]), np.float64(v[i, j + 3])
+                a0 += d0
+                a1 += d1
+                a2 += d2
+                a3 += d3
+                q0 += d0 * d0
+                q1 += d1 * d1
+                q2 += d2 * d2
+                q3 += d3 * d3
+            b1 = (a0 + a1) + (a2 + a3)
+            b2 = (q0 + q1) + (q2 + q3)
+            starts[i, b] = v[i, b * 32]
+            p1[i, b + 1] = p1[i, b] + b1
+            p2[i, b + 1] = p2[i, b] + b2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -185,14 +219,9 @@ class SortedRows:
         # Keep ref exact in the stored dtype, so that d + ref gives back v exactly (Sterbenz:
         # v - ref is exact for v within a factor 2 of ref, i.e. for all sky values).
         ref_t = ref.astype(v.dtype)
-        v -= ref_t[:, None]
+        _subtract_and_sum(v, ref_t, self._starts[rows], self._p1[rows], self._p2[rows])
         self.npix[rows] = cnt
         self.ref[rows] = ref_t.astype(np.float64)
-        self._starts[rows] = v[:, ::_BLOCK]
-        bl = v.reshape(c, self._nb, _BLOCK)
-        # NaN blocks (past the finite entries) make later prefixes NaN; they are never used.
-        np.cumsum(np.einsum("nbk->nb", bl), axis=1, out=self._p1[rows, 1:])
-        np.cumsum(np.einsum("nbk,nbk->nb", bl, bl), axis=1, out=self._p2[rows, 1:])
 
     def _count_finite(self, v: NDArray[np.floating]) -> NDArray[np.intp]:
         """Non-NaN entries of sorted rows: count the finite block starts, then the finite
