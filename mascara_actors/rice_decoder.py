@@ -64,6 +64,21 @@ _leading_zeros: Any = intrinsic(_leading_zeros_typing)
 _load_be64: Any = intrinsic(_load_be64_typing)
 
 
+@numba.njit(inline="always")
+def _refill(buf: np.ndarray, pos: int, bits: Any, valid: int) -> tuple[Any, int, int]:
+    """The bit buffer refilled to 56-63 valid bits, without a branch: (bits, pos, valid),
+    ``valid`` bits at the top of ``bits``, the next from byte ``pos``."""
+    bits |= _load_be64(buf, pos) >> _U(valid)
+    return bits, pos + ((63 - valid) >> 3), valid | 56
+
+
+@numba.njit(inline="always")
+def _next_pixel(last: Any, folded: Any) -> Any:
+    """The pixel (16 bits, stored value) after ``last`` whose difference folded to unsigned
+    (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...) is ``folded``."""
+    return (last + ((folded >> _U(1)) ^ (_U(0) - (folded & _U(1))))) & _U(0xFFFF)
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _decode(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray,
             blocksize: int) -> int:  # pragma: no cover - compiled; covered through its caller
@@ -77,15 +92,13 @@ def _decode(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndar
         if sizes[row] < 3 or start < 0 or end > stream_end:
             return row
         last = (_U(buf[start]) << _U(8)) | _U(buf[start + 1])
-        # the bit buffer: `valid` bits at the top of `bits`, the next from byte `pos`
+        # the bit buffer (see _refill)
         pos = start + 2
         bits = _U(0)
         valid = 0
         i = 0
         while i < columns:
-            bits |= _load_be64(buf, pos) >> _U(valid)
-            pos += (63 - valid) >> 3
-            valid |= 56
+            bits, pos, valid = _refill(buf, pos, bits, valid)
             fs = int(bits >> _U(60)) - 1
             bits <<= _U(4)
             valid -= 4
@@ -96,20 +109,16 @@ def _decode(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndar
                     out[row, j] = value
             elif fs == 14:
                 for j in range(i, stop):
-                    bits |= _load_be64(buf, pos) >> _U(valid)
-                    pos += (63 - valid) >> 3
-                    valid |= 56
+                    bits, pos, valid = _refill(buf, pos, bits, valid)
                     folded = bits >> _U(48)
                     bits <<= _U(16)
                     valid -= 16
-                    last = (last + ((folded >> _U(1)) ^ (_U(0) - (folded & _U(1))))) & _U(0xFFFF)
+                    last = _next_pixel(last, folded)
                     out[row, j] = np.uint16(last ^ _U(0x8000))
             else:
                 low = _U(fs)
                 for j in range(i, stop):
-                    bits |= _load_be64(buf, pos) >> _U(valid)
-                    pos += (63 - valid) >> 3
-                    valid |= 56
+                    bits, pos, valid = _refill(buf, pos, bits, valid)
                     zeros = int(_leading_zeros(bits))
                     if zeros + 1 + fs > valid:  # a unary run longer than the buffer holds
                         zeros = 0
@@ -117,25 +126,21 @@ def _decode(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, out: np.ndar
                             run = int(_leading_zeros(bits))
                             if run < valid:
                                 break
-                            zeros += valid
-                            bits = _load_be64(buf, pos)
-                            pos += 7
-                            valid = 56
+                            zeros += valid  # all zeros: a buffer of new bits
+                            bits, pos, valid = _refill(buf, pos, _U(0), 0)
                             if (pos << 3) - valid > end << 3:  # the zeros ran past the tile
                                 return row
                         zeros += run
                         bits <<= _U(run + 1)
                         valid -= run + 1
-                        bits |= _load_be64(buf, pos) >> _U(valid)
-                        pos += (63 - valid) >> 3
-                        valid |= 56
+                        bits, pos, valid = _refill(buf, pos, bits, valid)
                     else:
                         bits <<= _U(zeros + 1)
                         valid -= zeros + 1
                     folded = (_U(zeros) << low) | ((bits >> _U(1)) >> _U(63 - fs))
                     bits <<= low
                     valid -= fs
-                    last = (last + ((folded >> _U(1)) ^ (_U(0) - (folded & _U(1))))) & _U(0xFFFF)
+                    last = _next_pixel(last, folded)
                     out[row, j] = np.uint16(last ^ _U(0x8000))
             if ((pos << 3) - valid + 7) >> 3 > end:  # the block read past its tile
                 return row

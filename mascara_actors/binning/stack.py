@@ -358,17 +358,17 @@ class SetStack:
         src_y, src_x, dest = oy_c[inside], ox_c[inside], rows[inside]
         missing = self._missing_counts() if nan is not None else None
 
-        def copy(part: slice) -> None:
+        def add(part: slice) -> None:
             # tiles are distinct, so the parts add to disjoint accumulator rows
             add_tiles(frame, src_y[part], src_x[part], dest[part], self._sum, nan=nan,
                       missing=missing)
 
         if self._pool is None:
-            copy(slice(0, dest.size))
+            add(slice(0, dest.size))
         else:
             cuts = np.linspace(0, dest.size, self.threads + 1).astype(int)
             parts = [slice(lo, hi) for lo, hi in itertools.pairwise(cuts)]
-            for future in [self._pool.submit(copy, part) for part in parts]:
+            for future in [self._pool.submit(add, part) for part in parts]:
                 future.result()
         self._tcount[dest] += np.uint16(1)
         # The half-pixel kernel leaves (1 + 81 + 81 + 1) / 256 of a pixel's variance per

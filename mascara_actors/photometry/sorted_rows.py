@@ -34,9 +34,9 @@ def _count_below(buf: np.ndarray, starts: np.ndarray, rows: np.ndarray, npix: np
                 hi = mid
         count = 0
         if lo > 0:
-            first = (lo - 1) * 32
+            first = (lo - 1) * _BLOCK
             count = first
-            for j in range(first, first + 32):
+            for j in range(first, first + _BLOCK):
                 if buf[r, j] < t:
                     count += 1
         out[i] = min(count, npix[r])
@@ -54,7 +54,7 @@ def _subtract_and_sum(v: np.ndarray, ref: np.ndarray, starts: np.ndarray, p1: np
         p2[i, 0] = 0.0
         for b in range(starts.shape[1]):
             a0 = a1 = a2 = a3 = q0 = q1 = q2 = q3 = 0.0
-            for j in range(b * 32, b * 32 + 32, 4):
+            for j in range(b * _BLOCK, b * _BLOCK + _BLOCK, 4):
                 v[i, j] -= ref[i]
                 v[i, j + 1] -= ref[i]
                 v[i, j + 2] -= ref[i]
@@ -71,7 +71,7 @@ def _subtract_and_sum(v: np.ndarray, ref: np.ndarray, starts: np.ndarray, p1: np
                 q3 += d3 * d3
             b1 = (a0 + a1) + (a2 + a3)
             b2 = (q0 + q1) + (q2 + q3)
-            starts[i, b] = v[i, b * 32]
+            starts[i, b] = v[i, b * _BLOCK]
             p1[i, b + 1] = p1[i, b] + b1
             p2[i, b + 1] = p2[i, b] + b2
 
@@ -81,10 +81,10 @@ def _prefix_sums(buf: np.ndarray, p1: np.ndarray, p2: np.ndarray, rows: np.ndarr
                  k: np.ndarray, s1: np.ndarray, s2: np.ndarray,
                  ) -> None:  # pragma: no cover - compiled; see SortedRows._prefix
     for i in range(rows.shape[0]):
-        r, b = rows[i], k[i] // 32
+        r, b = rows[i], k[i] // _BLOCK
         a1 = 0.0
         a2 = 0.0
-        for j in range(b * 32, k[i]):
+        for j in range(b * _BLOCK, k[i]):
             v = np.float64(buf[r, j])
             a1 += v
             a2 += v * v
