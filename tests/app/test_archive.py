@@ -12,7 +12,6 @@ night.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import re
@@ -22,14 +21,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from distributed import Client
 
 from mascara_actors.app.archive.manifest import read_manifest
 from mascara_actors.app.archive.night import reduce_camera_night
@@ -49,16 +46,12 @@ from tests.app.archive_dirs import (
     record_short_night,
     settle,
 )
+from tests.app.dask_daemons import ENV, Worker, dask_cluster
 from tests.stations import N_CAL
 
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "mascara_actors.cli"]
-DASK = str(Path(sys.executable).parent / "dask")
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
-       "PYTHONWARNINGS": "ignore"}
-"""The tests' environment, without the allocator settings a LocalCluster's nanny leaves in
-the environment of the process that started it (an earlier test)."""
 FRAMES = 30
 SHORT = "20260320LPN"
 """A night of two frames fewer (second in date order): the longest nights run first."""
@@ -476,40 +469,6 @@ def test_the_scan_groups_frames_by_camera_and_night_whatever_the_directories(
         "20260321LPN"]
 
 
-@contextlib.contextmanager
-def _dask_cluster(tmp_path: Path, workers: list[tuple[list[str], dict[str, str | None]]],
-                  ) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """A `dask scheduler` on loopback and one `dask worker` per (extra arguments, extra
-    environment: None leaves a variable out) in ``workers``, all in before it yields
-    (address, [scheduler, *workers]); every process is killed after."""
-    scheduler_file = tmp_path / "scheduler.json"
-    daemons = [subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(scheduler_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)]
-    try:
-        for args, env in workers:
-            daemons.append(subprocess.Popen(
-                [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-                 "--no-dashboard", "--host", "127.0.0.1", *args],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                env={k: v for k, v in {**ENV, **env}.items() if v is not None},
-                start_new_session=True))
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = re.search(r'"address": "([^"]+)"', scheduler_file.read_text()).group(1)
-        # every worker in before the run starts, so that each is given a night
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(len(workers), timeout=120)
-        yield address, daemons
-    finally:
-        for d in daemons:
-            if d.poll() is None:
-                os.killpg(d.pid, signal.SIGKILL)
-            d.communicate()
-
-
 def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archive,
                                                                   tmp_path: Path) -> None:
     """One of the two `dask worker`s is killed (SIGKILL, by itself: the crash tests' fault
@@ -521,7 +480,7 @@ def test_a_worker_killed_mid_night_is_retried_on_a_dask_scheduler(archive: Archi
     # no nanny: the killed worker stays dead (its process group is itself alone)
     workers = [(["--no-nanny"], {FAULT_ENV: f"fast-saved:{first_set}=SIGKILL"}),
                (["--no-nanny"], {})]
-    with _dask_cluster(tmp_path, workers) as (address, daemons):
+    with dask_cluster(tmp_path, workers) as (address, daemons):
         run = subprocess.run(
             [*CLI, "--config", str(archive.config), "archive", str(archive.root), "--out",
              str(out), "--scheduler", address, "--retries", "2", "--nights", "20260320"],
@@ -558,9 +517,9 @@ def test_a_worker_of_another_version_is_refused_before_any_night(
                        "run.SOFTWARE = 'mascara-actors 0.0.1'\n"
                        "run._worker_setup = lambda: (run.SOFTWARE, True)\n")
     out = tmp_path / "out"
-    workers: list[tuple[list[str], dict[str, str | None]]] = [
+    workers: list[Worker] = [
         (["--preload", str(preload)], {}), ([], {VARIABLE: None})]
-    with _dask_cluster(tmp_path, workers) as (address, _):
+    with dask_cluster(tmp_path, workers) as (address, _):
         code = main(["--config", str(archive.config), "archive", str(archive.root), "--out",
                      str(out), "--scheduler", address])
     err = capsys.readouterr().err

@@ -11,7 +11,6 @@ import contextlib
 import http.server
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -23,18 +22,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import Client
 
 from mascara_actors.app.archive.manifest import read_manifest
 from mascara_actors.app.archive.run import ArchiveRun, archive_client
 from mascara_actors.app.archive.scan import scan_archive
 from mascara_actors.cli import main
 from mascara_actors.config import load_config
+from tests.app.dask_daemons import ENV, dask_cluster
 
 NIGHT = Path(__file__).resolve().parents[2] / "replay_data" / "night"
-DASK = str(Path(sys.executable).parent / "dask")
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
-       "PYTHONWARNINGS": "ignore"}
 
 
 @pytest.fixture
@@ -125,38 +121,13 @@ def test_an_out_that_is_a_file_is_said_before_the_scan(
             assert "raw frames" not in err, err  # before the scan
 
 
-@contextlib.contextmanager
-def _dask_cluster(tmp_path: Path, allowed_failures: int, preload: Path) -> Iterator[str]:
+def _one_worker(tmp_path: Path, allowed_failures: int, preload: Path,
+                ) -> contextlib.AbstractContextManager[tuple[str, list[subprocess.Popen[bytes]]]]:
     """A `dask scheduler` with that ``distributed.scheduler.allowed-failures`` and one `dask
-    worker` (no nanny: one that dies stays dead) with that preload script; yields the
-    scheduler's address once the worker is in, and kills both after."""
-    scheduler_file = tmp_path / "scheduler.json"
-    scheduler_env = {**ENV,
-                     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
-    common = ["--no-dashboard", "--host", "127.0.0.1"]
-    daemons = [subprocess.Popen(
-        [DASK, "scheduler", "--port", "0", "--scheduler-file", str(scheduler_file), *common],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scheduler_env,
-        start_new_session=True)]
-    try:
-        daemons.append(subprocess.Popen(
-            [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-             "--no-nanny", "--preload", str(preload), *common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-            start_new_session=True))
-        deadline = time.monotonic() + 30
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        match = re.search(r'"address": "([^"]+)"', scheduler_file.read_text())
-        assert match is not None
-        with Client(match.group(1), timeout=30, set_as_default=False) as client:
-            client.wait_for_workers(1, timeout=30)
-        yield match.group(1)
-    finally:
-        for daemon in daemons:
-            if daemon.poll() is None:
-                os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+    worker` (no nanny: one that dies stays dead) with that preload script."""
+    return dask_cluster(
+        tmp_path, [(["--no-nanny", "--preload", str(preload)], {})],
+        {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)})
 
 
 def test_a_night_whose_worker_dies_reports_the_schedulers_retries_not_the_clients(
@@ -171,7 +142,7 @@ def test_a_night_whose_worker_dies_reports_the_schedulers_retries_not_the_client
     nights = scan_archive(root, config).nights
     run = ArchiveRun(nights, root=root, out=tmp_path / "out", config_dir=config.directory,
                      command=("test",), retries=2)
-    with (_dask_cluster(tmp_path, 0, preload) as address,
+    with (_one_worker(tmp_path, 0, preload) as (address, _),
           caplog.at_level(logging.WARNING, logger="mascara_actors"),
           archive_client(address, retries=2) as client):
         t0 = time.monotonic()
@@ -205,7 +176,7 @@ def test_relative_paths_reach_a_worker_that_runs_elsewhere(
         "night.reduce_camera_night = sees\n")
     config_dir = tmp_path / "config"
     shutil.copytree(load_config().directory, config_dir)
-    with _dask_cluster(tmp_path, 0, preload) as address:  # its worker runs where pytest does
+    with _one_worker(tmp_path, 0, preload) as (address, _):  # its worker runs where pytest does
         monkeypatch.chdir(tmp_path)
         (night,) = scan_archive(Path("raw"), load_config(Path("config"))).nights
         run = ArchiveRun([night], root=Path("raw"), out=Path("out"), config_dir=Path("config"),
