@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mascara_actors.calibration.combine import combine_frames
 from mascara_actors.calibration.dark_model import EXPTIME_RTOL
 from mascara_actors.calibration.flats import flat_preparation, normalise_flat
 from mascara_actors.calibration.master_files import MasterFrame
-from mascara_actors.calibration.sources import Source, open_source, screen
+from mascara_actors.calibration.sources import Scratch, Source, open_source, screen
 from mascara_actors.config import CalibrationConfig, load_config
 from mascara_actors.errors import CalibrationError, FrameError
 from mascara_actors.rawframe import RawFrame
@@ -34,14 +33,7 @@ def _make_master(items: Iterable[RawFrame | str | Path], kind: str, need: int, *
                  bias: MasterFrame | None = None, leave_out: bool = False) -> MasterFrame:
     left_out: list[str] | None = [] if leave_out else None
     with contextlib.ExitStack() as stack:
-        scratch_dir: list[Path] = []
-
-        def scratch() -> Path:
-            if not scratch_dir:
-                scratch_dir.append(Path(stack.enter_context(
-                    tempfile.TemporaryDirectory(prefix="mascara-master-"))))
-            return scratch_dir[0]
-
+        scratch = Scratch(stack)
         opened: list[Source] = []
         for item in items:
             try:

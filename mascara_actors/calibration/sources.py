@@ -1,9 +1,10 @@
 """The input frames of a master: opened for reading in row blocks, and screened.
 
 A frame is in memory or a file; a file is read in row sections, so that a combine of 20
-full-size frames needs a few frames' worth of memory. :func:`screen` keeps the frames that
-belong in one master (kind, camera, image shape, science region, exposure time) and says
-why the others do not.
+full-size frames needs a few frames' worth of memory. A compressed file is decompressed once:
+into memory while the frames decompressed so far fit in :data:`MEMORY_BYTES`, into a scratch
+file after. :func:`screen` keeps the frames that belong in one master (kind, camera, image
+shape, science region, exposure time) and says why the others do not.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from mascara_actors.rawframe import (
     raw_pixels,
 )
 
-__all__ = ["Source", "open_source", "screen", "too_few"]
+__all__ = ["MEMORY_BYTES", "Scratch", "Source", "open_source", "screen", "too_few"]
+
+MEMORY_BYTES = 512 * 2**20
+"""Decompressed frames of one master kept in memory, bytes (24 full-size raw frames): a
+night's darks stay in memory, below the peak of the night's reduction (1.2 GB), instead of
+costing half a second of writes to scratch files and reads back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +47,43 @@ class Source:
     rows: Callable[[int, int], np.ndarray]
 
 
+class Scratch:
+    """Where the frames of one master wait, decompressed, for the combine: in memory up to
+    ``memory_bytes`` (default :data:`MEMORY_BYTES`), then in files of a temporary directory
+    removed with ``stack``."""
+
+    def __init__(self, stack: contextlib.ExitStack, memory_bytes: int | None = None) -> None:
+        self._stack = stack
+        self._room = MEMORY_BYTES if memory_bytes is None else memory_bytes
+        self._dir: Path | None = None
+
+    def keep(self, data: np.ndarray) -> Callable[[int, int], np.ndarray]:
+        """Rows ``r0:r1`` of ``data`` on demand, from memory or from a scratch file."""
+        if data.nbytes <= self._room:
+            self._room -= data.nbytes
+            return lambda r0, r1: data[r0:r1]
+        if self._dir is None:
+            self._dir = Path(self._stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="mascara-master-")))
+        fd, tmp = tempfile.mkstemp(suffix=".u16", dir=self._dir)
+        with open(fd, "wb") as f:
+            data.tofile(f)
+        dtype, nx = data.dtype, data.shape[1]
+
+        def rows(r0: int, r1: int) -> np.ndarray:
+            return np.fromfile(tmp, dtype=dtype, count=(r1 - r0) * nx,
+                               offset=r0 * nx * dtype.itemsize).reshape(r1 - r0, nx)
+
+        return rows
+
+
 def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
-                scratch: Callable[[], Path]) -> Source:
+                scratch: Scratch) -> Source:
     """A frame in memory, or a file read in row sections.
 
-    A compressed file (``.gz``, ``.fz``) is unpacked once to a scratch file in
-    ``scratch()``: row sections of it cost a full decompression each (gzip) or twice a
-    full read (Rice tiles).
+    A compressed file (``.gz``, ``.fz``) is unpacked once and kept in ``scratch``: row
+    sections of it would cost a full decompression each (gzip) or twice a full read (Rice
+    tiles).
     """
     if isinstance(item, RawFrame):
         pixels = item.data
@@ -86,17 +122,7 @@ def open_source(item: RawFrame | str | Path, stack: contextlib.ExitStack,
         raise
     except (OSError, ValueError, TypeError, IndexError, EOFError) as exc:
         raise FrameError(f"{name}: unreadable FITS file ({exc})") from None
-    fd, tmp = tempfile.mkstemp(suffix=".u16", dir=scratch())
-    with open(fd, "wb") as f:
-        data.tofile(f)
-    dtype, nx = data.dtype, shape[1]
-    del data
-
-    def rows(r0: int, r1: int) -> np.ndarray:
-        return np.fromfile(tmp, dtype=dtype, count=(r1 - r0) * nx,
-                           offset=r0 * nx * dtype.itemsize).reshape(r1 - r0, nx)
-
-    return Source(name, header, shape, rows)
+    return Source(name, header, shape, scratch.keep(data))
 
 
 _AGREEMENT: tuple[tuple[str, Callable[[Source], str]], ...] = (

@@ -32,6 +32,7 @@ from mascara_actors.calibration import (
     write_master,
 )
 from mascara_actors.calibration import combine as combine_module
+from mascara_actors.calibration import sources as sources_module
 from mascara_actors.catalogue import Catalogue
 from mascara_actors.config import CalibrationConfig, SensorConfig, load_config
 from mascara_actors.errors import CalibrationError, FrameError
@@ -532,18 +533,35 @@ def test_reading_a_raw_frame_as_a_master_fails_clearly(tmp_path, darks):
         read_master(tmp_path / "junk.fits")
 
 
+@pytest.mark.parametrize("in_memory", [None, 2], ids=["all-in-memory", "two-in-memory"])
 @pytest.mark.parametrize("ext", [".fits", ".fits.fz", ".fits.gz"])
 def test_masters_from_files_equal_masters_from_memory(tmp_path, darks, mdark, calib, ext,
-                                                      monkeypatch):
+                                                      in_memory, monkeypatch):
+    """Decompressed frames wait in memory up to sources.MEMORY_BYTES (here all of them, or
+    two), the others in scratch files removed after; the master is the same."""
     paths = [write_raw(tmp_path / raw_filename(d.header.lstseq, "C", "dark", ext=ext),
                        d.data, d.header) for d in darks[:N_DARK]]
     # Force many row blocks (7 rows each) to exercise the streaming.
     monkeypatch.setattr(combine_module, "BLOCK_BYTES", 4 * N_DARK * darks[0].data.shape[1] * 7)
+    if in_memory is not None:
+        monkeypatch.setattr(sources_module, "MEMORY_BYTES", in_memory * darks[0].data.nbytes)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    spilled: list[str] = []
+    mkstemp = tempfile.mkstemp
+
+    def counted(*args, **kwargs):
+        fd, name = mkstemp(*args, **kwargs)
+        spilled.append(name)
+        return fd, name
+
+    monkeypatch.setattr(sources_module.tempfile, "mkstemp", counted)
     master = master_dark(paths, calibration=calib)
     assert np.array_equal(master.data, mdark.data)
+    compressed = ext != ".fits"
+    assert len(spilled) == (N_DARK - in_memory if compressed and in_memory else 0)
+    assert all(Path(name).parent.parent == scratch for name in spilled)
     assert list(scratch.iterdir()) == []  # compressed frames' scratch copies are gone
     assert master.lstseq == mdark.lstseq
     assert master.nobs == N_DARK
