@@ -383,6 +383,22 @@ def test_a_chance_match_is_impossible_by_the_criterion() -> None:
     assert blind._log10_pfa(0, 2500, 1.5, density, 1) == 0.0
 
 
+@settings(max_examples=300, deadline=None)
+@given(k=st.integers(1, 3000), n=st.integers(1, 5000), radius=st.floats(0.5, 5.0),
+       log_density=st.floats(-7.0, -2.0))
+def test_the_chance_of_a_match_is_scipy_stats_poisson_tail(k: int, n: int, radius: float,
+                                                           log_density: float) -> None:
+    """log10 P(X >= k) of a Poisson count, from scipy.special, is that of
+    scipy.stats.poisson (which the solver no longer imports), where the tail is in double
+    precision."""
+    from scipy import stats
+
+    lam = n * math.pi * radius**2 * 10**log_density
+    expected = float(stats.poisson.logsf(k - 1, lam)) / math.log(10.0)
+    if math.isfinite(expected):
+        assert blind._log10_pfa(k, n, radius, 10**log_density, 1) == min(expected, 0.0)
+
+
 # --- the index cache ------------------------------------------------------------------------
 
 
