@@ -15,11 +15,17 @@ make the kernel do that work again and again:
   has its memory full of cached files: 2.2-2.8 s per 0.5 GiB on this machine, against
   0.2 s with ordinary pages. A reducing process grows to about 1 GB once, so that was 3-5 s
   of every worker's first night; the nights after it reuse the same memory either way.
+
+Python's cyclic garbage collector, besides, went through every object of the imported
+modules (180,000) at each of its full collections: 0.35 s of a night of 120 frames, 2 % of
+its CPU. The objects that exist when the process is prepared, its modules' above all, live
+as long as it does: they are frozen, left out of every collection after (0.14 s a night).
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 
 __all__ = ["prepare_process_memory"]
@@ -31,8 +37,9 @@ _KEPT: bool | None = None
 
 
 def prepare_process_memory() -> bool:
-    """Have this process keep freed memory for reuse and take fresh memory without huge
-    pages (the module docstring says why); True when the C allocator took the settings.
+    """Have this process keep freed memory for reuse, take fresh memory without huge pages
+    and leave its objects so far out of garbage collections (the module docstring says
+    why); True when the C allocator took the settings.
 
     Once per process; the allocator part is a no-op (False) where the C library is not
     glibc. Its arena setting reaches only threads that have not allocated yet: a process
@@ -41,6 +48,7 @@ def prepare_process_memory() -> bool:
     """
     global _KEPT
     if _KEPT is None:
+        gc.freeze()
         _no_huge_pages()
         _KEPT = _keep_freed_memory()
     return _KEPT
