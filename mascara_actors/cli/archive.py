@@ -18,6 +18,7 @@ import argparse
 import errno
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,8 +238,29 @@ def _print_scan(
             f"dark is the newest of the dark table in {args.out / 'state'}, if it has one "
             "(else the overscan level is subtracted)"
         )
-    for problem in scan.problems:
-        console.print(f"left out: {problem}", markup=False, highlight=False)
+    for line in _left_out(scan.problems, every=args.dry_run):
+        console.print(line, markup=False, highlight=False)
+
+
+_LEFT_OUT_LISTED = 20
+"""What the scan left out is said a line each up to this many (and always with --dry-run);
+beyond, a line per kind of problem, with its first file."""
+
+
+def _left_out(problems: Sequence[str], *, every: bool) -> list[str]:
+    """The lines that say what the scan left out: an archive of years may have a stray
+    file in each of its thousands of directories, which would bury the rest."""
+    if every or len(problems) <= _LEFT_OUT_LISTED:
+        return [f"left out: {problem}" for problem in problems]
+    with imports_uninterrupted():
+        from mascara_actors.summary.report import problem_pattern
+    kinds: dict[str, list[str]] = {}
+    for problem in problems:
+        kinds.setdefault(problem_pattern(problem), []).append(problem)
+    lines = [f"left out: {same[0]}" + (f" (and {len(same) - 1:,} more like it)"
+                                         if len(same) > 1 else "")
+             for same in kinds.values()]
+    return [*lines, f"left out: {len(problems):,} in all; --dry-run lists every one"]
 
 
 def _nothing_chosen(scan: ArchiveScan, root: Path) -> str:

@@ -268,6 +268,36 @@ def test_failed_frames_and_warnings_are_pointed_at_where_they_are_named(tmp_path
     assert note("reduced", failed=0) == []
 
 
+def test_many_files_left_out_are_said_a_line_a_kind_and_the_dry_run_lists_each(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An archive of years may hold a stray FITS file in each night's directory: beyond 20,
+    a line per kind of problem with its first file and how many more; --dry-run lists
+    every one."""
+    root = tmp_path / "raw"
+    for day in range(1, 31):
+        night = root / f"LPC-2026-04-{day:02d}"
+        night.mkdir(parents=True)
+        (night / "truth.fits").write_bytes(b"")
+    (root / "LPC-2026-04-01" / "focus.fits").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["archive", str(root), "--out", str(out)]) == 2  # no science frame
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("left out:")]
+    first = root / "LPC-2026-04-01"
+    assert lines == [
+        f"left out: {first / 'focus.fits'}: a FITS file whose name is not a raw frame's "
+        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz])",
+        f"left out: {first / 'truth.fits'}: a FITS file whose name is not a raw frame's "
+        "({lstseq:08d}{CAM}[dark|bias|flat].fits[.gz|.fz]) (and 29 more like it)",
+        "left out: 31 in all; --dry-run lists every one"]
+    assert main(["archive", str(root), "--out", str(out), "--dry-run"]) == 2
+    listed = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("left out:")]
+    assert len(listed) == 31
+    assert all(f"{root / f'LPC-2026-04-{day:02d}' / 'truth.fits'}: a FITS file" in "\n".join(
+        listed) for day in range(1, 31))
+
+
 def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None:
     def night(day: int, darks: int, borrowed: BorrowedDarks | None = None) -> CameraNight:
         return CameraNight(camera_id="LPC", night=f"202604{day:02d}", runs=(), science=120,
@@ -279,7 +309,7 @@ def test_nights_short_of_darks_are_named_a_few_at_a_time(tmp_path: Path) -> None
               *(night(d, 3) for d in range(9, 16)))
     console = Console(record=True, width=200, soft_wrap=True)
     _print_scan(console, ArchiveScan(nights=nights, problems=(), files=15 * 130),
-                argparse.Namespace(root=tmp_path, out=tmp_path / "out"), 10)
+                argparse.Namespace(root=tmp_path, out=tmp_path / "out", dry_run=False), 10)
     notes = [line for line in console.export_text().splitlines() if line.startswith("note:")]
     assert notes[:5] == [f"note: 202604{d:02d}LPC has 0 darks: it borrows the 10 of night "
                          "20260401" for d in range(2, 7)]
