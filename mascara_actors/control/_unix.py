@@ -164,6 +164,9 @@ def _bind(path: Path, backlog: int) -> socket.socket:
             sock.bind(os.fspath(path))
         finally:
             os.umask(old_umask)
+        # at once: a client that finds the file connects (between bind and listen it would
+        # be refused, and told the socket is a dead station's); 0600 from the bind on
+        sock.listen(backlog)
         os.chmod(path, 0o600)
         info = os.lstat(path)
         mode = stat.S_IMODE(info.st_mode)
@@ -173,7 +176,6 @@ def _bind(path: Path, backlog: int) -> socket.socket:
                 f"after chmod, not 0600 and uid {os.geteuid()}: check the file system "
                 "(it must support Unix permissions)"
             )
-        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
