@@ -31,10 +31,12 @@ from mascara_actors.rawframe import (
 
 __all__ = ["MEMORY_BYTES", "Scratch", "Source", "open_source", "screen", "too_few"]
 
-MEMORY_BYTES = 512 * 2**20
-"""Decompressed frames of one master kept in memory, bytes (24 full-size raw frames): a
-night's darks stay in memory, below the peak of the night's reduction (1.2 GB), instead of
-costing half a second of writes to scratch files and reads back."""
+MEMORY_BYTES = 256 * 2**20
+"""Decompressed frames of one master kept in memory, bytes (12 full-size raw frames): the ten
+darks of an archive night stay in memory instead of costing half a second of writes to
+scratch files and reads back. No more: a station that stores its frames compressed makes
+its dawn masters while the night's last set and nightly files are written, near the
+process's peak (1.2 GB)."""
 
 
 @dataclass(frozen=True, slots=True)
