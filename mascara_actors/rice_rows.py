@@ -41,9 +41,9 @@ def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
     damaged (the caller reports the file as unreadable).
     """
     with fits.open(path, memmap=False, disable_image_compression=True) as hdul:
-        table = hdul[index]
-        header = table.header
-        info = table.fileinfo()
+        hdu = hdul[index]
+        header = hdu.header
+        info = hdu.fileinfo()
     if info["file"].compression is not None:  # datLoc is then in the unpacked bytes
         return None
     start = info["datLoc"]
@@ -51,8 +51,8 @@ def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
     if layout is None:
         return None
     ny, nx, descriptor, blocksize = layout
-    table = header["NAXIS1"] * ny
-    size = table + header["PCOUNT"]  # the table, then the heap (after a gap, if THEAP says)
+    table_bytes = header["NAXIS1"] * ny
+    size = table_bytes + header["PCOUNT"]  # the table, then the heap (after a gap, if THEAP says)
     # numba's start (0.25 s) is paid by the processes that read Rice frames, not by all
     from mascara_actors.rice_decoder import PAD, decode_rice_rows
 
@@ -63,10 +63,10 @@ def read_rice_rows(path: Path, index: int) -> np.ndarray | None:
         got = fh.readinto(buf[:size].data)
     if got < size:
         raise ValueError("the compressed table is cut short")
-    tiles = buf[:table].view(descriptor).reshape(ny, 2).astype(np.int64)
+    tiles = buf[:table_bytes].view(descriptor).reshape(ny, 2).astype(np.int64)
     sizes, offsets = np.ascontiguousarray(tiles.T)  # one compiled form: contiguous
-    heap = int(header.get("THEAP", table))
-    if not table <= heap <= size:
+    heap = int(header.get("THEAP", table_bytes))
+    if not table_bytes <= heap <= size:
         raise ValueError(f"THEAP = {heap} puts the heap outside the table's data area")
     if (sizes < 0).any() or (offsets < 0).any() or (sizes + offsets > size - heap).any():
         raise ValueError("a tile descriptor points outside the heap")
