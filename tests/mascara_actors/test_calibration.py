@@ -556,7 +556,7 @@ def test_masters_from_files_equal_masters_from_memory(tmp_path, darks, mdark, ca
         spilled.append(name)
         return fd, name
 
-    monkeypatch.setattr(sources_module.tempfile, "mkstemp", counted)
+    monkeypatch.setattr(tempfile, "mkstemp", counted)
     master = master_dark(paths, calibration=calib)
     assert np.array_equal(master.data, mdark.data)
     compressed = ext != ".fits"
